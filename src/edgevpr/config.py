@@ -1,0 +1,149 @@
+"""One typed config per run: dataclasses, loadable from YAML, overridable from the command line.
+
+A run's resolved config is saved beside its result (``to_dict``), so every number can be
+traced back to exactly what produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edgevpr.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mobilenetv2"
+    aggregator: str = "gem"
+    dim: int | None = None  # FC projection to this size; None keeps the aggregator's size
+    weights: str | None = None  # local state dict in the library's layout (torchvision / timm)
+    pretrained: bool = False  # the library's own ImageNet weights (hub, or an offline package)
+    tf_same_padding: bool = False  # TensorFlow 'SAME' padding on stride-2 convolutions
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    gem_p: float = 3.0
+    clusters: int = 64  # NetVLAD clusters K
+
+
+@dataclass
+class DataConfig:
+    dataset: str | None = None  # ROOT with database/ and queries/ (folder format)
+    database: str | None = None
+    queries: str | None = None
+    tolerance_frames: int | None = None  # frame-aligned sequences
+    threshold_m: float | None = None  # folder format with UTM names (25 m when not given)
+    ground_truth: str | None = None  # VPR-Bench ground_truth_new.npy
+    resize: int | None = None  # short side in pixels, aspect ratio kept
+    size: tuple[int, ...] | None = None  # (H, W)
+    skip_bad_images: bool = False  # skip and count undecodable images instead of failing
+    max_pixels: int = 89_478_485  # larger images are refused as decompression bombs
+
+
+@dataclass
+class EvalConfig:
+    recall_at: tuple[int, ...] = (1, 5, 10, 20)
+    batch_size: int = 16
+    workers: int = 0
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    latency_runs: int = 30
+    seed: int = 0
+    out: str | None = None
+    save_descriptors: str | None = None
+    gallery: str | None = None
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value, hint, where: str):
+    """Convert a YAML or CLI value to the field's declared type, or raise naming ``where``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        (element, *_rest) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(item, element, where) for item in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            converted = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}") from None
+        if hint is int and isinstance(value, float) and value != converted:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return converted
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected text, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {hint}")
+
+
+def _update_section(section, values: dict, where: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    known = {f.name for f in dataclasses.fields(section)}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
+        setattr(section, key, _coerce(value, hints[key], f"{where}.{key}"))
+
+
+def apply_overrides(config: RunConfig, overrides: dict, where: str = "config") -> RunConfig:
+    """Apply ``{"model": {...}, "data": {...}, "eval": {...}}`` onto ``config`` in place."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections, got {type(overrides).__name__}")
+    sections = {f.name for f in dataclasses.fields(config)}
+    for name, values in overrides.items():
+        if name not in sections:
+            raise ConfigError(f"{where}: unknown section {name!r}; known: {', '.join(sorted(sections))}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section {name!r} must be a mapping")
+        _update_section(getattr(config, name), values, f"{where}: {name}")
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
+    """Defaults, then the YAML file, then command-line overrides."""
+    config = RunConfig()
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+        apply_overrides(config, loaded or {}, where=str(path))
+    if overrides:
+        apply_overrides(config, overrides, where="command line")
+    return config

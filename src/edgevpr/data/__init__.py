@@ -1,0 +1,1 @@
+"""Datasets: image loading, ground truth, the synthetic demo set."""

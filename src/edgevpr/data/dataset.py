@@ -1,0 +1,109 @@
+"""A place-recognition test set: database images, query images and each query's positives."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgevpr.config import DataConfig
+from edgevpr.data.folder_format import DEFAULT_THRESHOLD_M, has_utm_names, positives_within_radius, utm_array
+from edgevpr.data.images import list_images
+from edgevpr.data.sequences import positives_within_frames
+from edgevpr.data.vprbench import load_vprbench_ground_truth
+from edgevpr.errors import ConfigError, DatasetError
+
+
+@dataclass
+class VPRDataset:
+    name: str
+    root: str
+    database_dir: str
+    queries_dir: str
+    database_paths: list[Path]
+    query_paths: list[Path]
+    positives: list[np.ndarray]  # per query, sorted database indices
+    positive_rule: str  # e.g. "meters<=25", "frames<=2", "ground_truth=FILE"
+    skipped: list[str] = field(default_factory=list)
+
+    def subset(self, database_keep: np.ndarray, query_keep: np.ndarray, skipped: list[str]) -> "VPRDataset":
+        """Drop database and query images (e.g. undecodable ones) and renumber the positives."""
+        new_index = np.full(len(self.database_paths), -1, dtype=np.int64)
+        new_index[database_keep] = np.arange(len(database_keep))
+        positives = []
+        for q in query_keep:
+            mapped = new_index[self.positives[q]]
+            positives.append(mapped[mapped >= 0])
+        return replace(
+            self,
+            database_paths=[self.database_paths[i] for i in database_keep],
+            query_paths=[self.query_paths[i] for i in query_keep],
+            positives=positives,
+            skipped=self.skipped + list(skipped),
+        )
+
+    def protocol(self) -> dict:
+        return {
+            "dataset": self.name,
+            "root": self.root,
+            "database": self.database_dir,
+            "queries": self.queries_dir,
+            "num_database": len(self.database_paths),
+            "num_queries": len(self.query_paths),
+            "positives": self.positive_rule,
+            "queries_without_positives": int(sum(len(p) == 0 for p in self.positives)),
+            "skipped_images": list(self.skipped),
+        }
+
+
+def _folders(config: DataConfig) -> tuple[Path, Path, Path, str]:
+    if config.dataset and (config.database or config.queries):
+        raise ConfigError("give either --dataset ROOT or --database DIR --queries DIR, not both")
+    if config.dataset:
+        root = Path(config.dataset)
+        if not root.is_dir():
+            raise DatasetError(f"{root}: dataset folder not found")
+        return root, root / "database", root / "queries", root.name
+    if not (config.database and config.queries):
+        raise ConfigError("no dataset: give --dataset ROOT, or both --database DIR and --queries DIR")
+    database, queries = Path(config.database), Path(config.queries)
+    root = Path(os.path.commonpath([database.resolve(), queries.resolve()]))
+    return root, database, queries, root.name or "dataset"
+
+
+def load_dataset(config: DataConfig) -> VPRDataset:
+    root, database_dir, queries_dir, name = _folders(config)
+    chosen = [opt for opt in ("tolerance_frames", "threshold_m", "ground_truth") if getattr(config, opt) is not None]
+    if len(chosen) > 1:
+        raise ConfigError(f"choose one positive rule, got {', '.join('--' + c.replace('_', '-') for c in chosen)}")
+    database_paths, query_paths = list_images(database_dir), list_images(queries_dir)
+
+    if config.ground_truth is not None:
+        positives = load_vprbench_ground_truth(config.ground_truth, len(database_paths), len(query_paths))
+        rule = f"ground_truth={Path(config.ground_truth).name}"
+    elif config.tolerance_frames is not None:
+        positives = positives_within_frames(len(database_paths), len(query_paths), config.tolerance_frames)
+        rule = f"frames<={config.tolerance_frames}"
+    else:
+        threshold = DEFAULT_THRESHOLD_M if config.threshold_m is None else config.threshold_m
+        for paths in (database_paths, query_paths):
+            if not has_utm_names(paths):
+                raise DatasetError(
+                    f"{paths[0]}: no '@utm_east@utm_north@' in the file name, so positives are unknown; "
+                    f"for frame-aligned folders give --tolerance-frames N, or give --ground-truth FILE"
+                )
+        positives = positives_within_radius(utm_array(database_paths), utm_array(query_paths), threshold)
+        rule = f"meters<={threshold:g}"
+
+    return VPRDataset(
+        name=name,
+        root=str(root),
+        database_dir=str(database_dir),
+        queries_dir=str(queries_dir),
+        database_paths=database_paths,
+        query_paths=query_paths,
+        positives=positives,
+        positive_rule=rule,
+    )

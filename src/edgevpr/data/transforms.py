@@ -1,0 +1,58 @@
+"""Image -> normalised tensor, with the resize rule named for the protocol block.
+
+Resizing uses PIL bilinear (what torchvision's ``Resize`` does to a PIL image), short side to
+``resize`` with the long side ``int(resize * long / short)``, or exactly to ``size`` = (H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from edgevpr.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    resize: int | None = None
+    size: tuple[int, int] | None = None
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+
+    def __post_init__(self):
+        if self.resize is not None and self.size is not None:
+            raise ConfigError("give either --resize SHORT_SIDE or --size HxW, not both")
+        if self.resize is not None and self.resize <= 0:
+            raise ConfigError(f"--resize must be positive, got {self.resize}")
+        if self.size is not None and (len(self.size) != 2 or min(self.size) <= 0):
+            raise ConfigError(f"--size must be HxW with positive sides, got {self.size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(f"--mean and --std need three values each, std positive; got {self.mean}, {self.std}")
+
+    def rule(self) -> str:
+        if self.size is not None:
+            return f"size={self.size[0]}x{self.size[1]}"
+        if self.resize is not None:
+            return f"short_side={self.resize}"
+        return "none"
+
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) after resizing."""
+        if self.size is not None:
+            return self.size[1], self.size[0]
+        if self.resize is None:
+            return width, height
+        if width <= height:
+            return self.resize, int(self.resize * height / width)
+        return int(self.resize * width / height), self.resize
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        target = self.output_size(*image.size)
+        if target != image.size:
+            image = image.resize(target, Image.BILINEAR)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = (array - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return torch.from_numpy(array.transpose(2, 0, 1).copy())

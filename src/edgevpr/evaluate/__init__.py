@@ -1,0 +1,1 @@
+"""Evaluation: descriptors, recall@N, cost metrics and the protocol they were measured under."""

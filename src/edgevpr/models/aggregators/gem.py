@@ -1,0 +1,24 @@
+"""GeM: generalized-mean pooling (Radenovic et al. 2019, Eq. 3),
+f_k = (mean_x X_k(x)^p)^(1/p) with a learnable p; features are clamped at eps first."""
+
+import torch
+from torch import nn
+
+from edgevpr.models.registry import AGGREGATORS
+
+
+class GeM(nn.Module):
+    def __init__(self, in_channels: int, p: float = 3.0, eps: float = 1e-6):
+        super().__init__()
+        self.out_dim = in_channels
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, features):
+        pooled = features.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1))
+        return pooled.pow(1.0 / self.p)
+
+
+@AGGREGATORS.register("gem")
+def build(in_channels, config):
+    return GeM(in_channels, p=config.gem_p)

@@ -1,0 +1,37 @@
+"""A VPR model: backbone -> aggregator -> optional FC projection -> L2 normalisation."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+import edgevpr.models.aggregators  # noqa: F401  (fills the registries)
+import edgevpr.models.backbones  # noqa: F401
+from edgevpr.config import ModelConfig
+from edgevpr.errors import ConfigError
+from edgevpr.models.registry import AGGREGATORS, BACKBONES
+from edgevpr.models.tf_same import apply_tf_same_padding
+
+
+class VPRModel(nn.Module):
+    def __init__(self, backbone: nn.Module, aggregator: nn.Module, dim: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.aggregator = aggregator
+        self.projection = nn.Linear(aggregator.out_dim, dim) if dim else nn.Identity()
+        self.descriptor_dim = dim or aggregator.out_dim
+
+    def forward(self, images):
+        descriptors = self.projection(self.aggregator(self.backbone(images)))
+        return F.normalize(descriptors, dim=-1)
+
+
+def build_model(config: ModelConfig) -> VPRModel:
+    """Build from registered names; the aggregator's input size comes from the backbone."""
+    if config.dim is not None and config.dim <= 0:
+        raise ConfigError(f"--dim must be positive, got {config.dim}")
+    backbone = BACKBONES.get(config.backbone)(config)
+    if config.tf_same_padding:
+        apply_tf_same_padding(backbone)
+    aggregator = AGGREGATORS.get(config.aggregator)(backbone.out_channels, config)
+    return VPRModel(backbone, aggregator, config.dim).eval()
