@@ -73,7 +73,7 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(path, f"decompression bomb: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
-        reason = "truncated image" if "truncated" in str(error) else f"cannot decode ({error})"
+        reason = "truncated image" if "truncated" in str(error).lower() else f"cannot decode ({error})"
         raise ImageError(path, reason) from None
 
 

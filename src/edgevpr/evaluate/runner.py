@@ -63,9 +63,9 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     torch.manual_seed(config.eval.seed)
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
-    dataset = load_dataset(config.data)
-    preprocess = preprocess_from(config)
     model = (model or build_model(config.model)).eval()
+    preprocess = preprocess_from(config)
+    dataset = load_dataset(config.data)
     initialise_aggregator(model, dataset, preprocess, config)
 
     options = dict(

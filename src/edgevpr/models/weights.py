@@ -27,7 +27,11 @@ def load_state_dict_file(path: str | Path) -> dict:
 
 def load_into(module: nn.Module, state: dict, source: str) -> None:
     """Strict load that names the first few missing and unexpected keys on failure."""
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches raise even when not strict
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise ConfigError(f"{source}: weights do not fit the {module.__class__.__name__} layout ({detail})") from None
     if result.missing_keys or result.unexpected_keys:
         raise ConfigError(
             f"{source}: weights do not fit the {module.__class__.__name__} layout "

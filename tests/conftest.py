@@ -1,0 +1,49 @@
+"""Shared fixtures: small generated datasets and paths to the optional shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GARDENS_POINT = SHARED / "data" / "gardens_point"
+REFERENCE = SHARED / "reference" / "gardens_point_mnv2_gem360"
+MOBILENET_TFLITE = SHARED / "weights" / "mobilenet_v2_imagenet_tflite.pth"
+LITE0_TIMM = SHARED / "weights" / "efficientnet_lite0_imagenet.pth"
+
+
+def needs(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (shared data not available)")
+
+
+def write_image(path: Path, seed: int, size=(64, 48)) -> Path:
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def utm_name(east: float, north: float, tag: str = "") -> str:
+    return f"@{east:.2f}@{north:.2f}@33@T@0@0@{tag}@@@@@@@@.jpg"
+
+
+@pytest.fixture
+def utm_dataset(tmp_path) -> Path:
+    """Database every 10 m along a line; queries at 3 m, 52 m and 200 m (no positive)."""
+    root = tmp_path / "utm"
+    for i in range(10):
+        write_image(root / "database" / "sub" / utm_name(500000 + 10 * i, 4000000, f"d{i}"), seed=i)
+    for j, east in enumerate([500003, 500052, 500200]):
+        write_image(root / "queries" / utm_name(east, 4000000, f"q{j}"), seed=100 + j)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_street(tmp_path_factory) -> Path:
+    from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
+
+    root = tmp_path_factory.mktemp("street")
+    return generate_synthetic(root, SyntheticSpec(num_places=30, query_every=3, width=96, height=72, step_px=24))

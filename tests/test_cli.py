@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from edgevpr.cli import main
+from edgevpr.evaluate.recall import recall_at_n
+from edgevpr.search.index import build_index, search
+
+
+def _run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def test_eval_writes_result_descriptors_and_gallery(tmp_path, tiny_street):
+    out, descriptors, gallery = tmp_path / "r.json", tmp_path / "desc", tmp_path / "g.png"
+    result = _run("eval", "--backbone", "squeezenet", "--aggregator", "gem", "--dim", 64, "--dataset", tiny_street,
+                  "--resize", 72, "--out", out, "--save-descriptors", descriptors, "--gallery", gallery,
+                  "--latency-runs", 20)
+    assert result.exit_code == 0, result.output
+    assert "R@1" in result.output and "protocol: street" in result.output
+    payload = json.loads(out.read_text())
+    assert set(payload) >= {"protocol", "model", "recall", "cost", "config"}
+    assert set(payload["recall"]) == {"1", "5", "10", "20"}
+    assert set(payload["cost"]) >= {"params", "flops", "model_bytes", "extraction_ms", "matching_ms",
+                                    "database_bytes", "total_ms"}
+    protocol = payload["protocol"]
+    assert protocol["positives"] == "meters<=25" and protocol["resize"] == "short_side=72"
+    assert protocol["image_size"] == [72, 96] and protocol["num_database"] == 30
+    assert protocol["precision"] == "fp32" and protocol["runtime"] == "pytorch"
+    assert payload["config"]["model"]["dim"] == 64 and payload["model"]["descriptor_dim"] == 64
+    assert payload["cost"]["database_bytes"] == 30 * 64 * 4
+
+    # Recall recomputed independently from the saved descriptors equals the reported one.
+    database, queries = np.load(descriptors / "database.npy"), np.load(descriptors / "queries.npy")
+    truth = json.loads((descriptors / "ground_truth.json").read_text())
+    _, ranked = search(build_index(database), queries, 20)
+    recomputed = recall_at_n(ranked, [np.array(p) for p in truth["positives"]])
+    assert recomputed == payload["recall"]
+    assert gallery.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_yaml_config_with_flag_override(tmp_path, tiny_street):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model:\n  backbone: squeezenet\n  aggregator: mac\ndata:\n  dataset: {tiny_street}\n"
+                      f"eval:\n  latency_runs: 20\n")
+    out = tmp_path / "r.json"
+    assert _run("eval", "--config", config, "--aggregator", "spoc", "--out", out).exit_code == 0
+    payload = json.loads(out.read_text())
+    assert payload["model"]["aggregator"] == "spoc" and payload["config"]["model"]["backbone"] == "squeezenet"
+
+
+def test_user_errors_are_one_line(tmp_path):
+    result = _run("eval", "--backbone", "nope", "--dataset", tmp_path)
+    assert result.exit_code == 1 and result.output.startswith("Error: unknown backbone 'nope'")
+    result = _run("eval", "--dataset", tmp_path / "absent")
+    assert result.exit_code == 1 and "absent: dataset folder not found" in result.output
+    result = _run("eval", "--size", "big", "--dataset", tmp_path)
+    assert result.exit_code == 2 and "expected HxW" in result.output
+
+
+def test_list_shows_components():
+    result = _run("list")
+    assert "mobilenetv2" in result.output and "netvlad" in result.output

