@@ -43,3 +43,18 @@ def test_mobilenet_tf_same_matches_reference_descriptors():
             with torch.no_grad():
                 ours = model(image)[0].numpy()
             assert float(ours @ reference[row]) > 0.9999
+
+
+def test_torchvision_enum_mechanism_reads_its_cache(tmp_path, monkeypatch):
+    """--pretrained goes through torchvision's weight enum; a file already in its hub cache
+    is used as it would be after a download."""
+    import torchvision
+
+    enum = torchvision.models.SqueezeNet1_1_Weights.IMAGENET1K_V1
+    cached = tmp_path / "hub" / "checkpoints" / enum.url.split("/")[-1]
+    cached.parent.mkdir(parents=True)
+    source = torchvision.models.squeezenet1_1()
+    torch.save(source.state_dict(), cached)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model = build_model(ModelConfig(backbone="squeezenet", pretrained=True))
+    assert torch.equal(model.backbone.body[0].weight, source.features[0].weight)

@@ -43,6 +43,119 @@ def demo_command(root, out, threads):
     run_demo(root, out, threads)
 
 
+QUANTIZE_OPTIONS = [
+    ("--precision", dict(type=click.Choice(["fp32", "fp16", "int8", "int4"]), required=True, help="Deployed precision.")),
+    ("--target", dict(type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True,
+                      help="int8 layout: cpu (QLinearConv, uint8 activations) or tensorrt (symmetric QDQ).")),
+    ("--calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy", show_default=True,
+                           help="Activation range rule for int8.")),
+    ("--calib", dict(type=click.Path(), default=None, help="Folder of calibration images (int8).")),
+    ("--calib-count", dict(type=int, default=50, show_default=True, help="Calibration images used.")),
+    ("--percentile", dict(type=float, default=99.99, show_default=True, help="Percentile for --calibration percentile.")),
+]
+
+
+@main.command("quantize")
+@click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
+@add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
+@add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--size", "--max-pixels")])
+@click.option("--threads", type=int, default=None, help="Threads for calibration.")
+@click.option("--out", required=True, type=click.Path(), help="ONNX file to write (atomically).")
+@user_errors
+def quantize_command(config_file, out, threads, **kwargs):
+    """Fold BN, export to ONNX and quantize to fp16, int8 or int4."""
+    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+
+    options = QuantizeOptions(**{name.lstrip("-").replace("-", "_"): kwargs.pop(name.lstrip("-").replace("-", "_"))
+                                 for name, _ in QUANTIZE_OPTIONS})
+    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
+    report = quantize_model(config, options, out)
+    click.echo(f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
+               + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
+               + f", {report['bn_folded']} BatchNorm layers folded")
+
+
+for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
+    quantize_command = click.option(_flags, **_kwargs)(quantize_command)
+
+
+@main.command("compare-precisions")
+@click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
+@add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
+@add_options(DATA_OPTIONS)
+@click.option("--calib", required=True, type=click.Path(), help="Folder of calibration images.")
+@click.option("--calib-count", default=50, show_default=True, type=int, help="Calibration images used.")
+@click.option("--threads", type=int, default=None, help="Threads for PyTorch and ONNX Runtime.")
+@click.option("--out", type=click.Path(), default=None, help="Write the rows as JSON.")
+@user_errors
+def compare_precisions_command(config_file, calib, calib_count, threads, out, **kwargs):
+    """fp32, fp16, int8 (each calibration and target) and int4 of one model, side by side."""
+    from edgevpr.atomic import write_json
+    from edgevpr.quantize.compare import compare_precisions, format_rows
+
+    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
+    rows = compare_precisions(config, calib, calib_count, log=lambda m: click.echo(m, err=True))
+    click.echo(f"protocol: {rows[0]['protocol_name']}")
+    click.echo(format_rows(rows))
+    if out:
+        write_json(out, rows)
+
+
+@main.group("index")
+def index_group():
+    """Build and search faiss indexes over saved descriptors."""
+
+
+@index_group.command("build")
+@click.option("--descriptors", required=True, type=click.Path(), help="Folder with database.npy.")
+@click.option("--index", "spec", required=True, help="faiss factory string, optionally ending in ,RerankK.")
+@click.option("--out", required=True, type=click.Path(), help="Index file to write (atomically).")
+@click.option("--metric", type=click.Choice(["ip", "l2"]), default=None, help="Default: the descriptors' metric.")
+@click.option("--search-params", default=None, help="faiss search parameters, e.g. nprobe=32.")
+@user_errors
+def index_build_command(descriptors, spec, out, metric, search_params):
+    """Build an index over DIR/database.npy and save it."""
+    from edgevpr.search.tasks import build_from_folder
+
+    report = build_from_folder(descriptors, spec, out, metric, search_params)
+    click.echo(f"built {report['index']} over {report['ntotal']} x {report['dim']} ({report['metric']}) "
+               f"in {report['build_s']:.2f} s; {report['memory_bytes']} bytes in memory -> {out}")
+
+
+@index_group.command("search")
+@click.option("--index", "index_path", required=True, type=click.Path(), help="Index file from `index build`.")
+@click.option("--descriptors", required=True, type=click.Path(), help="Folder with queries.npy.")
+@click.option("--k", default=20, show_default=True, type=int, help="Candidates per query.")
+@click.option("--out", type=click.Path(), default=None, help="Write the (Q, k) predictions as .npy.")
+@user_errors
+def index_search_command(index_path, descriptors, k, out):
+    """Search DIR/queries.npy; report recall where DIR has ground truth."""
+    import json
+
+    from edgevpr.search.tasks import search_folder
+
+    click.echo(json.dumps(search_folder(index_path, descriptors, k, out), indent=2))
+
+
+@main.command("advise")
+@click.option("--memory", "memory_bytes", required=True, type=float, help="Bytes available for the map descriptors.")
+@click.option("--latency-ms", required=True, type=float, help="Time budget per localisation (extraction + matching).")
+@click.option("--map-size", required=True, type=int, help="Number of map images N.")
+@click.option("--extraction-ms", default=0.0, show_default=True, type=float, help="Descriptor extraction time per image.")
+@click.option("--scaling", type=click.Path(), default=None,
+              help="JSON from benchmarks/search_scaling.py (k1, k2 and ANN rows); default: measure k1, k2 now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@user_errors
+def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, as_json):
+    """Descriptor size (seed 000 Eq. 11-12) and, if exact search cannot fit, an ANN index."""
+    import json
+
+    from edgevpr.search.advise import advise, format_advice, load_scaling
+
+    answer = advise(memory_bytes, latency_ms, map_size, extraction_ms, load_scaling(scaling) if scaling else None)
+    click.echo(json.dumps(answer, indent=2) if as_json else format_advice(answer))
+
+
 @main.command("list")
 def list_command():
     """The registered backbones and aggregators."""

@@ -35,6 +35,7 @@ MODEL_OPTIONS = [
     ("--std", "model", "std", dict(help="Input std R,G,B (default ImageNet).")),
     ("--gem-p", "model", "gem_p", dict(type=float, help="GeM initial p (default 3).")),
     ("--clusters", "model", "clusters", dict(type=int, help="NetVLAD clusters K (default 64).")),
+    ("--onnx", "model", "onnx", dict(type=click.Path(), help="Evaluate this exported ONNX file with ONNX Runtime.")),
 ]
 DATA_OPTIONS = [
     ("--dataset", "data", "dataset", dict(type=click.Path(), help="ROOT with database/ and queries/.")),
@@ -58,6 +59,8 @@ EVAL_OPTIONS = [
     ("--threads", "eval", "threads", dict(type=int, help="Torch threads (default: torch's choice).")),
     ("--latency-runs", "eval", "latency_runs", dict(type=int, help="Timed runs for latency (at least 20).")),
     ("--seed", "eval", "seed", dict(type=int, help="Random seed (default 0).")),
+    ("--index", "eval", "index", dict(help="faiss factory string, e.g. IVF1024,PQ64,Rerank100 (default Flat).")),
+    ("--search-params", "eval", "search_params", dict(help="faiss search parameters, e.g. nprobe=32.")),
 ]
 
 

@@ -32,6 +32,7 @@ class ModelConfig:
     std: tuple[float, ...] = IMAGENET_STD
     gem_p: float = 3.0
     clusters: int = 64  # NetVLAD clusters K
+    onnx: str | None = None  # evaluate this exported file with ONNX Runtime instead of building a model
 
 
 @dataclass
@@ -55,6 +56,8 @@ class EvalConfig:
     workers: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     latency_runs: int = 30
+    index: str = "Flat"  # faiss factory string, optionally ending in ",RerankK"
+    search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
     seed: int = 0
     out: str | None = None
     save_descriptors: str | None = None

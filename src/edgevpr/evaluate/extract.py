@@ -80,7 +80,8 @@ def extract(model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, 
     for batch_indices, images in iterate_images(
         paths, preprocess, batch_size, workers, skip_bad, max_pixels, label, skipped
     ):
-        chunks.append(model(images).float().numpy())
+        out = model(images)
+        chunks.append(out.float().numpy() if torch.is_tensor(out) else np.asarray(out, dtype=np.float32))
         indices.extend(batch_indices)
         sizes[tuple(images.shape[-2:])] += len(batch_indices)
     dim = chunks[0].shape[1] if chunks else 0

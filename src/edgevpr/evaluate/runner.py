@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from edgevpr.atomic import write_json, write_npy
+from edgevpr.atomic import write_json
 from edgevpr.config import RunConfig
 from edgevpr.data.dataset import VPRDataset, load_dataset
 from edgevpr.data.transforms import Preprocess
-from edgevpr.evaluate.cost import (
-    cost_block,
-    count_flops,
-    count_params,
-    database_bytes,
-    serialized_bytes,
-    time_matching,
-    time_torch_extraction,
-)
+from edgevpr.errors import ConfigError
+from edgevpr.evaluate.cost import cost_block, database_bytes, time_matching
+from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.extract import extract, sample_local_features
 from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import recall_at_n
 from edgevpr.models import VPRModel, build_model
-from edgevpr.search.index import build_index, search
+from edgevpr.search.descriptors import save_descriptor_set
+from edgevpr.search.index import SearchIndex, build_index, search
 
 
 def preprocess_from(config: RunConfig) -> Preprocess:
@@ -45,28 +37,53 @@ def initialise_aggregator(model: VPRModel, dataset: VPRDataset, preprocess: Prep
 
 
 def save_descriptors(folder: str, dataset: VPRDataset, database: np.ndarray, queries: np.ndarray, protocol: dict) -> None:
-    folder = Path(folder)
-    write_npy(folder / "database.npy", database)
-    write_npy(folder / "queries.npy", queries)
-    write_json(
-        folder / "ground_truth.json",
-        {
-            "protocol": protocol,
-            "database_paths": [str(p) for p in dataset.database_paths],
-            "query_paths": [str(p) for p in dataset.query_paths],
-            "positives": [p.tolist() for p in dataset.positives],
-        },
-    )
+    save_descriptor_set(folder, database, queries, "ip", {
+        "protocol": protocol,
+        "database_paths": [str(p) for p in dataset.database_paths],
+        "query_paths": [str(p) for p in dataset.query_paths],
+        "positives": [p.tolist() for p in dataset.positives],
+    })
+
+
+def index_bytes(index: SearchIndex) -> int:
+    """Memory of the searchable database: N x D x 4 for exact search, else the index's own size."""
+    if index.spec.factory == "Flat" and not index.spec.rerank:
+        return database_bytes(index.ntotal, index.dim)
+    return index.memory_bytes()
+
+
+def adopt_input_contract(config: RunConfig, metadata: dict) -> None:
+    """An exported model keeps the normalisation it was built with, and its resize rule unless
+    the user gives one."""
+    exported = metadata.get("config")
+    if not exported:
+        return
+    config.model.mean, config.model.std = tuple(exported["model"]["mean"]), tuple(exported["model"]["std"])
+    if config.data.resize is None and config.data.size is None:
+        config.data.resize = exported["data"]["resize"]
+        config.data.size = tuple(exported["data"]["size"]) if exported["data"]["size"] else None
 
 
 def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
     torch.manual_seed(config.eval.seed)
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
-    model = (model or build_model(config.model)).eval()
+    if config.model.onnx:
+        extractor = onnx_extractor(config.model.onnx, config.eval.threads)
+        fixed = extractor.fixed_size
+        if fixed and config.data.size is None and config.data.resize is None:
+            config.data.size = fixed
+        elif fixed and tuple(config.data.size or ()) != fixed:
+            raise ConfigError(f"{config.model.onnx}: the model takes {fixed[0]}x{fixed[1]} images only; "
+                              f"give --size {fixed[0]}x{fixed[1]} or no resize")
+        adopt_input_contract(config, extractor.info or {})
+    else:
+        model = (model or build_model(config.model)).eval()
     preprocess = preprocess_from(config)
     dataset = load_dataset(config.data)
-    initialise_aggregator(model, dataset, preprocess, config)
+    if not config.model.onnx:
+        initialise_aggregator(model, dataset, preprocess, config)
+        extractor = torch_extractor(model)
 
     options = dict(
         batch_size=config.eval.batch_size,
@@ -74,41 +91,47 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         skip_bad=config.data.skip_bad_images,
         max_pixels=config.data.max_pixels,
     )
-    db = extract(model, dataset.database_paths, preprocess, label="database", **options)
-    q = extract(model, dataset.query_paths, preprocess, label="queries", **options)
+    db = extract(extractor.forward, dataset.database_paths, preprocess, label="database", **options)
+    q = extract(extractor.forward, dataset.query_paths, preprocess, label="queries", **options)
     if db.skipped or q.skipped:
         dataset = dataset.subset(db.kept, q.kept, db.skipped + q.skipped)
 
-    index = build_index(db.descriptors, "Flat")
+    index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
     k = max(config.eval.recall_at)
     _, predictions = search(index, q.descriptors, k)
     recall = recall_at_n(predictions, dataset.positives, config.eval.recall_at)
 
-    protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, "fp32", "pytorch")
+    protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, extractor.precision, extractor.runtime)
     input_shape = (1, 3, *protocol["image_size"])
     cost = cost_block(
-        params=count_params(model),
-        flops=count_flops(model, input_shape),
-        model_bytes=serialized_bytes(model),
-        extraction=time_torch_extraction(model, input_shape, config.eval.latency_runs),
+        params=extractor.params,
+        flops=extractor.flops(input_shape),
+        model_bytes=extractor.model_bytes,
+        extraction=extractor.latency(input_shape, config.eval.latency_runs),
         matching=time_matching(index, q.descriptors, k),
-        database_size=database_bytes(len(db.descriptors), db.descriptors.shape[1]),
+        database_size=index_bytes(index),
     )
+    source = extractor.info.get("config", {}).get("model", {}) if extractor.info else {}
+    model_config = source or config.to_dict()["model"]
     result = {
         "protocol": protocol,
         "protocol_name": protocol_name(protocol),
         "model": {
-            "backbone": config.model.backbone,
-            "aggregator": config.model.aggregator,
-            "projection": f"fc{config.model.dim}" if config.model.dim else None,
+            "backbone": model_config["backbone"],
+            "aggregator": model_config["aggregator"],
+            "projection": f"fc{model_config['dim']}" if model_config.get("dim") else None,
             "descriptor_dim": int(db.descriptors.shape[1]),
-            "weights": config.model.weights or ("pretrained" if config.model.pretrained else "random"),
+            "weights": model_config["weights"] or ("pretrained" if model_config["pretrained"] else "random"),
+            "onnx": config.model.onnx,
         },
         "recall": recall,
         "cost": cost,
+        "search": {"index": str(index.spec), "params": index.params, "memory_bytes": index_bytes(index)},
         "config": config.to_dict(),
         "environment": environment(),
     }
+    if extractor.info:
+        result["deployment"] = {k: v for k, v in extractor.info.items() if k != "config"}
     if label:
         result["label"] = label
     if config.eval.save_descriptors:
@@ -118,7 +141,3 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     if config.eval.out:
         write_json(config.eval.out, result)
     return result
-
-
-def load_result(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -24,8 +24,10 @@ class Conv2dSame(nn.Conv2d):
     """A Conv2d that pads its input as TensorFlow's 'SAME' does."""
 
     def forward(self, x):
-        top, bottom = same_padding(x.shape[-2], self.kernel_size[0], self.stride[0], self.dilation[0])
-        left, right = same_padding(x.shape[-1], self.kernel_size[1], self.stride[1], self.dilation[1])
+        # int(): an ONNX trace records the pads as constants, so exported models are fixed-size.
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        top, bottom = same_padding(height, self.kernel_size[0], self.stride[0], self.dilation[0])
+        left, right = same_padding(width, self.kernel_size[1], self.stride[1], self.dilation[1])
         return self._conv_forward(F.pad(x, (left, right, top, bottom)), self.weight, self.bias)
 
 

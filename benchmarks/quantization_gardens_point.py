@@ -1,0 +1,92 @@
+"""Quantization acceptance on Gardens Point (database day_right, queries night_right, +/-2
+frames), calibration on day_left images: every precision side by side for MobileNetV2 + GeM,
+MobileNetV2 + MAC and EfficientNet-Lite0 + GeM, then int8 ONNX Runtime against PyTorch eager
+fp32 extraction at 480x640, same thread count, same run.
+
+    python benchmarks/quantization_gardens_point.py [--models mnv2_gem,mnv2_mac,lite0_gem] [--calib-count 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevpr.atomic import write_json
+from edgevpr.config import load_config
+from edgevpr.evaluate.cost import time_extraction, time_torch_extraction
+from edgevpr.evaluate.environment import environment
+from edgevpr.models import build_model
+from edgevpr.quantize.compare import compare_precisions, format_rows
+from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.quantize.runtime import OnnxModel
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def model_overrides(name: str, shared: Path) -> dict:
+    if name.startswith("mnv2"):
+        return {"backbone": "mobilenetv2", "aggregator": name.split("_")[1], "tf_same_padding": True,
+                "weights": str(shared / "weights" / "mobilenet_v2_imagenet_tflite.pth"), "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    return {"backbone": "efficientnet_lite0", "aggregator": name.split("_")[1],
+            "weights": str(shared / "weights" / "efficientnet_lite0_imagenet.pth"), "mean": (0.5,) * 3, "std": (0.5,) * 3}
+
+
+def speed_at_480x640(config, calib: str, calib_count: int, calibration: str) -> dict:
+    """ORT int8 (cpu target) against PyTorch eager fp32, both at batch 1, 480x640, same threads."""
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "int8.onnx")
+        config.data.size, config.data.resize = (480, 640), None
+        quantize_model(config, QuantizeOptions("int8", "cpu", calibration, calib, calib_count), path)
+        ort_model = OnnxModel(path, threads=threads)
+        images = np.zeros((1, 3, 480, 640), dtype=np.float32)
+        ort_ms = time_extraction(lambda: ort_model(images), runs=30)["median_ms"]
+    torch_ms = time_torch_extraction(build_model(config.model).eval(), (1, 3, 480, 640), runs=30)["median_ms"]
+    return {"threads": threads, "torch_fp32_ms": torch_ms, "ort_int8_ms": ort_ms, "speedup": torch_ms / ort_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(SHARED))
+    parser.add_argument("--models", default="mnv2_gem,mnv2_mac,lite0_gem")
+    parser.add_argument("--calib-count", type=int, default=50)
+    parser.add_argument("--speed-calibration", default="minmax")
+    parser.add_argument("--out", default="benchmarks/results/quantization_gardens_point.json")
+    args = parser.parse_args()
+    shared = Path(args.shared)
+    data = shared / "data" / "gardens_point"
+    calib = str(data / "day_left")
+    report = {"source": "benchmarks/quantization_gardens_point.py", "environment": environment(), "models": {}}
+    for name in args.models.split(","):
+        config = load_config(overrides={
+            "model": model_overrides(name, shared),
+            "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
+        })
+        rows = compare_precisions(config, calib, args.calib_count, log=lambda m: None)
+        speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
+        fp32 = rows[0]
+        best = max((r for r in rows if r["precision"] == "int8" and r["target"] == "cpu"), key=lambda r: r["recall"]["1"] + r["recall"]["5"])
+        checks = {
+            "int8_cpu_r1_loss": fp32["recall"]["1"] - best["recall"]["1"],
+            "int8_cpu_r5_loss": fp32["recall"]["5"] - best["recall"]["5"],
+            "int8_cpu_calibration": best["calibration"],
+            "int8_size_ratio": fp32["model_bytes"] / best["model_bytes"],
+            "speedup_480x640": speed["speedup"],
+        }
+        report["models"][name] = {"rows": rows, "speed_480x640": speed, "checks": checks}
+        print(f"\n== {name}: {rows[0]['protocol_name']}, calibration {args.calib_count} day_left images")
+        print(format_rows(rows))
+        print(f"480x640, {speed['threads']} threads: PyTorch eager fp32 {speed['torch_fp32_ms']:.1f} ms, "
+              f"ORT int8 cpu {speed['ort_int8_ms']:.1f} ms: {speed['speedup']:.1f}x")
+        print(f"best int8 cpu ({best['calibration']}): R@1 loss {checks['int8_cpu_r1_loss']:+.1f}, R@5 loss "
+              f"{checks['int8_cpu_r5_loss']:+.1f}, {checks['int8_size_ratio']:.2f}x smaller")
+        write_json(args.out, report)
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Recall, speed and memory of each index type on real descriptors padded with distractors.
+
+Gardens Point (database day_right, queries night_right, +/-2 frames), MobileNetV2 + GeM
+descriptors (shared TFLite weights, TF-SAME, short side 360; 1280-D). The 200 real database
+descriptors are padded with synthetic distractors drawn from a Gaussian fitted to them (mean,
+principal directions, and isotropic residual), L2-normalised, so that N reaches --sizes.
+Each row: Recall@1/5/10, share of queries whose exact top-1 the index also returns, median
+single-query matching time, memory, build time.
+
+    python benchmarks/search_gardens_point.py [--sizes 100000,1000000] [--out benchmarks/results/search_gardens_point.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgevpr.atomic import write_json
+from edgevpr.config import load_config
+from edgevpr.evaluate.cost import time_matching
+from edgevpr.evaluate.environment import environment
+from edgevpr.evaluate.recall import recall_at_n
+from edgevpr.evaluate.runner import evaluate
+from edgevpr.search.descriptors import load_descriptor_set
+from edgevpr.search.index import build_index
+from edgevpr.search.store import load_index, save_index
+
+TABLE_SPECS = [("Flat", None), ("IVF1024,Flat", "nprobe=16"), ("PQ64", None), ("PQ64,Rerank100", None),
+               ("IVF1024,PQ64", "nprobe=16"), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IMI2x8,PQ64,Rerank100", "nprobe=256"),
+               ("HNSW32", "efSearch=128")]
+LARGE_SPECS = [("Flat", None), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF1024,PQ64,Rerank100", "nprobe=32")]
+
+
+def gardens_point_descriptors(shared: Path, folder: Path) -> None:
+    data = shared / "data" / "gardens_point"
+    config = load_config(overrides={
+        "model": {"backbone": "mobilenetv2", "aggregator": "gem", "weights": str(shared / "weights" / "mobilenet_v2_imagenet_tflite.pth"),
+                  "tf_same_padding": True, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+        "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
+        "eval": {"save_descriptors": str(folder)},
+    })
+    evaluate(config)
+
+
+def distractors(real: np.ndarray, count: int, rng, chunk: int = 100_000) -> np.ndarray:
+    mean = real.mean(axis=0)
+    centred = real - mean
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    scales = singular / np.sqrt(len(real) - 1)
+    residual = np.sqrt(max(centred.var(axis=0).sum() - (scales**2).sum(), 0.0) / real.shape[1] + 1e-6)
+    out = np.empty((count, real.shape[1]), dtype=np.float32)
+    for start in range(0, count, chunk):
+        rows = min(chunk, count - start)
+        z = rng.standard_normal((rows, len(scales))).astype(np.float32) * scales
+        block = mean + z @ directions + residual * rng.standard_normal((rows, real.shape[1]), dtype=np.float32)
+        out[start : start + rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def table(database, queries, positives, specs, folder: Path) -> list[dict]:
+    rows, exact_top = [], None
+    for spec, params in specs:
+        start = time.perf_counter()
+        index = build_index(database, spec, params=params, max_train=100_000)
+        build_s = time.perf_counter() - start
+        if index.spec.rerank:  # search as deployed: re-ranking vectors memory-mapped from disk
+            save_index(index, folder / "index.faiss")
+            del index
+            index = load_index(folder / "index.faiss")
+        _, ranked = index.search(queries, 10)
+        if exact_top is None:
+            exact_top = ranked[:, 0]
+        recall = recall_at_n(ranked, positives, (1, 5, 10))
+        flat = spec == "Flat"
+        row = {"index": spec, "params": index.params, "n": len(database), "d": database.shape[1],
+               "recall": recall, "exact_top1_agreement": float(np.mean(ranked[:, 0] == exact_top)),
+               "matching_ms": time_matching(index, queries, 10, max_queries=len(queries))["median_ms"],
+               "memory_bytes": database.size * 4 if flat else index.memory_bytes(), "build_s": build_s}
+        rows.append(row)
+        print(f"N={row['n']:>9,} {spec:<24} {row['params']:<13} R@1 {recall['1']:5.1f} R@5 {recall['5']:5.1f} "
+              f"R@10 {recall['10']:5.1f}  top-1 = exact {100 * row['exact_top1_agreement']:5.1f} %  "
+              f"{row['matching_ms']:8.3f} ms  {row['memory_bytes'] / 1e6:8.1f} MB  build {build_s:6.1f} s", flush=True)
+        del index
+        gc.collect()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
+    parser.add_argument("--descriptors", default="/tmp/edgevpr_gp_descriptors")
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--out", default="benchmarks/results/search_gardens_point.json")
+    args = parser.parse_args()
+    folder = Path(args.descriptors)
+    if not (folder / "database.npy").is_file():
+        print("extracting Gardens Point descriptors ...", flush=True)
+        gardens_point_descriptors(Path(args.shared), folder)
+    data = load_descriptor_set(folder, need_queries=True)
+    rng = np.random.default_rng(0)
+    result = {"source": "benchmarks/search_gardens_point.py", "environment": environment(), "tables": {}}
+    with tempfile.TemporaryDirectory() as scratch:
+        for size in (int(s) for s in args.sizes.split(",")):
+            database = np.concatenate([data.database, distractors(data.database, size - len(data.database), rng)])
+            specs = TABLE_SPECS if size <= 200_000 else LARGE_SPECS
+            result["tables"][str(size)] = table(database, data.queries, data.positives, specs, Path(scratch))
+            del database
+            gc.collect()
+    for size, rows in result["tables"].items():
+        exact = rows[0]["recall"]["1"]
+        for row in rows[1:]:
+            if "Rerank" in row["index"] and "IVF" in row["index"]:
+                print(f"N={int(size):,}: {row['index']} {row['params']}: R@1 {row['recall']['1']:.1f} vs exact {exact:.1f} "
+                      f"({'within' if abs(row['recall']['1'] - exact) <= 1.0 else 'NOT within'} 1 point)")
+    write_json(args.out, result)
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

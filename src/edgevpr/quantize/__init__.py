@@ -1,0 +1,1 @@
+"""Deployment: BN folding, ONNX export, calibration, fp16 / int8 / int4 quantization, ONNX Runtime."""

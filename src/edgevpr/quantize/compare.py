@@ -1,0 +1,75 @@
+"""``edgevpr compare-precisions``: one model under one protocol at every precision, side by
+side: recall, bytes, extraction time and descriptor fidelity (mean cosine to fp32 PyTorch)."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgevpr.config import RunConfig
+from edgevpr.evaluate.runner import evaluate
+from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+
+DEFAULT_VARIANTS = [
+    ("fp32", None, None),
+    ("fp16", None, None),
+    ("int8", "cpu", "entropy"),
+    ("int8", "cpu", "minmax"),
+    ("int8", "cpu", "percentile"),
+    ("int8", "tensorrt", "entropy"),
+    ("int4", None, None),
+]
+
+
+def _evaluate_saving(config: RunConfig, folder: Path, name: str) -> tuple[dict, np.ndarray]:
+    config = copy.deepcopy(config)
+    config.eval.save_descriptors = str(folder / name)
+    config.eval.out = config.eval.gallery = None
+    result = evaluate(config)
+    descriptors = np.concatenate([np.load(folder / name / "database.npy"), np.load(folder / name / "queries.npy")])
+    return result, descriptors
+
+
+def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, variants=DEFAULT_VARIANTS,
+                       log=print) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgevpr-compare-") as scratch:
+        folder = Path(scratch)
+        log("fp32 pytorch ...")
+        reference, reference_desc = _evaluate_saving(config, folder, "torch")
+        rows.append(_row(reference, "fp32", None, None, "pytorch", 1.0))
+        for precision, target, calibration in variants:
+            name = "_".join(p for p in (precision, target, calibration) if p)
+            log(f"{name} onnxruntime ...")
+            options = QuantizeOptions(precision=precision, target=target or "cpu", calibration=calibration or "entropy",
+                                      calib=calib, calib_count=calib_count)
+            path = folder / f"{name}.onnx"
+            quantize_model(copy.deepcopy(config), options, str(path))
+            deployed = copy.deepcopy(config)
+            deployed.model.onnx = str(path)
+            deployed.data.size = deployed.data.resize = None
+            result, desc = _evaluate_saving(deployed, folder, name)
+            cosine = float(np.mean(np.sum(desc * reference_desc, axis=1)))
+            rows.append(_row(result, precision, target, calibration, "onnxruntime", cosine))
+    return rows
+
+
+def _row(result: dict, precision, target, calibration, runtime, cosine) -> dict:
+    return {"precision": precision, "target": target, "calibration": calibration, "runtime": runtime,
+            "recall": result["recall"], "model_bytes": result["cost"]["model_bytes"],
+            "extraction_ms": result["cost"]["extraction_ms"], "threads": result["cost"]["threads"],
+            "mean_cosine_to_fp32": cosine, "protocol_name": result["protocol_name"]}
+
+
+def format_rows(rows: list[dict]) -> str:
+    header = f"{'precision':<9} {'target':<9} {'calibration':<11} {'runtime':<12} {'R@1':>5} {'R@5':>5} {'R@10':>5} " \
+             f"{'model MB':>9} {'extract ms':>10} {'cos fp32':>9}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['precision']:<9} {r['target'] or '-':<9} {r['calibration'] or '-':<11} {r['runtime']:<12} "
+                     f"{r['recall']['1']:5.1f} {r['recall']['5']:5.1f} {r['recall']['10']:5.1f} "
+                     f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""int4 weights: per-output-channel symmetric int4 (scale = max|w| / 7, values in [-8, 7]),
+stored packed two to a byte as ONNX INT4 initializers and expanded by DequantizeLinear
+(opset 21) in front of each Conv / Gemm / MatMul. Activations stay float: no CPU kernel
+here computes int4 convolutions, so the gain is file size, not speed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+WEIGHT_OPS = {"Conv": 1, "Gemm": 1, "MatMul": 1}  # op -> input index of the weight
+MIN_ELEMENTS = 64  # tiny tensors are not worth quantizing
+
+
+def quantize_int4_symmetric(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    moved = np.moveaxis(weight, axis, 0)
+    scale = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1) / 7.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    shape = [-1] + [1] * (moved.ndim - 1)
+    q = np.clip(np.rint(moved / scale.reshape(shape)), -8, 7).astype(np.int8)
+    return np.moveaxis(q, 0, axis), scale
+
+
+def to_int4_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return a copy whose large Conv/Gemm/MatMul weights are int4 with DequantizeLinear."""
+    from onnx import version_converter
+
+    model = version_converter.convert_version(model, 21) if model.opset_import[0].version < 21 else model
+    initializers = {i.name: i for i in model.graph.initializer}
+    new_nodes = []
+    replaced = set()
+    for node in model.graph.node:
+        index = WEIGHT_OPS.get(node.op_type)
+        name = node.input[index] if index is not None and len(node.input) > index else None
+        if name in initializers and name not in replaced:
+            weight = numpy_helper.to_array(initializers[name]).astype(np.float32)
+            if weight.size >= MIN_ELEMENTS and weight.ndim >= 2:
+                axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not _trans_b(node)) else 0
+                q, scale = quantize_int4_symmetric(weight, axis)
+                q_name, s_name, z_name = f"{name}_int4", f"{name}_scale", f"{name}_zero"
+                model.graph.initializer.extend([
+                    helper.make_tensor(q_name, onnx.TensorProto.INT4, q.shape, q.flatten().tolist()),
+                    numpy_helper.from_array(scale, s_name),
+                    helper.make_tensor(z_name, onnx.TensorProto.INT4, scale.shape, [0] * scale.size),
+                ])
+                new_nodes.append(helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [name], axis=axis,
+                                                  name=f"{name}_dequantize"))
+                replaced.add(name)
+        new_nodes.append(node)
+    kept = [i for i in model.graph.initializer if i.name not in replaced]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    return model
+
+
+def _trans_b(node) -> bool:
+    return any(a.name == "transB" and a.i == 1 for a in node.attribute)

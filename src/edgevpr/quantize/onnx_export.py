@@ -1,0 +1,100 @@
+"""Export a model to ONNX: dynamic batch always; dynamic height and width only where the
+exported graph gives the same descriptors at another size (TF-SAME padding and R-MAC regions
+are computed from the input size at export time, so those models are fixed-size)."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import numpy as np
+import onnx
+import torch
+
+from edgevpr.errors import EdgeVPRError
+
+INPUT, OUTPUT = "images", "descriptors"
+METADATA_KEY = "edgevpr"
+
+
+def _export_bytes(model, example: torch.Tensor, dynamic_size: bool, opset: int) -> bytes:
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (example,), buffer, input_names=[INPUT], output_names=[OUTPUT],
+                              dynamic_axes={INPUT: axes, OUTPUT: {0: "batch"}}, opset_version=opset, dynamo=False)
+        except Exception as error:  # the exporter raises many types for unsupported operators
+            message = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+            raise EdgeVPRError(f"cannot export the model to ONNX: {message}") from None
+    return buffer.getvalue()
+
+
+def run_onnx(model_bytes: bytes, images: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT: images})[0]
+
+
+def _same_at_other_size(model, model_bytes: bytes, example: torch.Tensor) -> bool:
+    """Odd and even offsets change the parity of the sizes at several strides, where
+    size-dependent padding would differ."""
+    height, width = example.shape[-2:]
+    for extra_h, extra_w in ((33, 47), (50, 30)):
+        other = torch.rand(1, 3, height + extra_h, width + extra_w)
+        with torch.no_grad():
+            expected = model(other).numpy()
+        try:
+            if np.abs(run_onnx(model_bytes, other.numpy()) - expected).max() > 1e-4:
+                return False
+        except Exception:  # ORT refuses the other size: not dynamic
+            return False
+    return True
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, metadata: dict, opset: int = 17) -> onnx.ModelProto:
+    """The model as an ONNX ``ModelProto`` with edgevpr metadata (config, params, flops, sizes)."""
+    model = model.eval()
+    data = _export_bytes(model, example, dynamic_size=True, opset=opset)
+    dynamic = _same_at_other_size(model, data, example)
+    if not dynamic:
+        data = _export_bytes(model, example, dynamic_size=False, opset=opset)
+    proto = fold_constants(onnx.load_from_string(data))
+    set_metadata(proto, metadata | {"dynamic_size": dynamic, "export_size": list(example.shape[-2:])})
+    return proto
+
+
+def fold_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX Runtime's basic (standard-op) graph optimisations, saved back as ONNX: with a fixed
+    input size this folds the shape arithmetic of TF-SAME padding into constants."""
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgevpr-fold-") as folder:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(folder) / "folded.onnx")
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnx.load(options.optimized_model_filepath)
+
+
+def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
+    for entry in list(proto.metadata_props):
+        if entry.key == METADATA_KEY:
+            proto.metadata_props.remove(entry)
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=json.dumps(metadata)))
+
+
+def get_metadata(proto: onnx.ModelProto) -> dict:
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            return json.loads(entry.value)
+    return {}

@@ -1,0 +1,112 @@
+"""``edgevpr quantize``: build -> fold BN -> export -> (calibrate) -> fp16 / int8 / int4 -> file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from tqdm import tqdm
+
+from edgevpr.atomic import atomic_path
+from edgevpr.config import RunConfig
+from edgevpr.data.images import list_images
+from edgevpr.errors import ConfigError
+from edgevpr.evaluate.cost import count_flops, count_params
+from edgevpr.evaluate.extract import iterate_images, sample_local_features
+from edgevpr.models import build_model
+from edgevpr.quantize import calibration
+from edgevpr.quantize.bn_fold import fold_batchnorm
+from edgevpr.quantize.int4 import to_int4_weights
+from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
+from edgevpr.quantize.ptq import to_fp16, to_int8
+
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+
+
+@dataclass
+class QuantizeOptions:
+    precision: str = "int8"
+    target: str = "cpu"
+    calibration: str = "entropy"
+    calib: str | None = None
+    calib_count: int = 50
+    percentile: float = 99.99
+
+
+class CalibrationImages:
+    """Preprocessed calibration images, re-iterable, one at a time, all of the export size."""
+
+    def __init__(self, folder: str, count: int, preprocess, max_pixels: int):
+        self.paths = list_images(folder)[:count]
+        self.preprocess, self.max_pixels = preprocess, max_pixels
+        self.size: tuple[int, int] | None = None
+
+    def __call__(self):
+        for indices, images in iterate_images(self.paths, self.preprocess, batch_size=1, max_pixels=self.max_pixels,
+                                              label="calibration"):
+            size = tuple(images.shape[-2:])
+            if self.size is not None and size != self.size:
+                raise ConfigError(f"{self.paths[indices[0]]}: calibration image is {size[0]}x{size[1]} after resizing, "
+                                  f"the model is exported at {self.size[0]}x{self.size[1]}; give --size HxW")
+            yield images.numpy()
+
+
+def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dict:
+    from edgevpr.evaluate.runner import preprocess_from
+
+    if options.precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {options.precision!r}; use one of {', '.join(PRECISIONS)}")
+    needs_calibration = options.precision == "int8"
+    if needs_calibration and not options.calib:
+        raise ConfigError("int8 needs calibration images: --calib DIR")
+    if options.calib and not Path(options.calib).is_dir():
+        raise ConfigError(f"{options.calib}: calibration folder not found")
+    if options.calibration not in calibration.METHODS:
+        raise ConfigError(f"unknown calibration {options.calibration!r}; use one of {', '.join(calibration.METHODS)}")
+
+    torch.manual_seed(config.eval.seed)
+    preprocess = preprocess_from(config)
+    calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels) if options.calib else None
+    if config.data.size is not None:
+        size = tuple(config.data.size)
+    elif calib is not None:
+        size = tuple(next(iter(calib()))[0].shape[-2:])
+    else:
+        raise ConfigError("give --size HxW (or --calib DIR, whose first image sets the export size)")
+
+    model = build_model(config.model)
+    if hasattr(model.aggregator, "init_from_features") and not bool(model.aggregator.initialised):
+        if calib is None:
+            raise ConfigError(f"{config.model.aggregator} needs images to initialise its clusters: --calib DIR")
+        model.aggregator.init_from_features(sample_local_features(model.backbone, calib.paths, preprocess), seed=config.eval.seed)
+    example = torch.zeros(1, 3, *size)
+    folded = fold_batchnorm(model, example)
+    metadata = {
+        "config": config.to_dict(), "params": count_params(model), "flops": count_flops(model, tuple(example.shape)),
+        "precision": options.precision, "target": options.target if options.precision == "int8" else None,
+        "calibration": options.calibration if needs_calibration else None, "bn_folded": folded,
+        "calib_images": None, "descriptor_dim": model.descriptor_dim,
+    }
+    proto = export_onnx(model, example, metadata)
+    metadata = get_metadata(proto)  # now with dynamic_size and export_size
+    if calib is not None and not metadata["dynamic_size"]:
+        calib.size = size
+
+    if options.precision == "fp16":
+        proto = to_fp16(proto)
+    elif options.precision == "int4":
+        proto = to_int4_weights(proto)
+    elif options.precision == "int8":
+        with tqdm(total=2 * len(calib.paths), desc="calibrating", unit="img", leave=False, disable=None) as bar:
+            stats = calibration.collect(proto, calib, threads=config.eval.threads, progress=bar.update)
+        ranges = calibration.ranges(stats, options.calibration, symmetric=options.target == "tensorrt",
+                                    percentile=options.percentile)
+        metadata["calib_images"] = stats.images
+        proto = to_int8(proto, ranges, options.target)
+    set_metadata(proto, metadata)  # the quantizers do not all keep it
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    return {"out": out, "bytes": Path(out).stat().st_size, **{k: metadata[k] for k in ("precision", "target", "calibration", "bn_folded")}}

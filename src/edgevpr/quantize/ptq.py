@@ -1,0 +1,64 @@
+"""fp16 and int8 post-training quantization of an fp32 ONNX model with ONNX Runtime's tools.
+
+int8 targets:
+- ``cpu``: QOperator format (fused QLinearConv), uint8 asymmetric activations, int8
+  per-channel symmetric weights: what x86 ONNX Runtime runs fast.
+- ``tensorrt``: QDQ format, symmetric int8 activations and int8 per-channel weights, as
+  TensorRT consumes explicit-quantization graphs.
+Activation ranges come from ``calibration.ranges`` (ours, not ORT's calibrators) through ORT's
+calibration cache, so ORT quantizes with exactly the ranges we computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgevpr.errors import ConfigError
+
+TARGETS = ("cpu", "tensorrt")
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Float16 weights and compute, float32 inputs and outputs."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    return convert_float_to_float16(model, keep_io_types=True)
+
+
+def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]], target: str = "cpu",
+            keep_float: list[str] | None = None) -> onnx.ModelProto:
+    """``keep_float``: node names left in float (for example the last convolution)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    if target not in TARGETS:
+        raise ConfigError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    symmetric = target == "tensorrt"
+    data = TensorsData(CalibrationMethod.MinMax, {n: (np.float32(lo), np.float32(hi)) for n, (lo, hi) in tensor_ranges.items()})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer advises pre-processing through the root logger
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgevpr-quant-") as folder:
+            folder = Path(folder)
+            source, output, cache = folder / "fp32.onnx", folder / "int8.onnx", folder / "ranges.json"
+            onnx.save(model, source)
+            save_tensors_data(data, cache)
+            quantize_static(
+                str(source), str(output), calibration_data_reader=None,
+                quant_format=QuantFormat.QDQ if symmetric else QuantFormat.QOperator,
+                per_channel=True, reduce_range=False,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                calibration_cache_path=str(cache), nodes_to_exclude=keep_float or [],
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            )
+            return onnx.load(str(output))
+    finally:
+        root.setLevel(level)
+

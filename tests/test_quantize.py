@@ -1,0 +1,169 @@
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from edgevpr.config import ModelConfig, load_config
+from edgevpr.errors import ConfigError, EdgeVPRError
+from edgevpr.models import build_model
+from edgevpr.quantize import calibration
+from edgevpr.quantize.bn_fold import fold_batchnorm
+from edgevpr.quantize.onnx_export import export_onnx, get_metadata, run_onnx
+from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.quantize.runtime import OnnxModel
+from tests.conftest import GARDENS_POINT, MOBILENET_TFLITE, needs, write_image
+
+
+def _randomise_bn(model):
+    generator = torch.Generator().manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
+
+
+@pytest.mark.parametrize("backbone, expected", [("resnet18_conv4", 15), ("efficientnet_lite0", 49), ("mobilenetv2", 52)])
+def test_bn_folding_is_numerically_equivalent(backbone, expected):
+    model = build_model(ModelConfig(backbone=backbone, aggregator="gem"))
+    _randomise_bn(model)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        before = model(x)
+        folded = fold_batchnorm(model, x[:1])
+        after = model(x)
+    assert folded == expected
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert (before - after).abs().max() <= 1e-4
+
+
+def test_ort_fp32_reproduces_torch_at_any_size():
+    """TF-SAME pads are computed from the input size inside the graph, so the export is dynamic."""
+    model = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", tf_same_padding=True))
+    proto = export_onnx(model, torch.zeros(1, 3, 96, 128), {"note": "test"})
+    meta = get_metadata(proto)
+    assert meta["note"] == "test" and meta["dynamic_size"] is True and meta["export_size"] == [96, 128]
+    for shape in ((2, 3, 96, 128), (1, 3, 129, 175)):
+        x = torch.rand(*shape)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        assert np.abs(run_onnx(proto.SerializeToString(), x.numpy()) - expected).max() <= 1e-4
+
+
+def test_size_dependent_models_export_fixed_size():
+    model = build_model(ModelConfig(backbone="squeezenet", aggregator="rmac"))
+    proto = export_onnx(model, torch.zeros(1, 3, 64, 96), {})
+    assert get_metadata(proto)["dynamic_size"] is False
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim[2:]] == [64, 96]
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert np.abs(run_onnx(proto.SerializeToString(), x.numpy()) - model(x).numpy()).max() <= 1e-4
+
+
+def test_calibration_methods_differ_and_entropy_clips_outliers():
+    rng = np.random.default_rng(0)
+    values = np.abs(np.concatenate([rng.normal(0, 1, 200_000), [40.0, -35.0]]))
+    hist, _ = np.histogram(values, bins=calibration.BINS, range=(0, 40.0))
+    stats = calibration.CalibrationStats({"t": calibration.TensorStats(-35.0, 40.0, hist, values.size)}, 1)
+    minmax = calibration.ranges(stats, "minmax", symmetric=False)["t"]
+    percentile = calibration.ranges(stats, "percentile", symmetric=False)["t"]
+    entropy = calibration.ranges(stats, "entropy", symmetric=False)["t"]
+    assert minmax == (-35.0, 40.0)
+    assert 3.0 < percentile[1] < 6.0  # 99.99 % of |N(0, 1)| lies below about 3.9
+    assert 2.0 < entropy[1] < 10.0 and entropy[0] == -entropy[1]
+    assert len({minmax, percentile, entropy}) == 3
+    assert calibration.ranges(stats, "minmax", symmetric=True)["t"] == (-40.0, 40.0)
+
+
+def _quantize(tmp_path, precision, target="cpu", calib=None, size=(64, 96), backbone="mobilenetv2", name=None,
+              calibration="minmax", **model):
+    config = load_config(overrides={"model": {"backbone": backbone, "aggregator": "gem"} | model,
+                                    "data": {"size": size} if size else {}})
+    out = tmp_path / (name or f"{precision}-{target}.onnx")
+    return quantize_model(config, QuantizeOptions(precision=precision, target=target, calibration=calibration, calib=calib,
+                                                          calib_count=6), str(out)), out
+
+
+@pytest.fixture
+def calib_folder(tmp_path):
+    for i in range(6):
+        write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
+    return str(tmp_path / "calib")
+
+
+def test_int8_targets_have_per_tensor_activation_scales(tmp_path, calib_folder):
+    _, cpu = _quantize(tmp_path, "int8", "cpu", calib_folder)
+    model = onnx.load(str(cpu))
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "QLinearConv"]
+    assert len(convs) >= 50
+    for node in convs:
+        assert initializers[node.input[1]].size == 1  # input activation scale: one per tensor
+        assert initializers[node.input[2]].dtype == np.uint8  # uint8 activations
+        assert initializers[node.input[3]].dtype == np.int8 and initializers[node.input[4]].size > 1  # per-channel int8 weights
+    _, trt = _quantize(tmp_path, "int8", "tensorrt", calib_folder)
+    model = onnx.load(str(trt))
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert quantizers and all(initializers[n.input[1]].size == 1 for n in quantizers)
+    assert all(initializers[n.input[2]].dtype == np.int8 and initializers[n.input[2]] == 0 for n in quantizers)  # symmetric
+    assert OnnxModel(trt)(np.random.rand(1, 3, 64, 96).astype(np.float32)).shape == (1, 1280)
+
+
+def test_int4_file_is_smaller_than_int8_and_runs(tmp_path, calib_folder):
+    int8, _ = _quantize(tmp_path, "int8", "cpu", calib_folder)
+    int4, path = _quantize(tmp_path, "int4")
+    assert int4["bytes"] < int8["bytes"]
+    model = onnx.load(str(path))
+    assert any(i.data_type == onnx.TensorProto.INT4 for i in model.graph.initializer)
+    out = OnnxModel(path)(np.random.rand(1, 3, 64, 96).astype(np.float32))
+    assert out.shape == (1, 1280) and abs(np.linalg.norm(out) - 1) < 1e-4
+
+
+@needs(MOBILENET_TFLITE)
+@needs(GARDENS_POINT)
+def test_int8_descriptors_stay_close_to_fp32_on_real_images(tmp_path):
+    weights = dict(weights=str(MOBILENET_TFLITE), tf_same_padding=True, mean=(0.5,) * 3, std=(0.5,) * 3)
+    _, path = _quantize(tmp_path, "int8", "cpu", str(GARDENS_POINT / "day_left"), size=(180, 320), **weights)
+    fp32 = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", **weights))
+    from edgevpr.data.images import load_rgb
+    from edgevpr.data.transforms import Preprocess
+
+    preprocess = Preprocess(size=(180, 320), mean=(0.5,) * 3, std=(0.5,) * 3)
+    images = torch.stack([preprocess(load_rgb(GARDENS_POINT / folder / f"Image{i:03d}.jpg"))
+                          for folder in ("day_right", "night_right") for i in (10, 90, 170)])
+    with torch.no_grad():
+        reference = fp32(images).numpy()
+    quantized = OnnxModel(path)(images)
+    assert (np.sum(reference * quantized, axis=1) >= 0.95).all()
+
+
+def test_bad_inputs_are_one_line_and_leave_no_file(tmp_path, calib_folder):
+    with pytest.raises(ConfigError, match="nowhere: calibration folder not found"):
+        _quantize(tmp_path, "int8", "cpu", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="int8 needs calibration images"):
+        _quantize(tmp_path, "int8", "cpu", None)
+    write_image(tmp_path / "calib" / "3_odd.jpg", 9, size=(80, 80))
+    with pytest.raises(ConfigError, match=r"3_odd\.jpg: calibration image is 80x80") as caught:
+        _quantize(tmp_path, "int8", "cpu", calib_folder, size=None, backbone="squeezenet", aggregator="rmac")
+    assert "\n" not in str(caught.value)
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*tmp"))
+
+
+class _Unexportable(nn.Module):
+    out_channels = 3
+
+    def forward(self, x):
+        return torch.linalg.svd(x).S.unsqueeze(-1)
+
+
+def test_unsupported_operator_is_a_clear_error(tmp_path, monkeypatch):
+    from edgevpr.models.registry import BACKBONES
+
+    monkeypatch.setitem(BACKBONES._entries, "unexportable", lambda config: _Unexportable())
+    with pytest.raises(EdgeVPRError, match="cannot export the model to ONNX") as caught:
+        _quantize(tmp_path, "fp32", backbone="unexportable", size=(8, 8))
+    assert "\n" not in str(caught.value)
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,118 @@
+import faiss
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgevpr.cli import main
+from edgevpr.errors import ConfigError
+from edgevpr.search.descriptors import save_descriptor_set
+from edgevpr.search.index import IndexSpec, build_index, exact_scores
+from edgevpr.search.store import load_index, save_index
+
+SPECS = ["Flat", "IVF16,Flat", "PQ8", "IVF16,PQ8", "IMI2x4,PQ8", "HNSW16", "IVF16,PQ8,Rerank30", "IMI2x4,PQ8,Rerank30"]
+
+
+def _unit(rng, n, d):
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    centres = _unit(rng, 20, 32)
+    database = centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 32)).astype(np.float32)
+    database /= np.linalg.norm(database, axis=1, keepdims=True)
+    queries = database[:40] + 0.02 * rng.normal(size=(40, 32)).astype(np.float32)
+    return database, queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_index_type_builds_saves_loads_searches(tmp_path, vectors, spec):
+    database, queries = vectors
+    index = build_index(database, spec)
+    scores, ids = index.search(queries, 5)
+    assert ids.shape == (40, 5) and (ids >= 0).all()
+    assert (np.diff(scores, axis=1) <= 1e-5).all()  # best first, as similarities
+    hit_rate = np.mean(ids[:, 0] == np.arange(40))
+    assert hit_rate >= (1.0 if spec in ("Flat", "IVF16,Flat") or "Rerank" in spec else 0.6), hit_rate
+    save_index(index, tmp_path / "x.faiss")
+    loaded = load_index(tmp_path / "x.faiss", dim=32, metric="ip")
+    assert loaded.params == index.params and str(loaded.spec) == spec
+    if "Rerank" in spec:
+        assert isinstance(loaded.vectors, np.memmap)
+    _, again = loaded.search(queries, 5)
+    assert (again == ids).all()
+
+
+def test_imi_uses_l2_and_reports_inner_products(vectors):
+    database, queries = vectors
+    index = build_index(database, "IMI2x4,Flat")
+    assert index.index.metric_type == faiss.METRIC_L2
+    scores, ids = index.search(queries, 1)
+    assert np.allclose(scores[:, 0], np.einsum("qd,qd->q", database[ids[:, 0]], queries), atol=1e-4)
+
+
+def test_rerank_never_worsens_the_shortlist_top1(vectors):
+    database, queries = vectors
+    noisy = queries + 0.2 * np.random.default_rng(1).normal(size=queries.shape).astype(np.float32)
+    plain = build_index(database, "PQ4")
+    reranked = build_index(database, "PQ4,Rerank20")
+    _, shortlist_top = plain.search(noisy, 1)
+    _, rerank_top = reranked.search(noisy, 1)
+    before = exact_scores(database, noisy, shortlist_top, "ip")[:, 0]
+    after = exact_scores(database, noisy, rerank_top, "ip")[:, 0]
+    assert (after >= before - 1e-6).all() and (after > before + 1e-6).any()
+
+
+def test_mismatches_are_one_line_errors(tmp_path, vectors):
+    database, _ = vectors
+    save_index(build_index(database, "Flat"), tmp_path / "i.faiss")
+    with pytest.raises(ConfigError, match=r"i\.faiss: index has dimension 32, descriptors have 64") as caught:
+        load_index(tmp_path / "i.faiss", dim=64)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigError, match="built for metric ip, descriptors use l2"):
+        load_index(tmp_path / "i.faiss", dim=32, metric="l2")
+    with pytest.raises(ConfigError, match="cannot build index 'Nonsense12'"):
+        build_index(database, "Nonsense12")
+    with pytest.raises(ConfigError, match="do not fit"):
+        build_index(database, "Flat", params="nprobe=4,bogus=3")
+    assert IndexSpec.parse("IVF8,PQ4,Rerank50") == IndexSpec("IVF8,PQ4", 50)
+
+
+def test_interrupted_write_keeps_previous_index(tmp_path, vectors, monkeypatch):
+    database, queries = vectors
+    path = tmp_path / "map.faiss"
+    save_index(build_index(database, "Flat"), path)
+    before = path.read_bytes()
+
+    def dying_write(index, name):
+        with open(name, "wb") as handle:
+            handle.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(faiss, "write_index", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_index(build_index(database[:100], "Flat"), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.faiss", "map.faiss.json"]
+    monkeypatch.undo()
+    assert load_index(path).ntotal == 3000
+
+
+def test_cli_build_and_search(tmp_path, vectors):
+    database, queries = vectors
+    positives = {"positives": [[i] for i in range(40)]}
+    save_descriptor_set(tmp_path / "d", database, queries, "ip", positives)
+    runner = CliRunner()
+    built = runner.invoke(main, ["index", "build", "--descriptors", str(tmp_path / "d"), "--index", "IVF16,PQ8,Rerank30",
+                                 "--out", str(tmp_path / "m.faiss")])
+    assert built.exit_code == 0, built.output
+    found = runner.invoke(main, ["index", "search", "--index", str(tmp_path / "m.faiss"), "--descriptors",
+                                 str(tmp_path / "d"), "--k", "5", "--out", str(tmp_path / "p.npy")])
+    assert found.exit_code == 0, found.output
+    assert '"1": 100.0' in found.output and np.load(tmp_path / "p.npy").shape == (40, 5)
+    save_descriptor_set(tmp_path / "other", database[:, :16].copy(), queries[:, :16].copy())
+    wrong = runner.invoke(main, ["index", "search", "--index", str(tmp_path / "m.faiss"), "--descriptors",
+                                 str(tmp_path / "other")])
+    assert wrong.exit_code == 1 and "index has dimension 32, descriptors have 16" in wrong.output
