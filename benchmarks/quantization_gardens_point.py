@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--shared", default=str(SHARED))
     parser.add_argument("--models", default="mnv2_gem,mnv2_mac,lite0_gem")
     parser.add_argument("--calib-count", type=int, default=50)
-    parser.add_argument("--speed-calibration", default="minmax")
+    parser.add_argument("--speed-calibration", default="percentile")
     parser.add_argument("--out", default="benchmarks/results/quantization_gardens_point.json")
     args = parser.parse_args()
     shared = Path(args.shared)

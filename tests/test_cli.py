@@ -63,3 +63,13 @@ def test_user_errors_are_one_line(tmp_path):
 def test_list_shows_components():
     result = _run("list")
     assert "mobilenetv2" in result.output and "netvlad" in result.output
+
+
+def test_eval_on_an_ann_index_reports_its_memory(tmp_path, tiny_street):
+    out = tmp_path / "r.json"
+    result = _run("eval", "--backbone", "squeezenet", "--aggregator", "gem", "--dataset", tiny_street, "--size", "72x96",
+                  "--index", "HNSW8", "--search-params", "efSearch=16", "--latency-runs", 20, "--out", out)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["search"] == {"index": "HNSW8", "params": "efSearch=16", "memory_bytes": payload["cost"]["database_bytes"]}
+    assert payload["cost"]["database_bytes"] > 30 * 512 * 4  # the graph costs memory beyond the vectors

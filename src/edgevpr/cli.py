@@ -47,11 +47,11 @@ QUANTIZE_OPTIONS = [
     ("--precision", dict(type=click.Choice(["fp32", "fp16", "int8", "int4"]), required=True, help="Deployed precision.")),
     ("--target", dict(type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True,
                       help="int8 layout: cpu (QLinearConv, uint8 activations) or tensorrt (symmetric QDQ).")),
-    ("--calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]), default="entropy", show_default=True,
+    ("--calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile", show_default=True,
                            help="Activation range rule for int8.")),
     ("--calib", dict(type=click.Path(), default=None, help="Folder of calibration images (int8).")),
     ("--calib-count", dict(type=int, default=50, show_default=True, help="Calibration images used.")),
-    ("--percentile", dict(type=float, default=99.99, show_default=True, help="Percentile for --calibration percentile.")),
+    ("--percentile", dict(type=float, default=99.999, show_default=True, help="Percentile for --calibration percentile.")),
 ]
 
 

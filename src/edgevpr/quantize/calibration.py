@@ -6,7 +6,8 @@ Pass 1 records each tensor's min and max; pass 2 builds a histogram of |x| with 
 [0, max|x|]. From these:
 
 - ``minmax``: [min, max].
-- ``percentile``: the |x| below which ``percentile`` % of the values fall, clipped to [min, max].
+- ``percentile``: the |x| below which ``percentile`` % (default 99.999) of the values fall,
+  clipped to [min, max].
 - ``entropy``: the TensorRT / seed 000 rule. For each candidate threshold bin i (from the
   number of quantization levels up to 2048), P is the histogram clipped at i (outliers added to
   the last bin) and Q is P merged into the available levels and expanded back; the threshold
@@ -143,7 +144,7 @@ def entropy_threshold(hist: np.ndarray, top: float, levels: int = 128) -> float:
     return float(best_i * top / len(hist))
 
 
-def ranges(stats: CalibrationStats, method: str, symmetric: bool, percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+def ranges(stats: CalibrationStats, method: str, symmetric: bool, percentile: float = 99.999) -> dict[str, tuple[float, float]]:
     """(lowest, highest) per tensor for the quantizer."""
     if method not in METHODS:
         raise ConfigError(f"unknown calibration {method!r}; use one of {', '.join(METHODS)}")

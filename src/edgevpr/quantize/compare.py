@@ -16,10 +16,10 @@ from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 DEFAULT_VARIANTS = [
     ("fp32", None, None),
     ("fp16", None, None),
-    ("int8", "cpu", "entropy"),
-    ("int8", "cpu", "minmax"),
     ("int8", "cpu", "percentile"),
-    ("int8", "tensorrt", "entropy"),
+    ("int8", "cpu", "minmax"),
+    ("int8", "cpu", "entropy"),
+    ("int8", "tensorrt", "percentile"),
     ("int4", None, None),
 ]
 

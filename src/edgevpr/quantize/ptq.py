@@ -19,6 +19,7 @@ import numpy as np
 import onnx
 
 from edgevpr.errors import ConfigError
+from edgevpr.quantize.weight_grid import grid_overrides
 
 TARGETS = ("cpu", "tensorrt")
 
@@ -56,7 +57,8 @@ def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                 calibration_cache_path=str(cache), nodes_to_exclude=keep_float or [],
-                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                               "TensorQuantOverrides": grid_overrides(model)},
             )
             return onnx.load(str(output))
     finally:

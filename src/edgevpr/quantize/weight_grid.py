@@ -1,0 +1,55 @@
+"""Keep weights that are already quantized on their own grid.
+
+Weights from quantization-aware training or converted from an integer model (the MobileNetV2
+file in shared/weights was dequantized from a uint8 TFLite model) lie on a uniform grid
+w = k * s through zero. Symmetric int8 scales max|w_c| / 127 put the grid points between
+int8 levels and round every weight off it. When a tensor lies on such a grid and a channel's
+multiples k fit in [-127, 127], that channel's scale is set to s and int8 holds its weights
+exactly; other channels, and tensors with no grid, keep the usual max|w_c| / 127.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+TOLERANCE = 1e-3  # of a grid step
+
+
+def grid_step(weight: np.ndarray, max_divisor: int = 4) -> float | None:
+    """The step s of a uniform grid through zero holding every value, or None."""
+    values = np.unique(np.abs(weight.astype(np.float64)))
+    values = values[values > 0]
+    if values.size < 2:
+        return None
+    gaps = np.diff(values)
+    smallest = min(values[0], gaps[gaps > 0].min()) if (gaps > 0).any() else values[0]
+    for divisor in range(1, max_divisor + 1):
+        step = smallest / divisor
+        ratio = values / step
+        if np.abs(ratio - np.round(ratio)).max() <= TOLERANCE and ratio.max() <= 127 * 64:
+            return float(step)
+    return None
+
+
+def grid_overrides(model: onnx.ModelProto, qmax: int = 127) -> dict[str, list[dict]]:
+    """ORT ``TensorQuantOverrides`` with per-channel scales on the weights' own grid."""
+    initializers = {i.name: i for i in model.graph.initializer}
+    overrides: dict[str, list[dict]] = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in initializers:
+            continue
+        weight = numpy_helper.to_array(initializers[node.input[1]])
+        step = grid_step(weight)
+        if step is None:
+            continue
+        channels = []
+        for channel in weight.reshape(weight.shape[0], -1):
+            largest = float(np.abs(channel).max())
+            fits = largest / step <= qmax + TOLERANCE
+            scale = step if fits else (largest / qmax if largest > 0 else 1.0)
+            channels.append({"scale": np.float32(scale), "zero_point": 0})
+        channels[0]["axis"] = 0
+        overrides[node.input[1]] = channels
+    return overrides
