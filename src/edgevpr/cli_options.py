@@ -35,6 +35,10 @@ MODEL_OPTIONS = [
     ("--std", "model", "std", dict(help="Input std R,G,B (default ImageNet).")),
     ("--gem-p", "model", "gem_p", dict(type=float, help="GeM initial p (default 3).")),
     ("--clusters", "model", "clusters", dict(type=int, help="NetVLAD clusters K (default 64).")),
+    ("--pca", "model", "pca", dict(type=int, help="PCA to D dimensions, fitted on database descriptors.")),
+    ("--whiten/--no-whiten", "model", "whiten", dict(default=None, help="PCA-whitening (with --pca).")),
+    ("--deploy/--no-deploy", "model", "deploy",
+     dict(default=None, help="Re-parameterized inference form (repvgg_lite).")),
     ("--onnx", "model", "onnx", dict(type=click.Path(), help="Evaluate this exported ONNX file with ONNX Runtime.")),
 ]
 DATA_OPTIONS = [

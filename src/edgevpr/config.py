@@ -32,6 +32,9 @@ class ModelConfig:
     std: tuple[float, ...] = IMAGENET_STD
     gem_p: float = 3.0
     clusters: int = 64  # NetVLAD clusters K
+    pca: int | None = None  # PCA projection to this size, fitted on database descriptors
+    whiten: bool = False  # PCA-whitening (needs pca)
+    deploy: bool = False  # re-parameterized (inference) form of re-parameterizable backbones
     onnx: str | None = None  # evaluate this exported file with ONNX Runtime instead of building a model
 
 

@@ -95,6 +95,10 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     q = extract(extractor.forward, dataset.query_paths, preprocess, label="queries", **options)
     if db.skipped or q.skipped:
         dataset = dataset.subset(db.kept, q.kept, db.skipped + q.skipped)
+    if not config.model.onnx and model.pca is not None and not bool(model.pca.fitted):
+        model.pca.fit(db.descriptors)  # learned on the database, then part of the model
+        db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
+        extractor = torch_extractor(model)
 
     index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
     k = max(config.eval.recall_at)

@@ -9,20 +9,29 @@ import edgevpr.models.aggregators  # noqa: F401  (fills the registries)
 import edgevpr.models.backbones  # noqa: F401
 from edgevpr.config import ModelConfig
 from edgevpr.errors import ConfigError
+from edgevpr.models.pca import PCAProjection
 from edgevpr.models.registry import AGGREGATORS, BACKBONES
 from edgevpr.models.tf_same import apply_tf_same_padding
 
 
 class VPRModel(nn.Module):
-    def __init__(self, backbone: nn.Module, aggregator: nn.Module, dim: int | None = None):
+    """backbone -> aggregator -> [FC to ``dim``] -> [PCA / PCA-whitening to ``pca``] -> L2."""
+
+    def __init__(self, backbone: nn.Module, aggregator: nn.Module, dim: int | None = None,
+                 pca: int | None = None, whiten: bool = False):
         super().__init__()
         self.backbone = backbone
         self.aggregator = aggregator
         self.projection = nn.Linear(aggregator.out_dim, dim) if dim else nn.Identity()
-        self.descriptor_dim = dim or aggregator.out_dim
+        before_pca = dim or aggregator.out_dim
+        self.pca = PCAProjection(before_pca, pca, whiten) if pca else None
+        self.descriptor_dim = pca or before_pca
 
     def forward(self, images):
         descriptors = self.projection(self.aggregator(self.backbone(images)))
+        if self.pca is not None and bool(self.pca.fitted):
+            descriptors = F.normalize(descriptors, dim=-1)
+            descriptors = self.pca(descriptors)
         return F.normalize(descriptors, dim=-1)
 
 
@@ -30,8 +39,12 @@ def build_model(config: ModelConfig) -> VPRModel:
     """Build from registered names; the aggregator's input size comes from the backbone."""
     if config.dim is not None and config.dim <= 0:
         raise ConfigError(f"--dim must be positive, got {config.dim}")
+    if config.pca is not None and config.pca <= 0:
+        raise ConfigError(f"--pca must be positive, got {config.pca}")
+    if config.whiten and config.pca is None:
+        raise ConfigError("--whiten needs --pca D")
     backbone = BACKBONES.get(config.backbone)(config)
     if config.tf_same_padding:
         apply_tf_same_padding(backbone)
     aggregator = AGGREGATORS.get(config.aggregator)(backbone.out_channels, config)
-    return VPRModel(backbone, aggregator, config.dim).eval()
+    return VPRModel(backbone, aggregator, config.dim, config.pca, config.whiten).eval()

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+
+from edgevpr.config import ModelConfig, load_config
+from edgevpr.errors import ConfigError
+from edgevpr.evaluate.runner import evaluate
+from edgevpr.models import build_model
+from edgevpr.models.backbones.repvgg import RepVGGBlock, RepVGGLite
+from edgevpr.models.pca import PCAProjection
+
+
+def _random_bn(net, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            n = module.num_features
+            module.running_mean.copy_((torch.rand(n, generator=generator, dtype=module.running_mean.dtype) - 0.5) * 0.4)
+            module.running_var.copy_(torch.rand(n, generator=generator, dtype=module.running_var.dtype) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator, dtype=module.weight.dtype) + 0.5)
+            module.bias.data.copy_((torch.rand(n, generator=generator, dtype=module.bias.dtype) - 0.5) * 0.4)
+
+
+def test_repvgg_lite_shape_and_reparameterization_equivalence():
+    net = RepVGGLite().double()
+    _random_bn(net)
+    net.eval()
+    x = torch.rand(1, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        training_form = net(x)
+        net.reparameterize()
+        deployed = net(x)
+    assert training_form.shape == (1, 192, 4, 6)  # stride 16
+    assert (training_form - deployed).abs().max() <= 1e-5
+    assert all(isinstance(b.fused, torch.nn.Conv2d) and b.identity is None for b in net.blocks)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+
+
+def test_repvgg_block_identity_branch_only_where_shapes_allow():
+    assert RepVGGBlock(8, 8, 1).identity is not None
+    assert RepVGGBlock(8, 16, 1).identity is None and RepVGGBlock(8, 8, 2).identity is None
+
+
+def test_repvgg_deploy_flag_builds_the_fused_form():
+    model = build_model(ModelConfig(backbone="repvgg_lite", aggregator="gem", deploy=True))
+    assert model.backbone.out_channels == 192 and model(torch.rand(1, 3, 64, 64)).shape == (1, 192)
+    assert all(block.fused is not None for block in model.backbone.body.blocks)
+
+
+def test_pca_whitening_gives_identity_covariance():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(500, 32)) @ rng.normal(size=(32, 32)) + 3.0
+    pca = PCAProjection(32, 8, whiten=True)
+    pca.fit(data)
+    projected = pca(torch.from_numpy(data.astype(np.float32))).numpy().astype(np.float64)
+    assert np.allclose(projected.mean(axis=0), 0, atol=1e-4)
+    assert np.allclose(np.cov(projected, rowvar=False), np.eye(8), atol=1e-4)
+    plain = PCAProjection(32, 8)
+    plain.fit(data)
+    variances = np.var(plain(torch.from_numpy(data.astype(np.float32))).numpy(), axis=0, ddof=1)
+    assert (np.diff(variances) <= 1e-3).all()  # decreasing: the leading components
+
+
+def test_pca_options_are_checked():
+    with pytest.raises(ConfigError, match="--whiten needs --pca"):
+        build_model(ModelConfig(backbone="squeezenet", whiten=True))
+    with pytest.raises(ConfigError, match="exceeds the descriptor size 512"):
+        build_model(ModelConfig(backbone="squeezenet", pca=600))
+
+
+def test_pca_whitening_through_eval_is_saved_in_the_model(tiny_street):
+    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem", "pca": 16, "whiten": True},
+                                    "data": {"dataset": str(tiny_street), "size": (72, 96)}, "eval": {"latency_runs": 20}})
+    model = build_model(config.model)
+    result = evaluate(config, model=model)
+    assert result["model"]["descriptor_dim"] == 16 and result["cost"]["database_bytes"] == 30 * 16 * 4
+    assert bool(model.pca.fitted) and "pca.matrix" in model.state_dict()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 72, 96)).shape == (2, 16)
+
+
+@pytest.mark.parametrize("backbone", ["repvgg_lite"])
+def test_new_backbones_run_through_eval(tiny_street, backbone):
+    config = load_config(overrides={"model": {"backbone": backbone, "aggregator": "gem", "deploy": True},
+                                    "data": {"dataset": str(tiny_street), "size": (72, 96)}, "eval": {"latency_runs": 20}})
+    result = evaluate(config)
+    assert result["model"]["descriptor_dim"] == 192 and 0 <= result["recall"]["1"] <= 100
+
+
+@pytest.mark.parametrize("model", [{"backbone": "repvgg_lite", "deploy": True},
+                                   {"backbone": "repvgg_lite", "deploy": False},
+                                   {"backbone": "squeezenet", "pca": 16, "whiten": True}])
+def test_new_components_export_to_int8(tmp_path, model):
+    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+    from edgevpr.quantize.runtime import OnnxModel
+    from tests.conftest import write_image
+
+    for i in range(20):
+        write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
+    config = load_config(overrides={"model": {"aggregator": "gem"} | model, "data": {"size": (64, 96)}})
+    out = tmp_path / "m.onnx"
+    quantize_model(config, QuantizeOptions(precision="int8", calib=str(tmp_path / "calib"), calib_count=20), str(out))
+    descriptors = OnnxModel(out)(np.random.rand(2, 3, 64, 96).astype(np.float32))
+    assert descriptors.shape == (2, 16 if "pca" in model else 192)
+    assert np.allclose(np.linalg.norm(descriptors, axis=1), 1, atol=1e-3)
