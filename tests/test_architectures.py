@@ -103,3 +103,38 @@ def test_new_components_export_to_int8(tmp_path, model):
     descriptors = OnnxModel(out)(np.random.rand(2, 3, 64, 96).astype(np.float32))
     assert descriptors.shape == (2, 16 if "pca" in model else 192)
     assert np.allclose(np.linalg.norm(descriptors, axis=1), 1, atol=1e-3)
+
+
+@pytest.mark.parametrize("backbone, aggregator, dim", [("vit", "cls", 384), ("vit", "gem", 384), ("cct", "seqpool", 384),
+                                                       ("cct", "netvlad", 384 * 4), ("squeezenet", "seqpool", 512)])
+def test_transformer_backbones_and_token_aggregators(backbone, aggregator, dim):
+    model = build_model(ModelConfig(backbone=backbone, aggregator=aggregator, clusters=4))
+    out = model(torch.rand(2, 3, 64, 96))
+    assert out.shape == (2, dim) and torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_seqpool_is_a_softmax_weighted_mean_and_cls_needs_a_class_token():
+    from edgevpr.models.aggregators.seqpool import SeqPool
+
+    pool = SeqPool(4)
+    torch.nn.init.zeros_(pool.score.weight)
+    torch.nn.init.zeros_(pool.score.bias)
+    tokens = torch.rand(2, 4, 1, 5)
+    assert torch.allclose(pool(tokens), tokens.mean(dim=(2, 3)), atol=1e-6)  # equal scores: the mean
+    with pytest.raises(ConfigError, match="class token"):
+        build_model(ModelConfig(backbone="cct", aggregator="cls"))
+
+
+@pytest.mark.parametrize("model", [{"backbone": "cct", "aggregator": "seqpool"}, {"backbone": "vit", "aggregator": "cls"}])
+def test_transformers_export_to_int8_and_eval(tmp_path, tiny_street, model):
+    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+    from tests.conftest import write_image
+
+    for i in range(8):
+        write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
+    config = load_config(overrides={"model": model, "data": {"size": (64, 96)}})
+    out = tmp_path / "m.onnx"
+    quantize_model(config, QuantizeOptions(precision="int8", calib=str(tmp_path / "calib"), calib_count=8), str(out))
+    result = evaluate(load_config(overrides={"model": {"onnx": str(out)}, "data": {"dataset": str(tiny_street)},
+                                             "eval": {"latency_runs": 20}}))
+    assert result["protocol"]["precision"] == "int8-cpu" and result["model"]["descriptor_dim"] == 384

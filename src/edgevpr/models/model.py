@@ -46,5 +46,7 @@ def build_model(config: ModelConfig) -> VPRModel:
     backbone = BACKBONES.get(config.backbone)(config)
     if config.tf_same_padding:
         apply_tf_same_padding(backbone)
+    if config.aggregator == "cls" and not getattr(backbone, "cls_token", False):
+        raise ConfigError(f"aggregator 'cls' needs a backbone with a class token; {config.backbone!r} has none")
     aggregator = AGGREGATORS.get(config.aggregator)(backbone.out_channels, config)
     return VPRModel(backbone, aggregator, config.dim, config.pca, config.whiten).eval()

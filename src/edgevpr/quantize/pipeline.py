@@ -87,6 +87,8 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
             raise ConfigError("--pca needs images to fit the projection: --calib DIR")
         model.pca.fit(extract(model, calib.paths, preprocess, batch_size=1, label="fitting PCA").descriptors)
     example = torch.zeros(1, 3, *size)
+    if hasattr(model.backbone, "fix_input_size"):
+        model.backbone.fix_input_size(*size)
     folded = fold_batchnorm(model, example)
     metadata = {
         "config": config.to_dict(), "params": count_params(model), "flops": count_flops(model, tuple(example.shape)),
