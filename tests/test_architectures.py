@@ -138,3 +138,19 @@ def test_transformers_export_to_int8_and_eval(tmp_path, tiny_street, model):
     result = evaluate(load_config(overrides={"model": {"onnx": str(out)}, "data": {"dataset": str(tiny_street)},
                                              "eval": {"latency_runs": 20}}))
     assert result["protocol"]["precision"] == "int8-cpu" and result["model"]["descriptor_dim"] == 384
+
+
+def test_crn_starts_as_netvlad_and_reweights_once_trained():
+    from edgevpr.models.aggregators.crn import CRN
+    from edgevpr.models.aggregators.netvlad import NetVLAD
+
+    torch.manual_seed(0)
+    features = torch.rand(2, 16, 6, 8)
+    crn, vlad = CRN(16, clusters=4), NetVLAD(16, clusters=4)
+    vlad.load_state_dict({k: v for k, v in crn.state_dict().items() if not k.startswith("context.")})
+    assert torch.allclose(crn(features), vlad(features), atol=1e-6)
+    with torch.no_grad():
+        crn.context.combine.weight.normal_()
+    assert not torch.allclose(crn(features), vlad(features), atol=1e-3)
+    model = build_model(ModelConfig(backbone="squeezenet", aggregator="crn", clusters=4))
+    assert model(torch.rand(1, 3, 64, 96)).shape == (1, 512 * 4)

@@ -47,8 +47,14 @@ class NetVLAD(nn.Module):
         self.initialised.fill_(True)
 
     def forward(self, features):
+        return self.aggregate(features)
+
+    def aggregate(self, features, weights=None):
+        """NetVLAD; ``weights`` (B, 1, N) scale each local feature's assignment (CRN)."""
         x = F.normalize(features, dim=1)
         soft = F.softmax(self.assign(x), dim=1).flatten(2)  # (B, K, N)
+        if weights is not None:
+            soft = soft * weights
         x = x.flatten(2)  # (B, C, N)
         vlad = torch.einsum("bkn,bcn->bkc", soft, x) - soft.sum(dim=2).unsqueeze(-1) * self.centroids
         vlad = F.normalize(vlad, dim=2)  # intra-normalisation
