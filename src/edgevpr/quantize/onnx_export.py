@@ -64,26 +64,9 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, metadata: dict, o
     dynamic = _same_at_other_size(model, data, example)
     if not dynamic:
         data = _export_bytes(model, example, dynamic_size=False, opset=opset)
-    proto = fold_constants(onnx.load_from_string(data))
+    proto = onnx.load_from_string(data)
     set_metadata(proto, metadata | {"dynamic_size": dynamic, "export_size": list(example.shape[-2:])})
     return proto
-
-
-def fold_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """ONNX Runtime's basic (standard-op) graph optimisations, saved back as ONNX: with a fixed
-    input size this folds the shape arithmetic of TF-SAME padding into constants."""
-    import tempfile
-    from pathlib import Path
-
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory(prefix="edgevpr-fold-") as folder:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(Path(folder) / "folded.onnx")
-        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        return onnx.load(options.optimized_model_filepath)
 
 
 def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
