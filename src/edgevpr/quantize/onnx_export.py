@@ -64,8 +64,26 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, metadata: dict, o
     dynamic = _same_at_other_size(model, data, example)
     if not dynamic:
         data = _export_bytes(model, example, dynamic_size=False, opset=opset)
-    proto = onnx.load_from_string(data)
+    proto = inline_identity_initializers(onnx.load_from_string(data))
     set_metadata(proto, metadata | {"dynamic_size": dynamic, "export_size": list(example.shape[-2:])})
+    return proto
+
+
+def inline_identity_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The exporter shares identical initializers (zero biases, say) through Identity nodes;
+    quantizers expect every weight and bias to be an initializer, so give each use its own."""
+    initializers = {i.name: i for i in proto.graph.initializer}
+    kept = []
+    for node in proto.graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(initializers[node.input[0]])
+            copy.name = node.output[0]
+            proto.graph.initializer.append(copy)
+        else:
+            kept.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
     return proto
 
 
