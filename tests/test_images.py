@@ -1,10 +1,9 @@
-import io
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from edgevpr.config import DataConfig, load_config
+from edgevpr.config import load_config
 from edgevpr.data.images import load_rgb
 from edgevpr.errors import ImageError
 from edgevpr.evaluate.runner import evaluate

@@ -11,7 +11,6 @@ nearby positions with another camera pose (shift, zoom, perspective), another ti
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
