@@ -101,3 +101,11 @@ def sample_local_features(backbone, paths, preprocess, per_image=200, max_images
         take = rng.choice(len(features), size=min(per_image, len(features)), replace=False)
         samples.append(features[take])
     return np.concatenate(samples)
+
+
+def initialise_aggregator(model, paths, preprocess, seed: int = 0, max_pixels: int = 89_478_485) -> None:
+    """NetVLAD-style aggregators start from k-means on local features of ``paths``."""
+    aggregator = model.aggregator
+    if hasattr(aggregator, "init_from_features") and not bool(aggregator.initialised):
+        features = sample_local_features(model.backbone, paths, preprocess, seed=seed, max_pixels=max_pixels)
+        aggregator.init_from_features(features, seed=seed)

@@ -13,7 +13,7 @@ from edgevpr.errors import ConfigError
 from edgevpr.evaluate.cost import cost_block, database_bytes, time_matching
 from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.environment import environment
-from edgevpr.evaluate.extract import extract, sample_local_features
+from edgevpr.evaluate.extract import extract, initialise_aggregator
 from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import recall_at_n
@@ -24,16 +24,6 @@ from edgevpr.search.index import SearchIndex, build_index, search
 
 def preprocess_from(config: RunConfig) -> Preprocess:
     return Preprocess(config.data.resize, config.data.size, config.model.mean, config.model.std)
-
-
-def initialise_aggregator(model: VPRModel, dataset: VPRDataset, preprocess: Preprocess, config: RunConfig) -> None:
-    """NetVLAD-style aggregators start from k-means on local features of database images."""
-    aggregator = model.aggregator
-    if hasattr(aggregator, "init_from_features") and not bool(aggregator.initialised):
-        features = sample_local_features(
-            model.backbone, dataset.database_paths, preprocess, seed=config.eval.seed, max_pixels=config.data.max_pixels
-        )
-        aggregator.init_from_features(features, seed=config.eval.seed)
 
 
 def save_descriptors(folder: str, dataset: VPRDataset, database: np.ndarray, queries: np.ndarray, protocol: dict) -> None:
@@ -82,7 +72,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     preprocess = preprocess_from(config)
     dataset = load_dataset(config.data)
     if not config.model.onnx:
-        initialise_aggregator(model, dataset, preprocess, config)
+        initialise_aggregator(model, dataset.database_paths, preprocess, config.eval.seed, config.data.max_pixels)
         extractor = torch_extractor(model)
 
     options = dict(
@@ -107,13 +97,14 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
 
     protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, extractor.precision, extractor.runtime)
     input_shape = (1, 3, *protocol["image_size"])
+    search_bytes = index_bytes(index)
     cost = cost_block(
         params=extractor.params,
         flops=extractor.flops(input_shape),
         model_bytes=extractor.model_bytes,
         extraction=extractor.latency(input_shape, config.eval.latency_runs),
         matching=time_matching(index, q.descriptors, k),
-        database_size=index_bytes(index),
+        database_size=search_bytes,
     )
     source = extractor.info.get("config", {}).get("model", {}) if extractor.info else {}
     model_config = source or config.to_dict()["model"]
@@ -130,7 +121,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         },
         "recall": recall,
         "cost": cost,
-        "search": {"index": str(index.spec), "params": index.params, "memory_bytes": index_bytes(index)},
+        "search": {"index": str(index.spec), "params": index.params, "memory_bytes": search_bytes},
         "config": config.to_dict(),
         "environment": environment(),
     }

@@ -44,8 +44,8 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
         for precision, target, calibration in variants:
             name = "_".join(p for p in (precision, target, calibration) if p)
             log(f"{name} onnxruntime ...")
-            options = QuantizeOptions(precision=precision, target=target or "cpu", calibration=calibration or "entropy",
-                                      calib=calib, calib_count=calib_count)
+            options = QuantizeOptions(precision=precision, target=target or "cpu", calib=calib, calib_count=calib_count,
+                                      calibration=calibration or QuantizeOptions.calibration)
             path = folder / f"{name}.onnx"
             quantize_model(copy.deepcopy(config), options, str(path))
             deployed = copy.deepcopy(config)

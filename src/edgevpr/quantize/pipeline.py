@@ -14,7 +14,7 @@ from edgevpr.config import RunConfig
 from edgevpr.data.images import list_images
 from edgevpr.errors import ConfigError
 from edgevpr.evaluate.cost import count_flops, count_params
-from edgevpr.evaluate.extract import extract, iterate_images, sample_local_features
+from edgevpr.evaluate.extract import extract, initialise_aggregator, iterate_images
 from edgevpr.models import build_model
 from edgevpr.quantize import calibration
 from edgevpr.quantize.bn_fold import fold_batchnorm
@@ -80,7 +80,7 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     if hasattr(model.aggregator, "init_from_features") and not bool(model.aggregator.initialised):
         if calib is None:
             raise ConfigError(f"{config.model.aggregator} needs images to initialise its clusters: --calib DIR")
-        model.aggregator.init_from_features(sample_local_features(model.backbone, calib.paths, preprocess), seed=config.eval.seed)
+        initialise_aggregator(model, calib.paths, preprocess, config.eval.seed, config.data.max_pixels)
     if model.pca is not None and not bool(model.pca.fitted):
         if calib is None:
             raise ConfigError("--pca needs images to fit the projection: --calib DIR")
