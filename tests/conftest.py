@@ -47,3 +47,13 @@ def tiny_street(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("street")
     return generate_synthetic(root, SyntheticSpec(num_places=30, query_every=3, width=96, height=72, step_px=24))
+
+
+@pytest.fixture(scope="session")
+def training_street(tmp_path_factory) -> Path:
+    """A small synthetic street with disjoint train and val splits."""
+    from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
+
+    root = tmp_path_factory.mktemp("training_street")
+    return generate_synthetic(root, SyntheticSpec(num_places=30, width=96, height=72, step_px=24,
+                                                  train_places=24, val_places=12))

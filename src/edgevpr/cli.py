@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edgevpr.cli_options import DATA_OPTIONS, EVAL_OPTIONS, MODEL_OPTIONS, add_options, config_from, user_errors
+from edgevpr.cli_options import (DATA_OPTIONS, EVAL_OPTIONS, MODEL_OPTIONS, TRAIN_OPTIONS, add_options, config_from,
+                                 user_errors)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,6 +44,33 @@ def demo_command(root, out, threads):
     run_demo(root, out, threads)
 
 
+@main.command("train")
+@click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
+@add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
+@add_options(DATA_OPTIONS)
+@add_options([o for o in EVAL_OPTIONS if o[0] in ("--batch-size", "--workers", "--threads")])
+@add_options(TRAIN_OPTIONS)
+@user_errors
+def train_command(config_file, **kwargs):
+    """Train a model (triplet or P x K metric learning); test it on --dataset if given."""
+    import os
+    import sys
+
+    from edgevpr.train.distributed import launched_by_torchrun, relaunch_with_torchrun
+    from edgevpr.train.loop import train
+
+    config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, TRAIN_OPTIONS)
+    if config.train.distributed != "none" and not launched_by_torchrun():
+        sys.exit(relaunch_with_torchrun(config.train, sys.argv[1:]))
+    metrics = train(config)
+    if os.environ.get("RANK", "0") != "0":
+        return
+    click.echo(f"run: {metrics['run_dir']} ({metrics['finished']}); best validation Recall@5 "
+               f"{metrics['best_val_recall5']} at epoch {metrics['best_epoch']}")
+    if "test" in metrics:
+        click.echo(f"test {metrics['test']['protocol_name']}: {metrics['test']['recall']}")
+
+
 QUANTIZE_OPTIONS = [
     ("--precision", dict(type=click.Choice(["fp32", "fp16", "int8", "int4"]), required=True, help="Deployed precision.")),
     ("--target", dict(type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True,
@@ -58,7 +86,7 @@ QUANTIZE_OPTIONS = [
 @main.command("quantize")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
 @add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
-@add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--size", "--max-pixels")])
+@add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--resize-factor", "--size", "--max-pixels")])
 @click.option("--threads", type=int, default=None, help="Threads for calibration.")
 @click.option("--out", required=True, type=click.Path(), help="ONNX file to write (atomically).")
 @user_errors

@@ -36,6 +36,7 @@ class ModelConfig:
     whiten: bool = False  # PCA-whitening (needs pca)
     deploy: bool = False  # re-parameterized (inference) form of re-parameterizable backbones
     onnx: str | None = None  # evaluate this exported file with ONNX Runtime instead of building a model
+    checkpoint: str | None = None  # a checkpoint of `edgevpr train`: its architecture and trained weights
 
 
 @dataclass
@@ -46,7 +47,9 @@ class DataConfig:
     tolerance_frames: int | None = None  # frame-aligned sequences
     threshold_m: float | None = None  # folder format with UTM names (25 m when not given)
     ground_truth: str | None = None  # VPR-Bench ground_truth_new.npy
+    frames: tuple[int, ...] | None = None  # frame-aligned: keep frames FIRST,LAST (inclusive) of both folders
     resize: int | None = None  # short side in pixels, aspect ratio kept
+    resize_factor: float | None = None  # scale every image by this factor (after resize/size)
     size: tuple[int, ...] | None = None  # (H, W)
     skip_bad_images: bool = False  # skip and count undecodable images instead of failing
     max_pixels: int = 89_478_485  # larger images are refused as decompression bombs
@@ -68,10 +71,63 @@ class EvalConfig:
 
 
 @dataclass
+class TrainConfig:
+    # Training data: folder format (ROOT/train/{database,queries}, UTM names), explicit folders
+    # (UTM names or frame-aligned), or place-grouped (ROOT/<place>/*.jpg) for P x K batches.
+    dataset: str | None = None
+    database: str | None = None
+    queries: tuple[str, ...] = ()
+    places: str | None = None
+    frames: tuple[int, ...] | None = None  # frame-aligned: train on frames FIRST,LAST only
+    tolerance_frames: int | None = None  # frame-aligned: positives within N frames
+    negative_frames: int = 10  # frame-aligned: negatives farther than N frames
+    positive_m: float = 10.0  # UTM: the best positive is searched within this radius
+    negative_m: float = 25.0  # UTM: negatives lie beyond this radius
+    # Loss and mining
+    loss: str = "triplet_l2"  # triplet_l2 | triplet_cosine | a pytorch-metric-learning loss (P x K)
+    margin: float = 0.1
+    miner: str = "partial"  # random | full | partial; with places: a pytorch-metric-learning miner or none
+    batch_triplets: int = 4
+    negatives: int = 10
+    cache_database: int = 1000  # partial mining: database images in the cache (k_db)
+    refresh_every: int = 1000  # triplets served by one cache; its queries are those triplets' (k_q)
+    places_per_batch: int = 16  # P
+    images_per_place: int = 4  # K
+    # Optimisation
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-4
+    momentum: float = 0.9  # sgd
+    weight_decay: float | None = None  # default: 0 for adam, 1e-3 for sgd
+    epochs: int = 30
+    queries_per_epoch: int = 5000
+    patience: int = 3  # early stopping: epochs without a better validation Recall@5
+    max_minutes: float | None = None  # stop after the epoch in which this much time has passed
+    # Augmentation (seed 001 section 4.5)
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    flip: bool = False  # horizontal flip of the whole triplet
+    crop_scale: float = 1.0  # random resized crop keeping at least this fraction of the area
+    # Model
+    freeze_stages: int = 0  # leading backbone stages kept frozen
+    frozen_bn: bool = False  # BatchNorm layers keep their statistics and affine parameters
+    # Run
+    run_dir: str | None = None
+    resume: bool = False
+    seed: int = 0
+    distributed: str = "none"  # none | torchrun
+    nproc: int = 1  # processes per node with torchrun
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None  # HOST:PORT of node 0 when nnodes > 1
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    val: DataConfig = field(default_factory=DataConfig)  # validation set of `edgevpr train`
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

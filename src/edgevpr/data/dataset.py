@@ -58,6 +58,15 @@ class VPRDataset:
         }
 
 
+def frame_range(frames, available: int, where: str) -> tuple[int, int]:
+    """Validate an inclusive (first, last) frame range against ``available`` frames."""
+    if len(frames) != 2 or not 0 <= frames[0] <= frames[1]:
+        raise ConfigError(f"frames must be FIRST,LAST with 0 <= FIRST <= LAST, got {','.join(map(str, frames))}")
+    if frames[1] >= available:
+        raise DatasetError(f"{where}: frames {frames[0]}-{frames[1]} asked for, but only {available} frames exist")
+    return int(frames[0]), int(frames[1])
+
+
 def _folders(config: DataConfig) -> tuple[Path, Path, Path, str]:
     if config.dataset and (config.database or config.queries):
         raise ConfigError("give either --dataset ROOT or --database DIR --queries DIR, not both")
@@ -79,6 +88,11 @@ def load_dataset(config: DataConfig) -> VPRDataset:
     if len(chosen) > 1:
         raise ConfigError(f"choose one positive rule, got {', '.join('--' + c.replace('_', '-') for c in chosen)}")
     database_paths, query_paths = list_images(database_dir), list_images(queries_dir)
+    if config.frames is not None:
+        if config.tolerance_frames is None:
+            raise ConfigError("--frames selects frames of frame-aligned folders; give --tolerance-frames too")
+        first, last = frame_range(config.frames, min(len(database_paths), len(query_paths)), str(queries_dir))
+        database_paths, query_paths = database_paths[first:last + 1], query_paths[first:last + 1]
 
     if config.ground_truth is not None:
         positives = load_vprbench_ground_truth(config.ground_truth, len(database_paths), len(query_paths))
@@ -86,6 +100,8 @@ def load_dataset(config: DataConfig) -> VPRDataset:
     elif config.tolerance_frames is not None:
         positives = positives_within_frames(len(database_paths), len(query_paths), config.tolerance_frames)
         rule = f"frames<={config.tolerance_frames}"
+        if config.frames is not None:
+            rule += f",frames={first}-{last}"
     else:
         threshold = DEFAULT_THRESHOLD_M if config.threshold_m is None else config.threshold_m
         for paths in (database_paths, query_paths):

@@ -6,12 +6,17 @@ from places every ``spacing_m`` metres along a gently curving route; queries loo
 nearby positions with another camera pose (shift, zoom, perspective), another time of day
 (day, dusk, night), occluders and sensor noise. Files use the folder format
 ``@utm_east@utm_north@zone@letter@lat@lon@...@.jpg``, so positives are found by distance.
+
+With ``train_places`` (and ``val_places``) the generator also writes ``train/`` (and ``val/``),
+each with ``database/`` and ``queries/``: other streets, drawn from other random streams and
+placed 10 km (20 km) away, so their places are disjoint from the test places. Training splits
+have a query near every place.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,8 @@ class SyntheticSpec:
     origin_north: float = 4000000.0
     zone: int = 33
     letter: str = "T"
+    train_places: int = 0
+    val_places: int = 0
 
 
 PALETTE = [(178, 84, 62), (196, 170, 120), (120, 130, 140), (210, 200, 180), (90, 110, 90), (160, 60, 70),
@@ -166,12 +173,23 @@ def _occlude_and_noise(image: np.ndarray, rng: np.random.Generator) -> Image.Ima
 
 
 def generate_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Path:
-    """Write ``root/database`` and ``root/queries``; reuse them when the same spec made them."""
+    """Write ``root/database`` and ``root/queries`` (and the training splits the spec asks
+    for); reuse them when the same spec made them."""
     root = Path(root)
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == asdict(spec):
         return root
-    rng = np.random.default_rng(spec.seed)
+    _write_street(root, spec, np.random.default_rng(spec.seed))
+    for number, (split, places) in enumerate((("train", spec.train_places), ("val", spec.val_places)), start=1):
+        if places:
+            split_spec = replace(spec, num_places=places, query_every=1,
+                                 origin_north=spec.origin_north + 10_000.0 * number)
+            _write_street(root / split, split_spec, np.random.default_rng([spec.seed, number]))
+    marker.write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    return root
+
+
+def _write_street(root: Path, spec: SyntheticSpec, rng: np.random.Generator) -> None:
     day, lights = _draw_street(spec, rng)
     margin = spec.width  # the panorama has a margin so every view stays inside it
     database_dir, queries_dir = root / "database", root / "queries"
@@ -197,5 +215,3 @@ def generate_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) 
         picture = _occlude_and_noise(image, rng)
         name = _file_name(spec, east, north, f"q{number:04d}_{condition}")
         picture.save(queries_dir / name, quality=int(rng.integers(60, 90)))
-    marker.write_text(json.dumps(asdict(spec), indent=2) + "\n")
-    return root

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from edgevpr.atomic import write_json
-from edgevpr.config import RunConfig
+from edgevpr.config import DataConfig, EvalConfig, RunConfig
 from edgevpr.data.dataset import VPRDataset, load_dataset
 from edgevpr.data.transforms import Preprocess
 from edgevpr.errors import ConfigError
@@ -18,12 +18,14 @@ from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import recall_at_n
 from edgevpr.models import VPRModel, build_model
+from edgevpr.models.checkpoint import architecture_of, read_checkpoint
 from edgevpr.search.descriptors import save_descriptor_set
 from edgevpr.search.index import SearchIndex, build_index, search
 
 
-def preprocess_from(config: RunConfig) -> Preprocess:
-    return Preprocess(config.data.resize, config.data.size, config.model.mean, config.model.std)
+def preprocess_from(config: RunConfig, data: DataConfig | None = None) -> Preprocess:
+    data = data or config.data
+    return Preprocess(data.resize, data.size, config.model.mean, config.model.std, data.resize_factor)
 
 
 def save_descriptors(folder: str, dataset: VPRDataset, database: np.ndarray, queries: np.ndarray, protocol: dict) -> None:
@@ -52,6 +54,27 @@ def adopt_input_contract(config: RunConfig, metadata: dict) -> None:
     if config.data.resize is None and config.data.size is None:
         config.data.resize = exported["data"]["resize"]
         config.data.size = tuple(exported["data"]["size"]) if exported["data"]["size"] else None
+        if config.data.resize_factor is None:
+            config.data.resize_factor = exported["data"].get("resize_factor")
+
+
+def extract_dataset(forward, dataset: VPRDataset, preprocess: Preprocess, settings: EvalConfig, data: DataConfig,
+                    label: str = ""):
+    """Database and query descriptors; images skipped as bad are dropped from the dataset."""
+    options = dict(batch_size=settings.batch_size, workers=settings.workers, skip_bad=data.skip_bad_images,
+                   max_pixels=data.max_pixels)
+    db = extract(forward, dataset.database_paths, preprocess, label=f"{label}database", **options)
+    q = extract(forward, dataset.query_paths, preprocess, label=f"{label}queries", **options)
+    if db.skipped or q.skipped:
+        dataset = dataset.subset(db.kept, q.kept, db.skipped + q.skipped)
+    return db, q, dataset
+
+
+def recall_only(forward, data: DataConfig, preprocess: Preprocess, settings: EvalConfig, label: str = "") -> dict:
+    """Recall@N by exact search, without the cost block (validation during training)."""
+    db, q, dataset = extract_dataset(forward, load_dataset(data), preprocess, settings, data, label)
+    _, predictions = search(build_index(db.descriptors, "Flat"), q.descriptors, max(settings.recall_at))
+    return recall_at_n(predictions, dataset.positives, settings.recall_at)
 
 
 def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
@@ -68,6 +91,9 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
                               f"give --size {fixed[0]}x{fixed[1]} or no resize")
         adopt_input_contract(config, extractor.info or {})
     else:
+        if config.model.checkpoint and model is None:
+            adopt_input_contract(config, read_checkpoint(config.model.checkpoint))
+            config.model = architecture_of(config.model.checkpoint)
         model = (model or build_model(config.model)).eval()
     preprocess = preprocess_from(config)
     dataset = load_dataset(config.data)
@@ -75,16 +101,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         initialise_aggregator(model, dataset.database_paths, preprocess, config.eval.seed, config.data.max_pixels)
         extractor = torch_extractor(model)
 
-    options = dict(
-        batch_size=config.eval.batch_size,
-        workers=config.eval.workers,
-        skip_bad=config.data.skip_bad_images,
-        max_pixels=config.data.max_pixels,
-    )
-    db = extract(extractor.forward, dataset.database_paths, preprocess, label="database", **options)
-    q = extract(extractor.forward, dataset.query_paths, preprocess, label="queries", **options)
-    if db.skipped or q.skipped:
-        dataset = dataset.subset(db.kept, q.kept, db.skipped + q.skipped)
+    db, q, dataset = extract_dataset(extractor.forward, dataset, preprocess, config.eval, config.data)
     if not config.model.onnx and model.pca is not None and not bool(model.pca.fitted):
         model.pca.fit(db.descriptors)  # learned on the database, then part of the model
         db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)

@@ -12,6 +12,7 @@ from edgevpr.errors import ConfigError
 from edgevpr.models.pca import PCAProjection
 from edgevpr.models.registry import AGGREGATORS, BACKBONES
 from edgevpr.models.tf_same import apply_tf_same_padding
+from edgevpr.models.weights import load_into
 
 
 class VPRModel(nn.Module):
@@ -36,7 +37,19 @@ class VPRModel(nn.Module):
 
 
 def build_model(config: ModelConfig) -> VPRModel:
-    """Build from registered names; the aggregator's input size comes from the backbone."""
+    """Build from registered names; the aggregator's input size comes from the backbone.
+
+    With ``checkpoint`` the architecture and the trained weights come from that file."""
+    if config.checkpoint:
+        from edgevpr.models.checkpoint import architecture_of, read_checkpoint
+
+        model = _build(architecture_of(config.checkpoint))
+        load_into(model, read_checkpoint(config.checkpoint)["model"], config.checkpoint)
+        return model.eval()
+    return _build(config).eval()
+
+
+def _build(config: ModelConfig) -> VPRModel:
     if config.dim is not None and config.dim <= 0:
         raise ConfigError(f"--dim must be positive, got {config.dim}")
     if config.pca is not None and config.pca <= 0:
@@ -49,4 +62,4 @@ def build_model(config: ModelConfig) -> VPRModel:
     if config.aggregator == "cls" and not getattr(backbone, "cls_token", False):
         raise ConfigError(f"aggregator 'cls' needs a backbone with a class token; {config.backbone!r} has none")
     aggregator = AGGREGATORS.get(config.aggregator)(backbone.out_channels, config)
-    return VPRModel(backbone, aggregator, config.dim, config.pca, config.whiten).eval()
+    return VPRModel(backbone, aggregator, config.dim, config.pca, config.whiten)

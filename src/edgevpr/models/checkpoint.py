@@ -1,0 +1,46 @@
+"""Training checkpoints: one file holding the resolved run config, the model weights and,
+for resuming, the optimiser and loop state. Written atomically."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from edgevpr.atomic import atomic_path
+from edgevpr.config import ModelConfig, apply_overrides, RunConfig
+from edgevpr.errors import ConfigError
+
+FORMAT = "edgevpr-checkpoint-1"
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    with atomic_path(path) as temporary:
+        torch.save({"format": FORMAT, **payload}, temporary)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConfigError(f"{path}: not a readable checkpoint ({error.__class__.__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
+        raise ConfigError(f"{path}: not an edgevpr training checkpoint (expected format {FORMAT})")
+    return payload
+
+
+def run_config_of(payload: dict, where: str) -> RunConfig:
+    try:
+        return apply_overrides(RunConfig(), payload["config"], where=where)
+    except KeyError:
+        raise ConfigError(f"{where}: checkpoint has no config") from None
+
+
+def architecture_of(path: str | Path) -> ModelConfig:
+    """The model section a checkpoint was trained with; its weights come from the checkpoint."""
+    stored = run_config_of(read_checkpoint(path), str(path)).model
+    return dataclasses.replace(stored, weights=None, pretrained=False, checkpoint=str(path), onnx=None)
