@@ -6,7 +6,11 @@ from click.testing import CliRunner
 from edgevpr.cli import main
 from edgevpr.errors import ConfigError
 from edgevpr.search.advise import advise
-from edgevpr.search.cost_model import MatchingCostModel, fit_cost_model, max_dim_for_memory
+from edgevpr.search.cost_model import (
+    MatchingCostModel,
+    fit_cost_model,
+    max_dim_for_memory,
+)
 
 K1, K2 = 2e-7, 5e-6  # ms per dimension per image, ms per image
 

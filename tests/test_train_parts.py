@@ -12,7 +12,12 @@ from edgevpr.errors import ConfigError, DatasetError
 from edgevpr.models import build_model
 from edgevpr.train.augment import Augment
 from edgevpr.train.freeze import freeze_batch_norm, freeze_stages, set_training
-from edgevpr.train.losses import metric_learning_loss, metric_learning_miner, triplet_cosine, triplet_l2
+from edgevpr.train.losses import (
+    metric_learning_loss,
+    metric_learning_miner,
+    triplet_cosine,
+    triplet_l2,
+)
 from edgevpr.train.mining import Miner
 from tests.conftest import write_image
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from edgevpr.cli_options import (DATA_OPTIONS, EVAL_OPTIONS, MODEL_OPTIONS, TRAIN_OPTIONS, add_options, config_from,
-                                 user_errors)
+from edgevpr.cli_options import (
+    DATA_OPTIONS,
+    EVAL_OPTIONS,
+    MODEL_OPTIONS,
+    TRAIN_OPTIONS,
+    add_options,
+    config_from,
+    user_errors,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,6 @@ import functools
 import click
 
 
-
 def _size(value: str | None):
     if value is None:
         return None

@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from edgevpr.config import DataConfig
-from edgevpr.data.folder_format import DEFAULT_THRESHOLD_M, has_utm_names, positives_within_radius, utm_array
+from edgevpr.data.folder_format import (
+    DEFAULT_THRESHOLD_M,
+    has_utm_names,
+    positives_within_radius,
+    utm_array,
+)
 from edgevpr.data.images import list_images
 from edgevpr.data.sequences import positives_within_frames
 from edgevpr.data.vprbench import load_vprbench_ground_truth

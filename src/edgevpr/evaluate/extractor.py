@@ -9,7 +9,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgevpr.evaluate.cost import count_flops, count_params, serialized_bytes, time_extraction, time_torch_extraction
+from edgevpr.evaluate.cost import (
+    count_flops,
+    count_params,
+    serialized_bytes,
+    time_extraction,
+    time_torch_extraction,
+)
 
 
 @dataclass

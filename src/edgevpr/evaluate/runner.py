@@ -11,9 +11,9 @@ from edgevpr.data.dataset import VPRDataset, load_dataset
 from edgevpr.data.transforms import Preprocess
 from edgevpr.errors import ConfigError
 from edgevpr.evaluate.cost import cost_block, database_bytes, time_matching
-from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.extract import extract, initialise_aggregator
+from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import recall_at_n

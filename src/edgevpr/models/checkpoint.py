@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from edgevpr.atomic import atomic_path
-from edgevpr.config import ModelConfig, apply_overrides, RunConfig
+from edgevpr.config import ModelConfig, RunConfig, apply_overrides
 from edgevpr.errors import ConfigError
 
 FORMAT = "edgevpr-checkpoint-1"

@@ -34,7 +34,12 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]], target: str = "cpu",
             keep_float: list[str] | None = None) -> onnx.ModelProto:
     """``keep_float``: node names left in float (for example the last convolution)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
 
     if target not in TARGETS:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torchvision.transforms.v2 import functional
 
 import edgevpr.compat  # noqa: F401  (torchvision's operators on a CPU-only torch)
-from torchvision.transforms.v2 import functional
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:

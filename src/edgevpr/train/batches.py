@@ -13,7 +13,6 @@ from edgevpr.data.transforms import Preprocess
 from edgevpr.errors import DatasetError
 from edgevpr.train.augment import Augment
 
-
 Item = tuple[Path, bool, int]  # (image path, flip it, augmentation seed)
 
 

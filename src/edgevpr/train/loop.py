@@ -35,7 +35,11 @@ from edgevpr.train.augment import Augment
 from edgevpr.train.batches import batch_loader
 from edgevpr.train.distributed import Context, context_from_environment
 from edgevpr.train.freeze import freeze_batch_norm, freeze_stages, set_training
-from edgevpr.train.losses import metric_learning_loss, metric_learning_miner, triplet_loss
+from edgevpr.train.losses import (
+    metric_learning_loss,
+    metric_learning_miner,
+    triplet_loss,
+)
 from edgevpr.train.mining import Miner
 from edgevpr.train.run_folder import RunFolder, plain
 

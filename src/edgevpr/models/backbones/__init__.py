@@ -1,3 +1,11 @@
 """Backbones: each file registers its builders in ``BACKBONES``."""
 
-from edgevpr.models.backbones import efficientnet, mobilenetv2, repvgg, resnet, squeezenet, transformers, vgg  # noqa: F401
+from edgevpr.models.backbones import (  # noqa: F401
+    efficientnet,
+    mobilenetv2,
+    repvgg,
+    resnet,
+    squeezenet,
+    transformers,
+    vgg,
+)

@@ -6,7 +6,11 @@ from torch import nn
 
 from edgevpr.compat import torchvision
 from edgevpr.config import ModelConfig
-from edgevpr.models.weights import load_into, load_state_dict_file, torchvision_pretrained
+from edgevpr.models.weights import (
+    load_into,
+    load_state_dict_file,
+    torchvision_pretrained,
+)
 
 
 class FeatureBackbone(nn.Module):
