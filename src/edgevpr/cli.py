@@ -191,6 +191,76 @@ def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, a
     click.echo(json.dumps(answer, indent=2) if as_json else format_advice(answer))
 
 
+@main.command("sweep")
+@click.argument("sweep_file", type=click.Path())
+@click.option("--store", "store_path", required=True, type=click.Path(), help="SQLite results store (created if absent).")
+@click.option("--jobs", default=1, show_default=True, type=int, help="Local processes running cells at once.")
+@click.option("--ray", "ray_address", default=None, help="Run cells as Ray tasks: 'local' or a cluster ADDRESS.")
+@click.option("--cpus-per-cell", default=1.0, show_default=True, type=float, help="Ray CPUs reserved per cell.")
+@user_errors
+def sweep_command(sweep_file, store_path, jobs, ray_address, cpus_per_cell):
+    """Run every cell of SWEEP_FILE not yet in the store; one row per cell."""
+    from edgevpr.explore.store import Store
+    from edgevpr.explore.sweep import run_sweep
+    from edgevpr.explore.sweep_file import load_sweep
+
+    sweep, store = load_sweep(sweep_file), Store(store_path)
+    try:
+        summary = run_sweep(sweep, store, jobs, ray_address, cpus_per_cell, log=lambda m: click.echo(m, err=True))
+    finally:
+        store.close()
+    click.echo(f"{summary['ran']} cells run, {summary['skipped']} already stored -> {store_path}")
+
+
+@main.command("recommend")
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True), help="Results store.")
+@click.option("--memory", "memory_bytes", required=True, type=float, help="Bytes for the model and the map.")
+@click.option("--latency-ms", required=True, type=float, help="Budget for extraction + matching per query.")
+@click.option("--map-size", required=True, type=int, help="Map images N.")
+@click.option("--dataset", default=None, help="Only runs on this dataset.")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@user_errors
+def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, as_json):
+    """The stored configuration with the best Recall@1 that fits the budget."""
+    import json
+
+    from edgevpr.explore.recommend import format_recommendation, recommend
+    from edgevpr.explore.store import Store
+
+    store = Store(store_path)
+    answer = recommend(store.rows(), memory_bytes, latency_ms, map_size, dataset)
+    store.close()
+    click.echo(json.dumps(answer, indent=2) if as_json else format_recommendation(answer))
+
+
+@main.command("report")
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True), help="Results store.")
+@click.option("--out", required=True, type=click.Path(), help="HTML file to write.")
+@click.option("--map-size", default=100_000, show_default=True, type=int, help="Initial map size for projected costs.")
+@user_errors
+def report_command(store_path, out, map_size):
+    """A self-contained HTML page: Pareto fronts, design rules, sortable runs."""
+    from edgevpr.explore.report import write_report
+    from edgevpr.explore.store import Store
+
+    store = Store(store_path)
+    click.echo(f"report: {write_report(store, out, map_size)}")
+    store.close()
+
+
+@main.command("export")
+@click.option("--store", "store_path", required=True, type=click.Path(exists=True), help="Results store.")
+@click.option("--out", required=True, type=click.Path(), help="FILE.csv or FILE.parquet.")
+@user_errors
+def export_command(store_path, out):
+    """Export the results store to CSV or Parquet."""
+    from edgevpr.explore.store import Store
+
+    store = Store(store_path)
+    click.echo(f"{store.export(out)} runs -> {out}")
+    store.close()
+
+
 @main.command("list")
 def list_command():
     """The registered backbones and aggregators."""

@@ -194,18 +194,22 @@ def apply_overrides(config: RunConfig, overrides: dict, where: str = "config") -
     return config
 
 
+def read_yaml(path: str | Path, what: str = "config file"):
+    """A YAML file's content, or a one-line error naming the file."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """Defaults, then the YAML file, then command-line overrides."""
     config = RunConfig()
     if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
-        apply_overrides(config, loaded or {}, where=str(path))
+        apply_overrides(config, read_yaml(path) or {}, where=str(path))
     if overrides:
         apply_overrides(config, overrides, where="command line")
     return config

@@ -11,6 +11,7 @@ import torch
 from edgevpr.atomic import atomic_path
 from edgevpr.config import ModelConfig, RunConfig, apply_overrides
 from edgevpr.errors import ConfigError
+from edgevpr.models.weights import torch_file
 
 FORMAT = "edgevpr-checkpoint-1"
 
@@ -21,13 +22,7 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ConfigError(f"{path}: not a readable checkpoint ({error.__class__.__name__})") from None
+    payload = torch_file(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or "model" not in payload:
         raise ConfigError(f"{path}: not an edgevpr training checkpoint (expected format {FORMAT})")
     return payload

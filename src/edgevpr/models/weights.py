@@ -10,14 +10,19 @@ from torch import nn
 from edgevpr.errors import ConfigError, EdgeVPRError
 
 
-def load_state_dict_file(path: str | Path) -> dict:
+def torch_file(path: str | Path, what: str):
+    """``torch.load`` of tensors and plain data only, or a one-line error naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: weights file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ConfigError(f"{path}: not a PyTorch state dict ({error.__class__.__name__}: {error})") from None
+        raise ConfigError(f"{path}: not a readable {what} ({error.__class__.__name__}: {error})") from None
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    state = torch_file(path, "weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -1,0 +1,58 @@
+"""Pareto fronts (higher recall, lower cost) and costs projected to a map size.
+
+A run measured on a map of n0 images is projected to a map of N images as follows:
+- database memory: bytes per map image (N0 database bytes / n0, the index's own size for
+  ANN indexes) x N;
+- matching time: measured per-query time x N / n0 (exact search is a linear scan, seed 000's
+  tau_r = N (k1 D + k2); for ANN indexes this is an upper bound);
+- total latency = extraction + projected matching; device memory = model bytes + database.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def pareto_front(costs: Sequence[float], recalls: Sequence[float]) -> list[int]:
+    """Indices of the points no other point dominates (cost <= and recall >=, one strictly),
+    sorted by cost. Equal points are kept once (the first)."""
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], -recalls[i], i))
+    front, best = [], float("-inf")
+    for i in order:
+        if recalls[i] > best:
+            front.append(i)
+            best = recalls[i]
+    return front
+
+
+def database_bytes_at(row: dict, map_size: int) -> float:
+    return row["database_bytes"] / row["num_database"] * map_size
+
+
+def matching_ms_at(row: dict, map_size: int) -> float:
+    return row["matching_ms"] * map_size / row["num_database"]
+
+
+def total_ms_at(row: dict, map_size: int) -> float:
+    return row["extraction_ms"] + matching_ms_at(row, map_size)
+
+
+def device_bytes_at(row: dict, map_size: int) -> float:
+    return row["model_bytes"] + database_bytes_at(row, map_size)
+
+
+AXES = {  # name -> (label, cost of a row at a map size)
+    "model_bytes": ("model bytes", lambda row, n: row["model_bytes"]),
+    "extraction_ms": ("extraction ms", lambda row, n: row["extraction_ms"]),
+    "total_ms": ("extraction + matching ms", total_ms_at),
+    "database_bytes": ("database bytes", database_bytes_at),
+}
+
+
+def fronts(rows: list[dict], map_size: int, recall: str = "recall_1") -> dict[str, list[dict]]:
+    """For each cost axis, the Pareto-optimal rows (with their projected cost)."""
+    out = {}
+    for axis, (_label, cost) in AXES.items():
+        costs = [cost(row, map_size) for row in rows]
+        out[axis] = [rows[i] | {"cost": costs[i]} for i in pareto_front(costs, [row[recall] for row in rows])]
+    return out

@@ -1,0 +1,31 @@
+"""One sweep cell through the same code paths as the commands: ``eval`` for fp32, and
+``quantize`` then ``eval --onnx`` for the other precisions. Runs anywhere (a local process,
+a pool worker or a Ray task) and returns the evaluation result; it never writes the store."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from edgevpr.config import load_config
+from edgevpr.evaluate.runner import evaluate
+from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+
+
+def run_cell(cell: dict) -> dict:
+    """``cell`` is ``Cell.as_dict()``; returns what ``edgevpr eval --out`` would write."""
+    config = load_config(overrides=cell["overrides"])
+    config.eval.out = config.eval.save_descriptors = config.eval.gallery = None
+    if cell["precision"] == "fp32":
+        return evaluate(config, label=cell["label"])
+    options = QuantizeOptions(precision=cell["precision"], **cell["quantize"])
+    with tempfile.TemporaryDirectory(prefix="edgevpr-cell-") as folder:
+        model_file = str(Path(folder) / "model.onnx")
+        quantize_model(config, options, model_file)
+        deployed = load_config(overrides={"data": cell["overrides"].get("data", {}),
+                                          "eval": cell["overrides"].get("eval", {})})
+        deployed.eval.out = deployed.eval.save_descriptors = deployed.eval.gallery = None
+        deployed.model.onnx = model_file
+        result = evaluate(deployed, label=cell["label"])
+    result["deployment"] = {**result.get("deployment", {}), "quantize": cell["quantize"]}
+    return result

@@ -1,0 +1,152 @@
+"""The results store: one SQLite table of runs, one row per sweep cell.
+
+Each row keeps the cell's key (a hash of everything that defines it), the resolved config,
+the protocol, recall, the cost block and the environment, as JSON, with the columns that
+analysis filters on copied out. A row is written in one transaction, with SQLite's full
+synchronous journal, so killing a sweep loses at most the cell in flight and never leaves a
+half-written row.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+from edgevpr.errors import ConfigError
+
+SCHEMA_VERSION = 1
+COLUMNS = {  # name -> SQL type; JSON columns end in _json
+    "key": "TEXT PRIMARY KEY",
+    "sweep": "TEXT",
+    "created_at": "TEXT",
+    "dataset": "TEXT",
+    "protocol_name": "TEXT",
+    "backbone": "TEXT",
+    "aggregator": "TEXT",
+    "descriptor_dim": "INTEGER",
+    "image_size": "TEXT",
+    "precision": "TEXT",
+    "runtime": "TEXT",
+    "index_spec": "TEXT",
+    "recall_1": "REAL",
+    "recall_5": "REAL",
+    "recall_10": "REAL",
+    "recall_20": "REAL",
+    "params": "INTEGER",
+    "flops": "INTEGER",
+    "model_bytes": "INTEGER",
+    "extraction_ms": "REAL",
+    "matching_ms": "REAL",
+    "num_database": "INTEGER",
+    "database_bytes": "INTEGER",
+    "total_ms": "REAL",
+    "threads": "INTEGER",
+    "cpu": "TEXT",
+    "gpu": "TEXT",
+    "git_revision": "TEXT",
+    "cell_json": "TEXT",
+    "config_json": "TEXT",
+    "protocol_json": "TEXT",
+    "recall_json": "TEXT",
+    "cost_json": "TEXT",
+    "environment_json": "TEXT",
+    "extra_json": "TEXT",
+}
+FIELDS = list(COLUMNS)
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise ConfigError(f"{self.path}: not a file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.connection = sqlite3.connect(self.path, timeout=30)
+            self.connection.execute("PRAGMA synchronous=FULL")
+            self._create()
+        except sqlite3.DatabaseError as error:
+            raise ConfigError(f"{self.path}: not an edgevpr results store ({error})") from None
+
+    def _create(self) -> None:
+        columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+        with self.connection:
+            self.connection.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
+            self.connection.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+            self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        version = self.connection.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()[0]
+        if int(version) != SCHEMA_VERSION:
+            raise ConfigError(f"{self.path}: store schema {version}, this edgevpr reads {SCHEMA_VERSION}")
+
+    def keys(self) -> set[str]:
+        return {row[0] for row in self.connection.execute("SELECT key FROM runs")}
+
+    def add(self, row: dict) -> None:
+        """Insert one run in its own transaction; an existing key is left untouched."""
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown store columns {sorted(unknown)}")
+        names = list(row)
+        with self.connection:
+            self.connection.execute(
+                f"INSERT OR IGNORE INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                [row[name] for name in names],
+            )
+
+    def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
+        cursor = self.connection.execute(f"SELECT * FROM runs {where} ORDER BY created_at, key", params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, values)) for values in cursor]
+
+    def integrity(self) -> str:
+        return self.connection.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def export(self, out: str | Path) -> int:
+        """Write every row to CSV (``.csv``) or Parquet (``.parquet``); return the row count."""
+        from edgevpr.atomic import atomic_path
+
+        out, rows = Path(out), self.rows()
+        with atomic_path(out) as temporary:
+            if out.suffix == ".csv":
+                with open(temporary, "w", newline="") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=FIELDS)
+                    writer.writeheader()
+                    writer.writerows(rows)
+            elif out.suffix == ".parquet":
+                try:
+                    import pandas
+                except ImportError:
+                    raise ConfigError("Parquet export needs pandas and pyarrow (pip install 'edgevpr[explore]')") from None
+                pandas.DataFrame(rows, columns=FIELDS).to_parquet(temporary, index=False)
+            else:
+                raise ConfigError(f"{out}: export to .csv or .parquet")
+        return len(rows)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def row_from_result(key: str, sweep: str, cell: dict, result: dict, created_at: str) -> dict:
+    """Flatten an evaluation result (as ``edgevpr eval`` writes it) into a store row."""
+    protocol, cost, recall = result["protocol"], result["cost"], result["recall"]
+    environment = result.get("environment", {})
+    return {
+        "key": key, "sweep": sweep, "created_at": created_at,
+        "dataset": cell.get("dataset") or protocol["dataset"], "protocol_name": result["protocol_name"],
+        "backbone": result["model"]["backbone"], "aggregator": result["model"]["aggregator"],
+        "descriptor_dim": result["model"]["descriptor_dim"],
+        "image_size": "x".join(str(v) for v in protocol["image_size"]),
+        "precision": protocol["precision"], "runtime": protocol["runtime"], "index_spec": result["search"]["index"],
+        **{f"recall_{n}": recall.get(n) for n in ("1", "5", "10", "20")},
+        "params": cost["params"], "flops": cost["flops"], "model_bytes": cost["model_bytes"],
+        "extraction_ms": cost["extraction_ms"], "matching_ms": cost["matching_ms"],
+        "num_database": protocol["num_database"], "database_bytes": cost["database_bytes"],
+        "total_ms": cost["total_ms"], "threads": cost.get("threads"),
+        "cpu": environment.get("cpu"), "gpu": environment.get("gpu"), "git_revision": environment.get("git_revision"),
+        "cell_json": json.dumps(cell, sort_keys=True), "config_json": json.dumps(result["config"], sort_keys=True),
+        "protocol_json": json.dumps(protocol, sort_keys=True), "recall_json": json.dumps(recall),
+        "cost_json": json.dumps(cost, sort_keys=True), "environment_json": json.dumps(environment, sort_keys=True),
+        "extra_json": json.dumps(result.get("deployment", {}), sort_keys=True),
+    }

@@ -1,0 +1,125 @@
+"""Sweeps end to end on the tiny synthetic street: rows, resume after kill -9, Ray, report."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edgevpr.cli import main
+from edgevpr.errors import ConfigError
+from edgevpr.explore.store import Store
+from edgevpr.explore.sweep_file import load_sweep, parse_sweep
+
+TIMING_COLUMNS = {"created_at", "extraction_ms", "matching_ms", "total_ms", "cost_json", "environment_json",
+                  "git_revision", "threads"}
+
+
+def _sweep_file(tmp_path, street, grid=None):
+    spec = {
+        "name": "tiny",
+        "base": {"model": {"backbone": "squeezenet"}, "data": {"dataset": str(street), "resize": 72},
+                 "eval": {"latency_runs": 20, "threads": 1}},
+        "quantize": {"calib": str(street / "database"), "calib_count": 8},
+        "grid": grid or {"aggregator": ["gem", "mac"], "precision": ["fp32", "int8"]},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_sweep_file_grid_and_errors(tmp_path, tiny_street):
+    sweep = load_sweep(_sweep_file(tmp_path, tiny_street))
+    assert [c.label for c in sweep.cells] == ["aggregator=gem precision=fp32", "aggregator=gem precision=int8",
+                                             "aggregator=mac precision=fp32", "aggregator=mac precision=int8"]
+    assert len({c.key() for c in sweep.cells}) == 4
+    assert sweep.cells[1].overrides["model"] == {"backbone": "squeezenet", "aggregator": "gem"}
+    with pytest.raises(ConfigError, match="unknown cell key 'colour'"):
+        parse_sweep({"grid": {"colour": ["red"]}}, "s.yaml")
+    with pytest.raises(ConfigError, match="precision 'int2'"):
+        parse_sweep({"grid": {"precision": ["int2"]}}, "s.yaml")
+    with pytest.raises(ConfigError, match="no cells"):
+        parse_sweep({"name": "empty"}, "s.yaml")
+
+
+def test_sweep_stores_rows_and_skips_finished_cells(tmp_path, tiny_street):
+    sweep_file, store_path = _sweep_file(tmp_path, tiny_street), tmp_path / "runs.db"
+    result = _cli("sweep", sweep_file, "--store", store_path)
+    assert result.exit_code == 0, result.output
+    store = Store(store_path)
+    rows = store.rows()
+    assert len(rows) == 4 and {r["precision"] for r in rows} == {"fp32", "int8"}
+    assert {r["aggregator"] for r in rows} == {"gem", "mac"}
+    int8 = next(r for r in rows if r["precision"] == "int8")
+    assert int8["runtime"] == "onnxruntime" and int8["model_bytes"] < next(
+        r for r in rows if r["precision"] == "fp32")["model_bytes"] / 3
+    assert json.loads(rows[0]["config_json"])["data"]["dataset"] == str(tiny_street)
+    assert json.loads(rows[0]["environment_json"])["cpu"]
+    again = _cli("sweep", sweep_file, "--store", store_path)
+    assert again.exit_code == 0 and "0 cells run, 4 already stored" in again.output
+    assert store.rows() == rows
+
+    report = tmp_path / "report.html"
+    assert _cli("report", "--store", store_path, "--out", report).exit_code == 0
+    page = report.read_text()
+    assert "edgevpr-data" in page and "http" not in page.split("<script>")[1]  # self-contained
+    answer = _cli("recommend", "--store", store_path, "--memory", 5e6, "--latency-ms", 1000, "--map-size", 1000)
+    assert answer.exit_code == 0 and "use: squeezenet" in answer.output
+    csv_out = tmp_path / "runs.csv"
+    assert _cli("export", "--store", store_path, "--out", csv_out).exit_code == 0
+    assert len(csv_out.read_text().splitlines()) == 5
+    store.close()
+
+
+def test_kill_9_mid_sweep_loses_nothing_finished(tmp_path, tiny_street):
+    sweep_file = _sweep_file(tmp_path, tiny_street, grid={"aggregator": ["gem", "mac", "spoc"], "dim": [None, 32]})
+    store_path = tmp_path / "runs.db"
+    command = [sys.executable, "-m", "edgevpr.cli", "sweep", str(sweep_file), "--store", str(store_path)]
+    victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=os.environ | {"TQDM_DISABLE": "1"})
+    deadline = time.time() + 240
+    finished = []
+    while time.time() < deadline and victim.poll() is None:
+        if store_path.exists():
+            try:
+                finished = [r[0] for r in sqlite3.connect(store_path).execute("SELECT key, created_at FROM runs")]
+            except sqlite3.OperationalError:
+                finished = []
+            if len(finished) >= 2:
+                break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    before = {r["key"]: r for r in Store(store_path).rows()}
+    assert 2 <= len(before) < 6
+    rerun = subprocess.run(command, capture_output=True, text=True, env=os.environ | {"TQDM_DISABLE": "1"})
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(before)} already in" in rerun.stderr
+    store = Store(store_path)
+    after = {r["key"]: r for r in store.rows()}
+    assert len(after) == 6 and store.integrity() == "ok"
+    assert all(after[key] == row for key, row in before.items())  # finished cells were not recomputed
+
+
+def test_local_ray_gives_the_same_rows(tmp_path, tiny_street):
+    pytest.importorskip("ray")
+    sweep_file = _sweep_file(tmp_path, tiny_street, grid={"aggregator": ["gem", "mac"], "dim": [None, 32]})
+    local, remote = tmp_path / "local.db", tmp_path / "ray.db"
+    assert _cli("sweep", sweep_file, "--store", local).exit_code == 0
+    result = _cli("sweep", sweep_file, "--store", remote, "--ray", "local")
+    assert result.exit_code == 0, result.output
+
+    def comparable(path):
+        return {r["key"]: {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in Store(path).rows()}
+
+    assert comparable(local) == comparable(remote) and len(comparable(local)) == 4

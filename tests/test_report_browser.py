@@ -1,0 +1,56 @@
+"""The HTML report in a real headless Chromium (Debian's package, driven by Playwright):
+it loads without console errors, its plots render, and a column sort works. The screenshot
+is kept in test-artifacts/report.png."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgevpr.explore.report import write_report
+from edgevpr.explore.store import Store
+from tests.test_explore_analysis import _row
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt install chromium)")
+def test_report_renders_and_sorts_in_chromium(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    store = Store(tmp_path / "runs.db")
+    for i, (backbone, recall, mb, ms, precision) in enumerate([
+        ("mobilenetv2", 52.0, 8.9, 60.0, "fp32"), ("mobilenetv2", 51.5, 2.4, 15.0, "int8"),
+        ("efficientnet_lite0", 48.0, 13.4, 70.0, "fp32"), ("squeezenet", 30.0, 2.9, 20.0, "fp32"),
+        ("resnet18_conv4", 45.0, 11.0, 90.0, "int4"),
+    ]):
+        store.add(_row(str(i), backbone, recall, mb, ms, precision=precision, dim=256 * (i + 1)))
+    page_file = write_report(store, tmp_path / "report.html", map_size=50_000)
+    store.close()
+
+    errors = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(page_file.as_uri())
+        page.wait_for_selector("#p-bytes svg circle.point")
+        assert errors == []
+        assert page.locator("#p-bytes circle.point").count() == 5
+        assert int(page.locator("#p-bytes path.front").get_attribute("data-front")) >= 2
+        assert page.locator("#p-precision circle.point").count() == 5
+        assert page.locator("#runs tbody tr").count() == 5
+        first_recall = lambda: page.locator("#runs tbody tr").first.locator("td").nth(7).inner_text()  # noqa: E731
+        assert first_recall() == "52.00"  # sorted by R@1, highest first
+        page.locator("#runs th", has_text="R@1").first.click()
+        assert first_recall() == "30.00"  # the click reversed the order
+        page.locator("#runs th", has_text="backbone").click()
+        assert page.locator("#runs tbody tr").first.locator("td").first.inner_text() == "squeezenet"
+        page.fill("#mapsize", "1000000")
+        page.dispatch_event("#mapsize", "change")
+        assert "N = 1000000" in page.locator("#p-total h3").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
