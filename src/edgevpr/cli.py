@@ -79,7 +79,9 @@ def train_command(config_file, **kwargs):
 
 
 QUANTIZE_OPTIONS = [
-    ("--precision", dict(type=click.Choice(["fp32", "fp16", "int8", "int4"]), required=True, help="Deployed precision.")),
+    ("--precision", dict(type=click.Choice(["fp32", "fp16", "int8", "int4", "mixed"]), required=True,
+                         help="Deployed precision (mixed: per layer, from --mixed-config).")),
+    ("--mixed-config", dict(type=click.Path(), default=None, help="Per-layer precisions from `edgevpr search-precision`.")),
     ("--target", dict(type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True,
                       help="int8 layout: cpu (QLinearConv, uint8 activations) or tensorrt (symmetric QDQ).")),
     ("--calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile", show_default=True,
@@ -112,6 +114,45 @@ def quantize_command(config_file, out, threads, **kwargs):
 
 for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
     quantize_command = click.option(_flags, **_kwargs)(quantize_command)
+
+
+@main.command("search-precision")
+@click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
+@add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
+@add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--resize-factor", "--size", "--max-pixels")])
+@click.option("--budget", required=True, type=float, help="Average bit-width budget B (4 to 16).")
+@click.option("--calib", required=True, type=click.Path(), help="Folder of calibration images.")
+@click.option("--calib-count", default=32, show_default=True, type=int, help="Calibration images L (fitness sample).")
+@click.option("--calibration", type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile",
+              show_default=True, help="Activation range rule (see README: entropy loses recall on shared/weights).")
+@click.option("--population", default=20, show_default=True, type=int, help="Population size N.")
+@click.option("--sample", default=5, show_default=True, type=int, help="Individuals sampled per step C.")
+@click.option("--mutation", default=0.5, show_default=True, type=float, help="Mutation probability p_m.")
+@click.option("--steps", default=200, show_default=True, type=int, help="Steps G.")
+@click.option("--time-limit", "time_limit_s", default=None, type=float, help="Stop the search after this many seconds.")
+@click.option("--weighting", type=click.Choice(["plain", "params"]), default="plain", show_default=True,
+              help="Average bit-width over layers, or weighted by parameters (what memory follows).")
+@click.option("--seed", "search_seed", default=0, show_default=True, type=int, help="Search seed.")
+@click.option("--threads", type=int, default=None, help="Torch threads.")
+@click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
+@user_errors
+def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
+                             time_limit_s, weighting, search_seed, threads, out, **kwargs):
+    """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
+    from edgevpr.quantize.mixed import MixedOptions, search_precision
+
+    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
+    options = MixedOptions(budget, calib, calib_count, calibration, population=population, sample=sample,
+                           mutation=mutation, steps=steps, time_limit_s=time_limit_s, seed=search_seed,
+                           weighting=weighting)
+    result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
+    counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}
+    click.echo(f"B = {budget:g} ({weighting}): average {result['average_bits']:.2f} bits; "
+               f"{counts['int4']} int4, {counts['int8']} int8, {counts['fp16']} fp16 layers; "
+               f"fitness {result['fitness']:.4g} after {result['evaluations']} evaluations")
+    for name, baseline in result.get("baselines", {}).items():
+        click.echo(f"  {name}: fitness {baseline['fitness']:.4g}")
+    click.echo(f"wrote {out} ({result['seconds']} s)")
 
 
 @main.command("compare-precisions")

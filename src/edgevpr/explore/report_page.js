@@ -136,7 +136,8 @@ function fillTable(rows) {
     const tr = body.insertRow();
     for (const [key] of COLUMNS) {
       const v = row[key];
-      tr.insertCell().textContent = typeof v === "number" ? (Number.isInteger(v) ? v.toString() : v.toFixed(2)) : (v ?? "");
+      const digits = key.startsWith("recall") ? 1 : key.endsWith("_ms") ? 2 : 0;
+      tr.insertCell().textContent = typeof v === "number" ? v.toFixed(digits) : (v ?? "");
     }
   }
 }

@@ -17,6 +17,7 @@ def cell_settings(row: dict) -> dict:
     flat = {f"{section}.{key}": json.dumps(value, sort_keys=True)
             for section, values in cell["overrides"].items() for key, value in values.items()}
     flat["precision"] = json.dumps(cell["precision"])
+    flat.setdefault("model.backbone", json.dumps(row["backbone"]))  # what a bundle named is still compared
     flat["dataset"] = json.dumps(row["dataset"])
     return flat
 

@@ -23,35 +23,58 @@ def quantize_int4_symmetric(weight: np.ndarray, axis: int) -> tuple[np.ndarray, 
     return np.moveaxis(q, 0, axis), scale
 
 
-def to_int4_weights(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Return a copy whose large Conv/Gemm/MatMul weights are int4 with DequantizeLinear."""
+def to_int4_weights(model: onnx.ModelProto, only: set[str] | None = None) -> onnx.ModelProto:
+    """Return a copy whose large Conv/Gemm/MatMul weights (those of the nodes named in
+    ``only``, or all) are int4 with DequantizeLinear."""
     from onnx import version_converter
 
     model = version_converter.convert_version(model, 21) if model.opset_import[0].version < 21 else model
+
+    def int4(name: str, weight: np.ndarray, axis: int):
+        q, scale = quantize_int4_symmetric(weight, axis)
+        q_name, s_name, z_name = f"{name}_int4", f"{name}_scale", f"{name}_zero"
+        stored = [helper.make_tensor(q_name, onnx.TensorProto.INT4, q.shape, q.flatten().tolist()),
+                  numpy_helper.from_array(scale, s_name),
+                  helper.make_tensor(z_name, onnx.TensorProto.INT4, scale.shape, [0] * scale.size)]
+        return stored, helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [name], axis=axis,
+                                        name=f"{name}_dequantize")
+
+    return replace_weights(model, int4, only)
+
+
+def to_fp16_weights(model: onnx.ModelProto, only: set[str] | None = None) -> onnx.ModelProto:
+    """Weights stored as float16 and cast back to float32 in the graph: half the bytes,
+    float32 compute (this CPU's ONNX Runtime has no float16 convolution kernels)."""
+
+    def fp16(name: str, weight: np.ndarray, axis: int):
+        stored = numpy_helper.from_array(weight.astype(np.float16), f"{name}_fp16")
+        return [stored], helper.make_node("Cast", [stored.name], [name], to=onnx.TensorProto.FLOAT,
+                                          name=f"{name}_cast")
+
+    return replace_weights(model, fp16, only)
+
+
+def replace_weights(model: onnx.ModelProto, convert, only: set[str] | None = None) -> onnx.ModelProto:
+    """Replace each large weight initializer of a Conv/Gemm/MatMul (of nodes in ``only``, or
+    all) by ``convert(name, weight, axis) -> (initializers, node producing name)``."""
     initializers = {i.name: i for i in model.graph.initializer}
-    new_nodes = []
-    replaced = set()
+    new_nodes, added, replaced = [], [], set()
     for node in model.graph.node:
         index = WEIGHT_OPS.get(node.op_type)
         name = node.input[index] if index is not None and len(node.input) > index else None
-        if name in initializers and name not in replaced:
+        chosen = only is None or node.name in only
+        if chosen and name in initializers and name not in replaced:
             weight = numpy_helper.to_array(initializers[name]).astype(np.float32)
             if weight.size >= MIN_ELEMENTS and weight.ndim >= 2:
                 axis = 1 if node.op_type == "MatMul" or (node.op_type == "Gemm" and not _trans_b(node)) else 0
-                q, scale = quantize_int4_symmetric(weight, axis)
-                q_name, s_name, z_name = f"{name}_int4", f"{name}_scale", f"{name}_zero"
-                model.graph.initializer.extend([
-                    helper.make_tensor(q_name, onnx.TensorProto.INT4, q.shape, q.flatten().tolist()),
-                    numpy_helper.from_array(scale, s_name),
-                    helper.make_tensor(z_name, onnx.TensorProto.INT4, scale.shape, [0] * scale.size),
-                ])
-                new_nodes.append(helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [name], axis=axis,
-                                                  name=f"{name}_dequantize"))
+                stored, producer = convert(name, weight, axis)
+                added += stored
+                new_nodes.append(producer)
                 replaced.add(name)
         new_nodes.append(node)
     kept = [i for i in model.graph.initializer if i.name not in replaced]
     del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
+    model.graph.initializer.extend(kept + added)
     del model.graph.node[:]
     model.graph.node.extend(new_nodes)
     return model

@@ -19,10 +19,11 @@ from edgevpr.models import build_model
 from edgevpr.quantize import calibration
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.int4 import to_int4_weights
+from edgevpr.quantize.mixed_export import read_mixed_config, to_mixed
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
 from edgevpr.quantize.ptq import to_fp16, to_int8
 
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
+PRECISIONS = ("fp32", "fp16", "int8", "int4", "mixed")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class QuantizeOptions:
     calib: str | None = None
     calib_count: int = 50
     percentile: float = 99.999
+    mixed_config: str | None = None  # per-layer precisions from `edgevpr search-precision`
 
 
 class CalibrationImages:
@@ -53,29 +55,15 @@ class CalibrationImages:
             yield images.numpy()
 
 
-def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dict:
-    from edgevpr.evaluate.runner import preprocess_from
-
-    if options.precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {options.precision!r}; use one of {', '.join(PRECISIONS)}")
-    needs_calibration = options.precision == "int8"
-    if needs_calibration and not options.calib:
-        raise ConfigError("int8 needs calibration images: --calib DIR")
-    if options.calib and not Path(options.calib).is_dir():
-        raise ConfigError(f"{options.calib}: calibration folder not found")
-    if options.calibration not in calibration.METHODS:
-        raise ConfigError(f"unknown calibration {options.calibration!r}; use one of {', '.join(calibration.METHODS)}")
-
-    torch.manual_seed(config.eval.seed)
-    preprocess = preprocess_from(config)
-    calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels) if options.calib else None
+def prepared_model(config: RunConfig, calib: CalibrationImages | None, preprocess):
+    """The model as it is exported: built, clusters and PCA fitted on the calibration images,
+    input size fixed where the backbone needs it, BN folded. Returns (model, example, folded)."""
     if config.data.size is not None:
         size = tuple(config.data.size)
     elif calib is not None:
         size = tuple(next(iter(calib()))[0].shape[-2:])
     else:
         raise ConfigError("give --size HxW (or --calib DIR, whose first image sets the export size)")
-
     model = build_model(config.model)
     if hasattr(model.aggregator, "init_from_features") and not bool(model.aggregator.initialised):
         if calib is None:
@@ -89,6 +77,35 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     if hasattr(model.backbone, "fix_input_size"):
         model.backbone.fix_input_size(*size)
     folded = fold_batchnorm(model, example)
+    return model, example, folded
+
+
+def check_options(options: QuantizeOptions) -> None:
+    if options.precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {options.precision!r}; use one of {', '.join(PRECISIONS)}")
+    if options.precision in ("int8", "mixed") and not options.calib:
+        raise ConfigError(f"{options.precision} needs calibration images: --calib DIR")
+    if options.precision == "mixed" and not options.mixed_config:
+        raise ConfigError("--precision mixed needs --mixed-config FILE (from `edgevpr search-precision`)")
+    if options.calib and not Path(options.calib).is_dir():
+        raise ConfigError(f"{options.calib}: calibration folder not found")
+    if options.calibration not in calibration.METHODS:
+        raise ConfigError(f"unknown calibration {options.calibration!r}; use one of {', '.join(calibration.METHODS)}")
+
+
+def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dict:
+    from edgevpr.evaluate.runner import preprocess_from
+
+    check_options(options)
+    mixed = read_mixed_config(options.mixed_config) if options.precision == "mixed" else None
+    needs_calibration = options.precision in ("int8", "mixed")
+    torch.manual_seed(config.eval.seed)
+    preprocess = preprocess_from(config)
+    calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels) if options.calib else None
+    model, example, folded = prepared_model(config, calib, preprocess)
+    if mixed is not None:
+        options.calibration = mixed["calibration"]
+        options.percentile = mixed.get("percentile", options.percentile)
     metadata = {
         "config": config.to_dict(), "params": count_params(model), "flops": count_flops(model, tuple(example.shape)),
         "precision": options.precision, "target": options.target if options.precision == "int8" else None,
@@ -98,19 +115,24 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     proto = export_onnx(model, example, metadata)
     metadata = get_metadata(proto)  # now with dynamic_size and export_size
     if calib is not None and not metadata["dynamic_size"]:
-        calib.size = size
+        calib.size = tuple(example.shape[-2:])
 
     if options.precision == "fp16":
         proto = to_fp16(proto)
     elif options.precision == "int4":
         proto = to_int4_weights(proto)
-    elif options.precision == "int8":
+    elif needs_calibration:
         with tqdm(total=2 * len(calib.paths), desc="calibrating", unit="img", leave=False, disable=None) as bar:
             stats = calibration.collect(proto, calib, threads=config.eval.threads, progress=bar.update)
-        ranges = calibration.ranges(stats, options.calibration, symmetric=options.target == "tensorrt",
-                                    percentile=options.percentile)
         metadata["calib_images"] = stats.images
-        proto = to_int8(proto, ranges, options.target)
+        if mixed is None:
+            ranges = calibration.ranges(stats, options.calibration, symmetric=options.target == "tensorrt",
+                                        percentile=options.percentile)
+            proto = to_int8(proto, ranges, options.target)
+        else:
+            ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+            proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges)
+            metadata["mixed"] = {k: mixed[k] for k in ("budget", "weighting", "average_bits", "fitness")}
     set_metadata(proto, metadata)  # the quantizers do not all keep it
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))

@@ -32,8 +32,9 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]], target: str = "cpu",
-            keep_float: list[str] | None = None) -> onnx.ModelProto:
-    """``keep_float``: node names left in float (for example the last convolution)."""
+            keep_float: list[str] | None = None, only: list[str] | None = None, qdq: bool | None = None) -> onnx.ModelProto:
+    """``keep_float``: node names left in float; ``only``: quantize just these nodes;
+    ``qdq``: force QDQ (True) or QOperator (False) instead of the target's format."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -57,7 +58,8 @@ def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]
             save_tensors_data(data, cache)
             quantize_static(
                 str(source), str(output), calibration_data_reader=None,
-                quant_format=QuantFormat.QDQ if symmetric else QuantFormat.QOperator,
+                quant_format=QuantFormat.QDQ if (symmetric if qdq is None else qdq) else QuantFormat.QOperator,
+                nodes_to_quantize=only,
                 per_channel=True, reduce_range=False,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,

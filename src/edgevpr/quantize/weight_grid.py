@@ -33,6 +33,20 @@ def grid_step(weight: np.ndarray, max_divisor: int = 4) -> float | None:
     return None
 
 
+def channel_scales(weight: np.ndarray, qmax: int = 127) -> np.ndarray:
+    """Per-output-channel symmetric scales: the weights' own grid step where a channel fits
+    in [-qmax, qmax] steps, else max|w| / qmax."""
+    step = grid_step(weight)
+    scales = []
+    for channel in weight.reshape(weight.shape[0], -1):
+        largest = float(np.abs(channel).max())
+        if step is not None and largest / step <= qmax + TOLERANCE:
+            scales.append(step)
+        else:
+            scales.append(largest / qmax if largest > 0 else 1.0)
+    return np.asarray(scales, dtype=np.float32)
+
+
 def grid_overrides(model: onnx.ModelProto, qmax: int = 127) -> dict[str, list[dict]]:
     """ORT ``TensorQuantOverrides`` with per-channel scales on the weights' own grid."""
     initializers = {i.name: i for i in model.graph.initializer}
@@ -41,15 +55,9 @@ def grid_overrides(model: onnx.ModelProto, qmax: int = 127) -> dict[str, list[di
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in initializers:
             continue
         weight = numpy_helper.to_array(initializers[node.input[1]])
-        step = grid_step(weight)
-        if step is None:
+        if grid_step(weight) is None:
             continue
-        channels = []
-        for channel in weight.reshape(weight.shape[0], -1):
-            largest = float(np.abs(channel).max())
-            fits = largest / step <= qmax + TOLERANCE
-            scale = step if fits else (largest / qmax if largest > 0 else 1.0)
-            channels.append({"scale": np.float32(scale), "zero_point": 0})
+        channels = [{"scale": np.float32(scale), "zero_point": 0} for scale in channel_scales(weight, qmax)]
         channels[0]["axis"] = 0
         overrides[node.input[1]] = channels
     return overrides

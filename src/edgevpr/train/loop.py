@@ -145,7 +145,8 @@ class Trainer:
 
     def _resume(self) -> None:
         if not self.folder.last.is_file():
-            raise ConfigError(f"{self.folder.last}: no checkpoint to resume from")
+            self.log.info(f"{self.folder.last}: no epoch finished before the interruption; starting from the beginning")
+            return
         payload = read_checkpoint(self.folder.last)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -274,8 +275,12 @@ class Trainer:
         train = self.config.train
         deadline = time.monotonic() + 60 * train.max_minutes if train.max_minutes else None
         if self.state["epoch"] == 0 and self.state["initial_val"] is None and not self.state["finished"]:
-            self.state["initial_val"] = self.validate()
-            self.log.info(f"before training: validation recall {self.state['initial_val']}")
+            recall = self.state["initial_val"] = self.validate()
+            self.log.info(f"before training: validation recall {recall}")
+            if recall is not None:  # the starting weights compete for best.pt too
+                self.state.update(best_recall5=recall["5"], best_epoch=0, best_score=[recall["5"], recall["1"]])
+                if self.ctx.main:
+                    save_checkpoint(self.folder.best, self._payload(with_optimizer=False))
         while self.state["epoch"] < train.epochs and not self.state["finished"]:
             epoch = self.state["epoch"]
             torch.manual_seed(train.seed * 100_003 + epoch)

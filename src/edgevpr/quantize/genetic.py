@@ -1,0 +1,235 @@
+"""Per-layer precision by genetic search under an average bit-width budget (seed 000
+Algorithm 1), with the baselines it is judged against.
+
+A candidate assigns one precision (int4, int8, fp16) to every searchable layer. Its average
+bit-width is the plain mean over layers or, with ``weighting="params"``, the mean weighted by
+each layer's parameter count (what model bytes follow); a candidate is feasible when that
+average is at most the budget B.
+
+Algorithm 1: a population of N random feasible candidates; each step samples C of them,
+takes the two fittest as parents and removes the sample's worst from the population; the
+child is a crossover (sections between random cut points taken alternately from the two
+parents) followed by mutation (with probability p_m one random layer's precision is redrawn
+from a categorical distribution that favours the precisions this layer is least sensitive
+to), repaired to respect B, evaluated and pushed into the population. After G steps (or a
+time limit) the fittest candidate is returned. All randomness comes from one seeded
+generator whose state is saved with the population, so an interrupted search resumes and
+ends as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgevpr.atomic import write_json
+from edgevpr.errors import ConfigError
+from edgevpr.quantize.simulate import BITS, PRECISIONS
+
+WEIGHTINGS = ("plain", "params")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    budget: float
+    population: int = 20
+    sample: int = 5
+    mutation: float = 0.5
+    steps: int = 200
+    time_limit_s: float | None = None
+    seed: int = 0
+    weighting: str = "plain"
+
+
+@dataclass
+class Problem:
+    """Layers (their parameter counts) and their measured sensitivity."""
+
+    params: list[int]
+    sensitivity: dict[str, list[float]]  # precision -> per-layer descriptor error with only that layer lowered
+    budget: float
+    weighting: str = "plain"
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"unknown bit-width weighting {self.weighting!r}; use {', '.join(WEIGHTINGS)}")
+        if not BITS["int4"] <= self.budget:
+            raise ConfigError(f"budget B = {self.budget:g} bits is below int4 everywhere (4 bits): nothing is feasible")
+        weights = np.asarray(self.params if self.weighting == "params" else [1] * len(self.params), dtype=np.float64)
+        self.weights = weights / weights.sum()
+
+    @property
+    def size(self) -> int:
+        return len(self.params)
+
+    def average_bits(self, assignment: list[str]) -> float:
+        return float(np.dot(self.weights, [BITS[p] for p in assignment]))
+
+    def feasible(self, assignment: list[str]) -> bool:
+        return self.average_bits(assignment) <= self.budget + 1e-9
+
+    def _cost_of_lowering(self, layer: int, precision: str) -> float:
+        lower = PRECISIONS[PRECISIONS.index(precision) - 1]
+        gained = self.sensitivity[lower][layer] - self.sensitivity.get(precision, [0.0] * self.size)[layer]
+        saved = (BITS[precision] - BITS[lower]) * self.weights[layer]
+        return max(gained, 0.0) / saved
+
+    def repair(self, assignment: list[str], rng: np.random.Generator | None = None) -> list[str]:
+        """Lower layers one notch at a time until the average fits the budget: the layer with
+        the least added sensitivity per bit saved (greedy), or, given ``rng``, a layer drawn
+        with probability inversely proportional to that cost."""
+        assignment = list(assignment)
+        while not self.feasible(assignment):
+            layers = [i for i, p in enumerate(assignment) if p != "int4"]
+            costs = np.array([self._cost_of_lowering(i, assignment[i]) for i in layers])
+            if rng is None:
+                layer = layers[int(np.argmin(costs))]
+            else:
+                weights = 1.0 / (costs + max(float(np.median(costs)), 1e-12) * 1e-2)
+                layer = layers[int(rng.choice(len(layers), p=weights / weights.sum()))]
+            assignment[layer] = PRECISIONS[PRECISIONS.index(assignment[layer]) - 1]
+        return assignment
+
+    def random_feasible(self, rng: np.random.Generator) -> list[str]:
+        return self.repair([PRECISIONS[i] for i in rng.integers(0, len(PRECISIONS), size=self.size)], rng)
+
+    def redraw_probabilities(self, layer: int) -> np.ndarray:
+        """Favour the precisions this layer is least sensitive to (relative to other layers)."""
+        weights = []
+        for precision in PRECISIONS:
+            errors = self.sensitivity.get(precision)
+            if errors is None:  # fp16: no measurable error
+                weights.append(1.0)
+                continue
+            scale = float(np.median(errors)) or 1e-12
+            weights.append(1.0 / (1.0 + errors[layer] / scale))
+        weights = np.asarray(weights)
+        return weights / weights.sum()
+
+    def crossover(self, first: list[str], second: list[str], rng: np.random.Generator) -> list[str]:
+        cuts = sorted(rng.choice(np.arange(1, self.size), size=min(2, self.size - 1), replace=False))
+        child, parents, start = [], (first, second), 0
+        for turn, cut in enumerate([*cuts, self.size]):
+            child += parents[turn % 2][start:cut]
+            start = cut
+        return child
+
+    def mutate(self, assignment: list[str], probability: float, rng: np.random.Generator) -> list[str]:
+        assignment = list(assignment)
+        if rng.random() < probability:
+            layer = int(rng.integers(self.size))
+            assignment[layer] = PRECISIONS[rng.choice(len(PRECISIONS), p=self.redraw_probabilities(layer))]
+        return assignment
+
+
+@dataclass
+class SearchState:
+    population: list[tuple[list[str], float]] = field(default_factory=list)
+    step: int = 0
+    evaluations: int = 0
+    history: list[float] = field(default_factory=list)  # best fitness after each step
+    rng: dict | None = None
+    cache: dict[str, float] = field(default_factory=dict)
+
+
+class CachedFitness:
+    """Each distinct candidate is evaluated once; ``evaluations`` counts distinct ones."""
+
+    def __init__(self, fitness: Callable[[list[str]], float], state: SearchState):
+        self.fitness, self.state = fitness, state
+
+    def __call__(self, assignment: list[str]) -> float:
+        key = ",".join(assignment)
+        if key not in self.state.cache:
+            self.state.cache[key] = self.fitness(assignment)
+            self.state.evaluations += 1
+        return self.state.cache[key]
+
+
+def _save(path: Path | None, settings: SearchSettings, state: SearchState) -> None:
+    if path is not None:
+        write_json(path, {"settings": asdict(settings), "state": asdict(state)})
+
+
+def _load(path: Path | None, settings: SearchSettings) -> SearchState | None:
+    if path is None or not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved["settings"] != json.loads(json.dumps(asdict(settings))):
+        raise ConfigError(f"{path}: a search with other settings; remove it or choose another state file")
+    state = SearchState(**saved["state"])
+    state.population = [(list(a), f) for a, f in state.population]
+    return state
+
+
+def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], settings: SearchSettings,
+                   state_path: str | Path | None = None, progress: Callable[[SearchState], None] | None = None,
+                   save_every: int = 10) -> tuple[list[str], float, SearchState]:
+    """Algorithm 1. Returns the fittest candidate, its fitness and the final state."""
+    if settings.population < 2 or not 2 <= settings.sample <= settings.population:
+        raise ConfigError(f"need population >= 2 and 2 <= sample <= population, got {settings.population}, {settings.sample}")
+    if not 0 <= settings.mutation <= 1:
+        raise ConfigError(f"mutation probability must be in [0, 1], got {settings.mutation}")
+    path = Path(state_path) if state_path else None
+    rng = np.random.default_rng(settings.seed)
+    state = _load(path, settings)
+    if state is None:
+        state = SearchState()
+        evaluate = CachedFitness(fitness, state)
+        for _ in range(settings.population):
+            candidate = problem.random_feasible(rng)
+            state.population.append((candidate, evaluate(candidate)))
+    else:
+        evaluate = CachedFitness(fitness, state)
+        rng.bit_generator.state = state.rng
+    started = time.monotonic()
+    while state.step < settings.steps:
+        if settings.time_limit_s is not None and time.monotonic() - started > settings.time_limit_s:
+            break
+        chosen = rng.choice(len(state.population), size=settings.sample, replace=False)
+        ranked = sorted(chosen, key=lambda i: state.population[i][1], reverse=True)
+        first, second = state.population[ranked[0]][0], state.population[ranked[1]][0]
+        state.population.pop(ranked[-1])
+        child = problem.repair(problem.mutate(problem.crossover(first, second, rng), settings.mutation, rng), rng)
+        state.population.append((child, evaluate(child)))
+        state.step += 1
+        state.history.append(max(f for _, f in state.population))
+        state.rng = rng.bit_generator.state
+        if progress:
+            progress(state)
+        if state.step % save_every == 0 or state.step == settings.steps:
+            _save(path, settings, state)
+    state.rng = rng.bit_generator.state
+    _save(path, settings, state)
+    best, best_fitness = max(state.population, key=lambda item: item[1])
+    return best, best_fitness, state
+
+
+def random_search(problem: Problem, fitness: Callable[[list[str]], float], evaluations: int,
+                  seed: int = 0) -> tuple[list[str], float, list[float]]:
+    """The best of ``evaluations`` distinct random feasible candidates."""
+    rng, state = np.random.default_rng(seed), SearchState()
+    evaluate = CachedFitness(fitness, state)
+    best, best_fitness, history, tries = None, -np.inf, [], 0
+    while state.evaluations < evaluations and tries < 100 * evaluations:
+        tries += 1
+        candidate = problem.random_feasible(rng)
+        value = evaluate(candidate)
+        if value > best_fitness:
+            best, best_fitness = candidate, value
+        history.append(best_fitness)
+    return best, best_fitness, history
+
+
+def greedy_by_sensitivity(problem: Problem) -> list[str]:
+    """Everything fp16, then the repair rule: lower the cheapest layer until the budget holds."""
+    return problem.repair(["fp16"] * problem.size)
+
+
+def uniform(problem: Problem, precision: str) -> list[str]:
+    return [precision] * problem.size

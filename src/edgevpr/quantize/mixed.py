@@ -1,0 +1,164 @@
+"""``edgevpr search-precision``: per-layer precision under an average bit-width budget.
+
+Steps: build and fold the model as ``quantize`` exports it; load L calibration images;
+calibrate each searchable layer's input range; measure each layer's sensitivity (descriptor
+error with only that layer at int4, and at int8) once and save it beside the output; run the
+genetic search (Algorithm 1) and, in the same run and with the same number of fitness
+evaluations, random search, plus the greedy assignment by sensitivity and uniform int8/int4;
+write the configuration JSON and its plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from edgevpr.atomic import write_json
+from edgevpr.config import RunConfig
+from edgevpr.errors import ConfigError
+from edgevpr.quantize import plots
+from edgevpr.quantize.genetic import (
+    Problem,
+    SearchSettings,
+    genetic_search,
+    greedy_by_sensitivity,
+    random_search,
+    uniform,
+)
+from edgevpr.quantize.mixed_export import FORMAT
+from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
+from edgevpr.quantize.simulate import (
+    BITS,
+    Simulator,
+    activation_ranges,
+    searchable_layers,
+)
+
+
+@dataclass
+class MixedOptions:
+    budget: float
+    calib: str
+    calib_count: int = 32  # L
+    calibration: str = "percentile"
+    percentile: float = 99.999
+    population: int = 20
+    sample: int = 5
+    mutation: float = 0.5
+    steps: int = 200
+    time_limit_s: float | None = None
+    seed: int = 0
+    weighting: str = "plain"
+    baselines: bool = True
+
+
+def _paths(out: str | Path) -> dict[str, Path]:
+    out = Path(out)
+    stem = out.with_suffix("")
+    return {"out": out, "sensitivity": Path(f"{stem}.sensitivity.json"), "state": Path(f"{stem}.state.json"),
+            "sensitivity_png": Path(f"{stem}.sensitivity.png"), "bits_png": Path(f"{stem}.bits.png")}
+
+
+def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator, CalibrationImages]:
+    from edgevpr.evaluate.runner import preprocess_from
+
+    if not Path(options.calib).is_dir():
+        raise ConfigError(f"{options.calib}: calibration folder not found")
+    torch.manual_seed(config.eval.seed)
+    if config.eval.threads:
+        torch.set_num_threads(config.eval.threads)
+    preprocess = preprocess_from(config)
+    calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels)
+    model, example, _ = prepared_model(config, calib, preprocess)
+    calib.size = tuple(example.shape[-2:])
+    images = torch.cat([torch.from_numpy(batch) for batch in calib()])
+    layers = searchable_layers(model, example)
+    ranges = activation_ranges(model, layers, images, options.calibration, asymmetric=True,
+                               percentile=options.percentile)
+    return Simulator(model, layers, ranges, images), calib
+
+
+def _signature(config: RunConfig, options: MixedOptions) -> str:
+    payload = {"model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
+               "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def layer_sensitivity(simulator: Simulator, path: Path, signature: str, log: Callable[[str], None]) -> dict:
+    """Descriptor error with one layer at int4 (and int8), every other layer in fp16; saved."""
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("signature") == signature:
+            log(f"layer sensitivity: reusing {path}")
+            return saved
+    names = [layer.name for layer in simulator.layers]
+    result = {"signature": signature, "layers": names, "params": [layer.params for layer in simulator.layers]}
+    base = ["fp16"] * len(names)
+    with tqdm(total=2 * len(names), desc="layer sensitivity", unit="eval", leave=False, disable=None) as bar:
+        for precision in ("int4", "int8"):
+            errors = []
+            for i in range(len(names)):
+                candidate = base.copy()
+                candidate[i] = precision
+                errors.append(-simulator.fitness(candidate))
+                bar.update(1)
+            result[precision] = errors
+    result["fp16_everywhere"] = -simulator.fitness(base)
+    write_json(path, result)
+    return result
+
+
+def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
+                     log: Callable[[str], None] = print) -> dict:
+    paths = _paths(out)
+    started = time.monotonic()
+    simulator, calib = build_simulator(config, options)
+    log(f"{len(simulator.layers)} searchable layers; {len(simulator.images)} calibration images "
+        f"({options.calibration} ranges)")
+    sensitivity = layer_sensitivity(simulator, paths["sensitivity"], _signature(config, options), log)
+    plots.per_layer_values({"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, paths["sensitivity_png"],
+                           "descriptor error with one layer quantized")
+    problem = Problem([layer.params for layer in simulator.layers], {"int4": sensitivity["int4"],
+                      "int8": sensitivity["int8"]}, options.budget, options.weighting)
+    settings = SearchSettings(options.budget, options.population, options.sample, options.mutation, options.steps,
+                              options.time_limit_s, options.seed, options.weighting)
+    with tqdm(total=options.steps, desc="genetic search", unit="step", leave=False, disable=None) as bar:
+        def progress(state):
+            bar.n = state.step
+            bar.set_postfix(best=f"{state.history[-1]:.3g}", evals=state.evaluations)
+            bar.refresh()
+
+        best, best_fitness, state = genetic_search(problem, simulator.fitness, settings, paths["state"], progress)
+    result = {
+        "format": FORMAT, "budget": options.budget, "weighting": options.weighting,
+        "average_bits": problem.average_bits(best), "fitness": best_fitness,
+        "average_bits_plain": Problem(problem.params, problem.sensitivity, 16, "plain").average_bits(best),
+        "average_bits_params": Problem(problem.params, problem.sensitivity, 16, "params").average_bits(best),
+        "calibration": options.calibration, "percentile": options.percentile, "calib": options.calib,
+        "calib_count": len(simulator.images), "settings": asdict(settings), "evaluations": state.evaluations,
+        "history": state.history,
+        "layers": [{"name": layer.name, "precision": precision, "params": layer.params}
+                   for layer, precision in zip(simulator.layers, best)],
+        "model": config.to_dict()["model"], "data": config.to_dict()["data"],
+    }
+    if options.baselines:
+        _, random_fitness, _ = random_search(problem, simulator.fitness, state.evaluations, options.seed)
+        greedy = greedy_by_sensitivity(problem)
+        result["baselines"] = {
+            "random_search": {"fitness": random_fitness, "evaluations": state.evaluations},
+            "greedy_by_sensitivity": {"fitness": simulator.fitness(greedy), "average_bits": problem.average_bits(greedy)},
+            **{f"uniform_{p}": {"fitness": simulator.fitness(uniform(problem, p)), "average_bits": BITS[p],
+                                "feasible": BITS[p] <= options.budget} for p in ("int8", "int4")},
+        }
+    result["seconds"] = round(time.monotonic() - started, 1)
+    write_json(paths["out"], result)
+    plots.bits_per_layer([BITS[p] for p in best], paths["bits_png"],
+                         f"bits per layer, B = {options.budget:g} ({options.weighting}), average {result['average_bits']:.2f}")
+    return result

@@ -1,0 +1,155 @@
+"""Mixed precision: budget feasibility, the genetic search (resumable), simulated against
+deployed quantization, and the CLI from search to ONNX."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgevpr.cli import main
+from edgevpr.errors import ConfigError
+from edgevpr.quantize.genetic import (
+    Problem,
+    SearchSettings,
+    genetic_search,
+    greedy_by_sensitivity,
+    random_search,
+)
+from edgevpr.quantize.simulate import fake_activation, quantized_weight
+
+
+def _toy(layers=24, seed=0, budget=6.0, weighting="plain"):
+    rng = np.random.default_rng(seed)
+    sensitivity = {"int4": list(rng.random(layers) ** 3), "int8": list(rng.random(layers) * 0.05)}
+    problem = Problem(list(rng.integers(10, 5000, layers)), sensitivity, budget, weighting)
+    coupling = rng.random((layers, layers)) * 0.02
+
+    def fitness(assignment):
+        errors = np.array([sensitivity[p][i] if p != "fp16" else 0.0 for i, p in enumerate(assignment)])
+        return -float(errors.sum() + errors @ coupling @ errors)
+
+    return problem, fitness
+
+
+@pytest.mark.parametrize("weighting", ["plain", "params"])
+@pytest.mark.parametrize("budget", [4.0, 5.0, 6.5, 8.0, 12.0])
+def test_budget_holds_after_crossover_mutation_and_repair(budget, weighting):
+    problem, _ = _toy(budget=budget, weighting=weighting)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        a, b = problem.random_feasible(rng), problem.random_feasible(rng)
+        assert problem.feasible(a) and problem.feasible(b)
+        child = problem.repair(problem.mutate(problem.crossover(a, b, rng), 1.0, rng), rng)
+        assert problem.feasible(child) and len(child) == problem.size
+    assert problem.feasible(greedy_by_sensitivity(problem))
+
+
+def test_infeasible_budget_is_an_error():
+    with pytest.raises(ConfigError, match="below int4"):
+        _toy(budget=3.5)
+
+
+def test_crossover_takes_sections_of_both_parents():
+    problem, _ = _toy(layers=10)
+    child = problem.crossover(["int4"] * 10, ["fp16"] * 10, np.random.default_rng(0))
+    assert set(child) == {"int4", "fp16"} and child[0] == "int4"
+    changes = sum(a != b for a, b in zip(child, child[1:]))
+    assert 1 <= changes <= 2  # two cut points at most
+
+
+def test_genetic_search_beats_random_search_at_equal_evaluations():
+    wins = []
+    for seed in range(3):
+        problem, fitness = _toy(layers=40, seed=seed)
+        _, best, state = genetic_search(problem, fitness, SearchSettings(6.0, steps=150, seed=seed))
+        _, random_best, _ = random_search(problem, fitness, state.evaluations, seed)
+        wins.append(best - random_best)
+    assert np.mean(wins) > 0
+
+
+def test_resumed_search_equals_an_uninterrupted_one(tmp_path):
+    problem, fitness = _toy()
+    settings = SearchSettings(6.0, steps=40, seed=3)
+    expected = genetic_search(problem, fitness, settings)
+
+    class Killed(Exception):
+        pass
+
+    def die_at_step_25(state):
+        if state.step == 25:
+            raise Killed
+
+    state_file = tmp_path / "search.state.json"
+    with pytest.raises(Killed):
+        genetic_search(problem, fitness, settings, state_file, die_at_step_25)
+    assert json.loads(state_file.read_text())["state"]["step"] == 20  # saved every 10 steps
+    resumed = genetic_search(problem, fitness, settings, state_file)
+    assert resumed[0] == expected[0] and resumed[1] == expected[1]
+    assert resumed[2].history == expected[2].history and resumed[2].evaluations == expected[2].evaluations
+    with pytest.raises(ConfigError, match="other settings"):
+        genetic_search(problem, fitness, SearchSettings(6.0, steps=41, seed=3), state_file)
+
+
+def test_simulated_weights_and_activations():
+    weight = torch.tensor([[0.5, -0.25, 0.1], [1.0, 0.3, -0.7]])
+    int4 = quantized_weight(weight, "int4")
+    assert torch.allclose(int4[1], torch.round(weight[1] / (1 / 7)) * (1 / 7))
+    assert torch.equal(quantized_weight(weight, "fp16"), weight.half().float())
+    x = torch.linspace(-1, 3, 101)
+    q = fake_activation(x, -1.0, 3.0)
+    assert (q - x).abs().max() <= 4 / 255 / 2 + 1e-6
+    assert len(torch.unique(fake_activation(torch.linspace(0, 10, 1000), 0.0, 6.0))) <= 256
+    assert fake_activation(torch.tensor([10.0]), 0.0, 6.0).item() == pytest.approx(6.0, abs=0.03)
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_street):
+    from edgevpr.config import load_config
+    from edgevpr.quantize.mixed import MixedOptions, build_simulator
+    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+    from edgevpr.quantize.runtime import OnnxModel
+
+    model = {"backbone": "squeezenet", "aggregator": "gem"}
+    calib = str(tiny_street / "database")
+    config = load_config(overrides={"model": model, "data": {"size": (72, 96)}, "eval": {"threads": 1}})
+    simulator, _ = build_simulator(config, MixedOptions(budget=8, calib=calib, calib_count=12))
+    images = simulator.images.numpy()
+
+    int8_file = tmp_path / "int8.onnx"
+    quantize_model(config, QuantizeOptions(precision="int8", calib=calib, calib_count=12), str(int8_file))
+    deployed = OnnxModel(str(int8_file), threads=1)(images)
+    simulator.set(["int8"] * len(simulator.layers))
+    simulated = simulator.descriptors()
+    simulator.set(None)
+    cosine_sim_deployed = (simulated * deployed).sum(1)
+    cosine_sim_fp32 = (simulated * simulator.reference).sum(1)
+    assert cosine_sim_deployed.mean() > 0.99, cosine_sim_deployed
+    assert cosine_sim_fp32.mean() > 0.99
+
+    out = tmp_path / "mixed.json"
+    result = _cli("search-precision", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96",
+                  "--budget", 6, "--calib", calib, "--calib-count", 12, "--population", 6, "--sample", 3,
+                  "--steps", 10, "--threads", 1, "--out", out)
+    assert result.exit_code == 0, result.output
+    found = json.loads(out.read_text())
+    assert found["average_bits"] <= 6 and len(found["layers"]) == len(simulator.layers)
+    assert set(found["baselines"]) == {"random_search", "greedy_by_sensitivity", "uniform_int8", "uniform_int4"}
+    for suffix in (".sensitivity.json", ".sensitivity.png", ".bits.png", ".state.json"):
+        assert (tmp_path / f"mixed{suffix}").is_file()
+
+    mixed_file = tmp_path / "mixed.onnx"
+    result = _cli("quantize", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96",
+                  "--precision", "mixed", "--mixed-config", out, "--calib", calib, "--calib-count", 12,
+                  "--threads", 1, "--out", mixed_file)
+    assert result.exit_code == 0, result.output
+    mixed_descriptors = OnnxModel(str(mixed_file), threads=1)(images)
+    simulator.set([layer["precision"] for layer in found["layers"]])
+    expected = simulator.descriptors()
+    assert (mixed_descriptors * expected).sum(1).mean() > 0.99
+    fp32_bytes = sum(p.numel() * 4 for p in simulator.model.parameters())
+    assert mixed_file.stat().st_size < fp32_bytes * 6 / 32 * 1.5
