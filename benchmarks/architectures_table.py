@@ -14,7 +14,12 @@ import edgevpr.models  # noqa: F401  (fills the registries)
 from edgevpr.atomic import write_json
 from edgevpr.config import ModelConfig
 from edgevpr.errors import ConfigError
-from edgevpr.evaluate.cost import count_flops, count_params, serialized_bytes, time_torch_extraction
+from edgevpr.evaluate.cost import (
+    count_flops,
+    count_params,
+    serialized_bytes,
+    time_torch_extraction,
+)
 from edgevpr.evaluate.environment import environment
 from edgevpr.models import build_model
 from edgevpr.models.registry import AGGREGATORS, BACKBONES

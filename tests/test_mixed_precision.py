@@ -117,7 +117,7 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     model = {"backbone": "squeezenet", "aggregator": "gem"}
     calib = str(tiny_street / "database")
     config = load_config(overrides={"model": model, "data": {"size": (72, 96)}, "eval": {"threads": 1}})
-    simulator, _ = build_simulator(config, MixedOptions(budget=8, calib=calib, calib_count=12))
+    simulator, _ = build_simulator(config, MixedOptions(SearchSettings(8.0), calib=calib, calib_count=12))
     images = simulator.images.numpy()
 
     int8_file = tmp_path / "int8.onnx"

@@ -78,6 +78,13 @@ def train_command(config_file, **kwargs):
         click.echo(f"test {metrics['test']['protocol_name']}: {metrics['test']['recall']}")
 
 
+def exported_model_options(command):
+    """--config, the model options and the resize options of commands that export a model."""
+    command = add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--resize-factor", "--size", "--max-pixels")])(command)
+    command = add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])(command)
+    return click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")(command)
+
+
 QUANTIZE_OPTIONS = [
     ("--precision", dict(type=click.Choice(["fp32", "fp16", "int8", "int4", "mixed"]), required=True,
                          help="Deployed precision (mixed: per layer, from --mixed-config).")),
@@ -93,9 +100,7 @@ QUANTIZE_OPTIONS = [
 
 
 @main.command("quantize")
-@click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
-@add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
-@add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--resize-factor", "--size", "--max-pixels")])
+@exported_model_options
 @click.option("--threads", type=int, default=None, help="Threads for calibration.")
 @click.option("--out", required=True, type=click.Path(), help="ONNX file to write (atomically).")
 @user_errors
@@ -117,9 +122,7 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 
 
 @main.command("search-precision")
-@click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
-@add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
-@add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--resize-factor", "--size", "--max-pixels")])
+@exported_model_options
 @click.option("--budget", required=True, type=float, help="Average bit-width budget B (4 to 16).")
 @click.option("--calib", required=True, type=click.Path(), help="Folder of calibration images.")
 @click.option("--calib-count", default=32, show_default=True, type=int, help="Calibration images L (fitness sample).")
@@ -139,12 +142,12 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
                              time_limit_s, weighting, search_seed, threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
+    from edgevpr.quantize.genetic import SearchSettings
     from edgevpr.quantize.mixed import MixedOptions, search_precision
 
     config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
-    options = MixedOptions(budget, calib, calib_count, calibration, population=population, sample=sample,
-                           mutation=mutation, steps=steps, time_limit_s=time_limit_s, seed=search_seed,
-                           weighting=weighting)
+    search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting)
+    options = MixedOptions(search, calib, calib_count, calibration)
     result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}
     click.echo(f"B = {budget:g} ({weighting}): average {result['average_bits']:.2f} bits; "

@@ -25,15 +25,20 @@ def _ray_results(cells: list[Cell], address: str, cpus_per_cell: float):
         import ray
     except ImportError:
         raise ConfigError("--ray needs Ray: pip install 'edgevpr[ray]'") from None
-    if not ray.is_initialized():
+    started_here = not ray.is_initialized()
+    if started_here:
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  log_to_driver=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
-    remote = ray.remote(num_cpus=cpus_per_cell)(run_cell)
-    pending = {remote.remote(cell.as_dict()): cell for cell in cells}
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        cell = pending.pop(done[0])
-        yield cell, ray.get(done[0])
+    try:
+        remote = ray.remote(num_cpus=cpus_per_cell)(run_cell)
+        pending = {remote.remote(cell.as_dict()): cell for cell in cells}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(done[0])
+            yield cell, ray.get(done[0])
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def _pool_results(cells: list[Cell], jobs: int):

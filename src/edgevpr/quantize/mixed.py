@@ -44,18 +44,11 @@ from edgevpr.quantize.simulate import (
 
 @dataclass
 class MixedOptions:
-    budget: float
+    search: SearchSettings
     calib: str
     calib_count: int = 32  # L
     calibration: str = "percentile"
     percentile: float = 99.999
-    population: int = 20
-    sample: int = 5
-    mutation: float = 0.5
-    steps: int = 200
-    time_limit_s: float | None = None
-    seed: int = 0
-    weighting: str = "plain"
     baselines: bool = True
 
 
@@ -125,11 +118,10 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
     sensitivity = layer_sensitivity(simulator, paths["sensitivity"], _signature(config, options), log)
     plots.per_layer_values({"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, paths["sensitivity_png"],
                            "descriptor error with one layer quantized")
+    settings = options.search
     problem = Problem([layer.params for layer in simulator.layers], {"int4": sensitivity["int4"],
-                      "int8": sensitivity["int8"]}, options.budget, options.weighting)
-    settings = SearchSettings(options.budget, options.population, options.sample, options.mutation, options.steps,
-                              options.time_limit_s, options.seed, options.weighting)
-    with tqdm(total=options.steps, desc="genetic search", unit="step", leave=False, disable=None) as bar:
+                      "int8": sensitivity["int8"]}, settings.budget, settings.weighting)
+    with tqdm(total=settings.steps, desc="genetic search", unit="step", leave=False, disable=None) as bar:
         def progress(state):
             bar.n = state.step
             bar.set_postfix(best=f"{state.history[-1]:.3g}", evals=state.evaluations)
@@ -137,7 +129,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
 
         best, best_fitness, state = genetic_search(problem, simulator.fitness, settings, paths["state"], progress)
     result = {
-        "format": FORMAT, "budget": options.budget, "weighting": options.weighting,
+        "format": FORMAT, "budget": settings.budget, "weighting": settings.weighting,
         "average_bits": problem.average_bits(best), "fitness": best_fitness,
         "average_bits_plain": Problem(problem.params, problem.sensitivity, 16, "plain").average_bits(best),
         "average_bits_params": Problem(problem.params, problem.sensitivity, 16, "params").average_bits(best),
@@ -149,16 +141,16 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
         "model": config.to_dict()["model"], "data": config.to_dict()["data"],
     }
     if options.baselines:
-        _, random_fitness, _ = random_search(problem, simulator.fitness, state.evaluations, options.seed)
+        _, random_fitness, _ = random_search(problem, simulator.fitness, state.evaluations, settings.seed)
         greedy = greedy_by_sensitivity(problem)
         result["baselines"] = {
             "random_search": {"fitness": random_fitness, "evaluations": state.evaluations},
             "greedy_by_sensitivity": {"fitness": simulator.fitness(greedy), "average_bits": problem.average_bits(greedy)},
             **{f"uniform_{p}": {"fitness": simulator.fitness(uniform(problem, p)), "average_bits": BITS[p],
-                                "feasible": BITS[p] <= options.budget} for p in ("int8", "int4")},
+                                "feasible": BITS[p] <= settings.budget} for p in ("int8", "int4")},
         }
     result["seconds"] = round(time.monotonic() - started, 1)
     write_json(paths["out"], result)
     plots.bits_per_layer([BITS[p] for p in best], paths["bits_png"],
-                         f"bits per layer, B = {options.budget:g} ({options.weighting}), average {result['average_bits']:.2f}")
+                         f"bits per layer, B = {settings.budget:g} ({settings.weighting}), average {result['average_bits']:.2f}")
     return result

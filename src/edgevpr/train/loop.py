@@ -275,12 +275,8 @@ class Trainer:
         train = self.config.train
         deadline = time.monotonic() + 60 * train.max_minutes if train.max_minutes else None
         if self.state["epoch"] == 0 and self.state["initial_val"] is None and not self.state["finished"]:
-            recall = self.state["initial_val"] = self.validate()
-            self.log.info(f"before training: validation recall {recall}")
-            if recall is not None:  # the starting weights compete for best.pt too
-                self.state.update(best_recall5=recall["5"], best_epoch=0, best_score=[recall["5"], recall["1"]])
-                if self.ctx.main:
-                    save_checkpoint(self.folder.best, self._payload(with_optimizer=False))
+            self.state["initial_val"] = self.validate()  # the start of the curve; best.pt is a trained epoch
+            self.log.info(f"before training: validation recall {self.state['initial_val']}")
         while self.state["epoch"] < train.epochs and not self.state["finished"]:
             epoch = self.state["epoch"]
             torch.manual_seed(train.seed * 100_003 + epoch)

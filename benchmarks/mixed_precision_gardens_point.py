@@ -1,0 +1,117 @@
+"""Mixed-precision acceptance on Gardens Point (database day_right, queries night_right,
++/-2 frames): MobileNetV2 from ../shared/weights + GeM, short side 360, calibration and the
+fitness sample (L images) from day_left. For each budget B: the genetic search, the deployed
+ONNX file (bytes, ORT Recall@1/5) and the simulated model's recall, against fp32. Then, at
+--compare-budgets, the GA against random search at the same number of fitness evaluations
+(3 seeds) with the greedy assignment beside them. Writes the Fig. 7 and Fig. 8 plots.
+
+    python benchmarks/mixed_precision_gardens_point.py [--budgets 4,5,6,8,10,12,16] [--steps 200]
+        [--calib-count 32] [--compare-budgets 6,8] [--seeds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from quantization_gardens_point import SHARED, model_overrides
+
+from edgevpr.atomic import write_json
+from edgevpr.config import load_config
+from edgevpr.evaluate.environment import environment
+from edgevpr.evaluate.runner import evaluate
+from edgevpr.quantize import plots
+from edgevpr.quantize.genetic import (
+    Problem,
+    SearchSettings,
+    genetic_search,
+    greedy_by_sensitivity,
+    random_search,
+)
+from edgevpr.quantize.mixed import MixedOptions, build_simulator, search_precision
+from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(SHARED))
+    parser.add_argument("--budgets", default="4,5,6,8,10,12,16")
+    parser.add_argument("--compare-budgets", default="6,8")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--calib-count", type=int, default=32)
+    parser.add_argument("--folder", default="/tmp/edgevpr_mixed_gp")
+    parser.add_argument("--out", default="benchmarks/results/mixed_precision_gardens_point.json")
+    args = parser.parse_args()
+    shared, folder = Path(args.shared), Path(args.folder)
+    gp = shared / "data" / "gardens_point"
+    folder.mkdir(parents=True, exist_ok=True)
+    overrides = {"model": model_overrides("mnv2_gem", shared),
+                 "data": {"database": str(gp / "day_right"), "queries": str(gp / "night_right"),
+                          "tolerance_frames": 2, "resize": 360},
+                 "eval": {"latency_runs": 20}}
+    calib = str(gp / "day_left")
+    fp32 = evaluate(load_config(overrides=overrides))
+    print(f"protocol: {fp32['protocol_name']}")
+    print(f"fp32: R@1 {fp32['recall']['1']:.1f}, R@5 {fp32['recall']['5']:.1f}, {fp32['cost']['model_bytes']} bytes")
+    rows, points = [], []
+    for budget in [float(b) for b in args.budgets.split(",")]:
+        out = folder / f"mixed_B{budget:g}.json"
+        config = load_config(overrides=overrides)
+        found = search_precision(config, MixedOptions(SearchSettings(budget, steps=args.steps), calib, args.calib_count,
+                                                      baselines=False), out, log=lambda m: None)
+        onnx_file = folder / f"mixed_B{budget:g}.onnx"
+        quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=50,
+                                                                         mixed_config=str(out)), str(onnx_file))
+        deployed = evaluate(load_config(overrides={"model": {"onnx": str(onnx_file)}, "data": overrides["data"],
+                                                   "eval": overrides["eval"]}))
+        simulator, _ = build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(budget), calib, args.calib_count))
+        simulator.set([layer["precision"] for layer in found["layers"]])
+        simulated = evaluate(load_config(overrides=overrides), model=simulator.model)
+        counts = {p: sum(layer["precision"] == p for layer in found["layers"]) for p in ("int4", "int8", "fp16")}
+        row = {"budget": budget, "average_bits": found["average_bits"], "layers": counts, "search_seconds": found["seconds"],
+               "evaluations": found["evaluations"], "fitness": found["fitness"], "bytes": onnx_file.stat().st_size,
+               "deployed_recall": deployed["recall"], "simulated_recall": simulated["recall"],
+               "extraction_ms": deployed["cost"]["extraction_ms"]}
+        rows.append(row)
+        points.append((budget, deployed["recall"]["1"]))
+        plots.bits_per_layer([{"int4": 4, "int8": 8, "fp16": 16}[layer["precision"]] for layer in found["layers"]],
+                             f"benchmarks/results/mixed_bits_B{budget:g}.png",
+                             f"MobileNetV2+GeM bits per layer, B = {budget:g}, average {found['average_bits']:.2f}")
+        print(f"B={budget:>4g}: avg {found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
+              f"{counts['fp16']} fp16), {row['bytes']:>9d} bytes, deployed R@1 {deployed['recall']['1']:.1f} "
+              f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, "
+              f"loss vs fp32 {fp32['recall']['1'] - deployed['recall']['1']:+.1f}, search {found['seconds']:.0f} s "
+              f"({found['evaluations']} evaluations)")
+    plots.line(points, "benchmarks/results/mixed_recall_vs_budget.png", "MobileNetV2+GeM, Gardens Point night",
+               "budget B (average bits)", "Recall@1")
+
+    comparisons = []
+    for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
+        sensitivity_file = folder / f"mixed_B{budget:g}.sensitivity.json"
+        import json
+
+        sensitivity = json.loads(sensitivity_file.read_text())
+        simulator, _ = build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(budget), calib, args.calib_count))
+        problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget)
+        greedy = simulator.fitness(greedy_by_sensitivity(problem))
+        ga, rs = [], []
+        for seed in range(args.seeds):
+            _, best, state = genetic_search(problem, simulator.fitness, SearchSettings(budget, steps=args.steps, seed=seed))
+            _, random_best, _ = random_search(problem, simulator.fitness, state.evaluations, seed)
+            ga.append(best)
+            rs.append(random_best)
+        comparisons.append({"budget": budget, "ga": ga, "random": rs, "greedy": greedy})
+        print(f"B={budget:g}: fitness (minus descriptor MSE) GA {np.mean(ga):.5f} +/- {np.std(ga):.5f}, "
+              f"random search {np.mean(rs):.5f} +/- {np.std(rs):.5f}, greedy {greedy:.5f} "
+              f"({args.seeds} seeds): GA {'beats' if np.mean(ga) > np.mean(rs) else 'does not beat'} random")
+    write_json(args.out, {"fp32": {"recall": fp32["recall"], "bytes": fp32["cost"]["model_bytes"]}, "rows": rows,
+                          "comparisons": comparisons, "protocol_name": fp32["protocol_name"],
+                          "environment": environment()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
