@@ -60,6 +60,11 @@ def test_store_export_csv(store, tmp_path):
     assert store.export(out) == 4
     lines = out.read_text().splitlines()
     assert lines[0].split(",")[:3] == ["key", "sweep", "created_at"] and len(lines) == 5
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    assert store.export(tmp_path / "runs.parquet") == 4
+    table = pandas.read_parquet(tmp_path / "runs.parquet")
+    assert list(table.columns) == FIELDS and sorted(table["key"]) == ["a", "b", "c", "d"]
     with pytest.raises(ConfigError, match="export to .csv or .parquet"):
         store.export(tmp_path / "runs.xlsx")
 

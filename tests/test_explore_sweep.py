@@ -123,3 +123,24 @@ def test_local_ray_gives_the_same_rows(tmp_path, tiny_street):
         return {r["key"]: {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in Store(path).rows()}
 
     assert comparable(local) == comparable(remote) and len(comparable(local)) == 4
+
+
+def test_process_pool_gives_the_same_rows_as_one_process(tmp_path, tiny_street):
+    sweep_file = _sweep_file(tmp_path, tiny_street, grid={"aggregator": ["gem", "mac"]})
+    one, pool = tmp_path / "one.db", tmp_path / "pool.db"
+    assert _cli("sweep", sweep_file, "--store", one).exit_code == 0
+    result = _cli("sweep", sweep_file, "--store", pool, "--jobs", 2)
+    assert result.exit_code == 0, result.output
+
+    def comparable(path):
+        return {r["key"]: {k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in Store(path).rows()}
+
+    assert comparable(one) == comparable(pool) and len(comparable(one)) == 2
+
+
+def test_a_failing_cell_is_reported_not_stored_and_others_go_on(tmp_path, tiny_street):
+    sweep_file = _sweep_file(tmp_path, tiny_street, grid={"weights": [None, str(tmp_path / "missing.pth")]})
+    store_path = tmp_path / "runs.db"
+    result = _cli("sweep", sweep_file, "--store", store_path)
+    assert result.exit_code != 0 and "1 cells failed" in result.output and "missing.pth" in result.output
+    assert len(Store(store_path).rows()) == 1

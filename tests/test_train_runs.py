@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 
@@ -102,13 +103,15 @@ def test_place_grouped_batches_with_a_metric_learning_loss(tmp_path):
     for place in range(6):
         for k in range(3):
             write_image(tmp_path / "places" / f"p{place}" / f"{k}.jpg", seed=place, size=(48, 36))
-    result = _cli("train", "--backbone", "resnet18_conv4", "--aggregator", "gem", "--threads", 1,
+    result = _cli("train", "--backbone", "resnet18_conv4", "--aggregator", "netvlad", "--clusters", 4, "--threads", 1,
                   "--train-places", tmp_path / "places", "--loss", "MultiSimilarityLoss", "--miner", "MultiSimilarityMiner",
                   "--places-per-batch", 3, "--images-per-place", 2, "--queries-per-epoch", 12, "--epochs", 2,
                   "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.output
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert [e["batches"] for e in history] == [2, 2] and all(e["val_recall"] is None for e in history)
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    assert bool(state["aggregator.initialised"])  # NetVLAD clusters came from k-means on training images
 
 
 def test_yaml_config_with_flag_overrides(tmp_path, training_street):

@@ -254,6 +254,9 @@ def sweep_command(sweep_file, store_path, jobs, ray_address, cpus_per_cell):
     finally:
         store.close()
     click.echo(f"{summary['ran']} cells run, {summary['skipped']} already stored -> {store_path}")
+    if summary["failed"]:
+        raise click.ClickException(f"{len(summary['failed'])} cells failed (not stored; a re-run retries them): "
+                                   + "; ".join(summary["failed"][:3]))
 
 
 @main.command("recommend")

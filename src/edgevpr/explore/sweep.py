@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Callable
 
-from edgevpr.errors import ConfigError
+from edgevpr.errors import ConfigError, EdgeVPRError
 from edgevpr.explore.run_cell import run_cell
 from edgevpr.explore.store import Store, row_from_result
 from edgevpr.explore.sweep_file import Cell, Sweep
@@ -18,6 +18,14 @@ from edgevpr.explore.sweep_file import Cell, Sweep
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def run_cell_safely(cell: dict) -> dict:
+    """``run_cell``, with a user error (bad file, unsupported option) returned, not raised."""
+    try:
+        return run_cell(cell)
+    except EdgeVPRError as error:
+        return {"error": str(error)}
 
 
 def _ray_results(cells: list[Cell], address: str, cpus_per_cell: float):
@@ -30,7 +38,7 @@ def _ray_results(cells: list[Cell], address: str, cpus_per_cell: float):
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  log_to_driver=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
     try:
-        remote = ray.remote(num_cpus=cpus_per_cell)(run_cell)
+        remote = ray.remote(num_cpus=cpus_per_cell)(run_cell_safely)
         pending = {remote.remote(cell.as_dict()): cell for cell in cells}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -43,14 +51,14 @@ def _ray_results(cells: list[Cell], address: str, cpus_per_cell: float):
 
 def _pool_results(cells: list[Cell], jobs: int):
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_cell, cell.as_dict()): cell for cell in cells}
+        futures = {pool.submit(run_cell_safely, cell.as_dict()): cell for cell in cells}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
 def _local_results(cells: list[Cell]):
     for cell in cells:
-        yield cell, run_cell(cell.as_dict())
+        yield cell, run_cell_safely(cell.as_dict())
 
 
 def run_sweep(sweep: Sweep, store: Store, jobs: int = 1, ray: str | None = None, cpus_per_cell: float = 1.0,
@@ -67,10 +75,14 @@ def run_sweep(sweep: Sweep, store: Store, jobs: int = 1, ray: str | None = None,
         results = _pool_results(pending, min(jobs, os.cpu_count() or 1))
     else:
         results = _local_results(pending)
-    done = 0
+    done, failed = 0, []
     for cell, result in results:
+        if "error" in result:  # not stored, so a re-run tries it again
+            failed.append(f"{cell.label}: {result['error']}")
+            log(f"[{done + len(failed)}/{len(pending)}] {cell.label}: FAILED: {result['error']}")
+            continue
         store.add(row_from_result(cell.key(), sweep.name, cell.as_dict(), result, _now()))
         done += 1
-        log(f"[{done}/{len(pending)}] {cell.label}: R@1 {result['recall']['1']:.1f}, "
+        log(f"[{done + len(failed)}/{len(pending)}] {cell.label}: R@1 {result['recall']['1']:.1f}, "
             f"{result['cost']['model_bytes'] / 1e6:.2f} MB, {result['cost']['extraction_ms']:.1f} ms")
-    return {"cells": len(sweep.cells), "ran": done, "skipped": len(sweep.cells) - len(pending)}
+    return {"cells": len(sweep.cells), "ran": done, "skipped": len(sweep.cells) - len(pending), "failed": failed}
