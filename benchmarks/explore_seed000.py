@@ -18,6 +18,8 @@ from edgevpr.explore.rules import check_all
 from edgevpr.explore.store import Store
 from edgevpr.explore.sweep import run_sweep
 from edgevpr.explore.sweep_file import load_sweep
+from edgevpr.search.advise import load_scaling
+from edgevpr.search.cost_model import fit_cost_model
 
 BUDGETS = [  # (memory bytes, latency ms, map size): a microcontroller-class board, a phone, a robot PC
     (8e6, 60.0, 1_000),
@@ -36,6 +38,7 @@ def main() -> int:
     parser.add_argument("--store", default="benchmarks/results/seed000.db")
     parser.add_argument("--report", default="benchmarks/results/seed000_report.html")
     parser.add_argument("--map-size", type=int, default=100_000)
+    parser.add_argument("--scaling", default="benchmarks/results/search_scaling.json")
     args = parser.parse_args()
     store = Store(args.store)
     run_sweep(load_sweep(args.sweep), store)
@@ -51,8 +54,11 @@ def main() -> int:
     for rule in check_all(rows):
         detail = f" ({rule['pairs']} pairs, mean R@1 difference {rule['mean_recall1_difference']:+.1f})" if rule["pairs"] else ""
         print(f"rule: {rule['claim']}: {rule['verdict']}{detail}")
+    measured = load_scaling(args.scaling)
+    cost_model = fit_cost_model(measured["exact"], source=args.scaling)
+    print(f"exact matching time from {args.scaling}: k1 = {cost_model.k1_ms * 1e6:.3f} ns, k2 = {cost_model.k2_ms * 1e6:.1f} ns")
     for memory, latency, map_size in BUDGETS:
-        print(format_recommendation(recommend(rows, memory, latency, map_size)))
+        print(format_recommendation(recommend(rows, memory, latency, map_size, cost_model=cost_model)))
     print(f"report: {write_report(store, args.report, args.map_size)}")
     store.close()
     return 0

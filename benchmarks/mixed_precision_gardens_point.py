@@ -12,6 +12,7 @@ ONNX file (bytes, ORT Recall@1/5) and the simulated model's recall, against fp32
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def main() -> int:
     parser.add_argument("--compare-budgets", default="6,8")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--compare-steps", type=int, default=200, help="GA steps of the GA-vs-random comparison")
     parser.add_argument("--calib-count", type=int, default=32)
     parser.add_argument("--folder", default="/tmp/edgevpr_mixed_gp")
     parser.add_argument("--out", default="benchmarks/results/mixed_precision_gardens_point.json")
@@ -91,19 +93,20 @@ def main() -> int:
     comparisons = []
     for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
         sensitivity_file = folder / f"mixed_B{budget:g}.sensitivity.json"
-        import json
-
         sensitivity = json.loads(sensitivity_file.read_text())
         simulator, _ = build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(budget), calib, args.calib_count))
         problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget)
         greedy = simulator.fitness(greedy_by_sensitivity(problem))
-        ga, rs = [], []
+        ga, rs, evaluations = [], [], []
         for seed in range(args.seeds):
-            _, best, state = genetic_search(problem, simulator.fitness, SearchSettings(budget, steps=args.steps, seed=seed))
+            _, best, state = genetic_search(problem, simulator.fitness,
+                                            SearchSettings(budget, steps=args.compare_steps, seed=seed))
             _, random_best, _ = random_search(problem, simulator.fitness, state.evaluations, seed)
             ga.append(best)
             rs.append(random_best)
-        comparisons.append({"budget": budget, "ga": ga, "random": rs, "greedy": greedy})
+            evaluations.append(state.evaluations)
+        comparisons.append({"budget": budget, "ga": ga, "random": rs, "greedy": greedy, "steps": args.compare_steps,
+                            "evaluations_per_seed": [e for e in evaluations]})
         print(f"B={budget:g}: fitness (minus descriptor MSE) GA {np.mean(ga):.5f} +/- {np.std(ga):.5f}, "
               f"random search {np.mean(rs):.5f} +/- {np.std(rs):.5f}, greedy {greedy:.5f} "
               f"({args.seeds} seeds): GA {'beats' if np.mean(ga) > np.mean(rs) else 'does not beat'} random")

@@ -154,3 +154,8 @@ def test_crn_starts_as_netvlad_and_reweights_once_trained():
     assert not torch.allclose(crn(features), vlad(features), atol=1e-3)
     model = build_model(ModelConfig(backbone="squeezenet", aggregator="crn", clusters=4))
     assert model(torch.rand(1, 3, 64, 96)).shape == (1, 512 * 4)
+
+
+def test_pca_refuses_to_fit_on_too_few_descriptors():
+    with pytest.raises(ConfigError, match="PCA to 16 dimensions needs more than 16 descriptors to fit, got 10"):
+        PCAProjection(32, 16).fit(np.random.default_rng(0).normal(size=(10, 32)))

@@ -121,3 +121,12 @@ def test_design_rule_compares_matched_pairs_only():
     result = check(RULES[0], rows)
     assert result["pairs"] == 1 and result["mean_recall1_difference"] == 5.0 and result["verdict"] == "holds here"
     assert check(RULES[1], rows)["pairs"] == 0
+
+
+def test_recommend_with_a_matching_cost_model(store):
+    from edgevpr.search.cost_model import MatchingCostModel
+
+    model = MatchingCostModel(k1_ms=1e-6, k2_ms=1e-5)  # 1 ns per dimension, 10 ns per image
+    answer = recommend(store.rows(), 1e12, 1e6, 100_000, dataset="gp", cost_model=model)
+    best = answer["best"]
+    assert best["key"] == "a" and best["latency_ms"] == pytest.approx(80.0 + 100_000 * (1024 * 1e-6 + 1e-5))

@@ -125,7 +125,7 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 @exported_model_options
 @click.option("--budget", required=True, type=float, help="Average bit-width budget B (4 to 16).")
 @click.option("--calib", required=True, type=click.Path(), help="Folder of calibration images.")
-@click.option("--calib-count", default=32, show_default=True, type=int, help="Calibration images L (fitness sample).")
+@click.option("--calib-count", default=16, show_default=True, type=int, help="Calibration images L (fitness sample).")
 @click.option("--calibration", type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile",
               show_default=True, help="Activation range rule (see README: entropy loses recall on shared/weights).")
 @click.option("--population", default=20, show_default=True, type=int, help="Population size N.")
@@ -265,17 +265,25 @@ def sweep_command(sweep_file, store_path, jobs, ray_address, cpus_per_cell):
 @click.option("--latency-ms", required=True, type=float, help="Budget for extraction + matching per query.")
 @click.option("--map-size", required=True, type=int, help="Map images N.")
 @click.option("--dataset", default=None, help="Only runs on this dataset.")
+@click.option("--scaling", type=click.Path(), default=None,
+              help="JSON of benchmarks/search_scaling.py: exact matching time from k1, k2 (Eq. 12).")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @user_errors
-def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, as_json):
+def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, scaling, as_json):
     """The stored configuration with the best Recall@1 that fits the budget."""
     import json
 
     from edgevpr.explore.recommend import format_recommendation, recommend
     from edgevpr.explore.store import Store
+    from edgevpr.search.advise import load_scaling
+    from edgevpr.search.cost_model import fit_cost_model
 
+    cost_model = None
+    if scaling:
+        measured = load_scaling(scaling)
+        cost_model = fit_cost_model(measured["exact"], source=measured.get("source", scaling))
     store = Store(store_path)
-    answer = recommend(store.rows(), memory_bytes, latency_ms, map_size, dataset)
+    answer = recommend(store.rows(), memory_bytes, latency_ms, map_size, dataset, cost_model)
     store.close()
     click.echo(json.dumps(answer, indent=2) if as_json else format_recommendation(answer))
 

@@ -86,7 +86,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         fixed = extractor.fixed_size
         if fixed and config.data.size is None and config.data.resize is None:
             config.data.size = fixed
-        elif fixed and tuple(config.data.size or ()) != fixed:
+        elif fixed and config.data.size is not None and tuple(config.data.size) != fixed:
             raise ConfigError(f"{config.model.onnx}: the model takes {fixed[0]}x{fixed[1]} images only; "
                               f"give --size {fixed[0]}x{fixed[1]} or no resize")
         adopt_input_contract(config, extractor.info or {})

@@ -3,8 +3,9 @@
 A run measured on a map of n0 images is projected to a map of N images as follows:
 - database memory: bytes per map image (N0 database bytes / n0, the index's own size for
   ANN indexes) x N;
-- matching time: measured per-query time x N / n0 (exact search is a linear scan, seed 000's
-  tau_r = N (k1 D + k2); for ANN indexes this is an upper bound);
+- matching time: for exact search with a matching cost model (k1, k2 measured by
+  benchmarks/search_scaling.py), seed 000's tau_r = N (k1 D + k2); otherwise the measured
+  per-query time x N / n0 (a linear scan; for ANN indexes an upper bound);
 - total latency = extraction + projected matching; device memory = model bytes + database.
 """
 
@@ -29,12 +30,14 @@ def database_bytes_at(row: dict, map_size: int) -> float:
     return row["database_bytes"] / row["num_database"] * map_size
 
 
-def matching_ms_at(row: dict, map_size: int) -> float:
+def matching_ms_at(row: dict, map_size: int, cost_model=None) -> float:
+    if cost_model is not None and row["index_spec"] == "Flat":
+        return cost_model.matching_ms(map_size, row["descriptor_dim"])
     return row["matching_ms"] * map_size / row["num_database"]
 
 
-def total_ms_at(row: dict, map_size: int) -> float:
-    return row["extraction_ms"] + matching_ms_at(row, map_size)
+def total_ms_at(row: dict, map_size: int, cost_model=None) -> float:
+    return row["extraction_ms"] + matching_ms_at(row, map_size, cost_model)
 
 
 def device_bytes_at(row: dict, map_size: int) -> float:

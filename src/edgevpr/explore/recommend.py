@@ -7,14 +7,14 @@ from __future__ import annotations
 from edgevpr.explore.pareto import device_bytes_at, total_ms_at
 
 
-def _describe(row: dict, map_size: int) -> dict:
+def _describe(row: dict, map_size: int, cost_model=None) -> dict:
     return {
         "key": row["key"], "backbone": row["backbone"], "aggregator": row["aggregator"],
         "descriptor_dim": row["descriptor_dim"], "precision": row["precision"], "runtime": row["runtime"],
         "index": row["index_spec"], "image_size": row["image_size"], "dataset": row["dataset"],
         "protocol_name": row["protocol_name"],
         "recall": {n: row[f"recall_{n}"] for n in ("1", "5", "10")},
-        "memory_bytes": device_bytes_at(row, map_size), "latency_ms": total_ms_at(row, map_size),
+        "memory_bytes": device_bytes_at(row, map_size), "latency_ms": total_ms_at(row, map_size, cost_model),
         "evidence": {"model_bytes": row["model_bytes"], "extraction_ms": row["extraction_ms"],
                      "matching_ms_measured": row["matching_ms"], "measured_map_size": row["num_database"],
                      "database_bytes_measured": row["database_bytes"], "cpu": row["cpu"], "threads": row["threads"]},
@@ -22,13 +22,16 @@ def _describe(row: dict, map_size: int) -> dict:
 
 
 def recommend(rows: list[dict], memory_bytes: float, latency_ms: float, map_size: int,
-              dataset: str | None = None) -> dict:
+              dataset: str | None = None, cost_model=None) -> dict:
+    """``cost_model``: exact-search matching time from k1, k2 (seed 000 Eq. 12) instead of a
+    linear projection of the time measured on the evaluation map."""
     if dataset is not None:
         rows = [row for row in rows if row["dataset"] == dataset]
-    budget = {"memory_bytes": memory_bytes, "latency_ms": latency_ms, "map_size": map_size, "dataset": dataset}
+    budget = {"memory_bytes": memory_bytes, "latency_ms": latency_ms, "map_size": map_size, "dataset": dataset,
+              "matching_model": cost_model.to_dict() if cost_model is not None else "linear from the measured map"}
     if not rows:
         return {"budget": budget, "fits": False, "reason": "no stored runs" + (f" for dataset {dataset!r}" if dataset else "")}
-    described = [_describe(row, map_size) for row in rows]
+    described = [_describe(row, map_size, cost_model) for row in rows]
     fitting = [d for d in described if d["memory_bytes"] <= memory_bytes and d["latency_ms"] <= latency_ms]
     fitting.sort(key=lambda d: (-d["recall"]["1"], -(d["recall"]["5"] or 0), d["latency_ms"], d["memory_bytes"]))
     if fitting:

@@ -46,7 +46,7 @@ from edgevpr.quantize.simulate import (
 class MixedOptions:
     search: SearchSettings
     calib: str
-    calib_count: int = 32  # L
+    calib_count: int = 16  # L
     calibration: str = "percentile"
     percentile: float = 99.999
     baselines: bool = True

@@ -38,6 +38,10 @@ class OnnxModel:
 
     def __call__(self, images) -> np.ndarray:
         array = images.numpy() if torch.is_tensor(images) else images
+        if self.fixed_size and tuple(array.shape[-2:]) != self.fixed_size:
+            (h, w), (fh, fw) = array.shape[-2:], self.fixed_size
+            raise ConfigError(f"{self.path}: the model takes {fh}x{fw} images only, this one is {h}x{w} after "
+                              f"resizing; give --size {fh}x{fw}")
         return self.session.run(None, {INPUT: np.ascontiguousarray(array, dtype=np.float32)})[0].astype(np.float32)
 
     def eval(self):
