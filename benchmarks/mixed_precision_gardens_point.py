@@ -58,14 +58,18 @@ def main() -> int:
     fp32 = evaluate(load_config(overrides=overrides))
     print(f"protocol: {fp32['protocol_name']}")
     print(f"fp32: R@1 {fp32['recall']['1']:.1f}, R@5 {fp32['recall']['5']:.1f}, {fp32['cost']['model_bytes']} bytes")
-    rows, points = [], []
-    for budget in [float(b) for b in args.budgets.split(",")]:
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    budgets = [float(b) for b in args.budgets.split(",") if b]
+    rows = [r for r in previous.get("rows", []) if r["budget"] not in budgets]
+    points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows]
+    for budget in budgets:
         out = folder / f"mixed_B{budget:g}.json"
         config = load_config(overrides=overrides)
-        found = search_precision(config, MixedOptions(SearchSettings(budget, steps=args.steps), calib, args.calib_count,
-                                                      baselines=False), out, log=lambda m: None)
+        options = MixedOptions(SearchSettings(budget, steps=args.steps), calib, args.calib_count, baselines=False,
+                               sensitivity_file=str(folder / "sensitivity.json"))
+        found = search_precision(config, options, out, log=lambda m: None)
         onnx_file = folder / f"mixed_B{budget:g}.onnx"
-        quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=50,
+        quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
                                                                          mixed_config=str(out)), str(onnx_file))
         deployed = evaluate(load_config(overrides={"model": {"onnx": str(onnx_file)}, "data": overrides["data"],
                                                    "eval": overrides["eval"]}))
@@ -79,6 +83,9 @@ def main() -> int:
                "extraction_ms": deployed["cost"]["extraction_ms"]}
         rows.append(row)
         points.append((budget, deployed["recall"]["1"]))
+        rows.sort(key=lambda r: r["budget"])
+        write_json(args.out, previous | {"fp32": {"recall": fp32["recall"], "bytes": fp32["cost"]["model_bytes"]},
+                                         "rows": rows, "protocol_name": fp32["protocol_name"]})
         plots.bits_per_layer([{"int4": 4, "int8": 8, "fp16": 16}[layer["precision"]] for layer in found["layers"]],
                              f"benchmarks/results/mixed_bits_B{budget:g}.png",
                              f"MobileNetV2+GeM bits per layer, B = {budget:g}, average {found['average_bits']:.2f}")
@@ -87,12 +94,13 @@ def main() -> int:
               f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, "
               f"loss vs fp32 {fp32['recall']['1'] - deployed['recall']['1']:+.1f}, search {found['seconds']:.0f} s "
               f"({found['evaluations']} evaluations)")
-    plots.line(points, "benchmarks/results/mixed_recall_vs_budget.png", "MobileNetV2+GeM, Gardens Point night",
-               "budget B (average bits)", "Recall@1")
+    if points:
+        plots.line(sorted(points), "benchmarks/results/mixed_recall_vs_budget.png", "MobileNetV2+GeM, Gardens Point night",
+                   "budget B (average bits)", "Recall@1")
 
     comparisons = []
     for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
-        sensitivity_file = folder / f"mixed_B{budget:g}.sensitivity.json"
+        sensitivity_file = folder / "sensitivity.json"
         sensitivity = json.loads(sensitivity_file.read_text())
         simulator, _ = build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(budget), calib, args.calib_count))
         problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget)
@@ -110,9 +118,9 @@ def main() -> int:
         print(f"B={budget:g}: fitness (minus descriptor MSE) GA {np.mean(ga):.5f} +/- {np.std(ga):.5f}, "
               f"random search {np.mean(rs):.5f} +/- {np.std(rs):.5f}, greedy {greedy:.5f} "
               f"({args.seeds} seeds): GA {'beats' if np.mean(ga) > np.mean(rs) else 'does not beat'} random")
-    write_json(args.out, {"fp32": {"recall": fp32["recall"], "bytes": fp32["cost"]["model_bytes"]}, "rows": rows,
-                          "comparisons": comparisons, "protocol_name": fp32["protocol_name"],
-                          "environment": environment()})
+    write_json(args.out, previous | {"fp32": {"recall": fp32["recall"], "bytes": fp32["cost"]["model_bytes"]},
+                                     "rows": rows, "comparisons": comparisons or previous.get("comparisons", []),
+                                     "protocol_name": fp32["protocol_name"], "environment": environment()})
     return 0
 
 

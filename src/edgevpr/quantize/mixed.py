@@ -50,6 +50,7 @@ class MixedOptions:
     calibration: str = "percentile"
     percentile: float = 99.999
     baselines: bool = True
+    sensitivity_file: str | None = None  # default OUT.sensitivity.json; share it across budgets
 
 
 def _paths(out: str | Path) -> dict[str, Path]:
@@ -115,7 +116,8 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
     simulator, calib = build_simulator(config, options)
     log(f"{len(simulator.layers)} searchable layers; {len(simulator.images)} calibration images "
         f"({options.calibration} ranges)")
-    sensitivity = layer_sensitivity(simulator, paths["sensitivity"], _signature(config, options), log)
+    sensitivity_file = Path(options.sensitivity_file) if options.sensitivity_file else paths["sensitivity"]
+    sensitivity = layer_sensitivity(simulator, sensitivity_file, _signature(config, options), log)
     plots.per_layer_values({"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, paths["sensitivity_png"],
                            "descriptor error with one layer quantized")
     settings = options.search
