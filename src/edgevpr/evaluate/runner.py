@@ -19,6 +19,7 @@ from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import recall_at_n
 from edgevpr.models import VPRModel, build_model
 from edgevpr.models.checkpoint import architecture_of, read_checkpoint
+from edgevpr.models.model import model_from_checkpoint
 from edgevpr.search.descriptors import save_descriptor_set
 from edgevpr.search.index import SearchIndex, build_index, search
 
@@ -91,9 +92,12 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
                               f"give --size {fixed[0]}x{fixed[1]} or no resize")
         adopt_input_contract(config, extractor.info or {})
     else:
-        if config.model.checkpoint and model is None:
-            adopt_input_contract(config, read_checkpoint(config.model.checkpoint))
-            config.model = architecture_of(config.model.checkpoint)
+        if config.model.checkpoint and model is None:  # one read: contract, architecture and weights
+            path = config.model.checkpoint
+            payload = read_checkpoint(path)
+            adopt_input_contract(config, payload)
+            config.model = architecture_of(payload, path)
+            model = model_from_checkpoint(payload, path)
         model = (model or build_model(config.model)).eval()
     preprocess = preprocess_from(config)
     dataset = load_dataset(config.data)

@@ -35,7 +35,7 @@ def run_config_of(payload: dict, where: str) -> RunConfig:
         raise ConfigError(f"{where}: checkpoint has no config") from None
 
 
-def architecture_of(path: str | Path) -> ModelConfig:
+def architecture_of(payload: dict, path: str | Path) -> ModelConfig:
     """The model section a checkpoint was trained with; its weights come from the checkpoint."""
-    stored = run_config_of(read_checkpoint(path), str(path)).model
+    stored = run_config_of(payload, str(path)).model
     return dataclasses.replace(stored, weights=None, pretrained=False, checkpoint=str(path), onnx=None)

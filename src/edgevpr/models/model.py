@@ -41,12 +41,19 @@ def build_model(config: ModelConfig) -> VPRModel:
 
     With ``checkpoint`` the architecture and the trained weights come from that file."""
     if config.checkpoint:
-        from edgevpr.models.checkpoint import architecture_of, read_checkpoint
+        from edgevpr.models.checkpoint import read_checkpoint
 
-        model = _build(architecture_of(config.checkpoint))
-        load_into(model, read_checkpoint(config.checkpoint)["model"], config.checkpoint)
-        return model.eval()
+        return model_from_checkpoint(read_checkpoint(config.checkpoint), config.checkpoint)
     return _build(config).eval()
+
+
+def model_from_checkpoint(payload: dict, path: str) -> VPRModel:
+    """The trained model held by an already read checkpoint."""
+    from edgevpr.models.checkpoint import architecture_of
+
+    model = _build(architecture_of(payload, path))
+    load_into(model, payload["model"], path)
+    return model.eval()
 
 
 def _build(config: ModelConfig) -> VPRModel:
