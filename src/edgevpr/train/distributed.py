@@ -50,13 +50,13 @@ class Context:
             out[rank :: self.world] = piece
         return out
 
-    def mean(self, value: torch.Tensor) -> float:
-        """The mean of a scalar over all processes."""
-        if self.world > 1:
-            value = value.detach().clone()
-            dist.all_reduce(value)
-            value /= self.world
-        return float(value)
+    def mean_over_processes(self, values: list[float]) -> list[float]:
+        """Element-wise mean over all processes of equally long lists (one all-reduce)."""
+        if self.world == 1:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return (tensor / self.world).tolist()
 
     def broadcast(self, value):
         if self.world == 1:

@@ -128,7 +128,7 @@ class Trainer:
         else:
             self.optimizer = torch.optim.SGD(trainable, lr=train.lr, momentum=train.momentum,
                                              weight_decay=train.weight_decay)
-        self.state = {"epoch": 0, "best_recall5": None, "best_score": None, "best_epoch": None, "stale": 0, "finished": None,
+        self.state = {"epoch": 0, "best_score": None, "best_epoch": None, "stale": 0, "finished": None,
                       "initial_val": None, "history": []}
         if train.resume:
             self._resume()
@@ -202,7 +202,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            losses.append(self.ctx.mean(loss.detach()))
+            losses.append(float(loss.detach()))
             progress.update(1)
             progress.set_postfix(loss=f"{np.mean(losses):.4f}")
             if deadline is not None and time.monotonic() > deadline:
@@ -250,9 +250,7 @@ class Trainer:
         return [x for g, _ in share for x in g], [y for _, g in share for y in g]
 
     def pk_epoch(self, rng, progress, deadline) -> tuple[list[float], list[dict]]:
-        train = self.config.train
-        steps = math.ceil(train.queries_per_epoch / (train.places_per_batch * train.images_per_place))
-        drawn = [self._pk_batch(rng) for _ in range(steps)]
+        drawn = [self._pk_batch(rng) for _ in range(self._steps_per_epoch())]
         labels = iter([torch.tensor(y) for _, y in drawn])
 
         def step(images):
@@ -287,6 +285,7 @@ class Trainer:
                       leave=False, disable=None if self.ctx.main else True) as progress:
                 run_epoch = self.pk_epoch if self.by_places else self.triplet_epoch
                 losses, costs = run_epoch(rng, progress, deadline)
+            losses = self.ctx.mean_over_processes(losses)  # one collective per epoch, not per step
             recall = self.validate()
             self._record(epoch, losses, costs, recall, time.perf_counter() - started)
         self.ctx.barrier()
@@ -298,8 +297,7 @@ class Trainer:
         score = None if recall is None else (recall["5"], recall["1"])  # Recall@1 breaks ties
         improved = score is not None and (state["best_score"] is None or score > tuple(state["best_score"]))
         if improved:
-            state["best_recall5"], state["best_epoch"], state["stale"] = recall["5"], epoch + 1, 0
-            state["best_score"] = list(score)
+            state["best_score"], state["best_epoch"], state["stale"] = list(score), epoch + 1, 0
         elif recall is not None:
             state["stale"] += 1
         entry = {"epoch": epoch + 1, "batches": len(losses), "loss": float(np.mean(losses)) if losses else None,
@@ -322,10 +320,13 @@ class Trainer:
             self.folder.write_metrics(self._metrics())
         self.ctx.barrier()
 
+    def _best_recall5(self) -> float | None:
+        return self.state["best_score"][0] if self.state["best_score"] else None
+
     def _metrics(self, test: dict | None = None) -> dict:
         state = self.state
         metrics = {"run_dir": str(self.folder.path), "finished": state["finished"], "epochs": state["epoch"],
-                   "best_epoch": state["best_epoch"], "best_val_recall5": state["best_recall5"],
+                   "best_epoch": state["best_epoch"], "best_val_recall5": self._best_recall5(),
                    "initial_val_recall": state["initial_val"], "history": state["history"]}
         if test is not None:
             metrics["test"] = {"checkpoint": test["config"]["model"]["checkpoint"],
@@ -333,7 +334,7 @@ class Trainer:
         return metrics
 
     def _finish(self) -> dict:
-        self.log.info(f"finished ({self.state['finished']}); best validation Recall@5 {self.state['best_recall5']} "
+        self.log.info(f"finished ({self.state['finished']}); best validation Recall@5 {self._best_recall5()} "
                       f"at epoch {self.state['best_epoch']}")
         test = None
         if self.ctx.main and has_data(self.config.data):
