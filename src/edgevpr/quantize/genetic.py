@@ -46,6 +46,16 @@ class SearchSettings:
     weighting: str = "plain"
 
 
+def layer_weights(params: list[int], weighting: str) -> np.ndarray:
+    """Each layer's share of the average bit-width: equal, or by parameter count."""
+    weights = np.asarray(params if weighting == "params" else [1] * len(params), dtype=np.float64)
+    return weights / weights.sum()
+
+
+def average_bits(assignment: list[str], weights: np.ndarray) -> float:
+    return float(np.dot(weights, [BITS[p] for p in assignment]))
+
+
 @dataclass
 class Problem:
     """Layers (their parameter counts) and their measured sensitivity."""
@@ -60,15 +70,14 @@ class Problem:
             raise ConfigError(f"unknown bit-width weighting {self.weighting!r}; use {', '.join(WEIGHTINGS)}")
         if not BITS["int4"] <= self.budget:
             raise ConfigError(f"budget B = {self.budget:g} bits is below int4 everywhere (4 bits): nothing is feasible")
-        weights = np.asarray(self.params if self.weighting == "params" else [1] * len(self.params), dtype=np.float64)
-        self.weights = weights / weights.sum()
+        self.weights = layer_weights(self.params, self.weighting)
 
     @property
     def size(self) -> int:
         return len(self.params)
 
     def average_bits(self, assignment: list[str]) -> float:
-        return float(np.dot(self.weights, [BITS[p] for p in assignment]))
+        return average_bits(assignment, self.weights)
 
     def feasible(self, assignment: list[str]) -> bool:
         return self.average_bits(assignment) <= self.budget + 1e-9

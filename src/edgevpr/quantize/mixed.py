@@ -25,10 +25,13 @@ from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.quantize import plots
 from edgevpr.quantize.genetic import (
+    WEIGHTINGS,
     Problem,
     SearchSettings,
+    average_bits,
     genetic_search,
     greedy_by_sensitivity,
+    layer_weights,
     random_search,
     uniform,
 )
@@ -133,8 +136,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
     result = {
         "format": FORMAT, "budget": settings.budget, "weighting": settings.weighting,
         "average_bits": problem.average_bits(best), "fitness": best_fitness,
-        "average_bits_plain": Problem(problem.params, problem.sensitivity, 16, "plain").average_bits(best),
-        "average_bits_params": Problem(problem.params, problem.sensitivity, 16, "params").average_bits(best),
+        **{f"average_bits_{w}": average_bits(best, layer_weights(problem.params, w)) for w in WEIGHTINGS},
         "calibration": options.calibration, "percentile": options.percentile, "calib": options.calib,
         "calib_count": len(simulator.images), "settings": asdict(settings), "evaluations": state.evaluations,
         "history": state.history,

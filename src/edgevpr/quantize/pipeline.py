@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,9 +104,9 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     preprocess = preprocess_from(config)
     calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels) if options.calib else None
     model, example, folded = prepared_model(config, calib, preprocess)
-    if mixed is not None:
-        options.calibration = mixed["calibration"]
-        options.percentile = mixed.get("percentile", options.percentile)
+    if mixed is not None:  # the ranges the search simulated with
+        options = dataclasses.replace(options, calibration=mixed["calibration"],
+                                      percentile=mixed.get("percentile", options.percentile))
     metadata = {
         "config": config.to_dict(), "params": count_params(model), "flops": count_flops(model, tuple(example.shape)),
         "precision": options.precision, "target": options.target if options.precision == "int8" else None,
