@@ -79,15 +79,48 @@ def test_pca_whitening_through_eval_is_saved_in_the_model(tiny_street):
         assert model(torch.rand(2, 3, 72, 96)).shape == (2, 16)
 
 
-@pytest.mark.parametrize("backbone", ["repvgg_lite"])
-def test_new_backbones_run_through_eval(tiny_street, backbone):
+@pytest.mark.parametrize("backbone, dim", [("repvgg_lite", 192), ("ghostcnn", 960)])
+def test_new_backbones_run_through_eval(tiny_street, backbone, dim):
     config = load_config(overrides={"model": {"backbone": backbone, "aggregator": "gem", "deploy": True},
                                     "data": {"dataset": str(tiny_street), "size": (72, 96)}, "eval": {"latency_runs": 20}})
     result = evaluate(config)
-    assert result["model"]["descriptor_dim"] == 192 and 0 <= result["recall"]["1"] <= 100
+    assert result["model"]["descriptor_dim"] == dim and 0 <= result["recall"]["1"] <= 100
 
 
-@pytest.mark.parametrize("model", [{"backbone": "repvgg_lite", "deploy": True},
+def test_ghostcnn_equals_timm_ghostnet_trunk_without_dilation(tmp_path):
+    import timm
+
+    reference = timm.create_model("ghostnet_100", pretrained=False)
+    _random_bn(reference)
+    reference.eval()
+    torch.save(reference.state_dict(), tmp_path / "ghostnet_100.pth")  # classifier included, as timm ships it
+    model = build_model(ModelConfig(backbone="ghostcnn", aggregator="gem", dilation=(1, 1),
+                                    weights=str(tmp_path / "ghostnet_100.pth"))).eval()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        assert torch.equal(model.backbone(x), reference.forward_features(x))
+        assert model.backbone(x).shape == (1, 960, 3, 4)  # stride 32
+
+
+def test_ghostcnn_dilation_widens_the_receptive_field_without_new_weights():
+    from edgevpr.models.backbones.ghostcnn import GhostCNN, GhostModule
+
+    plain, dilated = GhostCNN(dilation=(1, 1)), GhostCNN(dilation=(5, 2))
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in dilated.parameters())
+    rates = [m.cheap_operation[0].dilation for m in dilated.modules() if isinstance(m, GhostModule)]
+    assert rates[0] == (5, 5) and rates[-1] == (2, 2) and rates.count((2, 2)) == 10  # 5 stage-5 bottlenecks x 2 modules
+    module = GhostModule(8, 16, relu=True, dilation=3, primary_kernel=3)
+    assert module.primary_conv[0].dilation == (3, 3) and module.cheap_operation[0].dilation == (1, 1)
+    assert module(torch.rand(1, 8, 12, 12)).shape == (1, 16, 12, 12)
+    plain.load_state_dict(dilated.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(plain.eval()(x), dilated.eval()(x))
+    with pytest.raises(ConfigError, match="--dilation needs two rates"):
+        build_model(ModelConfig(backbone="ghostcnn", dilation=(5,)))
+
+
+@pytest.mark.parametrize("model", [{"backbone": "repvgg_lite", "deploy": True}, {"backbone": "ghostcnn"},
                                    {"backbone": "repvgg_lite", "deploy": False},
                                    {"backbone": "squeezenet", "pca": 16, "whiten": True}])
 def test_new_components_export_to_int8(tmp_path, model):
@@ -101,7 +134,7 @@ def test_new_components_export_to_int8(tmp_path, model):
     out = tmp_path / "m.onnx"
     quantize_model(config, QuantizeOptions(precision="int8", calib=str(tmp_path / "calib"), calib_count=20), str(out))
     descriptors = OnnxModel(out)(np.random.rand(2, 3, 64, 96).astype(np.float32))
-    assert descriptors.shape == (2, 16 if "pca" in model else 192)
+    assert descriptors.shape == (2, 16 if "pca" in model else 960 if model["backbone"] == "ghostcnn" else 192)
     assert np.allclose(np.linalg.norm(descriptors, axis=1), 1, atol=1e-3)
 
 

@@ -48,8 +48,19 @@ def test_cost_block_measures_what_it_says():
     database = np.eye(10, dtype=np.float32)
     matching = time_matching(build_index(database), database[:3], k=5)
     assert matching["runs"] == 20 and matching["median_ms"] > 0
+
     block = cost_block(params=1, flops=2, model_bytes=3, extraction=timing, matching=matching,
                        database_size=database_bytes(10, 10))
     assert block["database_bytes"] == 400
     assert block["total_ms"] == pytest.approx(block["extraction_ms"] + block["matching_ms"])
     assert set(block) >= {"params", "flops", "model_bytes", "extraction_ms", "matching_ms", "database_bytes", "total_ms"}
+
+
+class _Attention(torch.nn.Module):
+    def forward(self, tokens):
+        return torch.nn.functional.scaled_dot_product_attention(tokens, tokens, tokens)
+
+
+def test_flop_count_includes_fused_attention_on_cpu():
+    heads, length, width = 6, 50, 64  # Q K^T and (softmax) V: 2 matmuls of length x length x width MACs
+    assert count_flops(_Attention(), (1, heads, length, width)) == 2 * 2 * heads * length * length * width

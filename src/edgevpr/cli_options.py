@@ -36,6 +36,7 @@ MODEL_OPTIONS = [
     ("--clusters", "model", "clusters", dict(type=int, help="NetVLAD clusters K (default 64).")),
     ("--pca", "model", "pca", dict(type=int, help="PCA to D dimensions, fitted on database descriptors.")),
     ("--whiten/--no-whiten", "model", "whiten", dict(default=None, help="PCA-whitening (with --pca).")),
+    ("--dilation", "model", "dilation", dict(help="ghostcnn: dilation rates A,B of stages 1-4 and stage 5 (default 5,2).")),
     ("--deploy/--no-deploy", "model", "deploy",
      dict(default=None, help="Re-parameterized inference form (repvgg_lite).")),
     ("--checkpoint", "model", "checkpoint",

@@ -34,6 +34,7 @@ class ModelConfig:
     clusters: int = 64  # NetVLAD clusters K
     pca: int | None = None  # PCA projection to this size, fitted on database descriptors
     whiten: bool = False  # PCA-whitening (needs pca)
+    dilation: tuple[int, ...] = (5, 2)  # ghostcnn: dilation rate of stages 1-4 and of stage 5
     deploy: bool = False  # re-parameterized (inference) form of re-parameterizable backbones
     onnx: str | None = None  # evaluate this exported file with ONNX Runtime instead of building a model
     checkpoint: str | None = None  # a checkpoint of `edgevpr train`: its architecture and trained weights

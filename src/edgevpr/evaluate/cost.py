@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from edgevpr.search.index import search
 
@@ -27,8 +27,17 @@ def count_params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# torch counts fused attention only in its GPU kernels; on CPU, sdpa runs this op uncounted
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_flops}
+
+
 def count_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
-    counter = FlopCounterMode(display=False)
+    """torch's FLOP count (2 per multiply-add), fused CPU attention included."""
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
     with torch.inference_mode(), counter:
         model(torch.zeros(input_shape))
     return int(counter.get_total_flops())

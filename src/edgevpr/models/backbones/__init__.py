@@ -2,6 +2,7 @@
 
 from edgevpr.models.backbones import (  # noqa: F401
     efficientnet,
+    ghostcnn,
     mobilenetv2,
     repvgg,
     resnet,
