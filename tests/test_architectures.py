@@ -121,6 +121,7 @@ def test_ghostcnn_dilation_widens_the_receptive_field_without_new_weights():
 
 
 @pytest.mark.parametrize("model", [{"backbone": "repvgg_lite", "deploy": True}, {"backbone": "ghostcnn"},
+                                   {"backbone": "repvgg_lite", "aggregator": "rrm"},
                                    {"backbone": "repvgg_lite", "deploy": False},
                                    {"backbone": "squeezenet", "pca": 16, "whiten": True}])
 def test_new_components_export_to_int8(tmp_path, model):
@@ -139,11 +140,26 @@ def test_new_components_export_to_int8(tmp_path, model):
 
 
 @pytest.mark.parametrize("backbone, aggregator, dim", [("vit", "cls", 384), ("vit", "gem", 384), ("cct", "seqpool", 384),
-                                                       ("cct", "netvlad", 384 * 4), ("squeezenet", "seqpool", 512)])
+                                                       ("cct", "netvlad", 384 * 4), ("squeezenet", "seqpool", 512),
+                                                       ("vit", "rrm", 384), ("squeezenet", "rrm", 512)])
 def test_transformer_backbones_and_token_aggregators(backbone, aggregator, dim):
     model = build_model(ModelConfig(backbone=backbone, aggregator=aggregator, clusters=4))
     out = model(torch.rand(2, 3, 64, 96))
     assert out.shape == (2, dim) and torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_rrm_is_a_residual_mlp_over_the_normalised_mean():
+    from edgevpr.models.aggregators.rrm import ResidualRetrievalModule
+
+    rrm = ResidualRetrievalModule(8)
+    features = torch.rand(3, 8, 4, 5)
+    pooled = torch.nn.functional.layer_norm(features.mean(dim=(2, 3)), (8,))
+    torch.nn.init.zeros_(rrm.fc2.weight)
+    torch.nn.init.zeros_(rrm.fc2.bias)  # the MLP branch adds nothing: f = LN(LN(mean))
+    assert torch.allclose(rrm(features), torch.nn.functional.layer_norm(pooled, (8,)), atol=1e-5)
+    torch.nn.init.normal_(rrm.fc2.weight)
+    assert not torch.allclose(rrm(features), torch.nn.functional.layer_norm(pooled, (8,)), atol=1e-3)
+    assert sum(p.numel() for p in rrm.parameters()) == 2 * (8 * 8 + 8) + 2 * 2 * 8
 
 
 def test_seqpool_is_a_softmax_weighted_mean_and_cls_needs_a_class_token():
