@@ -1,3 +1,13 @@
 """Aggregators: each file registers its builder in ``AGGREGATORS``."""
 
-from edgevpr.models.aggregators import cls, crn, gem, mac, netvlad, rmac, rrm, seqpool, spoc  # noqa: F401
+from edgevpr.models.aggregators import (  # noqa: F401
+    cls,
+    crn,
+    gem,
+    mac,
+    netvlad,
+    rmac,
+    rrm,
+    seqpool,
+    spoc,
+)
