@@ -14,12 +14,15 @@ Each row: Recall@1/5/10, share of queries whose exact top-1 the index also retur
 single-query matching time, memory, build time.
 
     python benchmarks/search_gardens_point.py [--sizes 100000,1000000] [--out benchmarks/results/search_gardens_point.json]
+
+Tables of sizes not in --sizes are kept from an earlier --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -39,7 +42,8 @@ from edgevpr.search.store import load_index, save_index
 TABLE_SPECS = [("Flat", None), ("IVF1024,Flat", "nprobe=16"), ("PQ64", None), ("PQ64,Rerank100", None),
                ("IVF1024,PQ64", "nprobe=16"), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IMI2x8,PQ64,Rerank100", "nprobe=256"),
                ("HNSW32", "efSearch=128")]
-LARGE_SPECS = [("Flat", None), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF1024,PQ64,Rerank100", "nprobe=32")]
+LARGE_SPECS = [("Flat", None), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF1024,PQ64,Rerank1000", "nprobe=64"),
+               ("IVF1024,PQ128,Rerank300", "nprobe=64"), ("IVF1024,PQ128,Rerank1000", "nprobe=64")]
 
 
 def gardens_point_descriptors(shared: Path, folder: Path, queries: str) -> None:
@@ -112,6 +116,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     result = {"source": "benchmarks/search_gardens_point.py", "environment": environment(), "queries": args.queries,
               "tables": {}}
+    if Path(args.out).is_file():  # sizes not re-run keep their earlier tables
+        earlier = json.loads(Path(args.out).read_text())
+        if earlier.get("queries") == args.queries:
+            result["tables"] = earlier.get("tables", {})
     with tempfile.TemporaryDirectory() as scratch:
         for size in (int(s) for s in args.sizes.split(",")):
             database = np.concatenate([data.database, distractors(data.database, size - len(data.database), rng)])

@@ -16,6 +16,7 @@ from edgevpr.quantize.genetic import (
     genetic_search,
     greedy_by_sensitivity,
     random_search,
+    warm_start_candidates,
 )
 from edgevpr.quantize.simulate import fake_activation, quantized_weight
 
@@ -63,10 +64,25 @@ def test_genetic_search_beats_random_search_at_equal_evaluations():
     wins = []
     for seed in range(3):
         problem, fitness = _toy(layers=40, seed=seed)
-        _, best, state = genetic_search(problem, fitness, SearchSettings(6.0, steps=150, seed=seed))
+        _, best, state = genetic_search(problem, fitness, SearchSettings(6.0, steps=150, seed=seed, warm_start=False))
         _, random_best, _ = random_search(problem, fitness, state.evaluations, seed)
         wins.append(best - random_best)
     assert np.mean(wins) > 0
+
+
+@pytest.mark.parametrize("budget", [6.0, 8.0])
+def test_warm_start_is_never_worse_than_its_candidates(budget):
+    problem, fitness = _toy(layers=30, budget=budget)
+    starts = warm_start_candidates(problem)
+    assert starts[0] == greedy_by_sensitivity(problem) and (["int8"] * 30 in starts) == (budget >= 8)
+    assert all(problem.feasible(start) for start in starts)
+    best, best_fitness, state = genetic_search(problem, fitness, SearchSettings(budget, steps=30, seed=1))
+    assert problem.feasible(best) and best_fitness >= max(fitness(start) for start in starts)
+    initial = genetic_search(problem, fitness, SearchSettings(budget, steps=0, seed=1))[2].population
+    cold = genetic_search(problem, fitness, SearchSettings(budget, steps=0, seed=1, warm_start=False))[2].population
+    assert [a for a, _ in initial[: len(starts)]] == starts and not any(a in starts for a, _ in cold)
+    _, random_best, _ = random_search(problem, fitness, 5, seed=1, warm_start=True)
+    assert random_best >= max(fitness(start) for start in starts)
 
 
 def test_resumed_search_equals_an_uninterrupted_one(tmp_path):

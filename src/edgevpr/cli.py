@@ -136,17 +136,19 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 @click.option("--weighting", type=click.Choice(["plain", "params"]), default="plain", show_default=True,
               help="Average bit-width over layers, or weighted by parameters (what memory follows).")
 @click.option("--seed", "search_seed", default=0, show_default=True, type=int, help="Search seed.")
+@click.option("--warm-start/--no-warm-start", default=True, show_default=True,
+              help="Start the population with the greedy assignment and uniform int8 (where it fits) besides random ones.")
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors
 def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
-                             time_limit_s, weighting, search_seed, threads, out, **kwargs):
+                             time_limit_s, weighting, search_seed, warm_start, threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
     from edgevpr.quantize.genetic import SearchSettings
     from edgevpr.quantize.mixed import MixedOptions, search_precision
 
     config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
-    search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting)
+    search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting, warm_start)
     options = MixedOptions(search, calib, calib_count, calibration)
     result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}

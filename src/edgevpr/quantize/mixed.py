@@ -145,7 +145,8 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
         "model": config.to_dict()["model"], "data": config.to_dict()["data"],
     }
     if options.baselines:
-        _, random_fitness, _ = random_search(problem, simulator.fitness, state.evaluations, settings.seed)
+        _, random_fitness, _ = random_search(problem, simulator.fitness, state.evaluations, settings.seed,
+                                             warm_start=settings.warm_start)
         greedy = greedy_by_sensitivity(problem)
         result["baselines"] = {
             "random_search": {"fitness": random_fitness, "evaluations": state.evaluations},
