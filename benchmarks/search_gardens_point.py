@@ -42,8 +42,7 @@ from edgevpr.search.store import load_index, save_index
 TABLE_SPECS = [("Flat", None), ("IVF1024,Flat", "nprobe=16"), ("PQ64", None), ("PQ64,Rerank100", None),
                ("IVF1024,PQ64", "nprobe=16"), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IMI2x8,PQ64,Rerank100", "nprobe=256"),
                ("HNSW32", "efSearch=128")]
-LARGE_SPECS = [("Flat", None), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF1024,PQ64,Rerank1000", "nprobe=64"),
-               ("IVF1024,PQ128,Rerank300", "nprobe=64"), ("IVF1024,PQ128,Rerank1000", "nprobe=64")]
+LARGE_SPECS = [("Flat", None), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF1024,PQ64,Rerank1000", "nprobe=64")]
 
 
 def gardens_point_descriptors(shared: Path, folder: Path, queries: str) -> None:
