@@ -79,9 +79,10 @@ def test_pca_whitening_through_eval_is_saved_in_the_model(tiny_street):
         assert model(torch.rand(2, 3, 72, 96)).shape == (2, 16)
 
 
-@pytest.mark.parametrize("backbone, dim", [("repvgg_lite", 192), ("ghostcnn", 960)])
-def test_new_backbones_run_through_eval(tiny_street, backbone, dim):
-    config = load_config(overrides={"model": {"backbone": backbone, "aggregator": "gem", "deploy": True},
+@pytest.mark.parametrize("backbone, aggregator, dim", [("repvgg_lite", "gem", 192), ("ghostcnn", "gem", 960),
+                                                       ("repvgg_lite", "rrm", 192)])
+def test_new_components_run_through_eval(tiny_street, backbone, aggregator, dim):
+    config = load_config(overrides={"model": {"backbone": backbone, "aggregator": aggregator, "deploy": True},
                                     "data": {"dataset": str(tiny_street), "size": (72, 96)}, "eval": {"latency_runs": 20}})
     result = evaluate(config)
     assert result["model"]["descriptor_dim"] == dim and 0 <= result["recall"]["1"] <= 100
