@@ -36,7 +36,7 @@ from edgevpr.evaluate.cost import (
     time_torch_extraction,
 )
 from edgevpr.evaluate.environment import environment
-from edgevpr.models import build_model
+from edgevpr.models import VPRModel, build_model
 from edgevpr.models.backbones.ghostcnn import GhostCNN
 from edgevpr.models.registry import AGGREGATORS, BACKBONES
 
@@ -92,17 +92,6 @@ def print_comparison(rows: dict) -> None:
         print(line)
 
 
-class _Head(torch.nn.Module):
-    """What runs after the backbone: aggregator and L2 normalisation."""
-
-    def __init__(self, aggregator: torch.nn.Module):
-        super().__init__()
-        self.aggregator = aggregator
-
-    def forward(self, features):
-        return torch.nn.functional.normalize(self.aggregator(features), dim=-1)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbones", default=",".join(n for n in BACKBONES.names() if n not in ALIASES))
@@ -134,7 +123,7 @@ def main() -> None:
             except ConfigError as error:  # e.g. cls on a backbone without a class token
                 print(f"{backbone:<18} {aggregator:<10} skipped: {error}")
                 continue
-            head = _Head(model.aggregator).eval()
+            head = VPRModel(torch.nn.Identity(), model.aggregator).eval()  # what runs after the backbone
             head_ms = time_torch_extraction(head, features_shape, args.runs)["median_ms"]
             row = {"backbone": backbone, "aggregator": aggregator, "dim": model.descriptor_dim,
                    "params": count_params(model), "flops": backbone_flops + count_flops(head, features_shape),

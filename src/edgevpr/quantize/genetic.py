@@ -256,7 +256,5 @@ def uniform(problem: Problem, precision: str) -> list[str]:
 
 def warm_start_candidates(problem: Problem) -> list[list[str]]:
     """The greedy assignment, and uniform int8 where it fits the budget."""
-    starts = [greedy_by_sensitivity(problem)]
-    if problem.feasible(uniform(problem, "int8")) and uniform(problem, "int8") != starts[0]:
-        starts.append(uniform(problem, "int8"))
-    return starts
+    greedy, int8 = greedy_by_sensitivity(problem), uniform(problem, "int8")
+    return [greedy, int8] if problem.feasible(int8) and int8 != greedy else [greedy]
