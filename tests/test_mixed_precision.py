@@ -166,6 +166,59 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     mixed_descriptors = OnnxModel(str(mixed_file), threads=1)(images)
     simulator.set([layer["precision"] for layer in found["layers"]])
     expected = simulator.descriptors()
-    assert (mixed_descriptors * expected).sum(1).mean() > 0.99
+    # the simulation quantizes the tensors the QDQ graph quantizes, with the same ranges
+    assert (mixed_descriptors * expected).sum(1).min() > 0.9995
     fp32_bytes = sum(p.numel() * 4 for p in simulator.model.parameters())
     assert mixed_file.stat().st_size < fp32_bytes * 6 / 32 * 1.5
+
+
+class _Residual(torch.nn.Module):
+    """conv -> (1x1 conv -> ReLU6 -> 1x1 conv) + residual: the MobileNetV2 pattern."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.expand = torch.nn.Conv2d(8, 16, 1)
+        self.project = torch.nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return (x + self.project(torch.nn.functional.relu6(self.expand(x)))).flatten(1)
+
+
+def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path):
+    import onnx
+
+    from edgevpr.quantize import calibration
+    from edgevpr.quantize.mixed_export import int8_tensors, node_of_layer, to_mixed
+    from edgevpr.quantize.onnx_export import export_onnx
+    from edgevpr.quantize.runtime import OnnxModel
+    from edgevpr.quantize.simulate import Simulator, searchable_layers
+
+    torch.manual_seed(0)
+    model = _Residual().eval()
+    with torch.no_grad():
+        model.expand.bias -= 1.0  # a long negative tail that the ReLU6 removes
+    images = torch.randn(6, 3, 16, 16)
+    proto = export_onnx(model, images[:1], {})
+    stats = calibration.collect(proto, lambda: (images[i:i + 1].numpy() for i in range(len(images))))
+    ranges = calibration.ranges(stats, "minmax", symmetric=False)
+    layers = searchable_layers(model, images[:1])
+    points = int8_tensors(proto, node_of_layer(proto, layers))
+    assert points["expand"][2] is not None and points["stem"][2] is None  # the ReLU6 is fused into expand
+    simulator = Simulator(model, layers, {name: {"input": ranges[source], "output": ranges[target]}
+                                          for name, (source, target, _) in points.items()}, images)
+    # stem in fp16: its output is quantized only as expand's input, and the residual addition
+    # must read it quantized as well
+    precisions = ["fp16", "int8", "int8"]
+    mixed = {"layers": [{"name": layer.name, "precision": p} for layer, p in zip(layers, precisions)], "path": "test"}
+    deployed, bits = to_mixed(proto, model, images[:1], mixed, ranges)
+    assert bits == [16, 8, 8] and "Clip" not in {node.op_type for node in deployed.graph.node}
+    onnx.save(deployed, tmp_path / "mixed.onnx")
+    ort_out = OnnxModel(str(tmp_path / "mixed.onnx"), threads=1)(images.numpy())
+    simulator.set(precisions)
+    simulated = simulator.descriptors()
+    assert np.mean(np.abs(ort_out - simulated) > 1e-4) < 0.01  # integer rounding ties only
+    simulator.set(None)
+    assert np.mean(np.abs(ort_out - simulator.descriptors()) > 1e-4) > 0.5
+    assert torch.equal(simulator.images, images.contiguous(memory_format=torch.channels_last))  # not quantized in place

@@ -94,7 +94,8 @@ QUANTIZE_OPTIONS = [
     ("--calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile", show_default=True,
                            help="Activation range rule for int8.")),
     ("--calib", dict(type=click.Path(), default=None, help="Folder of calibration images (int8).")),
-    ("--calib-count", dict(type=int, default=50, show_default=True, help="Calibration images used.")),
+    ("--calib-count", dict(type=int, default=50, show_default=True,
+                           help="Calibration images used (mixed: the count the search used).")),
     ("--percentile", dict(type=float, default=99.999, show_default=True, help="Percentile for --calibration percentile.")),
 ]
 

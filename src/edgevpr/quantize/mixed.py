@@ -23,7 +23,7 @@ from tqdm import tqdm
 from edgevpr.atomic import write_json
 from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
-from edgevpr.quantize import plots
+from edgevpr.quantize import calibration, plots
 from edgevpr.quantize.genetic import (
     WEIGHTINGS,
     Problem,
@@ -35,12 +35,12 @@ from edgevpr.quantize.genetic import (
     random_search,
     uniform,
 )
-from edgevpr.quantize.mixed_export import FORMAT
+from edgevpr.quantize.mixed_export import FORMAT, int8_tensors, node_of_layer
+from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
 from edgevpr.quantize.simulate import (
     BITS,
     Simulator,
-    activation_ranges,
     searchable_layers,
 )
 
@@ -64,6 +64,8 @@ def _paths(out: str | Path) -> dict[str, Path]:
 
 
 def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator, CalibrationImages]:
+    """The BN-folded model with switchable layer precisions; activation ranges are calibrated on
+    its ONNX export, exactly as ``edgevpr quantize --precision mixed`` calibrates them."""
     from edgevpr.evaluate.runner import preprocess_from
 
     if not Path(options.calib).is_dir():
@@ -77,9 +79,13 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
     calib.size = tuple(example.shape[-2:])
     images = torch.cat([torch.from_numpy(batch) for batch in calib()])
     layers = searchable_layers(model, example)
-    ranges = activation_ranges(model, layers, images, options.calibration, asymmetric=True,
-                               percentile=options.percentile)
-    return Simulator(model, layers, ranges, images), calib
+    proto = export_onnx(model, example, {})
+    stats = calibration.collect(proto, calib, threads=config.eval.threads)
+    tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+    points = int8_tensors(proto, node_of_layer(proto, layers))
+    act_ranges = {name: {"input": tensor_ranges[source], "output": tensor_ranges[target]}
+                  for name, (source, target, _) in points.items()}
+    return Simulator(model, layers, act_ranges, images), calib
 
 
 def _signature(config: RunConfig, options: MixedOptions) -> str:

@@ -6,7 +6,13 @@ matched to its ONNX node by its weight values, then:
 - fp16 layers store float16 weights cast to float32 in the graph: this CPU's ONNX Runtime has
   no float16 convolution kernels, so they compute in float32 (half the bytes, not the time);
 - int8 layers are quantized in QDQ form, uint8 activations with the calibrated ranges and
-  int8 per-channel weights, which ONNX Runtime fuses into integer kernels.
+  int8 per-channel weights, which ONNX Runtime fuses into integer kernels. ONNX Runtime's QDQ
+  quantizer quantizes an int8 node's input and its output tensor, and every consumer of those
+  tensors reads the quantized values. Where the output feeds only a Clip or Relu, that
+  activation is handed to the quantizer too, which removes it and quantizes the activation's
+  output instead (the range clips as the activation did); otherwise the raw convolution output,
+  negative tail included, would be quantized once more before the activation.
+  ``int8_tensors`` names those tensors, so that the simulation quantizes the same ones.
 """
 
 from __future__ import annotations
@@ -66,6 +72,28 @@ def node_of_layer(proto: onnx.ModelProto, layers) -> dict[str, str]:
     return mapping
 
 
+FUSED_ACTIVATIONS = ("Clip", "Relu")
+
+
+def int8_tensors(proto: onnx.ModelProto, nodes: dict[str, str]) -> dict[str, tuple[str, str, str | None]]:
+    """Layer name -> (input tensor, output tensor, fused activation node or None) that an int8
+    layer's QDQ quantization quantizes; ``nodes`` maps layer names to ONNX node names."""
+    by_name = {node.name: node for node in proto.graph.node}
+    consumers: dict[str, list] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in proto.graph.output}
+    points = {}
+    for layer, node_name in nodes.items():
+        node = by_name[node_name]
+        users = consumers.get(node.output[0], [])
+        fused = (users[0] if len(users) == 1 and users[0].op_type in FUSED_ACTIVATIONS
+                 and node.output[0] not in graph_outputs else None)
+        points[layer] = (node.input[0], fused.output[0] if fused else node.output[0], fused.name if fused else None)
+    return points
+
+
 def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict) -> tuple[onnx.ModelProto, list[int]]:
     layers = searchable_layers(model, example)
     names = [layer["name"] for layer in mixed["layers"]]
@@ -76,10 +104,12 @@ def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict) 
     nodes = node_of_layer(proto, layers)
     chosen = {precision: {nodes[layer["name"]] for layer in mixed["layers"] if layer["precision"] == precision}
               for precision in BITS}
+    points = int8_tensors(proto, nodes)
+    fused = {points[layer["name"]][2] for layer in mixed["layers"] if layer["precision"] == "int8"} - {None}
     if chosen["int4"]:
         proto = to_int4_weights(proto, only=chosen["int4"])
     if chosen["fp16"]:
         proto = to_fp16_weights(proto, only=chosen["fp16"])
     if chosen["int8"]:
-        proto = to_int8(proto, ranges, "cpu", only=sorted(chosen["int8"]), qdq=True)
+        proto = to_int8(proto, ranges, "cpu", only=sorted(chosen["int8"] | fused), qdq=True)
     return proto, [BITS[layer["precision"]] for layer in mixed["layers"]]

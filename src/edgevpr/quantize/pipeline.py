@@ -100,13 +100,13 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     check_options(options)
     mixed = read_mixed_config(options.mixed_config) if options.precision == "mixed" else None
     needs_calibration = options.precision in ("int8", "mixed")
+    if mixed is not None:  # the ranges the search simulated with
+        options = dataclasses.replace(options, calibration=mixed["calibration"], calib_count=mixed["calib_count"],
+                                      percentile=mixed.get("percentile", options.percentile))
     torch.manual_seed(config.eval.seed)
     preprocess = preprocess_from(config)
     calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels) if options.calib else None
     model, example, folded = prepared_model(config, calib, preprocess)
-    if mixed is not None:  # the ranges the search simulated with
-        options = dataclasses.replace(options, calibration=mixed["calibration"],
-                                      percentile=mixed.get("percentile", options.percentile))
     metadata = {
         "config": config.to_dict(), "params": count_params(model), "flops": count_flops(model, tuple(example.shape)),
         "precision": options.precision, "target": options.target if options.precision == "int8" else None,
