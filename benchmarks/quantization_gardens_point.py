@@ -4,11 +4,13 @@ MobileNetV2 + MAC and EfficientNet-Lite0 + GeM, then int8 ONNX Runtime against P
 fp32 extraction at 480x640, same thread count, same run.
 
     python benchmarks/quantization_gardens_point.py [--models mnv2_gem,mnv2_mac,lite0_gem] [--calib-count 50]
+        [--keep-float 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from edgevpr.config import load_config
 from edgevpr.evaluate.cost import time_extraction, time_torch_extraction
 from edgevpr.evaluate.environment import environment
 from edgevpr.models import build_model
-from edgevpr.quantize.compare import compare_precisions, format_rows
+from edgevpr.quantize.compare import DEFAULT_VARIANTS, compare_precisions, format_rows
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 from edgevpr.quantize.runtime import OnnxModel
 
@@ -55,35 +57,45 @@ def main() -> None:
     parser.add_argument("--models", default="mnv2_gem,mnv2_mac,lite0_gem")
     parser.add_argument("--calib-count", type=int, default=50)
     parser.add_argument("--speed-calibration", default="percentile")
+    parser.add_argument("--keep-float", type=int, default=4,
+                        help="also int8 cpu with this many of the most sensitive layers in float (0: no such rows)")
     parser.add_argument("--out", default="benchmarks/results/quantization_gardens_point.json")
     args = parser.parse_args()
     shared = Path(args.shared)
     data = shared / "data" / "gardens_point"
     calib = str(data / "day_left")
-    report = {"source": "benchmarks/quantization_gardens_point.py", "environment": environment(), "models": {}}
+    previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    report = {"source": "benchmarks/quantization_gardens_point.py", "environment": environment(),
+              "models": previous.get("models", {})}  # models not re-run keep their tables
     for name in args.models.split(","):
         config = load_config(overrides={
             "model": model_overrides(name, shared),
             "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
         })
-        rows = compare_precisions(config, calib, args.calib_count, log=lambda m: None)
+        variants = DEFAULT_VARIANTS + ([("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")]
+                                       if args.keep_float else [])
+        rows = compare_precisions(config, calib, args.calib_count, variants, log=lambda m: None)
         speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
         fp32 = rows[0]
-        best = max((r for r in rows if r["precision"] == "int8" and r["target"] == "cpu"), key=lambda r: r["recall"]["1"] + r["recall"]["5"])
-        checks = {
-            "int8_cpu_r1_loss": fp32["recall"]["1"] - best["recall"]["1"],
-            "int8_cpu_r5_loss": fp32["recall"]["5"] - best["recall"]["5"],
-            "int8_cpu_calibration": best["calibration"],
-            "int8_size_ratio": fp32["model_bytes"] / best["model_bytes"],
-            "speedup_480x640": speed["speedup"],
-        }
+        checks = {"speedup_480x640": speed["speedup"]}
+        for label, kept in (("int8_cpu", False), ("int8_cpu_keep_float", True)):
+            candidates = [r for r in rows if r["precision"] == "int8" and r["target"] == "cpu" and bool(r.get("keep_float")) == kept]
+            if not candidates:
+                continue
+            best = max(candidates, key=lambda r: r["recall"]["1"] + r["recall"]["5"])
+            checks |= {f"{label}_r1_loss": fp32["recall"]["1"] - best["recall"]["1"],
+                       f"{label}_r5_loss": fp32["recall"]["5"] - best["recall"]["5"],
+                       f"{label}_calibration": best["calibration"],
+                       f"{label}_size_ratio": fp32["model_bytes"] / best["model_bytes"]}
         report["models"][name] = {"rows": rows, "speed_480x640": speed, "checks": checks}
         print(f"\n== {name}: {rows[0]['protocol_name']}, calibration {args.calib_count} day_left images")
         print(format_rows(rows))
         print(f"480x640, {speed['threads']} threads: PyTorch eager fp32 {speed['torch_fp32_ms']:.1f} ms, "
               f"ORT int8 cpu {speed['ort_int8_ms']:.1f} ms: {speed['speedup']:.1f}x")
-        print(f"best int8 cpu ({best['calibration']}): R@1 loss {checks['int8_cpu_r1_loss']:+.1f}, R@5 loss "
-              f"{checks['int8_cpu_r5_loss']:+.1f}, {checks['int8_size_ratio']:.2f}x smaller")
+        for label in ("int8_cpu", "int8_cpu_keep_float"):
+            if f"{label}_r1_loss" in checks:
+                print(f"best {label} ({checks[f'{label}_calibration']}): R@1 loss {checks[f'{label}_r1_loss']:+.1f}, "
+                      f"R@5 loss {checks[f'{label}_r5_loss']:+.1f}, {checks[f'{label}_size_ratio']:.2f}x smaller")
         write_json(args.out, report)
     print(f"written: {args.out}")
 

@@ -18,7 +18,12 @@ from edgevpr.quantize.genetic import (
     random_search,
     warm_start_candidates,
 )
-from edgevpr.quantize.simulate import fake_activation, quantized_weight
+from edgevpr.quantize.simulate import (
+    BITS,
+    PRECISIONS,
+    fake_activation,
+    quantized_weight,
+)
 
 
 def _toy(layers=24, seed=0, budget=6.0, weighting="plain"):
@@ -83,6 +88,23 @@ def test_warm_start_is_never_worse_than_its_candidates(budget):
     assert [a for a, _ in initial[: len(starts)]] == starts and not any(a in starts for a, _ in cold)
     _, random_best, _ = random_search(problem, fitness, 5, seed=1, warm_start=True)
     assert random_best >= max(fitness(start) for start in starts)
+
+
+@pytest.mark.parametrize("weighting", ["plain", "params"])
+def test_fill_spends_unused_bits_within_the_budget(weighting):
+    problem, fitness = _toy(budget=7.0, weighting=weighting)
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        candidate = problem.random_feasible(rng)
+        filled = problem.fill(candidate)
+        assert problem.feasible(filled) and fitness(filled) >= fitness(candidate)
+        assert all(BITS[a] >= BITS[b] for a, b in zip(filled, candidate))  # it only raises
+        for i, precision in enumerate(filled):  # nothing useful is left to raise
+            if precision != "fp16":
+                raised = filled[:i] + [PRECISIONS[PRECISIONS.index(precision) + 1]] + filled[i + 1:]
+                assert not problem.feasible(raised) or problem.sensitivity[precision][i] <= (
+                    problem.sensitivity.get(raised[i], [0.0] * problem.size)[i])
+    assert problem.average_bits(problem.fill(["int4"] * problem.size)) > 6.0
 
 
 def test_resumed_search_equals_an_uninterrupted_one(tmp_path):

@@ -122,6 +122,21 @@ def test_int4_file_is_smaller_than_int8_and_runs(tmp_path, calib_folder):
     assert out.shape == (1, 1280) and abs(np.linalg.norm(out) - 1) < 1e-4
 
 
+def test_keep_float_leaves_the_most_sensitive_layers_in_float(tmp_path, calib_folder):
+    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    out = tmp_path / "kept.onnx"
+    report = quantize_model(config, QuantizeOptions("int8", "cpu", "minmax", calib_folder, 6, keep_float=3), str(out))
+    model = onnx.load(str(out))
+    kept = get_metadata(model)["kept_float"]
+    assert [k["layer"] for k in kept] == report["kept_float"] and len(kept) == 3
+    assert kept[0]["error"] >= kept[1]["error"] >= kept[2]["error"] and kept[0]["error"] > 0
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Conv") == 3 and ops.count("QLinearConv") >= 20
+    assert OnnxModel(out)(np.random.rand(1, 3, 64, 96).astype(np.float32)).shape == (1, 512)
+    with pytest.raises(ConfigError, match="--keep-float applies to --precision int8"):
+        quantize_model(config, QuantizeOptions("fp16", keep_float=1), str(tmp_path / "fp16.onnx"))
+
+
 @needs(MOBILENET_TFLITE)
 @needs(GARDENS_POINT)
 def test_int8_descriptors_stay_close_to_fp32_on_real_images(tmp_path):

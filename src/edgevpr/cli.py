@@ -97,6 +97,8 @@ QUANTIZE_OPTIONS = [
     ("--calib-count", dict(type=int, default=50, show_default=True,
                            help="Calibration images used (mixed: the count the search used).")),
     ("--percentile", dict(type=float, default=99.999, show_default=True, help="Percentile for --calibration percentile.")),
+    ("--keep-float", dict(type=int, default=0, show_default=True,
+                          help="int8: leave the N layers most sensitive to int8 (measured by simulation) in float.")),
 ]
 
 
@@ -115,7 +117,8 @@ def quantize_command(config_file, out, threads, **kwargs):
     report = quantize_model(config, options, out)
     click.echo(f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
                + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
-               + f", {report['bn_folded']} BatchNorm layers folded")
+               + f", {report['bn_folded']} BatchNorm layers folded"
+               + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else ""))
 
 
 for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
@@ -139,17 +142,20 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 @click.option("--seed", "search_seed", default=0, show_default=True, type=int, help="Search seed.")
 @click.option("--warm-start/--no-warm-start", default=True, show_default=True,
               help="Start the population with the greedy assignment and uniform int8 (where it fits) besides random ones.")
+@click.option("--fill/--no-fill", default=True, show_default=True,
+              help="Raise the layers that gain most per bit while a candidate leaves budget unused.")
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors
 def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
-                             time_limit_s, weighting, search_seed, warm_start, threads, out, **kwargs):
+                             time_limit_s, weighting, search_seed, warm_start, fill, threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
     from edgevpr.quantize.genetic import SearchSettings
     from edgevpr.quantize.mixed import MixedOptions, search_precision
 
     config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
-    search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting, warm_start)
+    search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting, warm_start,
+                            fill)
     options = MixedOptions(search, calib, calib_count, calibration)
     result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}

@@ -18,7 +18,13 @@ Warm start (``warm_start=True``, our addition to Algorithm 1): the initial popul
 holds the greedy assignment and, where the budget allows it, uniform int8, in place of two
 random candidates. The search then never returns anything less fit than those two; with the
 few hundred evaluations a CPU affords, random starts alone can end below uniform int8. The
-random-search baseline receives the same two candidates. All randomness comes from one seeded
+random-search baseline receives the same two candidates.
+
+Fill (``fill=True``, also ours): repair lowers layers one notch at a time, so a repaired
+candidate often leaves part of the budget unused; fill raises, while the budget holds, the
+layer whose measured sensitivity drops most per bit added. Every candidate (and the random
+baseline's, with ``fill``) then spends the whole budget. ``warm_start=False, fill=False`` is
+Algorithm 1 as published. All randomness comes from one seeded
 generator whose state is saved with the population, so an interrupted search resumes and
 ends as an uninterrupted one.
 """
@@ -51,6 +57,7 @@ class SearchSettings:
     seed: int = 0
     weighting: str = "plain"
     warm_start: bool = True
+    fill: bool = True
 
 
 def layer_weights(params: list[int], weighting: str) -> np.ndarray:
@@ -110,6 +117,26 @@ class Problem:
                 layer = layers[int(rng.choice(len(layers), p=weights / weights.sum()))]
             assignment[layer] = PRECISIONS[PRECISIONS.index(assignment[layer]) - 1]
         return assignment
+
+    def fill(self, assignment: list[str]) -> list[str]:
+        """Spend the bits a feasible candidate leaves unused: raise one notch, while the budget
+        holds, the layer whose sensitivity drops most per bit added."""
+        assignment = list(assignment)
+        while True:
+            best, best_gain = None, 0.0
+            for i, precision in enumerate(assignment):
+                if precision == PRECISIONS[-1]:
+                    continue
+                higher = PRECISIONS[PRECISIONS.index(precision) + 1]
+                raised = assignment[:i] + [higher] + assignment[i + 1:]
+                if not self.feasible(raised):
+                    continue
+                gain = self._cost_of_lowering(i, higher)
+                if gain > best_gain:
+                    best, best_gain = i, gain
+            if best is None:
+                return assignment
+            assignment[best] = PRECISIONS[PRECISIONS.index(assignment[best]) + 1]
 
     def random_feasible(self, rng: np.random.Generator) -> list[str]:
         return self.repair([PRECISIONS[i] for i in rng.integers(0, len(PRECISIONS), size=self.size)], rng)
@@ -200,6 +227,7 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
         starts = warm_start_candidates(problem)[: settings.population] if settings.warm_start else []
         for index in range(settings.population):
             candidate = starts[index] if index < len(starts) else problem.random_feasible(rng)
+            candidate = problem.fill(candidate) if settings.fill else candidate
             state.population.append((candidate, evaluate(candidate)))
     else:
         evaluate = CachedFitness(fitness, state)
@@ -213,6 +241,8 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
         first, second = state.population[ranked[0]][0], state.population[ranked[1]][0]
         state.population.pop(ranked[-1])
         child = problem.repair(problem.mutate(problem.crossover(first, second, rng), settings.mutation, rng), rng)
+        if settings.fill:
+            child = problem.fill(child)
         state.population.append((child, evaluate(child)))
         state.step += 1
         state.history.append(max(f for _, f in state.population))
@@ -228,15 +258,16 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
 
 
 def random_search(problem: Problem, fitness: Callable[[list[str]], float], evaluations: int,
-                  seed: int = 0, warm_start: bool = False) -> tuple[list[str], float, list[float]]:
+                  seed: int = 0, warm_start: bool = False, fill: bool = False) -> tuple[list[str], float, list[float]]:
     """The best of ``evaluations`` distinct random feasible candidates (the first ones the
-    warm-start candidates, if asked)."""
+    warm-start candidates, if asked; each one filled up to the budget, if asked)."""
     rng, state = np.random.default_rng(seed), SearchState()
     evaluate = CachedFitness(fitness, state)
     best, best_fitness, history, tries = None, -np.inf, [], 0
     starts = warm_start_candidates(problem) if warm_start else []
     while state.evaluations < evaluations and tries < 100 * evaluations:
         candidate = starts[tries] if tries < len(starts) else problem.random_feasible(rng)
+        candidate = problem.fill(candidate) if fill else candidate
         tries += 1
         value = evaluate(candidate)
         if value > best_fitness:
@@ -246,8 +277,9 @@ def random_search(problem: Problem, fitness: Callable[[list[str]], float], evalu
 
 
 def greedy_by_sensitivity(problem: Problem) -> list[str]:
-    """Everything fp16, then the repair rule: lower the cheapest layer until the budget holds."""
-    return problem.repair(["fp16"] * problem.size)
+    """Everything fp16, then the repair rule: lower the cheapest layer until the budget holds;
+    then raise what the last steps left room for (``Problem.fill``)."""
+    return problem.fill(problem.repair(["fp16"] * problem.size))
 
 
 def uniform(problem: Problem, precision: str) -> list[str]:

@@ -44,6 +44,8 @@ from edgevpr.quantize.simulate import (
     searchable_layers,
 )
 
+SIMULATION = 2  # bump when the simulated quantization changes, so saved sensitivities are not reused
+
 
 @dataclass
 class MixedOptions:
@@ -89,7 +91,7 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
 
 
 def _signature(config: RunConfig, options: MixedOptions) -> str:
-    payload = {"model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
+    payload = {"simulation": SIMULATION, "model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
                "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
@@ -103,17 +105,10 @@ def layer_sensitivity(simulator: Simulator, path: Path, signature: str, log: Cal
             return saved
     names = [layer.name for layer in simulator.layers]
     result = {"signature": signature, "layers": names, "params": [layer.params for layer in simulator.layers]}
-    base = ["fp16"] * len(names)
     with tqdm(total=2 * len(names), desc="layer sensitivity", unit="eval", leave=False, disable=None) as bar:
         for precision in ("int4", "int8"):
-            errors = []
-            for i in range(len(names)):
-                candidate = base.copy()
-                candidate[i] = precision
-                errors.append(-simulator.fitness(candidate))
-                bar.update(1)
-            result[precision] = errors
-    result["fp16_everywhere"] = -simulator.fitness(base)
+            result[precision] = simulator.one_layer_errors(precision, "fp16", bar.update)
+    result["fp16_everywhere"] = -simulator.fitness(["fp16"] * len(names))
     write_json(path, result)
     return result
 
@@ -152,7 +147,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
     }
     if options.baselines:
         _, random_fitness, _ = random_search(problem, simulator.fitness, state.evaluations, settings.seed,
-                                             warm_start=settings.warm_start)
+                                             warm_start=settings.warm_start, fill=settings.fill)
         greedy = greedy_by_sensitivity(problem)
         result["baselines"] = {
             "random_search": {"fitness": random_fitness, "evaluations": state.evaluations},

@@ -19,6 +19,7 @@ from edgevpr.evaluate.extract import extract, initialise_aggregator, iterate_ima
 from edgevpr.models import build_model
 from edgevpr.quantize import calibration
 from edgevpr.quantize.bn_fold import fold_batchnorm
+from edgevpr.quantize.fallback import most_sensitive_layers
 from edgevpr.quantize.int4 import to_int4_weights
 from edgevpr.quantize.mixed_export import read_mixed_config, to_mixed
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
@@ -36,6 +37,7 @@ class QuantizeOptions:
     calib_count: int = 50
     percentile: float = 99.999
     mixed_config: str | None = None  # per-layer precisions from `edgevpr search-precision`
+    keep_float: int = 0  # int8: leave this many of the most sensitive layers in float
 
 
 class CalibrationImages:
@@ -86,6 +88,10 @@ def check_options(options: QuantizeOptions) -> None:
         raise ConfigError(f"unknown precision {options.precision!r}; use one of {', '.join(PRECISIONS)}")
     if options.precision in ("int8", "mixed") and not options.calib:
         raise ConfigError(f"{options.precision} needs calibration images: --calib DIR")
+    if options.keep_float and options.precision != "int8":
+        raise ConfigError(f"--keep-float applies to --precision int8, not {options.precision}")
+    if options.keep_float < 0:
+        raise ConfigError(f"--keep-float must be >= 0, got {options.keep_float}")
     if options.precision == "mixed" and not options.mixed_config:
         raise ConfigError("--precision mixed needs --mixed-config FILE (from `edgevpr search-precision`)")
     if options.calib and not Path(options.calib).is_dir():
@@ -129,7 +135,12 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
         if mixed is None:
             ranges = calibration.ranges(stats, options.calibration, symmetric=options.target == "tensorrt",
                                         percentile=options.percentile)
-            proto = to_int8(proto, ranges, options.target)
+            kept = []
+            if options.keep_float:
+                uint8_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+                kept = most_sensitive_layers(model, example, proto, calib, uint8_ranges, options.keep_float)
+                metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
+            proto = to_int8(proto, ranges, options.target, keep_float=[entry["node"] for entry in kept])
         else:
             ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
             proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges)
@@ -137,4 +148,5 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     set_metadata(proto, metadata)  # the quantizers do not all keep it
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
-    return {"out": out, "bytes": Path(out).stat().st_size, **{k: metadata[k] for k in ("precision", "target", "calibration", "bn_folded")}}
+    return {"out": out, "bytes": Path(out).stat().st_size, **{k: metadata[k] for k in ("precision", "target", "calibration", "bn_folded")},
+            "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])]}

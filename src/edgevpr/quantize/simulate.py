@@ -150,3 +150,15 @@ class Simulator:
             self.set(None)
         self.evaluations += 1
         return -float(np.mean(np.sum(difference**2, axis=1)))
+
+    def one_layer_errors(self, precision: str, base: str = "fp16", progress=None) -> list[float]:
+        """Descriptor error (minus fitness) with one layer at ``precision`` and every other at
+        ``base``, for each layer in turn."""
+        errors = []
+        for i in range(len(self.layers)):
+            candidate = [base] * len(self.layers)
+            candidate[i] = precision
+            errors.append(-self.fitness(candidate))
+            if progress:
+                progress(1)
+        return errors
