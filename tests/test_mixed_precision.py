@@ -212,7 +212,12 @@ def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path)
     import onnx
 
     from edgevpr.quantize import calibration
-    from edgevpr.quantize.mixed_export import int8_tensors, node_of_layer, to_mixed
+    from edgevpr.quantize.mixed_export import (
+        int8_layer_ranges,
+        int8_tensors,
+        node_of_layer,
+        to_mixed,
+    )
     from edgevpr.quantize.onnx_export import export_onnx
     from edgevpr.quantize.runtime import OnnxModel
     from edgevpr.quantize.simulate import Simulator, searchable_layers
@@ -228,8 +233,7 @@ def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path)
     layers = searchable_layers(model, images[:1])
     points = int8_tensors(proto, node_of_layer(proto, layers))
     assert points["expand"][2] is not None and points["stem"][2] is None  # the ReLU6 is fused into expand
-    simulator = Simulator(model, layers, {name: {"input": ranges[source], "output": ranges[target]}
-                                          for name, (source, target, _) in points.items()}, images)
+    simulator = Simulator(model, layers, int8_layer_ranges(proto, layers, ranges), images)
     # stem in fp16: its output is quantized only as expand's input, and the residual addition
     # must read it quantized as well
     precisions = ["fp16", "int8", "int8"]

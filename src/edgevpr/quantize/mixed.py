@@ -35,7 +35,7 @@ from edgevpr.quantize.genetic import (
     random_search,
     uniform,
 )
-from edgevpr.quantize.mixed_export import FORMAT, int8_tensors, node_of_layer
+from edgevpr.quantize.mixed_export import FORMAT, int8_layer_ranges
 from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
 from edgevpr.quantize.simulate import (
@@ -84,10 +84,7 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
     proto = export_onnx(model, example, {})
     stats = calibration.collect(proto, calib, threads=config.eval.threads)
     tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
-    points = int8_tensors(proto, node_of_layer(proto, layers))
-    act_ranges = {name: {"input": tensor_ranges[source], "output": tensor_ranges[target]}
-                  for name, (source, target, _) in points.items()}
-    return Simulator(model, layers, act_ranges, images), calib
+    return Simulator(model, layers, int8_layer_ranges(proto, layers, tensor_ranges), images), calib
 
 
 def _signature(config: RunConfig, options: MixedOptions) -> str:
