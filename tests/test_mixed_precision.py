@@ -233,7 +233,7 @@ def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path)
     layers = searchable_layers(model, images[:1])
     points = int8_tensors(proto, node_of_layer(proto, layers))
     assert points["expand"][2] is not None and points["stem"][2] is None  # the ReLU6 is fused into expand
-    simulator = Simulator(model, layers, int8_layer_ranges(proto, layers, ranges), images)
+    simulator = Simulator(model, layers, int8_layer_ranges(proto, node_of_layer(proto, layers), ranges), images)
     # stem in fp16: its output is quantized only as expand's input, and the residual addition
     # must read it quantized as well
     precisions = ["fp16", "int8", "int8"]

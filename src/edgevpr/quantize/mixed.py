@@ -35,7 +35,7 @@ from edgevpr.quantize.genetic import (
     random_search,
     uniform,
 )
-from edgevpr.quantize.mixed_export import FORMAT, int8_layer_ranges
+from edgevpr.quantize.mixed_export import FORMAT, int8_layer_ranges, node_of_layer
 from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
 from edgevpr.quantize.simulate import (
@@ -82,9 +82,13 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
     images = torch.cat([torch.from_numpy(batch) for batch in calib()])
     layers = searchable_layers(model, example)
     proto = export_onnx(model, example, {})
-    stats = calibration.collect(proto, calib, threads=config.eval.threads)
+
+    def loaded():  # the images already decoded, one at a time, as `calib()` yields them
+        return (images[i:i + 1].numpy() for i in range(len(images)))
+
+    stats = calibration.collect(proto, loaded, threads=config.eval.threads)
     tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
-    return Simulator(model, layers, int8_layer_ranges(proto, layers, tensor_ranges), images), calib
+    return Simulator(model, layers, int8_layer_ranges(proto, node_of_layer(proto, layers), tensor_ranges), images), calib
 
 
 def _signature(config: RunConfig, options: MixedOptions) -> str:

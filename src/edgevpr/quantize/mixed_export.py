@@ -94,10 +94,11 @@ def int8_tensors(proto: onnx.ModelProto, nodes: dict[str, str]) -> dict[str, tup
     return points
 
 
-def int8_layer_ranges(proto: onnx.ModelProto, layers, tensor_ranges: dict[str, tuple[float, float]]) -> dict:
+def int8_layer_ranges(proto: onnx.ModelProto, nodes: dict[str, str], tensor_ranges: dict[str, tuple[float, float]]) -> dict:
     """Layer name -> {"input": range, "output": range} of the tensors its int8 quantization
-    quantizes (``int8_tensors``), from uint8 ranges by ONNX tensor name: what ``Simulator`` takes."""
-    points = int8_tensors(proto, node_of_layer(proto, layers))
+    quantizes (``int8_tensors``; ``nodes`` from ``node_of_layer``), from uint8 ranges by ONNX
+    tensor name: what ``Simulator`` takes."""
+    points = int8_tensors(proto, nodes)
     return {name: {"input": tensor_ranges[source], "output": tensor_ranges[target]}
             for name, (source, target, _) in points.items()}
 

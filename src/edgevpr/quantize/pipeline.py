@@ -137,7 +137,8 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
                                         percentile=options.percentile)
             kept = []
             if options.keep_float:
-                uint8_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+                uint8_ranges = ranges if options.target == "cpu" else calibration.ranges(
+                    stats, options.calibration, symmetric=False, percentile=options.percentile)
                 kept = most_sensitive_layers(model, example, proto, calib, uint8_ranges, options.keep_float)
                 metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
             proto = to_int8(proto, ranges, options.target, keep_float=[entry["node"] for entry in kept])
