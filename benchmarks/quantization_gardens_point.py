@@ -19,7 +19,7 @@ import torch
 
 from edgevpr.atomic import write_json
 from edgevpr.config import load_config
-from edgevpr.evaluate.cost import time_extraction, time_torch_extraction
+from edgevpr.evaluate.cost import time_interleaved, torch_runner
 from edgevpr.evaluate.environment import environment
 from edgevpr.models import build_model
 from edgevpr.quantize.compare import DEFAULT_VARIANTS, compare_precisions, format_rows
@@ -38,7 +38,8 @@ def model_overrides(name: str, shared: Path) -> dict:
 
 
 def speed_at_480x640(config, calib: str, calib_count: int, calibration: str) -> dict:
-    """ORT int8 (cpu target) against PyTorch eager fp32, both at batch 1, 480x640, same threads."""
+    """ORT int8 (cpu target) against PyTorch eager fp32, both at batch 1, 480x640, same threads,
+    timed in alternating rounds."""
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "int8.onnx")
@@ -46,8 +47,9 @@ def speed_at_480x640(config, calib: str, calib_count: int, calibration: str) -> 
         quantize_model(config, QuantizeOptions("int8", "cpu", calibration, calib, calib_count), path)
         ort_model = OnnxModel(path, threads=threads)
         images = np.zeros((1, 3, 480, 640), dtype=np.float32)
-        ort_ms = time_extraction(lambda: ort_model(images), runs=30)["median_ms"]
-    torch_ms = time_torch_extraction(build_model(config.model).eval(), (1, 3, 480, 640), runs=30)["median_ms"]
+        timed = time_interleaved({"ort": lambda: ort_model(images),
+                                  "torch": torch_runner(build_model(config.model).eval(), (1, 3, 480, 640))})
+    ort_ms, torch_ms = timed["ort"]["median_ms"], timed["torch"]["median_ms"]
     return {"threads": threads, "torch_fp32_ms": torch_ms, "ort_int8_ms": ort_ms, "speedup": torch_ms / ort_ms}
 
 

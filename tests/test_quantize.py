@@ -39,12 +39,17 @@ def test_bn_folding_is_numerically_equivalent(backbone, expected):
     assert (before - after).abs().max() <= 1e-4
 
 
-def test_ort_fp32_reproduces_torch_at_any_size():
-    """TF-SAME pads are computed from the input size inside the graph, so the export is dynamic."""
-    model = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", tf_same_padding=True))
+@pytest.mark.parametrize("backbone, same", [("mobilenetv2", True), ("efficientnet_lite0", False)])
+def test_ort_fp32_reproduces_torch_at_any_size(backbone, same):
+    """TF-SAME convolutions (ours, and timm's in Lite0) export as Conv auto_pad=SAME_UPPER: no
+    Pad node, and the export is dynamic-size."""
+    model = build_model(ModelConfig(backbone=backbone, aggregator="gem", tf_same_padding=same, pretrained=False))
     proto = export_onnx(model, torch.zeros(1, 3, 96, 128), {"note": "test"})
     meta = get_metadata(proto)
     assert meta["note"] == "test" and meta["dynamic_size"] is True and meta["export_size"] == [96, 128]
+    assert "Pad" not in {node.op_type for node in proto.graph.node}
+    same_upper = [n for n in proto.graph.node if any(a.name == "auto_pad" and a.s == b"SAME_UPPER" for a in n.attribute)]
+    assert len(same_upper) == 5  # the five stride-2 convolutions of both backbones
     for shape in ((2, 3, 96, 128), (1, 3, 129, 175)):
         x = torch.rand(*shape)
         with torch.no_grad():

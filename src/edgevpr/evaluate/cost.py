@@ -54,27 +54,47 @@ def _summary_ms(seconds: list[float]) -> dict:
     return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms)}
 
 
-def time_extraction(run_once, runs: int = 30, warmup: int = 3) -> dict:
-    """Median and p90 wall time of ``run_once()`` in ms."""
-    runs = max(runs, 20)
-    for _ in range(warmup):
-        run_once()
+def _timed(run_once, runs: int) -> list[float]:
     seconds = []
     for _ in range(runs):
         start = time.perf_counter()
         run_once()
         seconds.append(time.perf_counter() - start)
-    return _summary_ms(seconds)
+    return seconds
 
 
-def time_torch_extraction(model: torch.nn.Module, input_shape: tuple[int, ...], runs: int = 30) -> dict:
+def time_extraction(run_once, runs: int = 30, warmup: int = 3) -> dict:
+    """Median and p90 wall time of ``run_once()`` in ms."""
+    for _ in range(warmup):
+        run_once()
+    return _summary_ms(_timed(run_once, max(runs, 20)))
+
+
+def time_interleaved(runners: dict, rounds: int = 6, runs: int = 10, warmup: int = 3) -> dict[str, dict]:
+    """Median and p90 wall time (ms) of each ``runners[name]()``, timed in alternating rounds so
+    that a change of the machine's load during the measurement falls on all of them alike."""
+    for run_once in runners.values():
+        for _ in range(warmup):
+            run_once()
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run_once in runners.items():
+            seconds[name] += _timed(run_once, runs)
+    return {name: _summary_ms(values) for name, values in seconds.items()}
+
+
+def torch_runner(model: torch.nn.Module, input_shape: tuple[int, ...]):
     images = torch.zeros(input_shape)
 
     def run_once():
         with torch.inference_mode():
             model(images)
 
-    return time_extraction(run_once, runs) | {"threads": torch.get_num_threads()}
+    return run_once
+
+
+def time_torch_extraction(model: torch.nn.Module, input_shape: tuple[int, ...], runs: int = 30) -> dict:
+    return time_extraction(torch_runner(model, input_shape), runs) | {"threads": torch.get_num_threads()}
 
 
 def time_matching(index, queries: np.ndarray, k: int, max_queries: int = 200) -> dict:

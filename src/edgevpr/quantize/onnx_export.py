@@ -1,6 +1,6 @@
 """Export a model to ONNX: dynamic batch always; dynamic height and width only where the
-exported graph gives the same descriptors at another size (TF-SAME padding and R-MAC regions
-are computed from the input size at export time, so those models are fixed-size)."""
+exported graph gives the same descriptors at another size (R-MAC regions, for one, are
+computed from the input size at export time, so those models are fixed-size)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from torch import nn
 from edgevpr.errors import EdgeVPRError
 from edgevpr.models.backbones.base import FeatureBackbone, torchvision_classifier
 from edgevpr.models.registry import BACKBONES
+from edgevpr.models.tf_same import Conv2dSame
 from edgevpr.models.weights import download_failed, load_into, load_state_dict_file
 
 LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)  # MBConv blocks per stage of EfficientNet-Lite0
@@ -89,4 +90,15 @@ def efficientnet_lite0(config):
                 raise download_failed("tf_efficientnet_lite0", error) from None
     if not isinstance(net, nn.Module):
         raise EdgeVPRError("timm returned no model for tf_efficientnet_lite0")
+    _adopt_same_padding(net)
     return FeatureBackbone(_TimmFeatures(net), 1280)
+
+
+def _adopt_same_padding(net: nn.Module) -> None:
+    """timm's Conv2dSame pads as edgevpr's does; edgevpr's also exports as one ONNX Conv
+    (``auto_pad``) instead of a Pad and a Conv."""
+    from timm.layers import Conv2dSame as TimmConv2dSame
+
+    for module in net.modules():
+        if type(module) is TimmConv2dSame:
+            module.__class__ = Conv2dSame
