@@ -62,6 +62,7 @@ def main() -> int:
     budgets = [float(b) for b in args.budgets.split(",") if b]
     rows = [r for r in previous.get("rows", []) if r["budget"] not in budgets]
     points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows]
+    simulator = None  # budget-independent: built once, after the first search has saved the sensitivities
     for budget in budgets:
         out = folder / f"mixed_B{budget:g}.json"
         config = load_config(overrides=overrides)
@@ -73,12 +74,14 @@ def main() -> int:
                                                                          mixed_config=str(out)), str(onnx_file))
         deployed = evaluate(load_config(overrides={"model": {"onnx": str(onnx_file)}, "data": overrides["data"],
                                                    "eval": overrides["eval"]}))
-        simulator, _ = build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(budget), calib, args.calib_count))
+        simulator = simulator or build_simulator(load_config(overrides=overrides), options)[0]
         simulator.set([layer["precision"] for layer in found["layers"]])
         simulated = evaluate(load_config(overrides=overrides), model=simulator.model)
+        simulator.set(None)
         counts = {p: sum(layer["precision"] == p for layer in found["layers"]) for p in ("int4", "int8", "fp16")}
         row = {"budget": budget, "average_bits": found["average_bits"], "layers": counts, "search_seconds": found["seconds"],
                "evaluations": found["evaluations"], "fitness": found["fitness"], "bytes": onnx_file.stat().st_size,
+               "bias_correction": found["bias_correction"],
                "deployed_recall": deployed["recall"], "simulated_recall": simulated["recall"],
                "deployed_minus_simulated_r1": deployed["recall"]["1"] - simulated["recall"]["1"],
                "extraction_ms": deployed["cost"]["extraction_ms"]}
@@ -103,7 +106,8 @@ def main() -> int:
     for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
         sensitivity_file = folder / "sensitivity.json"
         sensitivity = json.loads(sensitivity_file.read_text())
-        simulator, _ = build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(budget), calib, args.calib_count))
+        simulator = simulator or build_simulator(load_config(overrides=overrides),
+                                                 MixedOptions(SearchSettings(budget), calib, args.calib_count))[0]
         problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget)
         greedy = simulator.fitness(greedy_by_sensitivity(problem))
         ga, rs, evaluations = [], [], []

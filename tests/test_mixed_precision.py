@@ -147,8 +147,11 @@ def _cli(*args):
 
 
 def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_street):
+    import onnx
+
     from edgevpr.config import load_config
     from edgevpr.quantize.mixed import MixedOptions, build_simulator
+    from edgevpr.quantize.onnx_export import get_metadata
     from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
     from edgevpr.quantize.runtime import OnnxModel
 
@@ -186,6 +189,9 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
                   "--threads", 1, "--out", mixed_file)
     assert result.exit_code == 0, result.output
     mixed_descriptors = OnnxModel(str(mixed_file), threads=1)(images)
+    int4_layers = sum(layer["precision"] == "int4" for layer in found["layers"])
+    assert found["bias_correction"] and int4_layers > 0
+    assert get_metadata(onnx.load(str(mixed_file)))["int4_bias_correction"]["layers"] == int4_layers
     simulator.set([layer["precision"] for layer in found["layers"]])
     expected = simulator.descriptors()
     # the simulation quantizes the tensors the QDQ graph quantizes, with the same ranges

@@ -99,7 +99,14 @@ QUANTIZE_OPTIONS = [
     ("--percentile", dict(type=float, default=99.999, show_default=True, help="Percentile for --calibration percentile.")),
     ("--keep-float", dict(type=int, default=0, show_default=True,
                           help="int8: leave the N layers most sensitive to int8 (measured by simulation) in float.")),
+    ("--bias-correction/--no-bias-correction", dict(default=True, show_default=True,
+                                                    help="int4 with --calib: correct each layer's bias for the mean "
+                                                         "output shift of its int4 weights (mixed: as the search did).")),
 ]
+
+
+def _option_name(flags: str) -> str:
+    return flags.split("/")[0].lstrip("-").replace("-", "_")
 
 
 @main.command("quantize")
@@ -111,14 +118,14 @@ def quantize_command(config_file, out, threads, **kwargs):
     """Fold BN, export to ONNX and quantize to fp16, int8 or int4."""
     from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 
-    options = QuantizeOptions(**{name.lstrip("-").replace("-", "_"): kwargs.pop(name.lstrip("-").replace("-", "_"))
-                                 for name, _ in QUANTIZE_OPTIONS})
+    options = QuantizeOptions(**{_option_name(flags): kwargs.pop(_option_name(flags)) for flags, _ in QUANTIZE_OPTIONS})
     config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
     report = quantize_model(config, options, out)
     click.echo(f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
                + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
                + f", {report['bn_folded']} BatchNorm layers folded"
-               + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else ""))
+               + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else "")
+               + (f"; int4 biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else ""))
 
 
 for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
@@ -144,11 +151,14 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
               help="Start the population with the greedy assignment and uniform int8 (where it fits) besides random ones.")
 @click.option("--fill/--no-fill", default=True, show_default=True,
               help="Raise the layers that gain most per bit while a candidate leaves budget unused.")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="int4 layers: correct the bias for the mean output shift of the int4 weights.")
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors
 def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
-                             time_limit_s, weighting, search_seed, warm_start, fill, threads, out, **kwargs):
+                             time_limit_s, weighting, search_seed, warm_start, fill, bias_correction, threads, out,
+                             **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
     from edgevpr.quantize.genetic import SearchSettings
     from edgevpr.quantize.mixed import MixedOptions, search_precision
@@ -156,7 +166,7 @@ def search_precision_command(config_file, budget, calib, calib_count, calibratio
     config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
     search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting, warm_start,
                             fill)
-    options = MixedOptions(search, calib, calib_count, calibration)
+    options = MixedOptions(search, calib, calib_count, calibration, bias_correction=bias_correction)
     result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}
     click.echo(f"B = {budget:g} ({weighting}): average {result['average_bits']:.2f} bits; "

@@ -13,14 +13,15 @@ from edgevpr.config import RunConfig
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 
-DEFAULT_VARIANTS = [  # (precision, target, calibration[, layers kept in float])
+DEFAULT_VARIANTS = [  # (precision, target, calibration[, layers kept in float[, int4 bias correction]])
     ("fp32", None, None),
     ("fp16", None, None),
     ("int8", "cpu", "percentile"),
     ("int8", "cpu", "minmax"),
     ("int8", "cpu", "entropy"),
     ("int8", "tensorrt", "percentile"),
-    ("int4", None, None),
+    ("int4", None, None, 0, False),
+    ("int4", None, None, 0, True),
 ]
 
 
@@ -42,11 +43,14 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
         reference, reference_desc = _evaluate_saving(config, folder, "torch")
         rows.append(_row(reference, "fp32", None, None, "pytorch", 1.0))
         for precision, target, calibration, *rest in variants:
-            keep_float = rest[0] if rest else 0
-            name = "_".join(p for p in (precision, target, calibration, f"keep{keep_float}" if keep_float else "") if p)
+            keep_float, bias_correction = (list(rest) + [0, True])[:2]
+            corrected = precision == "int4" and bias_correction
+            name = "_".join(p for p in (precision, target, calibration, f"keep{keep_float}" if keep_float else "",
+                                        "biascorr" if corrected else "") if p)
             log(f"{name} onnxruntime ...")
             options = QuantizeOptions(precision=precision, target=target or "cpu", calib=calib, calib_count=calib_count,
-                                      calibration=calibration or QuantizeOptions.calibration, keep_float=keep_float)
+                                      calibration=calibration or QuantizeOptions.calibration, keep_float=keep_float,
+                                      bias_correction=bias_correction)
             path = folder / f"{name}.onnx"
             quantize_model(copy.deepcopy(config), options, str(path))
             deployed = copy.deepcopy(config)
@@ -54,7 +58,8 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
             deployed.data.size = deployed.data.resize = None
             result, desc = _evaluate_saving(deployed, folder, name)
             cosine = float(np.mean(np.sum(desc * reference_desc, axis=1)))
-            rows.append(_row(result, precision, target, calibration, "onnxruntime", cosine) | {"keep_float": keep_float})
+            rows.append(_row(result, precision, target, calibration, "onnxruntime", cosine)
+                        | {"keep_float": keep_float, "bias_correction": corrected})
     return rows
 
 
@@ -70,7 +75,8 @@ def format_rows(rows: list[dict]) -> str:
              f"{'model MB':>9} {'extract ms':>10} {'cos fp32':>9}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        calibration = (r["calibration"] or "-") + (f"+{r['keep_float']}fp" if r.get("keep_float") else "")
+        calibration = ((r["calibration"] or "-") + (f"+{r['keep_float']}fp" if r.get("keep_float") else "")
+                       + ("+biascorr" if r.get("bias_correction") else ""))
         lines.append(f"{r['precision']:<9} {r['target'] or '-':<9} {calibration:<11} {r['runtime']:<12} "
                      f"{r['recall']['1']:5.1f} {r['recall']['5']:5.1f} {r['recall']['10']:5.1f} "
                      f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f}")

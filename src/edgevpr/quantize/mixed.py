@@ -1,7 +1,7 @@
 """``edgevpr search-precision``: per-layer precision under an average bit-width budget.
 
 Steps: build and fold the model as ``quantize`` exports it; load L calibration images;
-calibrate each searchable layer's input range; measure each layer's sensitivity (descriptor
+calibrate each searchable layer's input range; measure int4 layers' bias corrections; measure each layer's sensitivity (descriptor
 error with only that layer at int4, and at int8) once and save it beside the output; run the
 genetic search (Algorithm 1) and, in the same run and with the same number of fitness
 evaluations, random search, plus the greedy assignment by sensitivity and uniform int8/int4;
@@ -44,7 +44,7 @@ from edgevpr.quantize.simulate import (
     searchable_layers,
 )
 
-SIMULATION = 2  # bump when the simulated quantization changes, so saved sensitivities are not reused
+SIMULATION = 3  # bump when the simulated quantization changes, so saved sensitivities are not reused
 
 
 @dataclass
@@ -56,6 +56,7 @@ class MixedOptions:
     percentile: float = 99.999
     baselines: bool = True
     sensitivity_file: str | None = None  # default OUT.sensitivity.json; share it across budgets
+    bias_correction: bool = True  # int4 layers: correct the bias for the mean shift of their weights' error
 
 
 def _paths(out: str | Path) -> dict[str, Path]:
@@ -88,12 +89,14 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
 
     stats = calibration.collect(proto, loaded, threads=config.eval.threads)
     tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
-    return Simulator(model, layers, int8_layer_ranges(proto, node_of_layer(proto, layers), tensor_ranges), images), calib
+    return Simulator(model, layers, int8_layer_ranges(proto, node_of_layer(proto, layers), tensor_ranges), images,
+                     options.bias_correction), calib
 
 
 def _signature(config: RunConfig, options: MixedOptions) -> str:
     payload = {"simulation": SIMULATION, "model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
-               "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile}
+               "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile,
+               "bias_correction": options.bias_correction}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -140,6 +143,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
         "average_bits": problem.average_bits(best), "fitness": best_fitness,
         **{f"average_bits_{w}": average_bits(best, layer_weights(problem.params, w)) for w in WEIGHTINGS},
         "calibration": options.calibration, "percentile": options.percentile, "calib": options.calib,
+        "bias_correction": options.bias_correction,
         "calib_count": len(simulator.images), "settings": asdict(settings), "evaluations": state.evaluations,
         "history": state.history,
         "layers": [{"name": layer.name, "precision": precision, "params": layer.params}

@@ -18,12 +18,14 @@ from edgevpr.evaluate.cost import count_flops, count_params
 from edgevpr.evaluate.extract import extract, initialise_aggregator, iterate_images
 from edgevpr.models import build_model
 from edgevpr.quantize import calibration
+from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.fallback import most_sensitive_layers
-from edgevpr.quantize.int4 import to_int4_weights
+from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.mixed_export import read_mixed_config, to_mixed
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
 from edgevpr.quantize.ptq import to_fp16, to_int8
+from edgevpr.quantize.simulate import quantized_weight, searchable_layers
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4", "mixed")
 
@@ -38,6 +40,7 @@ class QuantizeOptions:
     percentile: float = 99.999
     mixed_config: str | None = None  # per-layer precisions from `edgevpr search-precision`
     keep_float: int = 0  # int8: leave this many of the most sensitive layers in float
+    bias_correction: bool = True  # int4 (with --calib): correct biases for the weights' error; mixed: as searched
 
 
 class CalibrationImages:
@@ -127,6 +130,8 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     if options.precision == "fp16":
         proto = to_fp16(proto)
     elif options.precision == "int4":
+        if options.bias_correction and calib is not None:
+            proto = _bias_corrected_export(model, example, calib, None, metadata)
         proto = to_int4_weights(proto)
     elif needs_calibration:
         with tqdm(total=2 * len(calib.paths), desc="calibrating", unit="img", leave=False, disable=None) as bar:
@@ -144,10 +149,27 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
             proto = to_int8(proto, ranges, options.target, keep_float=[entry["node"] for entry in kept])
         else:
             ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+            if mixed.get("bias_correction"):  # after calibration: the search calibrated the uncorrected model
+                int4_layers = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
+                proto = _bias_corrected_export(model, example, calib, int4_layers, metadata)
             proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges)
             metadata["mixed"] = {k: mixed[k] for k in ("budget", "weighting", "average_bits", "fitness")}
     set_metadata(proto, metadata)  # the quantizers do not all keep it
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
     return {"out": out, "bytes": Path(out).stat().st_size, **{k: metadata[k] for k in ("precision", "target", "calibration", "bn_folded")},
-            "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])]}
+            "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])],
+            "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0)}
+
+
+def _bias_corrected_export(model, example, calib: CalibrationImages, names: set[str] | None, metadata: dict):
+    """Correct the biases of the layers that will hold int4 weights (``names``, or every layer
+    large enough for ``to_int4_weights``) on the calibration images, and export again."""
+    model.eval()
+    layers = [layer for layer in searchable_layers(model, example)
+              if (layer.name in names if names is not None else layer.module.weight.numel() >= MIN_ELEMENTS)]
+    modules = {layer.name: layer.module for layer in layers}
+    quantized = {name: quantized_weight(module.weight.detach(), "int4") for name, module in modules.items()}
+    correct_biases(model, modules, quantized, (torch.from_numpy(batch) for batch in calib()))
+    metadata["int4_bias_correction"] = {"layers": len(layers), "images": len(calib.paths)}
+    return export_onnx(model, example, metadata)

@@ -10,8 +10,9 @@ order they run. Each takes one precision, simulated as ``mixed_export`` deploys 
   uses. As in the QDQ graph, every consumer of those tensors reads the quantized values: the
   input is quantized in place before the layer runs, so a residual addition that reads the same
   tensor afterwards sees it quantized too.
-- ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]); activations
-  float, as the int4 deployment keeps them.
+- ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]) and, with
+  ``bias_correction``, the bias corrected for the mean output shift those weights cause
+  (``bias_correction``); activations float, as the int4 deployment keeps them.
 - ``fp16``: weights rounded to float16; activations float32, as the deployed file computes
   them (no float16 kernels on a CPU).
 
@@ -28,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgevpr.quantize.bias_correction import corrected_bias, output_shifts
+from edgevpr.quantize.int4 import quantize_int4_symmetric
 from edgevpr.quantize.weight_grid import channel_scales
 
 PRECISIONS = ("int4", "int8", "fp16")
@@ -60,18 +63,14 @@ def searchable_layers(model: nn.Module, example: torch.Tensor) -> list[Layer]:
 def quantized_weight(weight: torch.Tensor, precision: str) -> torch.Tensor:
     if precision == "fp16":
         return weight.half().float()
-    if precision == "int8":
-        scales = torch.from_numpy(channel_scales(weight.numpy(), 127))
-        low, high = -128, 127
-    elif precision == "int4":
-        flat = weight.reshape(weight.shape[0], -1).abs().amax(dim=1) / 7.0
-        scales = torch.where(flat > 0, flat, torch.ones_like(flat))
-        low, high = -8, 7
-    else:
-        raise ValueError(f"unknown precision {precision!r}")
     shape = (-1,) + (1,) * (weight.dim() - 1)
-    scales = scales.reshape(shape).to(weight.dtype)
-    return torch.clamp(torch.round(weight / scales), low, high) * scales
+    if precision == "int4":
+        levels, scales = quantize_int4_symmetric(weight.numpy(), axis=0)
+        return torch.from_numpy(levels.astype(np.float32) * scales.reshape(shape))
+    if precision != "int8":
+        raise ValueError(f"unknown precision {precision!r}")
+    scales = torch.from_numpy(channel_scales(weight.numpy(), 127)).reshape(shape).to(weight.dtype)
+    return torch.clamp(torch.round(weight / scales), -128, 127) * scales
 
 
 def fake_activation_(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -95,10 +94,12 @@ def _batches(images: torch.Tensor, size: int = 8):
 class Simulator:
     """Switches each layer of a (BN-folded) model between fp32, fp16, int8 and int4.
 
-    ``act_ranges[layer]`` holds the ``"input"`` and ``"output"`` ranges of an int8 layer."""
+    ``act_ranges[layer]`` holds the ``"input"`` and ``"output"`` ranges of an int8 layer; with
+    ``bias_correction`` an int4 layer's bias is corrected on ``images`` (layers without a bias
+    get a zero one)."""
 
     def __init__(self, model: nn.Module, layers: list[Layer], act_ranges: dict[str, dict[str, tuple[float, float]]],
-                 images: torch.Tensor):
+                 images: torch.Tensor, bias_correction: bool = False):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.layers, self.ranges = layers, act_ranges
         self.images = images.contiguous(memory_format=torch.channels_last)
@@ -106,6 +107,13 @@ class Simulator:
         self.variants = {(layer.name, p): quantized_weight(self.original[layer.name], p)
                          for layer in layers for p in PRECISIONS}
         self.modes = {layer.name: "fp32" for layer in layers}
+        if bias_correction:
+            for layer in layers:
+                if layer.module.bias is None:
+                    layer.module.bias = nn.Parameter(torch.zeros(layer.module.weight.shape[0]), requires_grad=False)
+        self.original_bias = {layer.name: None if layer.module.bias is None else layer.module.bias.detach().clone()
+                              for layer in layers}
+        self.biases: dict[tuple[str, str], torch.Tensor] = {}
         # the layer hooks quantize in place, so the caller's images are copied first
         self.model.register_forward_pre_hook(lambda module, inputs: (inputs[0].clone(memory_format=torch.channels_last),
                                                                      *inputs[1:]))
@@ -114,6 +122,11 @@ class Simulator:
             layer.module.register_forward_hook(self._output_hook(layer.name))
         self.reference = self.descriptors()
         self.evaluations = 0
+        if bias_correction:
+            modules = {layer.name: layer.module for layer in layers}
+            errors = {name: self.variants[(name, "int4")] - self.original[name] for name in modules}
+            shifts = output_shifts(self.model, modules, errors, _batches(self.images))
+            self.biases = {(name, "int4"): corrected_bias(modules[name], shifts[name]) for name in modules}
 
     def _input_hook(self, name: str):
         def hook(module, inputs):
@@ -136,6 +149,9 @@ class Simulator:
             self.modes[layer.name] = mode
             weight = self.original[layer.name] if mode == "fp32" else self.variants[(layer.name, mode)]
             layer.module.weight.copy_(weight)
+            bias = self.biases.get((layer.name, mode), self.original_bias[layer.name])
+            if bias is not None:
+                layer.module.bias.copy_(bias)
 
     @torch.no_grad()
     def descriptors(self) -> np.ndarray:
