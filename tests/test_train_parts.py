@@ -172,3 +172,28 @@ def test_frozen_stages_and_batch_norm_do_not_change():
     assert not torch.equal(model.backbone.body[-1][0].conv1.weight, later_conv)
     with pytest.raises(ConfigError, match="freeze_stages"):
         freeze_stages(model.backbone, 99)
+
+
+def _any_process_worker(rank, port, results):
+    import torch.distributed as dist
+
+    from edgevpr.train.distributed import Context
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    context = Context(rank=rank, world=2)
+    results[rank] = (context.any_process(rank == 1), context.any_process(False))
+    dist.destroy_process_group()
+
+
+def test_time_limit_is_decided_by_all_processes_together():
+    """One process past the deadline stops all of them (else the others wait in DDP's all-reduce)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_any_process_worker, args=(port, results), nprocs=2)
+    assert dict(results) == {0: (True, False), 1: (True, False)}

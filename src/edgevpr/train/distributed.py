@@ -58,6 +58,15 @@ class Context:
         dist.all_reduce(tensor)
         return (tensor / self.world).tolist()
 
+    def any_process(self, flag: bool) -> bool:
+        """True on every process when ``flag`` is true on any (one all-reduce), so that all
+        take the same branch around a collective."""
+        if self.world == 1:
+            return flag
+        tensor = torch.tensor([int(flag)])
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return bool(tensor.item())
+
     def broadcast(self, value):
         if self.world == 1:
             return value

@@ -205,7 +205,8 @@ class Trainer:
             losses.append(float(loss.detach()))
             progress.update(1)
             progress.set_postfix(loss=f"{np.mean(losses):.4f}")
-            if deadline is not None and time.monotonic() > deadline:
+            # decided together: a process that stopped alone would leave the others in an all-reduce
+            if deadline is not None and self.ctx.any_process(time.monotonic() > deadline):
                 self.state["finished"] = "time limit"
                 break
         return losses
