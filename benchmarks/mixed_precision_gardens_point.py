@@ -6,7 +6,7 @@ ONNX file (bytes, ORT Recall@1/5) and the simulated model's recall, against fp32
 (3 seeds) with the greedy assignment beside them. Writes the Fig. 7 and Fig. 8 plots.
 
     python benchmarks/mixed_precision_gardens_point.py [--budgets 4,5,6,8,10,12,16] [--steps 200]
-        [--calib-count 16] [--compare-budgets 6,8] [--seeds 3]
+        [--calib-count 16] [--compare-budgets 6,8] [--seeds 3] [--bias-correction]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--compare-steps", type=int, default=200, help="GA steps of the GA-vs-random comparison")
     parser.add_argument("--calib-count", type=int, default=16, help="L, as search-precision's default")
+    parser.add_argument("--bias-correction", action="store_true", help="int4 bias correction in search and deployment")
     parser.add_argument("--folder", default="/tmp/edgevpr_mixed_gp")
     parser.add_argument("--out", default="benchmarks/results/mixed_precision_gardens_point.json")
     args = parser.parse_args()
@@ -60,16 +61,19 @@ def main() -> int:
     print(f"fp32: R@1 {fp32['recall']['1']:.1f}, R@5 {fp32['recall']['5']:.1f}, {fp32['cost']['model_bytes']} bytes")
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     budgets = [float(b) for b in args.budgets.split(",") if b]
-    rows = [r for r in previous.get("rows", []) if r["budget"] not in budgets]
-    points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows]
+    corrected = args.bias_correction
+    tag = "_biascorr" if corrected else ""
+    rows = [r for r in previous.get("rows", [])
+            if r["budget"] not in budgets or r.get("bias_correction", False) != corrected]
+    points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if r.get("bias_correction", False) == corrected]
     simulator = None  # budget-independent: built once, after the first search has saved the sensitivities
     for budget in budgets:
-        out = folder / f"mixed_B{budget:g}.json"
+        out = folder / f"mixed_B{budget:g}{tag}.json"
         config = load_config(overrides=overrides)
         options = MixedOptions(SearchSettings(budget, steps=args.steps), calib, args.calib_count, baselines=False,
-                               sensitivity_file=str(folder / "sensitivity.json"))
+                               sensitivity_file=str(folder / f"sensitivity{tag}.json"), bias_correction=corrected)
         found = search_precision(config, options, out, log=lambda m: None)
-        onnx_file = folder / f"mixed_B{budget:g}.onnx"
+        onnx_file = folder / f"mixed_B{budget:g}{tag}.onnx"
         quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
                                                                          mixed_config=str(out)), str(onnx_file))
         deployed = evaluate(load_config(overrides={"model": {"onnx": str(onnx_file)}, "data": overrides["data"],
@@ -87,27 +91,29 @@ def main() -> int:
                "extraction_ms": deployed["cost"]["extraction_ms"]}
         rows.append(row)
         points.append((budget, deployed["recall"]["1"]))
-        rows.sort(key=lambda r: r["budget"])
+        rows.sort(key=lambda r: (r.get("bias_correction", False), r["budget"]))
         write_json(args.out, previous | {"fp32": {"recall": fp32["recall"], "bytes": fp32["cost"]["model_bytes"]},
                                          "rows": rows, "protocol_name": fp32["protocol_name"]})
         plots.bits_per_layer([{"int4": 4, "int8": 8, "fp16": 16}[layer["precision"]] for layer in found["layers"]],
-                             f"benchmarks/results/mixed_bits_B{budget:g}.png",
+                             f"benchmarks/results/mixed_bits_B{budget:g}{tag}.png",
                              f"MobileNetV2+GeM bits per layer, B = {budget:g}, average {found['average_bits']:.2f}")
-        print(f"B={budget:>4g}: avg {found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
+        print(f"B={budget:>4g}{' (int4 bias correction)' if corrected else ''}: avg {found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
               f"{counts['fp16']} fp16), {row['bytes']:>9d} bytes, deployed R@1 {deployed['recall']['1']:.1f} "
               f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, "
               f"loss vs fp32 {fp32['recall']['1'] - deployed['recall']['1']:+.1f}, search {found['seconds']:.0f} s "
               f"({found['evaluations']} evaluations)")
     if points:
-        plots.line(sorted(points), "benchmarks/results/mixed_recall_vs_budget.png", "MobileNetV2+GeM, Gardens Point night",
+        plots.line(sorted(points), f"benchmarks/results/mixed_recall_vs_budget{tag}.png",
+                   "MobileNetV2+GeM, Gardens Point night" + (", int4 bias correction" if corrected else ""),
                    "budget B (average bits)", "Recall@1")
 
     comparisons = []
     for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
-        sensitivity_file = folder / "sensitivity.json"
+        sensitivity_file = folder / f"sensitivity{tag}.json"
         sensitivity = json.loads(sensitivity_file.read_text())
         simulator = simulator or build_simulator(load_config(overrides=overrides),
-                                                 MixedOptions(SearchSettings(budget), calib, args.calib_count))[0]
+                                                 MixedOptions(SearchSettings(budget), calib, args.calib_count,
+                                                              bias_correction=corrected))[0]
         problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget)
         greedy = simulator.fitness(greedy_by_sensitivity(problem))
         ga, rs, evaluations = [], [], []

@@ -158,7 +158,8 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     model = {"backbone": "squeezenet", "aggregator": "gem"}
     calib = str(tiny_street / "database")
     config = load_config(overrides={"model": model, "data": {"size": (72, 96)}, "eval": {"threads": 1}})
-    simulator, _ = build_simulator(config, MixedOptions(SearchSettings(8.0), calib=calib, calib_count=12))
+    simulator, _ = build_simulator(config, MixedOptions(SearchSettings(8.0), calib=calib, calib_count=12,
+                                                        bias_correction=True))
     images = simulator.images.numpy()
 
     int8_file = tmp_path / "int8.onnx"
@@ -175,7 +176,7 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     out = tmp_path / "mixed.json"
     result = _cli("search-precision", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96",
                   "--budget", 6, "--calib", calib, "--calib-count", 12, "--population", 6, "--sample", 3,
-                  "--steps", 10, "--threads", 1, "--out", out)
+                  "--steps", 10, "--bias-correction", "--threads", 1, "--out", out)
     assert result.exit_code == 0, result.output
     found = json.loads(out.read_text())
     assert found["average_bits"] <= 6 and len(found["layers"]) == len(simulator.layers)
