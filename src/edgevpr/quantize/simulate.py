@@ -10,9 +10,9 @@ order they run. Each takes one precision, simulated as ``mixed_export`` deploys 
   uses. As in the QDQ graph, every consumer of those tensors reads the quantized values: the
   input is quantized in place before the layer runs, so a residual addition that reads the same
   tensor afterwards sees it quantized too.
-- ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]) and, with
-  ``bias_correction``, the bias corrected for the mean output shift those weights cause
-  (``bias_correction``); activations float, as the int4 deployment keeps them.
+- ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]) and, if asked,
+  the bias corrected for the mean output shift those weights cause (module
+  ``bias_correction``); activations float, as the int4 deployment keeps them.
 - ``fp16``: weights rounded to float16; activations float32, as the deployed file computes
   them (no float16 kernels on a CPU).
 
