@@ -79,8 +79,6 @@ def main() -> None:
             "model": model_overrides(name, shared),
             "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
         })
-        variants = DEFAULT_VARIANTS + ([("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")]
-                                       if args.keep_float else [])
         if args.speed_only:
             speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
             report["models"][name] |= {"speed_480x640": speed}
@@ -88,6 +86,8 @@ def main() -> None:
             _print_speed(name, speed)
             write_json(args.out, report)
             continue
+        variants = DEFAULT_VARIANTS + ([("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")]
+                                       if args.keep_float else [])
         rows = compare_precisions(config, calib, args.calib_count, variants, log=lambda m: None)
         speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
         fp32 = rows[0]

@@ -54,20 +54,23 @@ def output_shifts(model: nn.Module, modules: dict[str, nn.Module], errors: dict[
     return {name: sums[name] / max(counts[name], 1) for name in modules}
 
 
-def corrected_bias(module: nn.Module, shift: torch.Tensor) -> torch.Tensor:
-    bias = module.bias.detach() if module.bias is not None else torch.zeros_like(shift)
-    return bias - shift
+def corrected_biases(model: nn.Module, modules: dict[str, nn.Module], quantized: dict[str, torch.Tensor],
+                     batches) -> dict[str, torch.Tensor]:
+    """Each module's bias (zero where it has none) minus the output shift its ``quantized[name]``
+    weights would cause; nothing is changed."""
+    errors = {name: quantized[name] - modules[name].weight.detach() for name in modules}
+    shifts = output_shifts(model, modules, errors, batches)
+    return {name: (module.bias.detach() if module.bias is not None else torch.zeros_like(shifts[name])) - shifts[name]
+            for name, module in modules.items()}
 
 
 @torch.no_grad()
 def correct_biases(model: nn.Module, modules: dict[str, nn.Module], quantized: dict[str, torch.Tensor], batches) -> None:
-    """Subtract from each module's bias (created where missing) the output shift its
-    ``quantized[name]`` weights cause; the weights themselves are left as they are."""
-    errors = {name: quantized[name] - modules[name].weight.detach() for name in modules}
-    shifts = output_shifts(model, modules, errors, batches)
-    for name, module in modules.items():
-        new_bias = corrected_bias(module, shifts[name])
+    """Give each module (creating a bias where missing) the bias ``corrected_biases`` computes;
+    the weights themselves are left as they are."""
+    for name, bias in corrected_biases(model, modules, quantized, batches).items():
+        module = modules[name]
         if module.bias is None:
-            module.bias = nn.Parameter(new_bias, requires_grad=False)
+            module.bias = nn.Parameter(bias, requires_grad=False)
         else:
-            module.bias.copy_(new_bias)
+            module.bias.copy_(bias)

@@ -1,8 +1,9 @@
 """``edgevpr search-precision``: per-layer precision under an average bit-width budget.
 
 Steps: build and fold the model as ``quantize`` exports it; load L calibration images;
-calibrate each searchable layer's input range; measure int4 layers' bias corrections; measure each layer's sensitivity (descriptor
-error with only that layer at int4, and at int8) once and save it beside the output; run the
+calibrate each searchable layer's input range (and, with ``bias_correction``, measure the int4
+layers' corrected biases); measure each layer's sensitivity (descriptor error with only that
+layer at int4, and at int8) once and save it beside the output; run the
 genetic search (Algorithm 1) and, in the same run and with the same number of fitness
 evaluations, random search, plus the greedy assignment by sensitivity and uniform int8/int4;
 write the configuration JSON and its plots.

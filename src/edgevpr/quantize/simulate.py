@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgevpr.quantize.bias_correction import corrected_bias, output_shifts
+from edgevpr.quantize.bias_correction import corrected_biases
 from edgevpr.quantize.int4 import quantize_int4_symmetric
 from edgevpr.quantize.weight_grid import channel_scales
 
@@ -123,10 +123,10 @@ class Simulator:
         self.reference = self.descriptors()
         self.evaluations = 0
         if bias_correction:
-            modules = {layer.name: layer.module for layer in layers}
-            errors = {name: self.variants[(name, "int4")] - self.original[name] for name in modules}
-            shifts = output_shifts(self.model, modules, errors, _batches(self.images))
-            self.biases = {(name, "int4"): corrected_bias(modules[name], shifts[name]) for name in modules}
+            biases = corrected_biases(self.model, {layer.name: layer.module for layer in layers},
+                                      {layer.name: self.variants[(layer.name, "int4")] for layer in layers},
+                                      _batches(self.images))
+            self.biases = {(name, "int4"): bias for name, bias in biases.items()}
 
     def _input_hook(self, name: str):
         def hook(module, inputs):
