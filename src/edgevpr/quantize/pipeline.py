@@ -21,6 +21,7 @@ from edgevpr.quantize import calibration
 from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.fallback import most_sensitive_layers
+from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.mixed_export import read_mixed_config, to_mixed
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
@@ -147,6 +148,8 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
                 kept = most_sensitive_layers(model, example, proto, calib, uint8_ranges, options.keep_float)
                 metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
             proto = to_int8(proto, ranges, options.target, keep_float=[entry["node"] for entry in kept])
+            if options.target == "cpu":
+                metadata["stem_channels_widened"] = widen_input_conv(proto)
         else:
             ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
             if mixed.get("bias_correction"):  # after calibration: the search calibrated the uncorrected model

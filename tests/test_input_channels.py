@@ -1,0 +1,53 @@
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from edgevpr.config import load_config
+from edgevpr.quantize import pipeline
+from edgevpr.quantize.input_channels import widen_input_conv
+from edgevpr.quantize.onnx_export import get_metadata
+from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.quantize.runtime import OnnxModel
+from tests.conftest import write_image
+
+
+def _stem(model: onnx.ModelProto):
+    """The QLinearConv fed by the image, through a Pad or not, and its int8 weight."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "QLinearConv":
+            continue
+        source = producers[node.input[0]]
+        chain = [source.op_type]
+        if source.op_type == "Pad":
+            chain.append(producers[source.input[0]].op_type)
+            source = producers[source.input[0]]
+        if source.input[0] == model.graph.input[0].name:
+            return chain, initializers[node.input[3]]
+    raise AssertionError("no QLinearConv reads the image")
+
+
+def test_cpu_int8_stem_widened_to_four_channels_gives_identical_descriptors(tmp_path, monkeypatch):
+    for i in range(4):
+        write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
+    config = load_config(overrides={"model": {"backbone": "mobilenetv2", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    options = QuantizeOptions("int8", "cpu", "minmax", str(tmp_path / "calib"), 4)
+    quantize_model(config, options, str(tmp_path / "widened.onnx"))
+    monkeypatch.setattr(pipeline, "widen_input_conv", lambda proto: False)
+    quantize_model(config, options, str(tmp_path / "plain.onnx"))
+
+    widened, plain = onnx.load(str(tmp_path / "widened.onnx")), onnx.load(str(tmp_path / "plain.onnx"))
+    assert get_metadata(widened)["stem_channels_widened"] is True
+    chain, weight = _stem(widened)
+    assert chain == ["Pad", "QuantizeLinear"] and weight.shape[1] == 4 and not weight[:, 3].any()
+    chain, weight = _stem(plain)
+    assert chain == ["QuantizeLinear"] and weight.shape[1] == 3
+
+    images = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
+    expected = OnnxModel(tmp_path / "plain.onnx")(images)
+    np.testing.assert_array_equal(OnnxModel(tmp_path / "widened.onnx")(images), expected)
+
+    assert widen_input_conv(plain) and not widen_input_conv(plain)  # once only
+    onnx.save(plain, str(tmp_path / "rewritten.onnx"))
+    np.testing.assert_array_equal(OnnxModel(tmp_path / "rewritten.onnx")(images), expected)
