@@ -81,8 +81,9 @@ def main() -> None:
         })
         if args.speed_only:
             speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
-            report["models"][name] |= {"speed_480x640": speed}
-            report["models"][name]["checks"]["speedup_480x640"] = speed["speedup"]
+            entry = report["models"].setdefault(name, {"checks": {}})  # a model with no table yet gets its speed alone
+            entry["speed_480x640"] = speed
+            entry["checks"]["speedup_480x640"] = speed["speedup"]
             _print_speed(name, speed)
             write_json(args.out, report)
             continue
