@@ -12,6 +12,7 @@ ONNX file (bytes, ORT Recall@1/5) and the simulated model's recall, against fp32
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -66,22 +67,27 @@ def main() -> int:
     rows = [r for r in previous.get("rows", [])
             if r["budget"] not in budgets or r.get("bias_correction", False) != corrected]
     points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if r.get("bias_correction", False) == corrected]
-    simulator = None  # budget-independent: built once, after the first search has saved the sensitivities
+    sensitivity_file = folder / f"sensitivity{tag}.json"  # shared by every budget
+
+    @functools.cache
+    def simulator():  # budget-independent (the search settings play no part): built once, when first needed
+        return build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(8.0), calib, args.calib_count,
+                                                                              bias_correction=corrected))[0]
+
     for budget in budgets:
         out = folder / f"mixed_B{budget:g}{tag}.json"
         config = load_config(overrides=overrides)
         options = MixedOptions(SearchSettings(budget, steps=args.steps), calib, args.calib_count, baselines=False,
-                               sensitivity_file=str(folder / f"sensitivity{tag}.json"), bias_correction=corrected)
+                               sensitivity_file=str(sensitivity_file), bias_correction=corrected)
         found = search_precision(config, options, out, log=lambda m: None)
         onnx_file = folder / f"mixed_B{budget:g}{tag}.onnx"
         quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
                                                                          mixed_config=str(out)), str(onnx_file))
         deployed = evaluate(load_config(overrides={"model": {"onnx": str(onnx_file)}, "data": overrides["data"],
                                                    "eval": overrides["eval"]}))
-        simulator = simulator or build_simulator(load_config(overrides=overrides), options)[0]
-        simulator.set([layer["precision"] for layer in found["layers"]])
-        simulated = evaluate(load_config(overrides=overrides), model=simulator.model)
-        simulator.set(None)
+        simulator().set([layer["precision"] for layer in found["layers"]])
+        simulated = evaluate(load_config(overrides=overrides), model=simulator().model)
+        simulator().set(None)
         counts = {p: sum(layer["precision"] == p for layer in found["layers"]) for p in ("int4", "int8", "fp16")}
         row = {"budget": budget, "average_bits": found["average_bits"], "layers": counts, "search_seconds": found["seconds"],
                "evaluations": found["evaluations"], "fitness": found["fitness"], "bytes": onnx_file.stat().st_size,
@@ -109,19 +115,15 @@ def main() -> int:
 
     comparisons = []
     for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
-        sensitivity_file = folder / f"sensitivity{tag}.json"
         sensitivity = json.loads(sensitivity_file.read_text())
-        simulator = simulator or build_simulator(load_config(overrides=overrides),
-                                                 MixedOptions(SearchSettings(budget), calib, args.calib_count,
-                                                              bias_correction=corrected))[0]
         problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget)
-        greedy = simulator.fitness(greedy_by_sensitivity(problem))
+        greedy = simulator().fitness(greedy_by_sensitivity(problem))
         ga, rs, evaluations = [], [], []
         for seed in range(args.seeds):
-            _, best, state = genetic_search(problem, simulator.fitness,  # Algorithm 1 as published: random starts
+            _, best, state = genetic_search(problem, simulator().fitness,  # Algorithm 1 as published: random starts
                                             SearchSettings(budget, steps=args.compare_steps, seed=seed,
                                                            warm_start=False, fill=False))
-            _, random_best, _ = random_search(problem, simulator.fitness, state.evaluations, seed)
+            _, random_best, _ = random_search(problem, simulator().fitness, state.evaluations, seed)
             ga.append(best)
             rs.append(random_best)
             evaluations.append(state.evaluations)
