@@ -238,9 +238,10 @@ def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path)
     stats = calibration.collect(proto, lambda: (images[i:i + 1].numpy() for i in range(len(images))))
     ranges = calibration.ranges(stats, "minmax", symmetric=False)
     layers = searchable_layers(model, images[:1])
-    points = int8_tensors(proto, node_of_layer(proto, layers))
+    nodes = node_of_layer(proto, layers)
+    points = int8_tensors(proto, nodes)
     assert points["expand"][2] is not None and points["stem"][2] is None  # the ReLU6 is fused into expand
-    simulator = Simulator(model, layers, int8_layer_ranges(proto, node_of_layer(proto, layers), ranges), images)
+    simulator = Simulator(model, layers, int8_layer_ranges(proto, nodes, ranges), images)
     # stem in fp16: its output is quantized only as expand's input, and the residual addition
     # must read it quantized as well
     precisions = ["fp16", "int8", "int8"]
@@ -249,9 +250,17 @@ def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path)
     assert bits == [16, 8, 8] and "Clip" not in {node.op_type for node in deployed.graph.node}
     onnx.save(deployed, tmp_path / "mixed.onnx")
     ort_out = OnnxModel(str(tmp_path / "mixed.onnx"), threads=1)(images.numpy())
+    unfused = OnnxModel(str(tmp_path / "mixed.onnx"), threads=1, optimization="none")(images.numpy())
     simulator.set(precisions)
     simulated = simulator.descriptors()
     assert np.mean(np.abs(ort_out - simulated) > 1e-4) < 0.01  # integer rounding ties only
+    np.testing.assert_allclose(unfused, simulated, atol=1e-6)  # ORT without fusion: the simulated arithmetic
+    stored = {i.name: onnx.numpy_helper.to_array(i) for i in deployed.graph.initializer}
+    for layer in layers[1:]:  # the int8 biases lie on the int32 grid the quantizer stored them on
+        bias = next(node for node in proto.graph.node if node.name == nodes[layer.name]).input[2]
+        on_grid = stored[f"{bias}_quantized"].astype(np.float32) * stored[f"{bias}_quantized_scale"]
+        assert not np.array_equal(on_grid, simulator.original_bias[layer.name].numpy())
+        np.testing.assert_array_equal(simulator.biases[(layer.name, "int8")].numpy(), on_grid)
     simulator.set(None)
     assert np.mean(np.abs(ort_out - simulator.descriptors()) > 1e-4) > 0.5
     assert torch.equal(simulator.images, images.contiguous(memory_format=torch.channels_last))  # not quantized in place

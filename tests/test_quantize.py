@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -187,3 +189,26 @@ def test_unsupported_operator_is_a_clear_error(tmp_path, monkeypatch):
         _quantize(tmp_path, "fp32", backbone="unexportable", size=(8, 8))
     assert "\n" not in str(caught.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_eval_runs_a_qdq_file_unfused_and_names_that_runtime(tmp_path, tiny_street):
+    from click.testing import CliRunner
+
+    from edgevpr.cli import main
+
+    calib = str(tiny_street / "database")
+    _, path = _quantize(tmp_path, "int8", "tensorrt", calib, size=(72, 96), backbone="squeezenet")
+    results = {}
+    for level in ("all", "none"):
+        out, descriptors = tmp_path / f"{level}.json", tmp_path / level
+        result = CliRunner().invoke(main, ["eval", "--onnx", str(path), "--dataset", str(tiny_street), "--ort-optimization",
+                                           level, "--latency-runs", "20", "--out", str(out), "--save-descriptors",
+                                           str(descriptors)])
+        assert result.exit_code == 0, result.output
+        results[level] = (json.loads(out.read_text())["protocol"], np.load(descriptors / "queries.npy"))
+    assert results["all"][0]["runtime"] == "onnxruntime" and results["none"][0]["runtime"] == "onnxruntime-none"
+    assert (results["all"][1] * results["none"][1]).sum(1).min() > 0.99
+    session = OnnxModel(path, optimization="none").session
+    assert session.get_session_options().graph_optimization_level.name == "ORT_DISABLE_ALL"
+    with pytest.raises(ConfigError, match="unknown ONNX Runtime optimization 'fast'"):
+        OnnxModel(path, optimization="fast")

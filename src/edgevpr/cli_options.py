@@ -10,6 +10,8 @@ import functools
 
 import click
 
+from edgevpr.config import ORT_OPTIMIZATIONS
+
 
 def _size(value: str | None):
     if value is None:
@@ -65,6 +67,9 @@ EVAL_OPTIONS = [
     ("--batch-size", "eval", "batch_size", dict(type=int, help="Images per forward pass (default 16).")),
     ("--workers", "eval", "workers", dict(type=int, help="Image decoding processes (default 0).")),
     ("--threads", "eval", "threads", dict(type=int, help="Torch threads (default: torch's choice).")),
+    ("--ort-optimization", "eval", "ort_optimization",
+     dict(type=click.Choice(ORT_OPTIMIZATIONS),
+          help="ONNX Runtime graph optimization for --onnx (default all; none runs a QDQ graph unfused).")),
     ("--latency-runs", "eval", "latency_runs", dict(type=int, help="Timed runs for latency (at least 20).")),
     ("--seed", "eval", "seed", dict(type=int, help="Random seed (default 0).")),
     ("--index", "eval", "index", dict(help="faiss factory string, e.g. IVF1024,PQ64,Rerank100 (default Flat).")),

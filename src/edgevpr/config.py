@@ -56,12 +56,16 @@ class DataConfig:
     max_pixels: int = 89_478_485  # larger images are refused as decompression bombs
 
 
+ORT_OPTIMIZATIONS = ("all", "extended", "basic", "none")  # ONNX Runtime graph optimization levels, most first
+
+
 @dataclass
 class EvalConfig:
     recall_at: tuple[int, ...] = (1, 5, 10, 20)
     batch_size: int = 16
     workers: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    ort_optimization: str = "all"  # ONNX Runtime graph optimization: all | extended | basic | none
     latency_runs: int = 30
     index: str = "Flat"  # faiss factory string, optionally ending in ",RerankK"
     search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default

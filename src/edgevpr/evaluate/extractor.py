@@ -39,10 +39,10 @@ def torch_extractor(model: torch.nn.Module) -> Extractor:
     )
 
 
-def onnx_extractor(path: str, threads: int | None = None) -> Extractor:
-    from edgevpr.quantize.runtime import OnnxModel
+def onnx_extractor(path: str, threads: int | None = None, optimization: str = "all") -> Extractor:
+    from edgevpr.quantize.runtime import OnnxModel, runtime_name
 
-    model = OnnxModel(path, threads)
+    model = OnnxModel(path, threads, optimization)
     meta = model.metadata
 
     def latency(shape, runs):
@@ -53,7 +53,7 @@ def onnx_extractor(path: str, threads: int | None = None) -> Extractor:
     if meta.get("target"):
         precision = f"{precision}-{meta['target']}"
     return Extractor(
-        forward=model, precision=precision, runtime="onnxruntime", params=int(meta.get("params", 0)),
+        forward=model, precision=precision, runtime=runtime_name(optimization), params=int(meta.get("params", 0)),
         model_bytes=model.file_bytes, flops=lambda shape: int(meta.get("flops", 0)), latency=latency,
         fixed_size=model.fixed_size, info=meta,
     )

@@ -83,7 +83,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
     if config.model.onnx:
-        extractor = onnx_extractor(config.model.onnx, config.eval.threads)
+        extractor = onnx_extractor(config.model.onnx, config.eval.threads, config.eval.ort_optimization)
         fixed = extractor.fixed_size
         if fixed and config.data.size is None and config.data.resize is None:
             config.data.size = fixed

@@ -45,7 +45,7 @@ from edgevpr.quantize.simulate import (
     searchable_layers,
 )
 
-SIMULATION = 3  # bump when the simulated quantization changes, so saved sensitivities are not reused
+SIMULATION = 4  # bump when the simulated quantization changes, so saved sensitivities are not reused
 
 
 @dataclass

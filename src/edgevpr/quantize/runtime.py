@@ -9,16 +9,31 @@ import numpy as np
 import onnx
 import torch
 
+from edgevpr.config import ORT_OPTIMIZATIONS
 from edgevpr.errors import ConfigError
 from edgevpr.quantize.onnx_export import INPUT, METADATA_KEY
+
+# ONNX Runtime's graph optimization levels. "none" runs a QDQ graph as written: dequantize, float
+# operator, quantize; from "extended" on, ONNX Runtime fuses those into integer kernels, whose
+# rounding differs (the simulated quantization of `edgevpr search-precision` models the former)
+OPTIMIZATION_LEVELS = dict(zip(ORT_OPTIMIZATIONS, ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC",
+                                                   "ORT_DISABLE_ALL")))
+
+
+def runtime_name(optimization: str = "all") -> str:
+    """The runtime a protocol names: ``onnxruntime``, or ``onnxruntime-<level>`` off the default."""
+    return "onnxruntime" if optimization == "all" else f"onnxruntime-{optimization}"
 
 
 class OnnxModel:
     """Callable on a (B, 3, H, W) tensor, returning (B, D) float32 descriptors."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, optimization: str = "all"):
         import onnxruntime as ort
 
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ConfigError(f"unknown ONNX Runtime optimization {optimization!r}; use one of "
+                              f"{', '.join(OPTIMIZATION_LEVELS)}")
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: ONNX model not found")
@@ -30,8 +45,9 @@ class OnnxModel:
         self.metadata = json.loads(entries.get(METADATA_KEY, "{}"))
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
         options.intra_op_num_threads = threads or torch.get_num_threads()
-        self.threads = options.intra_op_num_threads
+        self.threads, self.optimization = options.intra_op_num_threads, optimization
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         shape = self.session.get_inputs()[0].shape
         self.fixed_size = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None

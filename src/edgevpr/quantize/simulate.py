@@ -4,12 +4,14 @@ The searchable layers are the convolutions and linear layers of the BN-folded mo
 order they run. Each takes one precision, simulated as ``mixed_export`` deploys it:
 
 - ``int8``: weights per-channel symmetric int8 (the scales the deployed int8 model uses, see
-  ``weight_grid.channel_scales``). The layer's input tensor and its output tensor (after the
-  Clip/Relu that ONNX Runtime fuses into it, ``mixed_export.int8_tensors``) are quantized per
-  tensor to uint8 with the ranges calibrated on the exported graph, the ranges the deployed file
-  uses. As in the QDQ graph, every consumer of those tensors reads the quantized values: the
-  input is quantized in place before the layer runs, so a residual addition that reads the same
-  tensor afterwards sees it quantized too.
+  ``weight_grid.channel_scales``), and the bias on the int32 grid of input scale x weight
+  scale that ONNX Runtime's quantizer stores it on (``int8_bias``). The layer's input tensor
+  and its output tensor (after the Clip/Relu that ONNX Runtime fuses into it,
+  ``mixed_export.int8_tensors``) are quantized per tensor to uint8 with the ranges calibrated
+  on the exported graph, the ranges the deployed file uses. As in the QDQ graph, every
+  consumer of those tensors reads the quantized values: the input is quantized in place
+  before the layer runs, so a residual addition that reads the same tensor afterwards sees it
+  quantized too.
 - ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]) and, if asked,
   the bias corrected for the mean output shift those weights cause (module
   ``bias_correction``); activations float, as the int4 deployment keeps them.
@@ -73,13 +75,29 @@ def quantized_weight(weight: torch.Tensor, precision: str) -> torch.Tensor:
     return torch.clamp(torch.round(weight / scales), -128, 127) * scales
 
 
-def fake_activation_(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Quantize-dequantize ``x`` in place as ONNX Runtime's uint8 QuantizeLinear does: range
-    [min(low, 0), max(high, 0)], float32 scale, zero point, round half to even."""
+def activation_grid(low: float, high: float) -> tuple[float, float]:
+    """Scale and zero point of ONNX Runtime's uint8 quantization of the range
+    [min(low, 0), max(high, 0)]: a float32 scale, round half to even."""
     low, high = min(low, 0.0), max(high, 0.0)
     scale = float(np.float32((high - low) / 255.0)) or 1.0
-    zero = float(np.clip(round(-low / scale), 0, 255))
+    return scale, float(np.clip(round(-low / scale), 0, 255))
+
+
+def fake_activation_(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Quantize-dequantize ``x`` in place as ONNX Runtime's uint8 QuantizeLinear does."""
+    scale, zero = activation_grid(low, high)
     return x.div_(scale).round_().add_(zero).clamp_(0, 255).sub_(zero).mul_(scale)
+
+
+def int8_bias(bias: torch.Tensor, weight: torch.Tensor, input_range: tuple[float, float]) -> torch.Tensor:
+    """The bias of an int8 layer as the deployed graph holds it: int32 multiples of
+    s_in * s_w[c] (input scale times each output channel's weight scale), the grid on which the
+    integer accumulator adds it. Rounding it off that grid moves every output of a channel by the
+    same fraction of a step, which the simulation would otherwise miss."""
+    step = np.float32(activation_grid(*input_range)[0]) * channel_scales(weight.numpy(), 127)  # float32, as ORT
+    levels = np.clip(np.round(bias.numpy().astype(np.float64) / step.astype(np.float64)),
+                     np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+    return torch.from_numpy((levels.astype(np.float32) * step).astype(np.float32))
 
 
 def fake_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -113,7 +131,10 @@ class Simulator:
                     layer.module.bias = nn.Parameter(torch.zeros(layer.module.weight.shape[0]), requires_grad=False)
         self.original_bias = {layer.name: None if layer.module.bias is None else layer.module.bias.detach().clone()
                               for layer in layers}
-        self.biases: dict[tuple[str, str], torch.Tensor] = {}
+        self.biases: dict[tuple[str, str], torch.Tensor] = {
+            (layer.name, "int8"): int8_bias(self.original_bias[layer.name], self.original[layer.name],
+                                            act_ranges[layer.name]["input"])
+            for layer in layers if self.original_bias[layer.name] is not None and layer.name in act_ranges}
         # the layer hooks quantize in place, so the caller's images are copied first
         self.model.register_forward_pre_hook(lambda module, inputs: (inputs[0].clone(memory_format=torch.channels_last),
                                                                      *inputs[1:]))
@@ -126,7 +147,7 @@ class Simulator:
             biases = corrected_biases(self.model, {layer.name: layer.module for layer in layers},
                                       {layer.name: self.variants[(layer.name, "int4")] for layer in layers},
                                       _batches(self.images))
-            self.biases = {(name, "int4"): bias for name, bias in biases.items()}
+            self.biases |= {(name, "int4"): bias for name, bias in biases.items()}
 
     def _input_hook(self, name: str):
         def hook(module, inputs):
