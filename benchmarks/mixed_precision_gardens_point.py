@@ -1,12 +1,15 @@
 """Mixed-precision acceptance on Gardens Point (database day_right, queries night_right,
 +/-2 frames): MobileNetV2 from ../shared/weights + GeM, short side 360, calibration and the
 fitness sample (L images) from day_left. For each budget B: the genetic search, the deployed
-ONNX file (bytes, ORT Recall@1/5) and the simulated model's recall, against fp32. Then, at
+ONNX file (bytes, ORT Recall@1/5) and the simulated model's recall, against fp32. The deployed
+file is also run with ONNX Runtime's graph optimizations off (`--ort-optimization none`: each
+QDQ node runs as dequantize, float operator, quantize, the arithmetic the simulation models),
+and the query descriptors of the three runs are compared by cosine. Then, at
 --compare-budgets, the GA against random search at the same number of fitness evaluations
 (3 seeds) with the greedy assignment beside them. Writes the Fig. 7 and Fig. 8 plots.
 
     python benchmarks/mixed_precision_gardens_point.py [--budgets 4,5,6,8,10,12,16] [--steps 200]
-        [--calib-count 16] [--compare-budgets 6,8] [--seeds 3] [--bias-correction]
+        [--calib-count 16] [--compare-budgets 6,8] [--seeds 3] [--bias-correction] [--weighting params]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.quantize import plots
 from edgevpr.quantize.genetic import (
+    WEIGHTINGS,
     Problem,
     SearchSettings,
     genetic_search,
@@ -34,6 +38,11 @@ from edgevpr.quantize.genetic import (
 )
 from edgevpr.quantize.mixed import MixedOptions, build_simulator, search_precision
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.search.descriptors import load_descriptor_set
+
+
+def mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
 
 
 def main() -> int:
@@ -46,6 +55,8 @@ def main() -> int:
     parser.add_argument("--compare-steps", type=int, default=200, help="GA steps of the GA-vs-random comparison")
     parser.add_argument("--calib-count", type=int, default=16, help="L, as search-precision's default")
     parser.add_argument("--bias-correction", action="store_true", help="int4 bias correction in search and deployment")
+    parser.add_argument("--weighting", choices=WEIGHTINGS, default="plain",
+                        help="average bit-width over layers (plain) or over parameters (params)")
     parser.add_argument("--folder", default="/tmp/edgevpr_mixed_gp")
     parser.add_argument("--out", default="benchmarks/results/mixed_precision_gardens_point.json")
     args = parser.parse_args()
@@ -62,12 +73,16 @@ def main() -> int:
     print(f"fp32: R@1 {fp32['recall']['1']:.1f}, R@5 {fp32['recall']['5']:.1f}, {fp32['cost']['model_bytes']} bytes")
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     budgets = [float(b) for b in args.budgets.split(",") if b]
-    corrected = args.bias_correction
-    tag = "_biascorr" if corrected else ""
-    rows = [r for r in previous.get("rows", [])
-            if r["budget"] not in budgets or r.get("bias_correction", False) != corrected]
-    points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if r.get("bias_correction", False) == corrected]
-    sensitivity_file = folder / f"sensitivity{tag}.json"  # shared by every budget
+    corrected, weighting = args.bias_correction, args.weighting
+    simulation_tag = "_biascorr" if corrected else ""
+    tag = simulation_tag + ("" if weighting == "plain" else f"_{weighting}")
+
+    def variant(row):  # rows of other search variants are kept as they are
+        return row.get("bias_correction", False), row.get("weighting", "plain")
+
+    rows = [r for r in previous.get("rows", []) if r["budget"] not in budgets or variant(r) != (corrected, weighting)]
+    points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if variant(r) == (corrected, weighting)]
+    sensitivity_file = folder / f"sensitivity{simulation_tag}.json"  # shared by every budget and weighting
 
     @functools.cache
     def simulator():  # budget-independent (the search settings play no part): built once, when first needed
@@ -77,57 +92,74 @@ def main() -> int:
     for budget in budgets:
         out = folder / f"mixed_B{budget:g}{tag}.json"
         config = load_config(overrides=overrides)
-        options = MixedOptions(SearchSettings(budget, steps=args.steps), calib, args.calib_count, baselines=False,
+        options = MixedOptions(SearchSettings(budget, steps=args.steps, weighting=weighting), calib, args.calib_count,
+                               baselines=False,
                                sensitivity_file=str(sensitivity_file), bias_correction=corrected)
         found = search_precision(config, options, out, log=lambda m: None)
         onnx_file = folder / f"mixed_B{budget:g}{tag}.onnx"
         quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
                                                                          mixed_config=str(out)), str(onnx_file))
-        deployed = evaluate(load_config(overrides={"model": {"onnx": str(onnx_file)}, "data": overrides["data"],
-                                                   "eval": overrides["eval"]}))
+        descriptors = {run: folder / f"descriptors_B{budget:g}{tag}_{run}" for run in ("deployed", "reference", "simulated")}
+        deployed, reference = (evaluate(load_config(overrides={
+            "model": {"onnx": str(onnx_file)}, "data": overrides["data"],
+            "eval": overrides["eval"] | {"ort_optimization": level, "save_descriptors": str(descriptors[run])}}))
+            for run, level in (("deployed", "all"), ("reference", "none")))
         simulator().set([layer["precision"] for layer in found["layers"]])
-        simulated = evaluate(load_config(overrides=overrides), model=simulator().model)
+        simulated = evaluate(load_config(overrides=overrides | {"eval": overrides["eval"] | {
+            "save_descriptors": str(descriptors["simulated"])}}), model=simulator().model)
         simulator().set(None)
+        queries = {run: load_descriptor_set(path).queries for run, path in descriptors.items()}
         counts = {p: sum(layer["precision"] == p for layer in found["layers"]) for p in ("int4", "int8", "fp16")}
-        row = {"budget": budget, "average_bits": found["average_bits"], "layers": counts, "search_seconds": found["seconds"],
-               "evaluations": found["evaluations"], "fitness": found["fitness"], "bytes": onnx_file.stat().st_size,
-               "bias_correction": found["bias_correction"],
+        row = {"budget": budget, "weighting": weighting, "average_bits": found["average_bits"],
+               "average_bits_params": found["average_bits_params"], "layers": counts,
+               "search_seconds": found["seconds"], "evaluations": found["evaluations"], "fitness": found["fitness"],
+               "bytes": onnx_file.stat().st_size, "bias_correction": found["bias_correction"],
                "deployed_recall": deployed["recall"], "simulated_recall": simulated["recall"],
+               "reference_recall": reference["recall"],
                "deployed_minus_simulated_r1": deployed["recall"]["1"] - simulated["recall"]["1"],
+               "reference_minus_simulated_r1": reference["recall"]["1"] - simulated["recall"]["1"],
+               "deployed_minus_reference_r1": deployed["recall"]["1"] - reference["recall"]["1"],
+               "query_cosine": {f"{a}_vs_{b}": mean_cosine(queries[a], queries[b])
+                                for a, b in (("deployed", "simulated"), ("reference", "simulated"), ("deployed", "reference"))},
                "extraction_ms": deployed["cost"]["extraction_ms"]}
         rows.append(row)
         points.append((budget, deployed["recall"]["1"]))
-        rows.sort(key=lambda r: (r.get("bias_correction", False), r["budget"]))
+        rows.sort(key=lambda r: (*variant(r), r["budget"]))
         write_json(args.out, previous | {"fp32": {"recall": fp32["recall"], "bytes": fp32["cost"]["model_bytes"]},
                                          "rows": rows, "protocol_name": fp32["protocol_name"]})
         plots.bits_per_layer([{"int4": 4, "int8": 8, "fp16": 16}[layer["precision"]] for layer in found["layers"]],
                              f"benchmarks/results/mixed_bits_B{budget:g}{tag}.png",
-                             f"MobileNetV2+GeM bits per layer, B = {budget:g}, average {found['average_bits']:.2f}")
-        print(f"B={budget:>4g}{' (int4 bias correction)' if corrected else ''}: avg {found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
+                             f"MobileNetV2+GeM bits per layer, B = {budget:g} ({weighting}), average "
+                             f"{found['average_bits']:.2f}")
+        print(f"B={budget:>4g} ({weighting}){' (int4 bias correction)' if corrected else ''}: avg "
+              f"{found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
               f"{counts['fp16']} fp16), {row['bytes']:>9d} bytes, deployed R@1 {deployed['recall']['1']:.1f} "
-              f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, "
+              f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, unfused ORT R@1 "
+              f"{reference['recall']['1']:.1f}, query cosine deployed/simulated "
+              f"{row['query_cosine']['deployed_vs_simulated']:.5f}, "
               f"loss vs fp32 {fp32['recall']['1'] - deployed['recall']['1']:+.1f}, search {found['seconds']:.0f} s "
               f"({found['evaluations']} evaluations)")
     if points:
         plots.line(sorted(points), f"benchmarks/results/mixed_recall_vs_budget{tag}.png",
                    "MobileNetV2+GeM, Gardens Point night" + (", int4 bias correction" if corrected else ""),
-                   "budget B (average bits)", "Recall@1")
+                   f"budget B (average bits, {weighting})", "Recall@1")
 
     comparisons = []
     for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
         sensitivity = json.loads(sensitivity_file.read_text())
-        problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget)
+        problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget,
+                          weighting)
         greedy = simulator().fitness(greedy_by_sensitivity(problem))
         ga, rs, evaluations = [], [], []
         for seed in range(args.seeds):
             _, best, state = genetic_search(problem, simulator().fitness,  # Algorithm 1 as published: random starts
-                                            SearchSettings(budget, steps=args.compare_steps, seed=seed,
+                                            SearchSettings(budget, steps=args.compare_steps, seed=seed, weighting=weighting,
                                                            warm_start=False, fill=False))
             _, random_best, _ = random_search(problem, simulator().fitness, state.evaluations, seed)
             ga.append(best)
             rs.append(random_best)
             evaluations.append(state.evaluations)
-        comparisons.append({"budget": budget, "ga": ga, "random": rs, "greedy": greedy, "steps": args.compare_steps,
+        comparisons.append({"budget": budget, "weighting": weighting, "ga": ga, "random": rs, "greedy": greedy, "steps": args.compare_steps,
                             "evaluations_per_seed": [e for e in evaluations]})
         print(f"B={budget:g}: fitness (minus descriptor MSE) GA {np.mean(ga):.5f} +/- {np.std(ga):.5f}, "
               f"random search {np.mean(rs):.5f} +/- {np.std(rs):.5f}, greedy {greedy:.5f} "
