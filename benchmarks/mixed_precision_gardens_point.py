@@ -99,11 +99,11 @@ def main() -> int:
         onnx_file = folder / f"mixed_B{budget:g}{tag}.onnx"
         quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
                                                                          mixed_config=str(out)), str(onnx_file))
-        descriptors = {run: folder / f"descriptors_B{budget:g}{tag}_{run}" for run in ("deployed", "reference", "simulated")}
-        deployed, reference = (evaluate(load_config(overrides={
+        descriptors = {run: folder / f"descriptors_B{budget:g}{tag}_{run}" for run in ("deployed", "unfused", "simulated")}
+        deployed, unfused = (evaluate(load_config(overrides={
             "model": {"onnx": str(onnx_file)}, "data": overrides["data"],
             "eval": overrides["eval"] | {"ort_optimization": level, "save_descriptors": str(descriptors[run])}}))
-            for run, level in (("deployed", "all"), ("reference", "none")))
+            for run, level in (("deployed", "all"), ("unfused", "none")))
         simulator().set([layer["precision"] for layer in found["layers"]])
         simulated = evaluate(load_config(overrides=overrides | {"eval": overrides["eval"] | {
             "save_descriptors": str(descriptors["simulated"])}}), model=simulator().model)
@@ -115,12 +115,12 @@ def main() -> int:
                "search_seconds": found["seconds"], "evaluations": found["evaluations"], "fitness": found["fitness"],
                "bytes": onnx_file.stat().st_size, "bias_correction": found["bias_correction"],
                "deployed_recall": deployed["recall"], "simulated_recall": simulated["recall"],
-               "reference_recall": reference["recall"],
+               "unfused_recall": unfused["recall"],
                "deployed_minus_simulated_r1": deployed["recall"]["1"] - simulated["recall"]["1"],
-               "reference_minus_simulated_r1": reference["recall"]["1"] - simulated["recall"]["1"],
-               "deployed_minus_reference_r1": deployed["recall"]["1"] - reference["recall"]["1"],
+               "unfused_minus_simulated_r1": unfused["recall"]["1"] - simulated["recall"]["1"],
+               "deployed_minus_unfused_r1": deployed["recall"]["1"] - unfused["recall"]["1"],
                "query_cosine": {f"{a}_vs_{b}": mean_cosine(queries[a], queries[b])
-                                for a, b in (("deployed", "simulated"), ("reference", "simulated"), ("deployed", "reference"))},
+                                for a, b in (("deployed", "simulated"), ("unfused", "simulated"), ("deployed", "unfused"))},
                "extraction_ms": deployed["cost"]["extraction_ms"]}
         rows.append(row)
         points.append((budget, deployed["recall"]["1"]))
@@ -135,7 +135,7 @@ def main() -> int:
               f"{found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
               f"{counts['fp16']} fp16), {row['bytes']:>9d} bytes, deployed R@1 {deployed['recall']['1']:.1f} "
               f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, unfused ORT R@1 "
-              f"{reference['recall']['1']:.1f}, query cosine deployed/simulated "
+              f"{unfused['recall']['1']:.1f}, query cosine deployed/simulated "
               f"{row['query_cosine']['deployed_vs_simulated']:.5f}, "
               f"loss vs fp32 {fp32['recall']['1'] - deployed['recall']['1']:+.1f}, search {found['seconds']:.0f} s "
               f"({found['evaluations']} evaluations)")
