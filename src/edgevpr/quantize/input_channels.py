@@ -15,11 +15,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edgevpr.quantize.onnx_export import tensor_consumers
+
 CHANNELS = 4
-
-
-def _consumers(graph: onnx.GraphProto, tensor: str) -> list[onnx.NodeProto]:
-    return [node for node in graph.node if tensor in node.input]
 
 
 def widen_input_conv(model: onnx.ModelProto, channels: int = CHANNELS) -> bool:
@@ -28,14 +26,14 @@ def widen_input_conv(model: onnx.ModelProto, channels: int = CHANNELS) -> bool:
     a stem (a model whose first layer stayed in float, or a QDQ graph, is left as it is)."""
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
-    image = graph.input[0].name
-    quantizers = [node for node in _consumers(graph, image) if node.op_type == "QuantizeLinear"]
-    if len(quantizers) != 1 or len(_consumers(graph, image)) != 1:
+    consumers = tensor_consumers(graph)
+    readers = consumers.get(graph.input[0].name, [])
+    if len(readers) != 1 or readers[0].op_type != "QuantizeLinear":
         return False
-    quantize = quantizers[0]
-    convs = _consumers(graph, quantize.output[0])
+    quantize = readers[0]
+    convs = consumers.get(quantize.output[0], [])
     if (len(convs) != 1 or convs[0].op_type != "QLinearConv" or convs[0].input[3] not in initializers
-            or len(_consumers(graph, convs[0].input[3])) != 1):  # the weight is rewritten: it must be this conv's alone
+            or len(consumers[convs[0].input[3]]) != 1):  # the weight is rewritten: it must be this conv's alone
         return False
     conv = convs[0]
     weight = numpy_helper.to_array(initializers[conv.input[3]])

@@ -26,6 +26,7 @@ from onnx import numpy_helper
 
 from edgevpr.errors import ConfigError
 from edgevpr.quantize.int4 import WEIGHT_OPS, to_fp16_weights, to_int4_weights
+from edgevpr.quantize.onnx_export import tensor_consumers
 from edgevpr.quantize.ptq import to_int8
 from edgevpr.quantize.simulate import BITS, searchable_layers
 
@@ -79,10 +80,7 @@ def int8_tensors(proto: onnx.ModelProto, nodes: dict[str, str]) -> dict[str, tup
     """Layer name -> (input tensor, output tensor, fused activation node or None) that an int8
     layer's QDQ quantization quantizes; ``nodes`` maps layer names to ONNX node names."""
     by_name = {node.name: node for node in proto.graph.node}
-    consumers: dict[str, list] = {}
-    for node in proto.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = tensor_consumers(proto.graph)
     graph_outputs = {o.name for o in proto.graph.output}
     points = {}
     for layer, node_name in nodes.items():

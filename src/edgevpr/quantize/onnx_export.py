@@ -87,6 +87,15 @@ def inline_identity_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+def tensor_consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes that read it, in graph order (a node reading it twice counts once)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
     for entry in list(proto.metadata_props):
         if entry.key == METADATA_KEY:

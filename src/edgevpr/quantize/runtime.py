@@ -47,7 +47,7 @@ class OnnxModel:
         options.log_severity_level = 3  # errors only
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
         options.intra_op_num_threads = threads or torch.get_num_threads()
-        self.threads, self.optimization = options.intra_op_num_threads, optimization
+        self.threads = options.intra_op_num_threads
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         shape = self.session.get_inputs()[0].shape
         self.fixed_size = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None
