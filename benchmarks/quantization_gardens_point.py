@@ -4,7 +4,7 @@ MobileNetV2 + MAC and EfficientNet-Lite0 + GeM, then int8 ONNX Runtime against P
 fp32 extraction at 480x640, same thread count, same run.
 
     python benchmarks/quantization_gardens_point.py [--models mnv2_gem,mnv2_mac,lite0_gem] [--calib-count 50]
-        [--keep-float 4]
+        [--keep-float 4] [--keep-float-only | --speed-only]
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--keep-float", type=int, default=4,
                         help="also int8 cpu with this many of the most sensitive layers in float (0: no such rows)")
     parser.add_argument("--speed-only", action="store_true", help="only re-measure the 480x640 speed; keep the tables")
+    parser.add_argument("--keep-float-only", action="store_true",
+                        help="only re-run fp32 and the --keep-float rows; keep the other rows and the speed")
     parser.add_argument("--out", default="benchmarks/results/quantization_gardens_point.json")
     args = parser.parse_args()
     shared = Path(args.shared)
@@ -87,10 +89,15 @@ def main() -> None:
             _print_speed(name, speed)
             write_json(args.out, report)
             continue
-        variants = DEFAULT_VARIANTS + ([("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")]
-                                       if args.keep_float else [])
-        rows = compare_precisions(config, calib, args.calib_count, variants, log=lambda m: None)
-        speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
+        kept = [("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")] if args.keep_float else []
+        if args.keep_float_only:
+            fresh = compare_precisions(config, calib, args.calib_count, kept, log=lambda m: None)
+            earlier = report["models"].get(name, {})
+            rows = fresh[:1] + [r for r in earlier.get("rows", [])[1:] if not r.get("keep_float")] + fresh[1:]
+            speed = earlier.get("speed_480x640") or speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
+        else:
+            rows = compare_precisions(config, calib, args.calib_count, DEFAULT_VARIANTS + kept, log=lambda m: None)
+            speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
         fp32 = rows[0]
         checks = {"speedup_480x640": speed["speedup"]}
         for label, kept in (("int8_cpu", False), ("int8_cpu_keep_float", True)):

@@ -202,38 +202,47 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
 
 
 class _Residual(torch.nn.Module):
-    """conv -> (1x1 conv -> ReLU6 -> 1x1 conv) + residual: the MobileNetV2 pattern."""
+    """conv -> (1x1 conv -> ReLU6 -> 1x1 conv) + residual -> 1x1 conv: the MobileNetV2 pattern."""
 
     def __init__(self):
         super().__init__()
         self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
         self.expand = torch.nn.Conv2d(8, 16, 1)
         self.project = torch.nn.Conv2d(16, 8, 1)
+        self.head = torch.nn.Conv2d(8, 4, 1)
 
     def forward(self, x):
         x = self.stem(x)
-        return (x + self.project(torch.nn.functional.relu6(self.expand(x)))).flatten(1)
+        return self.head(x + self.project(torch.nn.functional.relu6(self.expand(x)))).flatten(1)
 
 
-def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path):
+def _exact_int32_dot_products() -> bool:
+    """x86 with VNNI: MLAS's uint8 x int8 dot products are exact (without it they sum pairs in int16)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_vnni" in flags or " avx_vnni" in flags
+
+
+def _deployed_residual(tmp_path, precisions):
     import onnx
 
     from edgevpr.quantize import calibration
     from edgevpr.quantize.mixed_export import (
-        int8_layer_ranges,
         int8_tensors,
         node_of_layer,
+        quantized_graph,
         to_mixed,
     )
     from edgevpr.quantize.onnx_export import export_onnx
-    from edgevpr.quantize.runtime import OnnxModel
     from edgevpr.quantize.simulate import Simulator, searchable_layers
 
     torch.manual_seed(0)
     model = _Residual().eval()
     with torch.no_grad():
         model.expand.bias -= 1.0  # a long negative tail that the ReLU6 removes
-    images = torch.randn(6, 3, 16, 16)
+    images = torch.randn(24, 3, 32, 32)
     proto = export_onnx(model, images[:1], {})
     stats = calibration.collect(proto, lambda: (images[i:i + 1].numpy() for i in range(len(images))))
     ranges = calibration.ranges(stats, "minmax", symmetric=False)
@@ -241,26 +250,91 @@ def test_simulation_quantizes_the_tensors_the_deployed_graph_quantizes(tmp_path)
     nodes = node_of_layer(proto, layers)
     points = int8_tensors(proto, nodes)
     assert points["expand"][2] is not None and points["stem"][2] is None  # the ReLU6 is fused into expand
-    simulator = Simulator(model, layers, int8_layer_ranges(proto, nodes, ranges), images)
-    # stem in fp16: its output is quantized only as expand's input, and the residual addition
-    # must read it quantized as well
-    precisions = ["fp16", "int8", "int8"]
+    simulator = Simulator(model, layers, quantized_graph(proto, nodes, ranges), images)
     mixed = {"layers": [{"name": layer.name, "precision": p} for layer, p in zip(layers, precisions)], "path": "test"}
     deployed, bits = to_mixed(proto, model, images[:1], mixed, ranges)
-    assert bits == [16, 8, 8] and "Clip" not in {node.op_type for node in deployed.graph.node}
+    assert bits == [{"int8": 8, "fp16": 16}[p] for p in precisions]
+    assert ("Clip" in {node.op_type for node in deployed.graph.node}) == (precisions[1] != "int8")  # fused into int8
     onnx.save(deployed, tmp_path / "mixed.onnx")
-    ort_out = OnnxModel(str(tmp_path / "mixed.onnx"), threads=1)(images.numpy())
-    unfused = OnnxModel(str(tmp_path / "mixed.onnx"), threads=1, optimization="none")(images.numpy())
     simulator.set(precisions)
+    return simulator, deployed, proto, nodes, images, tmp_path / "mixed.onnx"
+
+
+def test_simulation_computes_what_the_deployed_integer_kernels_compute(tmp_path):
+    import onnx
+
+    from edgevpr.quantize.runtime import OnnxModel
+
+    simulator, deployed, proto, nodes, images, path = _deployed_residual(tmp_path, ["int8"] * 4)
+    fused = OnnxModel(str(path), threads=1)(images.numpy())
+    unfused = OnnxModel(str(path), threads=1, optimization="none")(images.numpy())
     simulated = simulator.descriptors()
-    assert np.mean(np.abs(ort_out - simulated) > 1e-4) < 0.01  # integer rounding ties only
-    np.testing.assert_allclose(unfused, simulated, atol=1e-6)  # ORT without fusion: the simulated arithmetic
+    if _exact_int32_dot_products():  # QLinearConv and QLinearAdd, bit for bit
+        np.testing.assert_allclose(fused, simulated, rtol=0, atol=1e-6)
+    assert np.mean(np.abs(fused - simulated) > 1e-4) < 0.01
+    assert np.mean(np.abs(unfused - simulated) > 1e-4) < 0.05  # dequantize-operator-quantize: rounding ties apart
     stored = {i.name: onnx.numpy_helper.to_array(i) for i in deployed.graph.initializer}
-    for layer in layers[1:]:  # the int8 biases lie on the int32 grid the quantizer stored them on
+    for layer in simulator.layers:  # the int8 bias levels are the int32 levels the quantizer stored
         bias = next(node for node in proto.graph.node if node.name == nodes[layer.name]).input[2]
-        on_grid = stored[f"{bias}_quantized"].astype(np.float32) * stored[f"{bias}_quantized_scale"]
-        assert not np.array_equal(on_grid, simulator.original_bias[layer.name].numpy())
-        np.testing.assert_array_equal(simulator.biases[(layer.name, "int8")].numpy(), on_grid)
+        np.testing.assert_array_equal(simulator.int8[layer.name].bias.numpy(), stored[f"{bias}_quantized"])
     simulator.set(None)
-    assert np.mean(np.abs(ort_out - simulator.descriptors()) > 1e-4) > 0.5
+    assert np.mean(np.abs(fused - simulator.descriptors()) > 1e-4) > 0.5
     assert torch.equal(simulator.images, images.contiguous(memory_format=torch.channels_last))  # not quantized in place
+
+
+def test_float_layers_between_quantized_tensors_stay_float(tmp_path):
+    """expand in fp16 reads a dequantized tensor and feeds a quantized one: ONNX Runtime's
+    WeightBiasQuantization would run it as int8; OnnxModel keeps it float, as simulated."""
+    import onnx
+    import onnxruntime as ort
+
+    from edgevpr.quantize.runtime import KEEP_FLOAT_WEIGHTS, OnnxModel
+
+    simulator, _, _, _, images, path = _deployed_residual(tmp_path, ["int8", "fp16", "int8", "int8"])
+    simulated = simulator.descriptors()
+    deployed = OnnxModel(str(path), threads=1)(images.numpy())
+    assert np.mean(np.abs(deployed - simulated) > 1e-4) < 0.01  # float summation order: rare ties apart
+
+    def integer_convolutions(**kwargs):  # in the graph ONNX Runtime runs
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"], **kwargs)
+        return sum(node.op_type == "QLinearConv" for node in onnx.load(options.optimized_model_filepath).graph.node)
+
+    assert integer_convolutions(disabled_optimizers=KEEP_FLOAT_WEIGHTS) == 3
+    assert integer_convolutions() == 4  # what any other ONNX Runtime session makes of the file
+
+
+def test_quantized_addition_rounds_as_qlinear_add():
+    """Every pair of uint8 levels through ONNX Runtime's QLinearAdd, against ``qlinear_add`` and
+    against the dequantize-add-quantize arithmetic of the unfused graph."""
+    import platform
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgevpr.quantize.int8_arithmetic import qlinear_add
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the fused multiply-add order is that of MLAS's x86 build")
+    grids = [(0.1776590645313263, 128.0), (0.11578511446714401, 128.0), (0.17676907777786255, 128.0)]
+    names = ["a_scale", "a_zero", "b_scale", "b_zero", "c_scale", "c_zero"]
+    constants = [numpy_helper.from_array(np.array(v, dtype=np.float32 if k.endswith("scale") else np.uint8), k)
+                 for k, v in zip(names, [x for grid in grids for x in grid])]
+    node = helper.make_node("QLinearAdd", ["a", *names[:2], "b", *names[2:]], ["c"], domain="com.microsoft")
+    graph = helper.make_graph([node], "add", [helper.make_tensor_value_info(n, TensorProto.UINT8, [256, 256]) for n in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.UINT8, [256, 256])], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    a, b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"a": a, "b": b})[0].astype(np.float32)
+
+    def dequantized(levels, grid):
+        return torch.from_numpy((levels.astype(np.float32) - grid[1]) * np.float32(grid[0]))
+
+    (s_a, _), (s_b, _), (s_c, z_c) = grids
+    ours = qlinear_add(dequantized(a, grids[0]), grids[0], dequantized(b, grids[1]), grids[1], grids[2])
+    np.testing.assert_array_equal(torch.round(ours / np.float32(s_c)).numpy() + z_c, expected)
+    unfused = torch.clamp(torch.round((dequantized(a, grids[0]) + dequantized(b, grids[1])) / np.float32(s_c)) + z_c, 0, 255)
+    assert (unfused.numpy() != expected).sum() > 0

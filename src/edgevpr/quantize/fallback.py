@@ -18,7 +18,7 @@ import onnx
 import torch
 from tqdm import tqdm
 
-from edgevpr.quantize.mixed_export import int8_layer_ranges, node_of_layer
+from edgevpr.quantize.mixed_export import node_of_layer, quantized_graph
 from edgevpr.quantize.simulate import Simulator, searchable_layers
 
 SAMPLE = 16  # calibration images used to rank the layers
@@ -33,7 +33,7 @@ def most_sensitive_layers(model: torch.nn.Module, example: torch.Tensor, proto: 
     layers = searchable_layers(copied, example)
     nodes = node_of_layer(proto, layers)
     images = torch.cat([torch.from_numpy(batch) for batch, _ in zip(calib(), range(SAMPLE))])
-    simulator = Simulator(copied, layers, int8_layer_ranges(proto, nodes, tensor_ranges), images)
+    simulator = Simulator(copied, layers, quantized_graph(proto, nodes, tensor_ranges), images)
     with tqdm(total=len(layers), desc="int8 sensitivity", unit="layer", leave=False, disable=None) as bar:
         errors = simulator.one_layer_errors("int8", "fp32", bar.update)
     order = np.argsort(errors)[::-1][:count]

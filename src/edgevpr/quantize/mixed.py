@@ -36,7 +36,7 @@ from edgevpr.quantize.genetic import (
     random_search,
     uniform,
 )
-from edgevpr.quantize.mixed_export import FORMAT, int8_layer_ranges, node_of_layer
+from edgevpr.quantize.mixed_export import FORMAT, node_of_layer, quantized_graph
 from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
 from edgevpr.quantize.simulate import (
@@ -45,7 +45,7 @@ from edgevpr.quantize.simulate import (
     searchable_layers,
 )
 
-SIMULATION = 4  # bump when the simulated quantization changes, so saved sensitivities are not reused
+SIMULATION = 5  # bump when the simulated quantization changes, so saved sensitivities are not reused
 
 
 @dataclass
@@ -92,7 +92,7 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
 
     stats = calibration.collect(proto, loaded, threads=config.eval.threads)
     tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
-    return Simulator(model, layers, int8_layer_ranges(proto, node_of_layer(proto, layers), tensor_ranges), images,
+    return Simulator(model, layers, quantized_graph(proto, node_of_layer(proto, layers), tensor_ranges), images,
                      options.bias_correction), calib
 
 

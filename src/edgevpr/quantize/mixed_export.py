@@ -28,7 +28,7 @@ from edgevpr.errors import ConfigError
 from edgevpr.quantize.int4 import WEIGHT_OPS, to_fp16_weights, to_int4_weights
 from edgevpr.quantize.onnx_export import tensor_consumers
 from edgevpr.quantize.ptq import to_int8
-from edgevpr.quantize.simulate import BITS, searchable_layers
+from edgevpr.quantize.simulate import BITS, QuantizedGraph, searchable_layers
 
 FORMAT = "edgevpr-mixed-precision-1"
 
@@ -92,13 +92,17 @@ def int8_tensors(proto: onnx.ModelProto, nodes: dict[str, str]) -> dict[str, tup
     return points
 
 
-def int8_layer_ranges(proto: onnx.ModelProto, nodes: dict[str, str], tensor_ranges: dict[str, tuple[float, float]]) -> dict:
-    """Layer name -> {"input": range, "output": range} of the tensors its int8 quantization
-    quantizes (``int8_tensors``; ``nodes`` from ``node_of_layer``), from uint8 ranges by ONNX
-    tensor name: what ``Simulator`` takes."""
+def quantized_graph(proto: onnx.ModelProto, nodes: dict[str, str],
+                    tensor_ranges: dict[str, tuple[float, float]]) -> QuantizedGraph:
+    """What an int8 layer's QDQ quantization quantizes (``int8_tensors``; ``nodes`` from
+    ``node_of_layer``), the uint8 ranges by ONNX tensor name, and the graph's Add nodes: what
+    ``Simulator`` takes."""
     points = int8_tensors(proto, nodes)
-    return {name: {"input": tensor_ranges[source], "output": tensor_ranges[target]}
-            for name, (source, target, _) in points.items()}
+    tensors = {name: (source, target) for name, (source, target, _) in points.items()}
+    used = {t for pair in tensors.values() for t in pair}
+    adds = {(node.input[0], node.input[1]): node.output[0] for node in proto.graph.node if node.op_type == "Add"}
+    used |= {t for (a, b), out in adds.items() for t in (a, b, out)}
+    return QuantizedGraph(tensors, {t: tensor_ranges[t] for t in used if t in tensor_ranges}, adds)
 
 
 def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict) -> tuple[onnx.ModelProto, list[int]]:

@@ -20,6 +20,12 @@ OPTIMIZATION_LEVELS = dict(zip(ORT_OPTIMIZATIONS, ("ORT_ENABLE_ALL", "ORT_ENABLE
                                                    "ORT_DISABLE_ALL")))
 
 
+# ONNX Runtime's WeightBiasQuantization pass quantizes, per tensor to int8, the float weights of
+# any Conv between a DequantizeLinear and a QuantizeLinear: the fp16 and int4 layers of a mixed
+# model and the layers `--keep-float` keeps in float would silently run as int8
+KEEP_FLOAT_WEIGHTS = ["WeightBiasQuantization"]
+
+
 def runtime_name(optimization: str = "all") -> str:
     """The runtime a protocol names: ``onnxruntime``, or ``onnxruntime-<level>`` off the default."""
     return "onnxruntime" if optimization == "all" else f"onnxruntime-{optimization}"
@@ -48,7 +54,8 @@ class OnnxModel:
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.threads = options.intra_op_num_threads
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=KEEP_FLOAT_WEIGHTS)
         shape = self.session.get_inputs()[0].shape
         self.fixed_size = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None
 

@@ -3,20 +3,27 @@
 The searchable layers are the convolutions and linear layers of the BN-folded model, in the
 order they run. Each takes one precision, simulated as ``mixed_export`` deploys it:
 
-- ``int8``: weights per-channel symmetric int8 (the scales the deployed int8 model uses, see
-  ``weight_grid.channel_scales``), and the bias on the int32 grid of input scale x weight
-  scale that ONNX Runtime's quantizer stores it on (``int8_bias``). The layer's input tensor
-  and its output tensor (after the Clip/Relu that ONNX Runtime fuses into it,
-  ``mixed_export.int8_tensors``) are quantized per tensor to uint8 with the ranges calibrated
-  on the exported graph, the ranges the deployed file uses. As in the QDQ graph, every
-  consumer of those tensors reads the quantized values: the input is quantized in place
-  before the layer runs, so a residual addition that reads the same tensor afterwards sees it
-  quantized too.
+- ``int8``: computed as ONNX Runtime's fused integer kernels compute the deployed QDQ graph
+  (``Int8Arithmetic``), bit for bit on CPUs with exact int32 dot products (AVX-512 VNNI, AVX-VNNI):
+  the layer's input tensor is quantized per tensor to uint8 with the ranges calibrated on the
+  exported graph (the ranges the deployed file uses); the weights are per-channel symmetric
+  int8 (``weight_grid.channel_scales``) and the bias int32 levels of s_in * s_w[c], as the
+  quantizer stores them; the integer accumulator is requantized as QLinearConv does,
+  round(float32(acc) * float32(s_in * s_w[c] / s_out)), clamped to uint8. The output tensor is
+  the one after the Clip/Relu that ONNX Runtime fuses (``mixed_export.int8_tensors``). As in
+  the QDQ graph, every consumer of those tensors reads the quantized values: the input is
+  quantized in place before the layer runs, so a residual addition that reads the same tensor
+  afterwards sees it quantized too; an addition of two quantized tensors whose sum is
+  quantized runs as QLinearAdd does (``QuantizedAdd``).
 - ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]) and, if asked,
   the bias corrected for the mean output shift those weights cause (module
   ``bias_correction``); activations float, as the int4 deployment keeps them.
 - ``fp16``: weights rounded to float16; activations float32, as the deployed file computes
   them (no float16 kernels on a CPU).
+
+Run the deployed file with ``runtime.OnnxModel``: it keeps ONNX Runtime from quantizing the
+weights of float layers that sit between quantized tensors (its WeightBiasQuantization pass),
+which would make the fp16 and int4 layers something the simulation does not model.
 
 Fitness is seed 000's Eq. 10: minus the mean squared difference between the descriptors of
 the simulated model and those of the full-precision model on L calibration images. The model
@@ -30,10 +37,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from edgevpr.quantize.bias_correction import corrected_biases
 from edgevpr.quantize.int4 import quantize_int4_symmetric
-from edgevpr.quantize.weight_grid import channel_scales
+from edgevpr.quantize.int8_arithmetic import (
+    TAG,
+    Int8Arithmetic,
+    activation_grid,
+    qlinear_add,
+    quantize_levels,
+    tagged,
+)
 
 PRECISIONS = ("int4", "int8", "fp16")
 BITS = {"int4": 4, "int8": 8, "fp16": 16}
@@ -63,45 +78,51 @@ def searchable_layers(model: nn.Module, example: torch.Tensor) -> list[Layer]:
 
 
 def quantized_weight(weight: torch.Tensor, precision: str) -> torch.Tensor:
+    """The float weights of an int4 or fp16 layer (int8 layers compute on levels: ``Int8Arithmetic``)."""
     if precision == "fp16":
         return weight.half().float()
-    shape = (-1,) + (1,) * (weight.dim() - 1)
-    if precision == "int4":
-        levels, scales = quantize_int4_symmetric(weight.numpy(), axis=0)
-        return torch.from_numpy(levels.astype(np.float32) * scales.reshape(shape))
-    if precision != "int8":
-        raise ValueError(f"unknown precision {precision!r}")
-    scales = torch.from_numpy(channel_scales(weight.numpy(), 127)).reshape(shape).to(weight.dtype)
-    return torch.clamp(torch.round(weight / scales), -128, 127) * scales
-
-
-def activation_grid(low: float, high: float) -> tuple[float, float]:
-    """Scale and zero point of ONNX Runtime's uint8 quantization of the range
-    [min(low, 0), max(high, 0)]: a float32 scale, round half to even."""
-    low, high = min(low, 0.0), max(high, 0.0)
-    scale = float(np.float32((high - low) / 255.0)) or 1.0
-    return scale, float(np.clip(round(-low / scale), 0, 255))
-
-
-def fake_activation_(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Quantize-dequantize ``x`` in place as ONNX Runtime's uint8 QuantizeLinear does."""
-    scale, zero = activation_grid(low, high)
-    return x.div_(scale).round_().add_(zero).clamp_(0, 255).sub_(zero).mul_(scale)
-
-
-def int8_bias(bias: torch.Tensor, weight: torch.Tensor, input_range: tuple[float, float]) -> torch.Tensor:
-    """The bias of an int8 layer as the deployed graph holds it: int32 multiples of
-    s_in * s_w[c] (input scale times each output channel's weight scale), the grid on which the
-    integer accumulator adds it. Rounding it off that grid moves every output of a channel by the
-    same fraction of a step, which the simulation would otherwise miss."""
-    step = np.float32(activation_grid(*input_range)[0]) * channel_scales(weight.numpy(), 127)  # float32, as ORT
-    levels = np.clip(np.round(bias.numpy().astype(np.float64) / step.astype(np.float64)),
-                     np.iinfo(np.int32).min, np.iinfo(np.int32).max)
-    return torch.from_numpy((levels.astype(np.float32) * step).astype(np.float32))
+    if precision != "int4":
+        raise ValueError(f"no float weights for precision {precision!r}")
+    levels, scales = quantize_int4_symmetric(weight.numpy(), axis=0)
+    return torch.from_numpy(levels.astype(np.float32) * scales.reshape((-1,) + (1,) * (weight.dim() - 1)))
 
 
 def fake_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    return fake_activation_(x.clone(), low, high)
+    """Quantize-dequantize ``x`` as ONNX Runtime's uint8 QuantizeLinear does."""
+    grid = activation_grid(low, high)
+    return quantize_levels(x, grid) * np.float32(grid[0])
+
+
+@dataclass
+class QuantizedGraph:
+    """What the deployed QDQ graph quantizes, by ONNX tensor name (``mixed_export.quantized_graph``):
+    ``tensors[layer]`` = (input, output) tensors of the layer's int8 quantization, ``ranges``
+    their calibrated ranges, ``adds[(a, b)]`` = the output of the graph's Add of a and b."""
+
+    tensors: dict[str, tuple[str, str]]
+    ranges: dict[str, tuple[float, float]]
+    adds: dict[tuple[str, str], str]
+
+
+class QuantizedAdd(TorchFunctionMode):
+    """While active, an addition of two tensors the simulation holds quantized, whose sum the
+    deployed graph quantizes too (the input of an int8 layer), runs as QLinearAdd."""
+
+    ADDS = (torch.Tensor.__add__, torch.Tensor.add, torch.add)
+
+    def __init__(self, graph: QuantizedGraph, quantized_inputs: set[str]):
+        super().__init__()
+        self.graph, self.quantized_inputs = graph, quantized_inputs
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in self.ADDS and len(args) == 2 and not kwargs:
+            a, b = (getattr(arg, TAG, None) for arg in args)
+            name = self.graph.adds.get((a, b)) if a and b else None
+            if name in self.quantized_inputs:
+                grids = [activation_grid(*self.graph.ranges[t]) for t in (a, b, name)]
+                out = tagged(qlinear_add(args[0], grids[0], args[1], grids[1], grids[2]), name)
+        return out
 
 
 def _batches(images: torch.Tensor, size: int = 8):
@@ -112,18 +133,18 @@ def _batches(images: torch.Tensor, size: int = 8):
 class Simulator:
     """Switches each layer of a (BN-folded) model between fp32, fp16, int8 and int4.
 
-    ``act_ranges[layer]`` holds the ``"input"`` and ``"output"`` ranges of an int8 layer; with
-    ``bias_correction`` an int4 layer's bias is corrected on ``images`` (layers without a bias
-    get a zero one)."""
+    ``graph`` names the tensors an int8 layer's quantization quantizes and their ranges (layers
+    it leaves out cannot be int8); with ``bias_correction`` an int4 layer's bias is corrected on
+    ``images`` (layers without a bias get a zero one)."""
 
-    def __init__(self, model: nn.Module, layers: list[Layer], act_ranges: dict[str, dict[str, tuple[float, float]]],
+    def __init__(self, model: nn.Module, layers: list[Layer], graph: QuantizedGraph | None,
                  images: torch.Tensor, bias_correction: bool = False):
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.layers, self.ranges = layers, act_ranges
+        self.layers, self.graph = layers, graph or QuantizedGraph({}, {}, {})
         self.images = images.contiguous(memory_format=torch.channels_last)
         self.original = {layer.name: layer.module.weight.detach().clone() for layer in layers}
         self.variants = {(layer.name, p): quantized_weight(self.original[layer.name], p)
-                         for layer in layers for p in PRECISIONS}
+                         for layer in layers for p in ("int4", "fp16")}
         self.modes = {layer.name: "fp32" for layer in layers}
         if bias_correction:
             for layer in layers:
@@ -131,10 +152,12 @@ class Simulator:
                     layer.module.bias = nn.Parameter(torch.zeros(layer.module.weight.shape[0]), requires_grad=False)
         self.original_bias = {layer.name: None if layer.module.bias is None else layer.module.bias.detach().clone()
                               for layer in layers}
-        self.biases: dict[tuple[str, str], torch.Tensor] = {
-            (layer.name, "int8"): int8_bias(self.original_bias[layer.name], self.original[layer.name],
-                                            act_ranges[layer.name]["input"])
-            for layer in layers if self.original_bias[layer.name] is not None and layer.name in act_ranges}
+        ranges = self.graph.ranges
+        self.int8 = {layer.name: Int8Arithmetic.of(self.original[layer.name], self.original_bias[layer.name],
+                                                   ranges[self.graph.tensors[layer.name][0]],
+                                                   ranges[self.graph.tensors[layer.name][1]])
+                     for layer in layers if layer.name in self.graph.tensors}
+        self.biases: dict[tuple[str, str], torch.Tensor] = {}
         # the layer hooks quantize in place, so the caller's images are copied first
         self.model.register_forward_pre_hook(lambda module, inputs: (inputs[0].clone(memory_format=torch.channels_last),
                                                                      *inputs[1:]))
@@ -151,15 +174,26 @@ class Simulator:
 
     def _input_hook(self, name: str):
         def hook(module, inputs):
-            if self.modes[name] == "int8":
-                fake_activation_(inputs[0], *self.ranges[name]["input"])
+            if self.modes[name] == "int8":  # the layer runs on the levels; the output hook dequantizes them
+                arithmetic, x = self.int8[name], inputs[0]
+                scale, zero = arithmetic.input_grid
+                tagged(x.div_(np.float32(scale)).round_().clamp_(-zero, 255 - zero), self.graph.tensors[name][0])
         return hook
 
     def _output_hook(self, name: str):
         def hook(module, inputs, output):
-            if self.modes[name] == "int8":
-                return fake_activation_(output, *self.ranges[name]["output"])
-            return None
+            if self.modes[name] != "int8":
+                return None
+            arithmetic, low = self.int8[name], None
+            if arithmetic.low is not None:
+                high = module.weight.data
+                module.weight.data = arithmetic.low
+                try:
+                    low = type(module).forward(module, inputs[0])
+                finally:
+                    module.weight.data = high
+            inputs[0].mul_(np.float32(arithmetic.input_grid[0]))  # what every later reader of the input sees
+            return tagged(arithmetic.requantize(output, low), self.graph.tensors[name][1])
         return hook
 
     @torch.no_grad()
@@ -167,16 +201,23 @@ class Simulator:
         """``assignment[i]`` is the precision of layer i (``None``: everything fp32)."""
         for i, layer in enumerate(self.layers):
             mode = "fp32" if assignment is None else assignment[i]
+            if mode == "int8" and layer.name not in self.int8:
+                raise ValueError(f"layer {layer.name}: no quantized tensors known, cannot simulate int8")
             self.modes[layer.name] = mode
-            weight = self.original[layer.name] if mode == "fp32" else self.variants[(layer.name, mode)]
+            if mode == "int8":
+                weight, bias = self.int8[layer.name].weight, torch.zeros(len(self.original[layer.name]))
+            else:
+                weight = self.original[layer.name] if mode == "fp32" else self.variants[(layer.name, mode)]
+                bias = self.biases.get((layer.name, mode), self.original_bias[layer.name])
             layer.module.weight.copy_(weight)
-            bias = self.biases.get((layer.name, mode), self.original_bias[layer.name])
-            if bias is not None:
+            if layer.module.bias is not None and bias is not None:
                 layer.module.bias.copy_(bias)
 
     @torch.no_grad()
     def descriptors(self) -> np.ndarray:
-        return torch.cat([self.model(batch) for batch in _batches(self.images)]).numpy()
+        quantized_inputs = {self.graph.tensors[name][0] for name, mode in self.modes.items() if mode == "int8"}
+        with QuantizedAdd(self.graph, quantized_inputs):
+            return torch.cat([self.model(batch) for batch in _batches(self.images)]).numpy()
 
     def fitness(self, assignment: list[str]) -> float:
         """Eq. 10: minus the mean squared descriptor difference against full precision."""
