@@ -15,7 +15,7 @@ from edgevpr.quantize.onnx_export import INPUT, METADATA_KEY
 
 # ONNX Runtime's graph optimization levels. "none" runs a QDQ graph as written: dequantize, float
 # operator, quantize; from "extended" on, ONNX Runtime fuses those into integer kernels, whose
-# rounding differs (the simulated quantization of `edgevpr search-precision` models the former)
+# rounding differs (the simulated quantization of `edgevpr search-precision` reproduces the latter)
 OPTIMIZATION_LEVELS = dict(zip(ORT_OPTIMIZATIONS, ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC",
                                                    "ORT_DISABLE_ALL")))
 

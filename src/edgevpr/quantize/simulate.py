@@ -158,6 +158,14 @@ class Simulator:
                                                    ranges[self.graph.tensors[layer.name][1]])
                      for layer in layers if layer.name in self.graph.tensors}
         self.biases: dict[tuple[str, str], torch.Tensor] = {}
+        forward = self.model.forward
+
+        def quantized_forward(*args, **kwargs):  # however the model is run: descriptors() or an evaluation
+            inputs = {self.graph.tensors[name][0] for name, mode in self.modes.items() if mode == "int8"}
+            with QuantizedAdd(self.graph, inputs):
+                return forward(*args, **kwargs)
+
+        self.model.forward = quantized_forward
         # the layer hooks quantize in place, so the caller's images are copied first
         self.model.register_forward_pre_hook(lambda module, inputs: (inputs[0].clone(memory_format=torch.channels_last),
                                                                      *inputs[1:]))
@@ -215,9 +223,7 @@ class Simulator:
 
     @torch.no_grad()
     def descriptors(self) -> np.ndarray:
-        quantized_inputs = {self.graph.tensors[name][0] for name, mode in self.modes.items() if mode == "int8"}
-        with QuantizedAdd(self.graph, quantized_inputs):
-            return torch.cat([self.model(batch) for batch in _batches(self.images)]).numpy()
+        return torch.cat([self.model(batch) for batch in _batches(self.images)]).numpy()
 
     def fitness(self, assignment: list[str]) -> float:
         """Eq. 10: minus the mean squared descriptor difference against full precision."""
