@@ -3,8 +3,8 @@
 fitness sample (L images) from day_left. For each budget B: the genetic search, the deployed
 ONNX file (bytes, ORT Recall@1/5) and the simulated model's recall, against fp32. The deployed
 file is also run with ONNX Runtime's graph optimizations off (`--ort-optimization none`: each
-QDQ node runs as dequantize, float operator, quantize, the arithmetic the simulation models),
-and the query descriptors of the three runs are compared by cosine. Then, at
+QDQ node runs as dequantize, float operator, quantize, instead of the fused integer kernels
+that the simulation reproduces), and the query descriptors of the three runs are compared by cosine. Then, at
 --compare-budgets, the GA against random search at the same number of fitness evaluations
 (3 seeds) with the greedy assignment beside them. Writes the Fig. 7 and Fig. 8 plots.
 
