@@ -89,14 +89,15 @@ def main() -> None:
             _print_speed(name, speed)
             write_json(args.out, report)
             continue
-        kept = [("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")] if args.keep_float else []
+        keep_float_variants = ([("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")]
+                               if args.keep_float else [])
         if args.keep_float_only:
-            fresh = compare_precisions(config, calib, args.calib_count, kept, log=lambda m: None)
+            fresh = compare_precisions(config, calib, args.calib_count, keep_float_variants, log=lambda m: None)
             earlier = report["models"].get(name, {})
             rows = fresh[:1] + [r for r in earlier.get("rows", [])[1:] if not r.get("keep_float")] + fresh[1:]
             speed = earlier.get("speed_480x640") or speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
         else:
-            rows = compare_precisions(config, calib, args.calib_count, DEFAULT_VARIANTS + kept, log=lambda m: None)
+            rows = compare_precisions(config, calib, args.calib_count, DEFAULT_VARIANTS + keep_float_variants, log=lambda m: None)
             speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
         fp32 = rows[0]
         checks = {"speedup_480x640": speed["speedup"]}

@@ -18,12 +18,18 @@ from edgevpr.quantize.genetic import (
     random_search,
     warm_start_candidates,
 )
+from edgevpr.quantize.int8_arithmetic import activation_grid, quantize_levels
 from edgevpr.quantize.simulate import (
     BITS,
     PRECISIONS,
-    fake_activation,
     quantized_weight,
 )
+
+
+def fake_activation(x, low, high):
+    """Quantize-dequantize as the simulated int8 layers do: ONNX Runtime's uint8 QuantizeLinear."""
+    grid = activation_grid(low, high)
+    return quantize_levels(x, grid) * np.float32(grid[0])
 
 
 def _toy(layers=24, seed=0, budget=6.0, weighting="plain"):

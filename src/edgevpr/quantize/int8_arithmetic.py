@@ -49,10 +49,11 @@ def activation_grid(low: float, high: float) -> tuple[float, float]:
     return float(np.float32(scale)), float(np.clip(np.round(-low / scale), 0, 255))
 
 
-def quantize_levels(x: torch.Tensor, grid: tuple[float, float]) -> torch.Tensor:
-    """QuantizeLinear's levels, minus the zero point, as float32."""
+def quantize_levels(x: torch.Tensor, grid: tuple[float, float], in_place: bool = False) -> torch.Tensor:
+    """QuantizeLinear's levels, minus the zero point, as float32 (written over ``x`` if ``in_place``)."""
     scale, zero = grid
-    return (x / np.float32(scale)).round_().clamp_(-zero, 255 - zero)
+    levels = x.div_(np.float32(scale)) if in_place else x / np.float32(scale)
+    return levels.round_().clamp_(-zero, 255 - zero)
 
 
 def tagged(x: torch.Tensor, name: str) -> torch.Tensor:

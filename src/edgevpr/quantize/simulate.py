@@ -87,12 +87,6 @@ def quantized_weight(weight: torch.Tensor, precision: str) -> torch.Tensor:
     return torch.from_numpy(levels.astype(np.float32) * scales.reshape((-1,) + (1,) * (weight.dim() - 1)))
 
 
-def fake_activation(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """Quantize-dequantize ``x`` as ONNX Runtime's uint8 QuantizeLinear does."""
-    grid = activation_grid(low, high)
-    return quantize_levels(x, grid) * np.float32(grid[0])
-
-
 @dataclass
 class QuantizedGraph:
     """What the deployed QDQ graph quantizes, by ONNX tensor name (``mixed_export.quantized_graph``):
@@ -115,14 +109,13 @@ class QuantizedAdd(TorchFunctionMode):
         self.graph, self.quantized_inputs = graph, quantized_inputs
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
         if func in self.ADDS and len(args) == 2 and not kwargs:
             a, b = (getattr(arg, TAG, None) for arg in args)
             name = self.graph.adds.get((a, b)) if a and b else None
             if name in self.quantized_inputs:
                 grids = [activation_grid(*self.graph.ranges[t]) for t in (a, b, name)]
-                out = tagged(qlinear_add(args[0], grids[0], args[1], grids[1], grids[2]), name)
-        return out
+                return tagged(qlinear_add(args[0], grids[0], args[1], grids[1], grids[2]), name)
+        return func(*args, **(kwargs or {}))
 
 
 def _batches(images: torch.Tensor, size: int = 8):
@@ -183,9 +176,7 @@ class Simulator:
     def _input_hook(self, name: str):
         def hook(module, inputs):
             if self.modes[name] == "int8":  # the layer runs on the levels; the output hook dequantizes them
-                arithmetic, x = self.int8[name], inputs[0]
-                scale, zero = arithmetic.input_grid
-                tagged(x.div_(np.float32(scale)).round_().clamp_(-zero, 255 - zero), self.graph.tensors[name][0])
+                tagged(quantize_levels(inputs[0], self.int8[name].input_grid, in_place=True), self.graph.tensors[name][0])
         return hook
 
     def _output_hook(self, name: str):
