@@ -112,7 +112,8 @@ def main() -> int:
         counts = {p: sum(layer["precision"] == p for layer in found["layers"]) for p in ("int4", "int8", "fp16")}
         row = {"budget": budget, "weighting": weighting, "average_bits": found["average_bits"],
                "average_bits_params": found["average_bits_params"], "layers": counts,
-               "search_seconds": found["seconds"], "evaluations": found["evaluations"], "fitness": found["fitness"],
+               "search_seconds": found["seconds"], "genetic_seconds": found["genetic_seconds"],
+               "resumed": found["resumed"], "evaluations": found["evaluations"], "fitness": found["fitness"],
                "bytes": onnx_file.stat().st_size, "bias_correction": found["bias_correction"],
                "deployed_recall": deployed["recall"], "simulated_recall": simulated["recall"],
                "unfused_recall": unfused["recall"],
@@ -138,7 +139,8 @@ def main() -> int:
               f"{unfused['recall']['1']:.1f}, query cosine deployed/simulated "
               f"{row['query_cosine']['deployed_vs_simulated']:.5f}, "
               f"loss vs fp32 {fp32['recall']['1'] - deployed['recall']['1']:+.1f}, search {found['seconds']:.0f} s "
-              f"({found['evaluations']} evaluations)")
+              f"{'(resumed) ' if found['resumed'] else ''}({found['evaluations']} evaluations, genetic steps "
+              f"{found['genetic_seconds']:.0f} s over all runs)")
     if points:
         plots.line(sorted(points), f"benchmarks/results/mixed_recall_vs_budget{tag}.png",
                    "MobileNetV2+GeM, Gardens Point night" + (", int4 bias correction" if corrected else ""),

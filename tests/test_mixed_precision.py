@@ -136,6 +136,19 @@ def test_resumed_search_equals_an_uninterrupted_one(tmp_path):
         genetic_search(problem, fitness, SearchSettings(6.0, steps=41, seed=3), state_file)
 
 
+def test_time_limit_counts_the_runs_before_a_resume(tmp_path):
+    problem, fitness = _toy()
+    settings = SearchSettings(6.0, steps=40, seed=3, time_limit_s=600.0)
+    state_file = tmp_path / "search.state.json"
+    genetic_search(problem, fitness, SearchSettings(6.0, steps=10, seed=3, time_limit_s=600.0), state_file)
+    saved = json.loads(state_file.read_text())
+    assert saved["state"]["step"] == 10 and 0 < saved["state"]["seconds"] < 600
+    saved["settings"]["steps"], saved["state"]["seconds"] = 40, 601.0  # as if the first run had taken 10 minutes
+    state_file.write_text(json.dumps(saved))
+    _, _, state = genetic_search(problem, fitness, settings, state_file)
+    assert state.step == 10 and state.seconds >= 601.0
+
+
 def test_simulated_weights_and_activations():
     weight = torch.tensor([[0.5, -0.25, 0.1], [1.0, 0.3, -0.7]])
     int4 = quantized_weight(weight, "int4")

@@ -12,7 +12,7 @@ child is a crossover (sections between random cut points taken alternately from 
 parents) followed by mutation (with probability p_m one random layer's precision is redrawn
 from a categorical distribution that favours the precisions this layer is least sensitive
 to), repaired to respect B, evaluated and pushed into the population. After G steps (or a
-time limit) the fittest candidate is returned.
+time limit, which counts the earlier runs of a resumed search) the fittest candidate is returned.
 
 Warm start (``warm_start=True``, our addition to Algorithm 1): the initial population also
 holds the greedy assignment and, where the budget allows it, uniform int8, in place of two
@@ -178,6 +178,7 @@ class SearchState:
     history: list[float] = field(default_factory=list)  # best fitness after each step
     rng: dict | None = None
     cache: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # spent searching, over every run of an interrupted-and-resumed search
 
 
 class CachedFitness:
@@ -220,7 +221,13 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
         raise ConfigError(f"mutation probability must be in [0, 1], got {settings.mutation}")
     path = Path(state_path) if state_path else None
     rng = np.random.default_rng(settings.seed)
+    started = time.monotonic()
     state = _load(path, settings)
+    before = state.seconds if state is not None else 0.0
+
+    def elapsed() -> float:
+        return before + time.monotonic() - started
+
     if state is None:
         state = SearchState()
         evaluate = CachedFitness(fitness, state)
@@ -232,9 +239,8 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
     else:
         evaluate = CachedFitness(fitness, state)
         rng.bit_generator.state = state.rng
-    started = time.monotonic()
     while state.step < settings.steps:
-        if settings.time_limit_s is not None and time.monotonic() - started > settings.time_limit_s:
+        if settings.time_limit_s is not None and elapsed() > settings.time_limit_s:
             break
         chosen = rng.choice(len(state.population), size=settings.sample, replace=False)
         ranked = sorted(chosen, key=lambda i: state.population[i][1], reverse=True)
@@ -250,8 +256,9 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
         if progress:
             progress(state)
         if state.step % save_every == 0 or state.step == settings.steps:
+            state.seconds = elapsed()
             _save(path, settings, state)
-    state.rng = rng.bit_generator.state
+    state.rng, state.seconds = rng.bit_generator.state, elapsed()
     _save(path, settings, state)
     best, best_fitness = max(state.population, key=lambda item: item[1])
     return best, best_fitness, state

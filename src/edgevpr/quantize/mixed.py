@@ -132,6 +132,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
     plots.per_layer_values({"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, paths["sensitivity_png"],
                            "descriptor error with one layer quantized")
     settings = options.search
+    resumed = paths["state"].is_file()
     problem = Problem([layer.params for layer in simulator.layers], {"int4": sensitivity["int4"],
                       "int8": sensitivity["int8"]}, settings.budget, settings.weighting)
     with tqdm(total=settings.steps, desc="genetic search", unit="step", leave=False, disable=None) as bar:
@@ -148,6 +149,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
         "calibration": options.calibration, "percentile": options.percentile, "calib": options.calib,
         "bias_correction": options.bias_correction,
         "calib_count": len(simulator.images), "settings": asdict(settings), "evaluations": state.evaluations,
+        "resumed": resumed, "genetic_seconds": round(state.seconds, 1),  # the search steps, over every run
         "history": state.history,
         "layers": [{"name": layer.name, "precision": precision, "params": layer.params}
                    for layer, precision in zip(simulator.layers, best)],
