@@ -10,6 +10,7 @@ that the simulation reproduces), and the query descriptors of the three runs are
 
     python benchmarks/mixed_precision_gardens_point.py [--budgets 4,5,6,8,10,12,16] [--steps 200]
         [--calib-count 16] [--compare-budgets 6,8] [--seeds 3] [--bias-correction] [--weighting params]
+        [--int4-rounding gptq|nearest]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from edgevpr.quantize.genetic import (
     greedy_by_sensitivity,
     random_search,
 )
+from edgevpr.quantize.gptq import INT4_ROUNDINGS
 from edgevpr.quantize.mixed import MixedOptions, build_simulator, search_precision
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 from edgevpr.search.descriptors import load_descriptor_set
@@ -55,6 +57,7 @@ def main() -> int:
     parser.add_argument("--compare-steps", type=int, default=200, help="GA steps of the GA-vs-random comparison")
     parser.add_argument("--calib-count", type=int, default=16, help="L, as search-precision's default")
     parser.add_argument("--bias-correction", action="store_true", help="int4 bias correction in search and deployment")
+    parser.add_argument("--int4-rounding", choices=INT4_ROUNDINGS, default="gptq", help="int4 levels: GPTQ or nearest")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default="plain",
                         help="average bit-width over layers (plain) or over parameters (params)")
     parser.add_argument("--folder", default="/tmp/edgevpr_mixed_gp")
@@ -73,28 +76,31 @@ def main() -> int:
     print(f"fp32: R@1 {fp32['recall']['1']:.1f}, R@5 {fp32['recall']['5']:.1f}, {fp32['cost']['model_bytes']} bytes")
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     budgets = [float(b) for b in args.budgets.split(",") if b]
-    corrected, weighting = args.bias_correction, args.weighting
-    simulation_tag = "_biascorr" if corrected else ""
+    corrected, weighting, rounding = args.bias_correction, args.weighting, args.int4_rounding
+    simulation_tag = ("_biascorr" if corrected else "") + ("_nearest" if rounding == "nearest" else "")
     tag = simulation_tag + ("" if weighting == "plain" else f"_{weighting}")
+    this_variant = (corrected, weighting, rounding)
 
     def variant(row):  # rows of other search variants are kept as they are
-        return row.get("bias_correction", False), row.get("weighting", "plain")
+        return row.get("bias_correction", False), row.get("weighting", "plain"), row.get("int4_rounding", "nearest")
 
-    rows = [r for r in previous.get("rows", []) if r["budget"] not in budgets or variant(r) != (corrected, weighting)]
-    points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if variant(r) == (corrected, weighting)]
+    rows = [r for r in previous.get("rows", []) if r["budget"] not in budgets or variant(r) != this_variant]
+    points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if variant(r) == this_variant]
     sensitivity_file = folder / f"sensitivity{simulation_tag}.json"  # shared by every budget and weighting
 
     @functools.cache
     def simulator():  # budget-independent (the search settings play no part): built once, when first needed
         return build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(8.0), calib, args.calib_count,
-                                                                              bias_correction=corrected))[0]
+                                                                              bias_correction=corrected,
+                                                                              int4_rounding=rounding))[0]
 
     for budget in budgets:
         out = folder / f"mixed_B{budget:g}{tag}.json"
         config = load_config(overrides=overrides)
         options = MixedOptions(SearchSettings(budget, steps=args.steps, weighting=weighting), calib, args.calib_count,
                                baselines=False,
-                               sensitivity_file=str(sensitivity_file), bias_correction=corrected)
+                               sensitivity_file=str(sensitivity_file), bias_correction=corrected,
+                               int4_rounding=rounding)
         found = search_precision(config, options, out, log=lambda m: None)
         onnx_file = folder / f"mixed_B{budget:g}{tag}.onnx"
         quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
@@ -115,6 +121,7 @@ def main() -> int:
                "search_seconds": found["seconds"], "genetic_seconds": found["genetic_seconds"],
                "resumed": found["resumed"], "evaluations": found["evaluations"], "fitness": found["fitness"],
                "bytes": onnx_file.stat().st_size, "bias_correction": found["bias_correction"],
+               "int4_rounding": found["int4_rounding"],
                "deployed_recall": deployed["recall"], "simulated_recall": simulated["recall"],
                "unfused_recall": unfused["recall"],
                "deployed_minus_simulated_r1": deployed["recall"]["1"] - simulated["recall"]["1"],
@@ -132,7 +139,7 @@ def main() -> int:
                              f"benchmarks/results/mixed_bits_B{budget:g}{tag}.png",
                              f"MobileNetV2+GeM bits per layer, B = {budget:g} ({weighting}), average "
                              f"{found['average_bits']:.2f}")
-        print(f"B={budget:>4g} ({weighting}){' (int4 bias correction)' if corrected else ''}: avg "
+        print(f"B={budget:>4g} ({weighting}, int4 {rounding}){' (int4 bias correction)' if corrected else ''}: avg "
               f"{found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
               f"{counts['fp16']} fp16), {row['bytes']:>9d} bytes, deployed R@1 {deployed['recall']['1']:.1f} "
               f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, unfused ORT R@1 "
@@ -143,7 +150,7 @@ def main() -> int:
               f"{found['genetic_seconds']:.0f} s over all runs)")
     if points:
         plots.line(sorted(points), f"benchmarks/results/mixed_recall_vs_budget{tag}.png",
-                   "MobileNetV2+GeM, Gardens Point night" + (", int4 bias correction" if corrected else ""),
+                   f"MobileNetV2+GeM, Gardens Point night, int4 {rounding}" + (", bias correction" if corrected else ""),
                    f"budget B (average bits, {weighting})", "Recall@1")
 
     comparisons = []
@@ -161,7 +168,7 @@ def main() -> int:
             ga.append(best)
             rs.append(random_best)
             evaluations.append(state.evaluations)
-        comparisons.append({"budget": budget, "weighting": weighting, "ga": ga, "random": rs, "greedy": greedy, "steps": args.compare_steps,
+        comparisons.append({"budget": budget, "weighting": weighting, "int4_rounding": rounding, "ga": ga, "random": rs, "greedy": greedy, "steps": args.compare_steps,
                             "evaluations_per_seed": [e for e in evaluations]})
         print(f"B={budget:g}: fitness (minus descriptor MSE) GA {np.mean(ga):.5f} +/- {np.std(ga):.5f}, "
               f"random search {np.mean(rs):.5f} +/- {np.std(rs):.5f}, greedy {greedy:.5f} "

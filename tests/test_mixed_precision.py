@@ -211,7 +211,15 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     mixed_descriptors = OnnxModel(str(mixed_file), threads=1)(images)
     int4_layers = sum(layer["precision"] == "int4" for layer in found["layers"])
     assert found["bias_correction"] and int4_layers > 0
-    assert get_metadata(onnx.load(str(mixed_file)))["int4_bias_correction"]["layers"] == int4_layers
+    metadata = get_metadata(onnx.load(str(mixed_file)))
+    assert metadata["int4_bias_correction"]["layers"] == int4_layers
+    assert found["int4_rounding"] == metadata["int4_rounding"] == "gptq"
+    stored = _stored_int4(onnx.load(str(mixed_file)))  # the levels the search simulated, GPTQ on the same images
+    assert len(stored) == int4_layers
+    for layer, precision in zip(simulator.layers, [layer["precision"] for layer in found["layers"]]):
+        if precision == "int4":
+            simulated = simulator.variants[(layer.name, "int4")].numpy()
+            assert any(w.shape == simulated.shape and np.array_equal(w, simulated) for w in stored), layer.name
     simulator.set([layer["precision"] for layer in found["layers"]])
     expected = simulator.descriptors()
     # the simulation quantizes the tensors the QDQ graph quantizes, with the same ranges
@@ -244,10 +252,11 @@ def _exact_int32_dot_products() -> bool:
     return " avx512_vnni" in flags or " avx_vnni" in flags
 
 
-def _deployed_residual(tmp_path, precisions):
+def _deployed_residual(tmp_path, precisions, gptq=False):
     import onnx
 
     from edgevpr.quantize import calibration
+    from edgevpr.quantize.gptq import gptq_int4_layers
     from edgevpr.quantize.mixed_export import (
         int8_tensors,
         node_of_layer,
@@ -269,10 +278,12 @@ def _deployed_residual(tmp_path, precisions):
     nodes = node_of_layer(proto, layers)
     points = int8_tensors(proto, nodes)
     assert points["expand"][2] is not None and points["stem"][2] is None  # the ReLU6 is fused into expand
-    simulator = Simulator(model, layers, quantized_graph(proto, nodes, ranges), images)
+    int4 = gptq_int4_layers(model, {layer.name: layer.module for layer, p in zip(layers, precisions) if p == "int4"},
+                            images) if gptq else None
+    simulator = Simulator(model, layers, quantized_graph(proto, nodes, ranges), images, int4=int4)
     mixed = {"layers": [{"name": layer.name, "precision": p} for layer, p in zip(layers, precisions)], "path": "test"}
-    deployed, bits = to_mixed(proto, model, images[:1], mixed, ranges)
-    assert bits == [{"int8": 8, "fp16": 16}[p] for p in precisions]
+    deployed, bits = to_mixed(proto, model, images[:1], mixed, ranges, int4)
+    assert bits == [{"int4": 4, "int8": 8, "fp16": 16}[p] for p in precisions]
     assert ("Clip" in {node.op_type for node in deployed.graph.node}) == (precisions[1] != "int8")  # fused into int8
     onnx.save(deployed, tmp_path / "mixed.onnx")
     simulator.set(precisions)
@@ -299,6 +310,34 @@ def test_simulation_computes_what_the_deployed_integer_kernels_compute(tmp_path)
     simulator.set(None)
     assert np.mean(np.abs(fused - simulator.descriptors()) > 1e-4) > 0.5
     assert torch.equal(simulator.images, images.contiguous(memory_format=torch.channels_last))  # not quantized in place
+
+
+def _stored_int4(proto) -> list[np.ndarray]:
+    """The float weights each int4 DequantizeLinear of the file produces."""
+    import onnx
+
+    stored = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    return [stored[node.input[0]].astype(np.float32) * stored[node.input[1]].reshape(-1, 1, 1, 1)
+            for node in proto.graph.node if node.op_type == "DequantizeLinear" and node.input[0].endswith("_int4")]
+
+
+def test_deployed_int4_layers_hold_the_simulated_gptq_levels(tmp_path):
+    from edgevpr.quantize.runtime import OnnxModel
+    from edgevpr.quantize.simulate import quantized_weight
+
+    precisions = ["int8", "int4", "int4", "int8"]
+    simulator, deployed, _, _, images, path = _deployed_residual(tmp_path, precisions, gptq=True)
+    stored = _stored_int4(deployed)
+    assert len(stored) == 2
+    for layer, weights in zip([simulator.layers[1], simulator.layers[2]], stored):
+        simulated = simulator.variants[(layer.name, "int4")].numpy()
+        np.testing.assert_array_equal(weights, simulated)
+        assert not np.array_equal(simulated, quantized_weight(simulator.original[layer.name], "int4").numpy())
+    simulated = simulator.descriptors()
+    deployed_descriptors = OnnxModel(str(path), threads=1)(images.numpy())
+    assert np.mean(np.abs(deployed_descriptors - simulated) > 1e-4) < 0.02  # float summation order: rare ties apart
+    simulator.set(None)
+    assert np.mean(np.abs(deployed_descriptors - simulator.descriptors()) > 1e-4) > 0.5
 
 
 def test_float_layers_between_quantized_tensors_stay_float(tmp_path):

@@ -154,12 +154,14 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 @click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
               help="int4 layers: correct the bias for the mean output shift of the int4 weights "
                    "(see README: it cost night recall at B = 6 and 8 on Gardens Point).")
+@click.option("--int4-rounding", type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
+              help="int4 levels: GPTQ on the calibration images (the deployed file stores the same), or nearest.")
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors
 def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
-                             time_limit_s, weighting, search_seed, warm_start, fill, bias_correction, threads, out,
-                             **kwargs):
+                             time_limit_s, weighting, search_seed, warm_start, fill, bias_correction, int4_rounding,
+                             threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
     from edgevpr.quantize.genetic import SearchSettings
     from edgevpr.quantize.mixed import MixedOptions, search_precision
@@ -167,7 +169,8 @@ def search_precision_command(config_file, budget, calib, calib_count, calibratio
     config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
     search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting, warm_start,
                             fill)
-    options = MixedOptions(search, calib, calib_count, calibration, bias_correction=bias_correction)
+    options = MixedOptions(search, calib, calib_count, calibration, bias_correction=bias_correction,
+                           int4_rounding=int4_rounding)
     result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}
     click.echo(f"B = {budget:g} ({weighting}): average {result['average_bits']:.2f} bits; "

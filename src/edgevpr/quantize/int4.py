@@ -14,24 +14,41 @@ WEIGHT_OPS = {"Conv": 1, "Gemm": 1, "MatMul": 1}  # op -> input index of the wei
 MIN_ELEMENTS = 64  # tiny tensors are not worth quantizing
 
 
-def quantize_int4_symmetric(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def int4_scales(weight: np.ndarray, axis: int) -> np.ndarray:
+    """Per-channel (along ``axis``) symmetric int4 scales: max|w| / 7 (1 for an all-zero channel)."""
     moved = np.moveaxis(weight, axis, 0)
     scale = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1) / 7.0
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.where(scale > 0, scale, 1.0).astype(np.float32)
+
+
+def quantize_int4_symmetric(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """int4 levels rounded to nearest, and their scales."""
+    moved = np.moveaxis(weight, axis, 0)
+    scale = int4_scales(weight, axis)
     shape = [-1] + [1] * (moved.ndim - 1)
     q = np.clip(np.rint(moved / scale.reshape(shape)), -8, 7).astype(np.int8)
     return np.moveaxis(q, 0, axis), scale
 
 
-def to_int4_weights(model: onnx.ModelProto, only: set[str] | None = None) -> onnx.ModelProto:
+def to_int4_weights(model: onnx.ModelProto, only: set[str] | None = None,
+                    levels: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> onnx.ModelProto:
     """Return a copy whose large Conv/Gemm/MatMul weights (those of the nodes named in
-    ``only``, or all) are int4 with DequantizeLinear."""
+    ``only``, or all) are int4 with DequantizeLinear: rounded to nearest, or the (levels,
+    scales) that ``levels`` gives by node name (levels in PyTorch's (out, in, ...) layout)."""
     from onnx import version_converter
 
     model = version_converter.convert_version(model, 21) if model.opset_import[0].version < 21 else model
+    given = {}
+    for node in model.graph.node:
+        if levels and node.name in levels:
+            given[node.input[WEIGHT_OPS[node.op_type]]] = levels[node.name]
 
     def int4(name: str, weight: np.ndarray, axis: int):
-        q, scale = quantize_int4_symmetric(weight, axis)
+        q, scale = given[name] if name in given else quantize_int4_symmetric(weight, axis)
+        if q.shape != weight.shape and q.T.shape == weight.shape and axis == 1:
+            q = q.T  # a MatMul holds the (in, out) transpose of a PyTorch Linear weight
+        if q.shape != weight.shape:
+            raise ValueError(f"{name}: int4 levels of shape {q.shape} for a weight of shape {weight.shape}")
         q_name, s_name, z_name = f"{name}_int4", f"{name}_scale", f"{name}_zero"
         stored = [helper.make_tensor(q_name, onnx.TensorProto.INT4, q.shape, q.flatten().tolist()),
                   numpy_helper.from_array(scale, s_name),

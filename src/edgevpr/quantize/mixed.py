@@ -1,8 +1,9 @@
 """``edgevpr search-precision``: per-layer precision under an average bit-width budget.
 
 Steps: build and fold the model as ``quantize`` exports it; load L calibration images;
-calibrate each searchable layer's input range (and, with ``bias_correction``, measure the int4
-layers' corrected biases); measure each layer's sensitivity (descriptor error with only that
+calibrate each searchable layer's input range; round each layer's int4 weights by GPTQ on the
+same images (``int4_rounding="gptq"``, the default; ``"nearest"`` rounds to nearest) and, with
+``bias_correction``, measure the int4 layers' corrected biases; measure each layer's sensitivity (descriptor error with only that
 layer at int4, and at int8) once and save it beside the output; run the
 genetic search (Algorithm 1) and, in the same run and with the same number of fitness
 evaluations, random search, plus the greedy assignment by sensitivity and uniform int8/int4;
@@ -36,6 +37,7 @@ from edgevpr.quantize.genetic import (
     random_search,
     uniform,
 )
+from edgevpr.quantize.gptq import int4_levels
 from edgevpr.quantize.mixed_export import FORMAT, node_of_layer, quantized_graph
 from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
@@ -60,6 +62,9 @@ class MixedOptions:
     # int4 layers: correct the bias for the mean shift of their weights' error. Off by default: on
     # Gardens Point it lowered the day-image fitness but cost night recall at B = 6 and B = 8
     bias_correction: bool = False
+    # int4 levels: GPTQ on the calibration images, or rounded to nearest. GPTQ cut the descriptor
+    # error of all-int4 MobileNetV2 on Gardens Point from 0.76 to 0.24 (benchmarks/mixed_precision_gardens_point.py)
+    int4_rounding: str = "gptq"
 
 
 def _paths(out: str | Path) -> dict[str, Path]:
@@ -85,6 +90,7 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
     calib.size = tuple(example.shape[-2:])
     images = torch.cat([torch.from_numpy(batch) for batch in calib()])
     layers = searchable_layers(model, example)
+    int4 = int4_levels(model, layers, lambda: images, options.int4_rounding)
     proto = export_onnx(model, example, {})
 
     def loaded():  # the images already decoded, one at a time, as `calib()` yields them
@@ -93,13 +99,13 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
     stats = calibration.collect(proto, loaded, threads=config.eval.threads)
     tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
     return Simulator(model, layers, quantized_graph(proto, node_of_layer(proto, layers), tensor_ranges), images,
-                     options.bias_correction), calib
+                     options.bias_correction, int4), calib
 
 
 def _signature(config: RunConfig, options: MixedOptions) -> str:
     payload = {"simulation": SIMULATION, "model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
                "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile,
-               "bias_correction": options.bias_correction}
+               "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -147,7 +153,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
         "average_bits": problem.average_bits(best), "fitness": best_fitness,
         **{f"average_bits_{w}": average_bits(best, layer_weights(problem.params, w)) for w in WEIGHTINGS},
         "calibration": options.calibration, "percentile": options.percentile, "calib": options.calib,
-        "bias_correction": options.bias_correction,
+        "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding,
         "calib_count": len(simulator.images), "settings": asdict(settings), "evaluations": state.evaluations,
         "resumed": resumed, "genetic_seconds": round(state.seconds, 1),  # the search steps, over every run
         "history": state.history,

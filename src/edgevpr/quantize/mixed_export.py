@@ -2,7 +2,8 @@
 
 The BN-folded model is exported to ONNX as for any precision; each searchable layer is
 matched to its ONNX node by its weight values, then:
-- int4 layers get per-channel symmetric int4 weights with DequantizeLinear (float compute);
+- int4 layers get per-channel symmetric int4 weights with DequantizeLinear (float compute),
+  their levels rounded as the search simulated them (GPTQ or nearest);
 - fp16 layers store float16 weights cast to float32 in the graph: this CPU's ONNX Runtime has
   no float16 convolution kernels, so they compute in float32 (half the bytes, not the time);
 - int8 layers are quantized in QDQ form, uint8 activations with the calibrated ranges and
@@ -105,7 +106,10 @@ def quantized_graph(proto: onnx.ModelProto, nodes: dict[str, str],
     return QuantizedGraph(tensors, {t: tensor_ranges[t] for t in used if t in tensor_ranges}, adds)
 
 
-def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict) -> tuple[onnx.ModelProto, list[int]]:
+def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict,
+             int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[onnx.ModelProto, list[int]]:
+    """The file ``mixed`` describes; ``int4`` gives int4 (levels, scales) by layer name (GPTQ),
+    the other int4 layers round to nearest."""
     layers = searchable_layers(model, example)
     names = [layer["name"] for layer in mixed["layers"]]
     if names != [layer.name for layer in layers]:
@@ -118,7 +122,7 @@ def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict) 
     points = int8_tensors(proto, nodes)
     fused = {points[layer["name"]][2] for layer in mixed["layers"] if layer["precision"] == "int8"} - {None}
     if chosen["int4"]:
-        proto = to_int4_weights(proto, only=chosen["int4"])
+        proto = to_int4_weights(proto, only=chosen["int4"], levels={nodes[name]: v for name, v in (int4 or {}).items()})
     if chosen["fp16"]:
         proto = to_fp16_weights(proto, only=chosen["fp16"])
     if chosen["int8"]:

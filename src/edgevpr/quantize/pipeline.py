@@ -21,6 +21,7 @@ from edgevpr.quantize import calibration
 from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.fallback import most_sensitive_layers
+from edgevpr.quantize.gptq import dequantized, int4_levels
 from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.mixed_export import read_mixed_config, to_mixed
@@ -152,10 +153,14 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
                 metadata["stem_channels_widened"] = widen_input_conv(proto)
         else:
             ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+            int4_names = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
+            rounding = mixed.get("int4_rounding", "nearest")  # before the bias correction: GPTQ reads the fp32 model
+            int4 = int4_levels(model, [layer for layer in searchable_layers(model, example) if layer.name in int4_names],
+                               lambda: torch.cat([torch.from_numpy(batch) for batch in calib()]), rounding)
+            metadata["int4_rounding"] = rounding
             if mixed.get("bias_correction"):  # after calibration: the search calibrated the uncorrected model
-                int4_layers = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
-                proto = _bias_corrected_export(model, example, calib, int4_layers, metadata)
-            proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges)
+                proto = _bias_corrected_export(model, example, calib, int4_names, metadata, int4)
+            proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges, int4)
             metadata["mixed"] = {k: mixed[k] for k in ("budget", "weighting", "average_bits", "fitness")}
     set_metadata(proto, metadata)  # the quantizers do not all keep it
     with atomic_path(out) as tmp:
@@ -165,14 +170,17 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
             "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0)}
 
 
-def _bias_corrected_export(model, example, calib: CalibrationImages, names: set[str] | None, metadata: dict):
+def _bias_corrected_export(model, example, calib: CalibrationImages, names: set[str] | None, metadata: dict,
+                           int4: dict | None = None):
     """Correct the biases of the layers that will hold int4 weights (``names``, or every layer
-    large enough for ``to_int4_weights``) on the calibration images, and export again."""
+    large enough for ``to_int4_weights``; their levels from ``int4`` where it has them, else
+    rounded to nearest) on the calibration images, and export again."""
     model.eval()
     layers = [layer for layer in searchable_layers(model, example)
               if (layer.name in names if names is not None else layer.module.weight.numel() >= MIN_ELEMENTS)]
     modules = {layer.name: layer.module for layer in layers}
-    quantized = {name: quantized_weight(module.weight.detach(), "int4") for name, module in modules.items()}
+    quantized = {name: dequantized(*int4[name]) if int4 and name in int4 else quantized_weight(module.weight.detach(), "int4")
+                 for name, module in modules.items()}
     correct_biases(model, modules, quantized, (torch.from_numpy(batch) for batch in calib()))
     metadata["int4_bias_correction"] = {"layers": len(layers), "images": len(calib.paths)}
     return export_onnx(model, example, metadata)

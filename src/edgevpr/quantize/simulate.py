@@ -15,8 +15,9 @@ order they run. Each takes one precision, simulated as ``mixed_export`` deploys 
   quantized in place before the layer runs, so a residual addition that reads the same tensor
   afterwards sees it quantized too; an addition of two quantized tensors whose sum is
   quantized runs as QLinearAdd does (``QuantizedAdd``).
-- ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]) and, if asked,
-  the bias corrected for the mean output shift those weights cause (module
+- ``int4``: weights per-channel symmetric int4 (max|w| / 7, values in [-8, 7]), rounded to
+  nearest or given (the GPTQ levels of module ``gptq``, which the deployment stores), and, if
+  asked, the bias corrected for the mean output shift those weights cause (module
   ``bias_correction``); activations float, as the int4 deployment keeps them.
 - ``fp16``: weights rounded to float16; activations float32, as the deployed file computes
   them (no float16 kernels on a CPU).
@@ -40,6 +41,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from edgevpr.quantize.bias_correction import corrected_biases
+from edgevpr.quantize.gptq import dequantized
 from edgevpr.quantize.int4 import quantize_int4_symmetric
 from edgevpr.quantize.int8_arithmetic import (
     TAG,
@@ -83,8 +85,7 @@ def quantized_weight(weight: torch.Tensor, precision: str) -> torch.Tensor:
         return weight.half().float()
     if precision != "int4":
         raise ValueError(f"no float weights for precision {precision!r}")
-    levels, scales = quantize_int4_symmetric(weight.numpy(), axis=0)
-    return torch.from_numpy(levels.astype(np.float32) * scales.reshape((-1,) + (1,) * (weight.dim() - 1)))
+    return dequantized(*quantize_int4_symmetric(weight.numpy(), axis=0))
 
 
 @dataclass
@@ -127,17 +128,20 @@ class Simulator:
     """Switches each layer of a (BN-folded) model between fp32, fp16, int8 and int4.
 
     ``graph`` names the tensors an int8 layer's quantization quantizes and their ranges (layers
-    it leaves out cannot be int8); with ``bias_correction`` an int4 layer's bias is corrected on
-    ``images`` (layers without a bias get a zero one)."""
+    it leaves out cannot be int8); ``int4`` gives some layers' int4 (levels, scales), the others
+    round to nearest; with ``bias_correction`` an int4 layer's bias is corrected on ``images``
+    (layers without a bias get a zero one)."""
 
     def __init__(self, model: nn.Module, layers: list[Layer], graph: QuantizedGraph | None,
-                 images: torch.Tensor, bias_correction: bool = False):
+                 images: torch.Tensor, bias_correction: bool = False,
+                 int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.layers, self.graph = layers, graph or QuantizedGraph({}, {}, {})
         self.images = images.contiguous(memory_format=torch.channels_last)
         self.original = {layer.name: layer.module.weight.detach().clone() for layer in layers}
         self.variants = {(layer.name, p): quantized_weight(self.original[layer.name], p)
                          for layer in layers for p in ("int4", "fp16")}
+        self.variants |= {(name, "int4"): dequantized(*levels) for name, levels in (int4 or {}).items()}
         self.modes = {layer.name: "fp32" for layer in layers}
         if bias_correction:
             for layer in layers:
