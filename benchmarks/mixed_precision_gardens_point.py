@@ -10,7 +10,7 @@ that the simulation reproduces), and the query descriptors of the three runs are
 
     python benchmarks/mixed_precision_gardens_point.py [--budgets 4,5,6,8,10,12,16] [--steps 200]
         [--calib-count 16] [--compare-budgets 6,8] [--seeds 3] [--bias-correction] [--weighting params]
-        [--int4-rounding gptq|nearest]
+        [--int4-rounding nearest|gptq]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--compare-steps", type=int, default=200, help="GA steps of the GA-vs-random comparison")
     parser.add_argument("--calib-count", type=int, default=16, help="L, as search-precision's default")
     parser.add_argument("--bias-correction", action="store_true", help="int4 bias correction in search and deployment")
-    parser.add_argument("--int4-rounding", choices=INT4_ROUNDINGS, default="gptq", help="int4 levels: GPTQ or nearest")
+    parser.add_argument("--int4-rounding", choices=INT4_ROUNDINGS, default="nearest", help="int4 levels: nearest or GPTQ")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default="plain",
                         help="average bit-width over layers (plain) or over parameters (params)")
     parser.add_argument("--folder", default="/tmp/edgevpr_mixed_gp")
@@ -77,7 +77,7 @@ def main() -> int:
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     budgets = [float(b) for b in args.budgets.split(",") if b]
     corrected, weighting, rounding = args.bias_correction, args.weighting, args.int4_rounding
-    simulation_tag = ("_biascorr" if corrected else "") + ("_nearest" if rounding == "nearest" else "")
+    simulation_tag = ("_biascorr" if corrected else "") + ("_gptq" if rounding == "gptq" else "")
     tag = simulation_tag + ("" if weighting == "plain" else f"_{weighting}")
     this_variant = (corrected, weighting, rounding)
 

@@ -4,7 +4,7 @@ MobileNetV2 + MAC and EfficientNet-Lite0 + GeM, then int8 ONNX Runtime against P
 fp32 extraction at 480x640, same thread count, same run.
 
     python benchmarks/quantization_gardens_point.py [--models mnv2_gem,mnv2_mac,lite0_gem] [--calib-count 50]
-        [--keep-float 4] [--keep-float-only | --speed-only]
+        [--keep-float 4] [--keep-float-only | --int4-only | --speed-only]
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="only re-measure the 480x640 speed; keep the tables")
     parser.add_argument("--keep-float-only", action="store_true",
                         help="only re-run fp32 and the --keep-float rows; keep the other rows and the speed")
+    parser.add_argument("--int4-only", action="store_true",
+                        help="only re-run fp32 and the int4 rows; keep the other rows and the speed")
     parser.add_argument("--out", default="benchmarks/results/quantization_gardens_point.json")
     args = parser.parse_args()
     shared = Path(args.shared)
@@ -91,10 +93,14 @@ def main() -> None:
             continue
         keep_float_variants = ([("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")]
                                if args.keep_float else [])
-        if args.keep_float_only:
-            fresh = compare_precisions(config, calib, args.calib_count, keep_float_variants, log=lambda m: None)
+        if args.keep_float_only or args.int4_only:
+            variants = keep_float_variants if args.keep_float_only else [v for v in DEFAULT_VARIANTS if v[0] == "int4"]
+            fresh = compare_precisions(config, calib, args.calib_count, variants, log=lambda m: None)
             earlier = report["models"].get(name, {})
-            rows = fresh[:1] + [r for r in earlier.get("rows", [])[1:] if not r.get("keep_float")] + fresh[1:]
+            rerun = {(r["precision"], r["target"], r["calibration"], bool(r.get("keep_float"))) for r in fresh[1:]}
+            rows = fresh[:1] + [r for r in earlier.get("rows", [])[1:]
+                                if (r["precision"], r["target"], r["calibration"], bool(r.get("keep_float"))) not in rerun]
+            rows += fresh[1:]
             speed = earlier.get("speed_480x640") or speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
         else:
             rows = compare_precisions(config, calib, args.calib_count, DEFAULT_VARIANTS + keep_float_variants, log=lambda m: None)

@@ -134,6 +134,8 @@ def test_resumed_search_equals_an_uninterrupted_one(tmp_path):
     assert resumed[2].history == expected[2].history and resumed[2].evaluations == expected[2].evaluations
     with pytest.raises(ConfigError, match="other settings"):
         genetic_search(problem, fitness, SearchSettings(6.0, steps=41, seed=3), state_file)
+    with pytest.raises(ConfigError, match="another model, calibration or simulation"):
+        genetic_search(problem, fitness, settings, state_file, fingerprint="gptq int4 levels")
 
 
 def test_time_limit_counts_the_runs_before_a_resume(tmp_path):
@@ -178,7 +180,7 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     calib = str(tiny_street / "database")
     config = load_config(overrides={"model": model, "data": {"size": (72, 96)}, "eval": {"threads": 1}})
     simulator, _ = build_simulator(config, MixedOptions(SearchSettings(8.0), calib=calib, calib_count=12,
-                                                        bias_correction=True))
+                                                        bias_correction=True, int4_rounding="gptq"))
     images = simulator.images.numpy()
 
     int8_file = tmp_path / "int8.onnx"
@@ -195,7 +197,7 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     out = tmp_path / "mixed.json"
     result = _cli("search-precision", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96",
                   "--budget", 6, "--calib", calib, "--calib-count", 12, "--population", 6, "--sample", 3,
-                  "--steps", 10, "--bias-correction", "--threads", 1, "--out", out)
+                  "--steps", 10, "--bias-correction", "--int4-rounding", "gptq", "--threads", 1, "--out", out)
     assert result.exit_code == 0, result.output
     found = json.loads(out.read_text())
     assert found["average_bits"] <= 6 and len(found["layers"]) == len(simulator.layers)

@@ -212,3 +212,32 @@ def test_eval_runs_a_qdq_file_unfused_and_names_that_runtime(tmp_path, tiny_stre
     assert session.get_session_options().graph_optimization_level.name == "ORT_DISABLE_ALL"
     with pytest.raises(ConfigError, match="unknown ONNX Runtime optimization 'fast'"):
         OnnxModel(path, optimization="fast")
+
+
+def test_int4_gptq_levels_keep_the_calibration_descriptors_closer_than_nearest(tmp_path, calib_folder):
+    from edgevpr.evaluate.runner import preprocess_from
+    from edgevpr.quantize.pipeline import CalibrationImages
+
+    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    images = np.concatenate(list(CalibrationImages(calib_folder, 6, preprocess_from(config), config.data.max_pixels)()))
+    outputs, levels = {}, {}
+    for precision, rounding in (("fp32", "nearest"), ("int4", "nearest"), ("int4", "gptq")):
+        out = tmp_path / f"{precision}-{rounding}.onnx"
+        quantize_model(load_config(overrides=config.to_dict()),
+                       QuantizeOptions(precision, calib=calib_folder, calib_count=6, bias_correction=False,
+                                       int4_rounding=rounding), str(out))
+        model = onnx.load(str(out))
+        if precision == "int4":
+            assert get_metadata(model)["int4_rounding"] == rounding
+        levels[rounding] = [onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("_int4")]
+        outputs[precision, rounding] = OnnxModel(str(out))(images)
+    assert len(levels["gptq"]) == len(levels["nearest"]) > 0
+    assert any((a != b).mean() > 0.05 for a, b in zip(levels["gptq"], levels["nearest"]))
+
+    def error(rounding):
+        return float(np.mean(np.sum((outputs["int4", rounding] - outputs["fp32", "nearest"]) ** 2, axis=1)))
+
+    assert error("gptq") < 0.8 * error("nearest"), (error("gptq"), error("nearest"))
+    with pytest.raises(ConfigError, match="int4 rounding"):
+        quantize_model(config, QuantizeOptions("int4", int4_rounding="best"), str(tmp_path / "bad.onnx"))
+    assert not (tmp_path / "bad.onnx").exists()

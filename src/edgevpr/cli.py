@@ -102,6 +102,9 @@ QUANTIZE_OPTIONS = [
     ("--bias-correction/--no-bias-correction", dict(default=True, show_default=True,
                                                     help="int4 with --calib: correct each layer's bias for the mean "
                                                          "output shift of its int4 weights (mixed: as the search did).")),
+    ("--int4-rounding", dict(type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
+                             help="int4 with --calib: levels by GPTQ on the calibration images, or rounded to "
+                                  "nearest (mixed: as the search did).")),
 ]
 
 
@@ -154,8 +157,9 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 @click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
               help="int4 layers: correct the bias for the mean output shift of the int4 weights "
                    "(see README: it cost night recall at B = 6 and 8 on Gardens Point).")
-@click.option("--int4-rounding", type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
-              help="int4 levels: GPTQ on the calibration images (the deployed file stores the same), or nearest.")
+@click.option("--int4-rounding", type=click.Choice(["nearest", "gptq"]), default="nearest", show_default=True,
+              help="int4 levels: nearest, or GPTQ on the calibration images (the deployed file stores the same; "
+                   "see README for when it pays).")
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors

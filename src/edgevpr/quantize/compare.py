@@ -13,15 +13,17 @@ from edgevpr.config import RunConfig
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 
-DEFAULT_VARIANTS = [  # (precision, target, calibration[, layers kept in float[, int4 bias correction]])
+DEFAULT_VARIANTS = [  # (precision, target, calibration[, layers kept in float[, int4 bias correction[, int4 rounding]]])
     ("fp32", None, None),
     ("fp16", None, None),
     ("int8", "cpu", "percentile"),
     ("int8", "cpu", "minmax"),
     ("int8", "cpu", "entropy"),
     ("int8", "tensorrt", "percentile"),
-    ("int4", None, None, 0, False),
-    ("int4", None, None, 0, True),
+    ("int4", None, None, 0, False, "nearest"),
+    ("int4", None, None, 0, True, "nearest"),
+    ("int4", None, None, 0, False, "gptq"),
+    ("int4", None, None, 0, True, "gptq"),
 ]
 
 
@@ -43,14 +45,15 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
         reference, reference_desc = _evaluate_saving(config, folder, "torch")
         rows.append(_row(reference, "fp32", None, None, "pytorch", 1.0))
         for precision, target, calibration, *rest in variants:
-            keep_float, bias_correction = (list(rest) + [0, True])[:2]
+            keep_float, bias_correction, rounding = (list(rest) + [0, True, QuantizeOptions.int4_rounding][len(rest):])[:3]
             corrected = precision == "int4" and bias_correction
+            rounding = rounding if precision == "int4" else None
             name = "_".join(p for p in (precision, target, calibration, f"keep{keep_float}" if keep_float else "",
-                                        "biascorr" if corrected else "") if p)
+                                        "biascorr" if corrected else "", rounding or "") if p)
             log(f"{name} onnxruntime ...")
             options = QuantizeOptions(precision=precision, target=target or "cpu", calib=calib, calib_count=calib_count,
                                       calibration=calibration or QuantizeOptions.calibration, keep_float=keep_float,
-                                      bias_correction=bias_correction)
+                                      bias_correction=bias_correction, int4_rounding=rounding or QuantizeOptions.int4_rounding)
             path = folder / f"{name}.onnx"
             quantize_model(copy.deepcopy(config), options, str(path))
             deployed = copy.deepcopy(config)
@@ -59,7 +62,7 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
             result, desc = _evaluate_saving(deployed, folder, name)
             cosine = float(np.mean(np.sum(desc * reference_desc, axis=1)))
             rows.append(_row(result, precision, target, calibration, "onnxruntime", cosine)
-                        | {"keep_float": keep_float, "bias_correction": corrected})
+                        | {"keep_float": keep_float, "bias_correction": corrected, "int4_rounding": rounding})
     return rows
 
 
@@ -76,7 +79,8 @@ def format_rows(rows: list[dict]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         calibration = ((r["calibration"] or "-") + (f"+{r['keep_float']}fp" if r.get("keep_float") else "")
-                       + ("+biascorr" if r.get("bias_correction") else ""))
+                       + ("+biascorr" if r.get("bias_correction") else "")
+                       + (f"+{r['int4_rounding']}" if r.get("int4_rounding") else ""))
         lines.append(f"{r['precision']:<9} {r['target'] or '-':<9} {calibration:<11} {r['runtime']:<12} "
                      f"{r['recall']['1']:5.1f} {r['recall']['5']:5.1f} {r['recall']['10']:5.1f} "
                      f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f}")

@@ -195,17 +195,20 @@ class CachedFitness:
         return self.state.cache[key]
 
 
-def _save(path: Path | None, settings: SearchSettings, state: SearchState) -> None:
+def _save(path: Path | None, settings: SearchSettings, state: SearchState, fingerprint: str | None) -> None:
     if path is not None:
-        write_json(path, {"settings": asdict(settings), "state": asdict(state)})
+        write_json(path, {"settings": asdict(settings), "fingerprint": fingerprint, "state": asdict(state)})
 
 
-def _load(path: Path | None, settings: SearchSettings) -> SearchState | None:
+def _load(path: Path | None, settings: SearchSettings, fingerprint: str | None) -> SearchState | None:
     if path is None or not path.is_file():
         return None
     saved = json.loads(path.read_text())
     if saved["settings"] != json.loads(json.dumps(asdict(settings))):
         raise ConfigError(f"{path}: a search with other settings; remove it or choose another state file")
+    if saved.get("fingerprint") != fingerprint:
+        raise ConfigError(f"{path}: a search of another model, calibration or simulation (its fitness values "
+                          f"do not apply); remove it or choose another state file")
     state = SearchState(**saved["state"])
     state.population = [(list(a), f) for a, f in state.population]
     return state
@@ -213,8 +216,10 @@ def _load(path: Path | None, settings: SearchSettings) -> SearchState | None:
 
 def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], settings: SearchSettings,
                    state_path: str | Path | None = None, progress: Callable[[SearchState], None] | None = None,
-                   save_every: int = 10) -> tuple[list[str], float, SearchState]:
-    """Algorithm 1. Returns the fittest candidate, its fitness and the final state."""
+                   save_every: int = 10, fingerprint: str | None = None) -> tuple[list[str], float, SearchState]:
+    """Algorithm 1. Returns the fittest candidate, its fitness and the final state. The state
+    file resumes only a search with the same settings and ``fingerprint`` (what the fitness
+    depends on besides the settings)."""
     if settings.population < 2 or not 2 <= settings.sample <= settings.population:
         raise ConfigError(f"need population >= 2 and 2 <= sample <= population, got {settings.population}, {settings.sample}")
     if not 0 <= settings.mutation <= 1:
@@ -222,7 +227,7 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
     path = Path(state_path) if state_path else None
     rng = np.random.default_rng(settings.seed)
     started = time.monotonic()
-    state = _load(path, settings)
+    state = _load(path, settings, fingerprint)
     before = state.seconds if state is not None else 0.0
 
     def elapsed() -> float:
@@ -257,9 +262,9 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
             progress(state)
         if state.step % save_every == 0 or state.step == settings.steps:
             state.seconds = elapsed()
-            _save(path, settings, state)
+            _save(path, settings, state, fingerprint)
     state.rng, state.seconds = rng.bit_generator.state, elapsed()
-    _save(path, settings, state)
+    _save(path, settings, state, fingerprint)
     best, best_fitness = max(state.population, key=lambda item: item[1])
     return best, best_fitness, state
 

@@ -2,12 +2,12 @@
 
 Steps: build and fold the model as ``quantize`` exports it; load L calibration images;
 calibrate each searchable layer's input range; round each layer's int4 weights by GPTQ on the
-same images (``int4_rounding="gptq"``, the default; ``"nearest"`` rounds to nearest) and, with
-``bias_correction``, measure the int4 layers' corrected biases; measure each layer's sensitivity (descriptor error with only that
-layer at int4, and at int8) once and save it beside the output; run the
-genetic search (Algorithm 1) and, in the same run and with the same number of fitness
-evaluations, random search, plus the greedy assignment by sensitivity and uniform int8/int4;
-write the configuration JSON and its plots.
+same images (``int4_rounding="gptq"``; the default ``"nearest"`` rounds to nearest) and, with
+``bias_correction``, measure the int4 layers' corrected biases; measure each layer's
+sensitivity (descriptor error with only that layer at int4, and at int8) once and save it
+beside the output; run the genetic search (Algorithm 1) and, in the same run and with the
+same number of fitness evaluations, random search, plus the greedy assignment by sensitivity
+and uniform int8/int4; write the configuration JSON and its plots.
 """
 
 from __future__ import annotations
@@ -62,9 +62,11 @@ class MixedOptions:
     # int4 layers: correct the bias for the mean shift of their weights' error. Off by default: on
     # Gardens Point it lowered the day-image fitness but cost night recall at B = 6 and B = 8
     bias_correction: bool = False
-    # int4 levels: GPTQ on the calibration images, or rounded to nearest. GPTQ cut the descriptor
-    # error of all-int4 MobileNetV2 on Gardens Point from 0.76 to 0.24 (benchmarks/mixed_precision_gardens_point.py)
-    int4_rounding: str = "gptq"
+    # int4 levels rounded to nearest, or by GPTQ on the calibration images. On Gardens Point GPTQ
+    # raised deployed night R@1 at B <= 6 (B = 6: 49.5 against 45.5) but not at B = 8 (50.0
+    # against 51.0), and its int4 depthwise layers keep the simulation within 1 point of the
+    # deployed file rather than 0.5 (benchmarks/mixed_precision_gardens_point.py)
+    int4_rounding: str = "nearest"
 
 
 def _paths(out: str | Path) -> dict[str, Path]:
@@ -134,7 +136,8 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
     log(f"{len(simulator.layers)} searchable layers; {len(simulator.images)} calibration images "
         f"({options.calibration} ranges)")
     sensitivity_file = Path(options.sensitivity_file) if options.sensitivity_file else paths["sensitivity"]
-    sensitivity = layer_sensitivity(simulator, sensitivity_file, _signature(config, options), log)
+    signature = _signature(config, options)
+    sensitivity = layer_sensitivity(simulator, sensitivity_file, signature, log)
     plots.per_layer_values({"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, paths["sensitivity_png"],
                            "descriptor error with one layer quantized")
     settings = options.search
@@ -147,7 +150,8 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
             bar.set_postfix(best=f"{state.history[-1]:.3g}", evals=state.evaluations)
             bar.refresh()
 
-        best, best_fitness, state = genetic_search(problem, simulator.fitness, settings, paths["state"], progress)
+        best, best_fitness, state = genetic_search(problem, simulator.fitness, settings, paths["state"], progress,
+                                                   fingerprint=signature)
     result = {
         "format": FORMAT, "budget": settings.budget, "weighting": settings.weighting,
         "average_bits": problem.average_bits(best), "fitness": best_fitness,

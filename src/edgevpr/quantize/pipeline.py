@@ -21,10 +21,10 @@ from edgevpr.quantize import calibration
 from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.fallback import most_sensitive_layers
-from edgevpr.quantize.gptq import dequantized, int4_levels
+from edgevpr.quantize.gptq import INT4_ROUNDINGS, dequantized, int4_levels
 from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
-from edgevpr.quantize.mixed_export import read_mixed_config, to_mixed
+from edgevpr.quantize.mixed_export import node_of_layer, read_mixed_config, to_mixed
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
 from edgevpr.quantize.ptq import to_fp16, to_int8
 from edgevpr.quantize.simulate import quantized_weight, searchable_layers
@@ -43,6 +43,7 @@ class QuantizeOptions:
     mixed_config: str | None = None  # per-layer precisions from `edgevpr search-precision`
     keep_float: int = 0  # int8: leave this many of the most sensitive layers in float
     bias_correction: bool = True  # int4 (with --calib): correct biases for the weights' error; mixed: as searched
+    int4_rounding: str = "gptq"  # int4 with --calib: GPTQ levels (else nearest); mixed: as searched
 
 
 class CalibrationImages:
@@ -101,6 +102,8 @@ def check_options(options: QuantizeOptions) -> None:
         raise ConfigError("--precision mixed needs --mixed-config FILE (from `edgevpr search-precision`)")
     if options.calib and not Path(options.calib).is_dir():
         raise ConfigError(f"{options.calib}: calibration folder not found")
+    if options.int4_rounding not in INT4_ROUNDINGS:
+        raise ConfigError(f"unknown int4 rounding {options.int4_rounding!r}; use one of {', '.join(INT4_ROUNDINGS)}")
     if options.calibration not in calibration.METHODS:
         raise ConfigError(f"unknown calibration {options.calibration!r}; use one of {', '.join(calibration.METHODS)}")
 
@@ -132,9 +135,15 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     if options.precision == "fp16":
         proto = to_fp16(proto)
     elif options.precision == "int4":
-        if options.bias_correction and calib is not None:
-            proto = _bias_corrected_export(model, example, calib, None, metadata)
-        proto = to_int4_weights(proto)
+        int4 = {}
+        if calib is not None:  # before the bias correction: GPTQ reads the fp32 model
+            layers = [layer for layer in searchable_layers(model, example) if layer.module.weight.numel() >= MIN_ELEMENTS]
+            int4 = int4_levels(model, layers, lambda: _calibration_batch(calib), options.int4_rounding)
+            metadata["int4_rounding"] = options.int4_rounding
+            if options.bias_correction:
+                proto = _bias_corrected_export(model, example, calib, None, metadata, int4)
+        nodes = node_of_layer(proto, [layer for layer in searchable_layers(model, example) if layer.name in int4])
+        proto = to_int4_weights(proto, levels={nodes[name]: levels for name, levels in int4.items()})
     elif needs_calibration:
         with tqdm(total=2 * len(calib.paths), desc="calibrating", unit="img", leave=False, disable=None) as bar:
             stats = calibration.collect(proto, calib, threads=config.eval.threads, progress=bar.update)
@@ -156,7 +165,7 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
             int4_names = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
             rounding = mixed.get("int4_rounding", "nearest")  # before the bias correction: GPTQ reads the fp32 model
             int4 = int4_levels(model, [layer for layer in searchable_layers(model, example) if layer.name in int4_names],
-                               lambda: torch.cat([torch.from_numpy(batch) for batch in calib()]), rounding)
+                               lambda: _calibration_batch(calib), rounding)
             metadata["int4_rounding"] = rounding
             if mixed.get("bias_correction"):  # after calibration: the search calibrated the uncorrected model
                 proto = _bias_corrected_export(model, example, calib, int4_names, metadata, int4)
@@ -168,6 +177,10 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     return {"out": out, "bytes": Path(out).stat().st_size, **{k: metadata[k] for k in ("precision", "target", "calibration", "bn_folded")},
             "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])],
             "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0)}
+
+
+def _calibration_batch(calib: CalibrationImages) -> torch.Tensor:
+    return torch.cat([torch.from_numpy(batch) for batch in calib()])
 
 
 def _bias_corrected_export(model, example, calib: CalibrationImages, names: set[str] | None, metadata: dict,
