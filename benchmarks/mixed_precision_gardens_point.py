@@ -38,7 +38,13 @@ from edgevpr.quantize.genetic import (
     random_search,
 )
 from edgevpr.quantize.gptq import INT4_ROUNDINGS
-from edgevpr.quantize.mixed import MixedOptions, build_simulator, search_precision
+from edgevpr.quantize.mixed import (
+    MixedOptions,
+    build_simulator,
+    layer_sensitivity,
+    search_precision,
+    search_signature,
+)
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 from edgevpr.search.descriptors import load_descriptor_set
 
@@ -88,11 +94,12 @@ def main() -> int:
     points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if variant(r) == this_variant]
     sensitivity_file = folder / f"sensitivity{simulation_tag}.json"  # shared by every budget and weighting
 
+    simulator_options = MixedOptions(SearchSettings(8.0), calib, args.calib_count, bias_correction=corrected,
+                                     int4_rounding=rounding)
+
     @functools.cache
     def simulator():  # budget-independent (the search settings play no part): built once, when first needed
-        return build_simulator(load_config(overrides=overrides), MixedOptions(SearchSettings(8.0), calib, args.calib_count,
-                                                                              bias_correction=corrected,
-                                                                              int4_rounding=rounding))[0]
+        return build_simulator(load_config(overrides=overrides), simulator_options)[0]
 
     for budget in budgets:
         out = folder / f"mixed_B{budget:g}{tag}.json"
@@ -155,7 +162,8 @@ def main() -> int:
 
     comparisons = []
     for budget in [float(b) for b in args.compare_budgets.split(",") if b]:
-        sensitivity = json.loads(sensitivity_file.read_text())
+        sensitivity = layer_sensitivity(simulator(), sensitivity_file,  # measured again if of another simulation
+                                        search_signature(load_config(overrides=overrides), simulator_options), print)
         problem = Problem(sensitivity["params"], {"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, budget,
                           weighting)
         greedy = simulator().fitness(greedy_by_sensitivity(problem))

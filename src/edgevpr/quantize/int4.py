@@ -1,6 +1,7 @@
 """int4 weights: per-output-channel symmetric int4 (scale = max|w| / 7, values in [-8, 7]; the
-levels rounded to nearest, or given, as GPTQ's of module ``gptq``), stored packed two to a byte as ONNX INT4 initializers and expanded by DequantizeLinear
-(opset 21) in front of each Conv / Gemm / MatMul. Activations stay float: no CPU kernel
+levels rounded to nearest, or given, as GPTQ's of module ``gptq``), stored packed two to a
+byte as ONNX INT4 initializers and expanded by DequantizeLinear (opset 21) in front of each
+Conv / Gemm / MatMul. Activations stay float: no CPU kernel
 here computes int4 convolutions, so the gain is file size, not speed.
 """
 

@@ -104,7 +104,8 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
                      options.bias_correction, int4), calib
 
 
-def _signature(config: RunConfig, options: MixedOptions) -> str:
+def search_signature(config: RunConfig, options: MixedOptions) -> str:
+    """What a saved sensitivity or search state depends on besides the search settings."""
     payload = {"simulation": SIMULATION, "model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
                "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile,
                "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding}
@@ -136,7 +137,7 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
     log(f"{len(simulator.layers)} searchable layers; {len(simulator.images)} calibration images "
         f"({options.calibration} ranges)")
     sensitivity_file = Path(options.sensitivity_file) if options.sensitivity_file else paths["sensitivity"]
-    signature = _signature(config, options)
+    signature = search_signature(config, options)
     sensitivity = layer_sensitivity(simulator, sensitivity_file, signature, log)
     plots.per_layer_values({"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, paths["sensitivity_png"],
                            "descriptor error with one layer quantized")
