@@ -135,15 +135,14 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     if options.precision == "fp16":
         proto = to_fp16(proto)
     elif options.precision == "int4":
-        int4 = {}
-        if calib is not None:  # before the bias correction: GPTQ reads the fp32 model
+        levels = {}
+        if calib is not None:
             layers = [layer for layer in searchable_layers(model, example) if layer.module.weight.numel() >= MIN_ELEMENTS]
-            int4 = int4_levels(model, layers, lambda: _calibration_batch(calib), options.int4_rounding)
-            metadata["int4_rounding"] = options.int4_rounding
-            if options.bias_correction:
-                proto = _bias_corrected_export(model, example, calib, None, metadata, int4)
-        nodes = node_of_layer(proto, [layer for layer in searchable_layers(model, example) if layer.name in int4])
-        proto = to_int4_weights(proto, levels={nodes[name]: levels for name, levels in int4.items()})
+            proto, int4 = _int4_weights(model, example, calib, layers, options.int4_rounding, options.bias_correction,
+                                        metadata, proto)
+            nodes = node_of_layer(proto, [layer for layer in layers if layer.name in int4])
+            levels = {nodes[name]: layer_levels for name, layer_levels in int4.items()}
+        proto = to_int4_weights(proto, levels=levels)
     elif needs_calibration:
         with tqdm(total=2 * len(calib.paths), desc="calibrating", unit="img", leave=False, disable=None) as bar:
             stats = calibration.collect(proto, calib, threads=config.eval.threads, progress=bar.update)
@@ -163,12 +162,11 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
         else:
             ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
             int4_names = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
-            rounding = mixed.get("int4_rounding", "nearest")  # before the bias correction: GPTQ reads the fp32 model
-            int4 = int4_levels(model, [layer for layer in searchable_layers(model, example) if layer.name in int4_names],
-                               lambda: _calibration_batch(calib), rounding)
-            metadata["int4_rounding"] = rounding
-            if mixed.get("bias_correction"):  # after calibration: the search calibrated the uncorrected model
-                proto = _bias_corrected_export(model, example, calib, int4_names, metadata, int4)
+            # after calibration: the search calibrated the uncorrected model
+            proto, int4 = _int4_weights(model, example, calib,
+                                        [layer for layer in searchable_layers(model, example) if layer.name in int4_names],
+                                        mixed.get("int4_rounding", "nearest"), mixed.get("bias_correction", False),
+                                        metadata, proto)
             proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges, int4)
             metadata["mixed"] = {k: mixed[k] for k in ("budget", "weighting", "average_bits", "fitness")}
     set_metadata(proto, metadata)  # the quantizers do not all keep it
@@ -183,16 +181,25 @@ def _calibration_batch(calib: CalibrationImages) -> torch.Tensor:
     return torch.cat([torch.from_numpy(batch) for batch in calib()])
 
 
-def _bias_corrected_export(model, example, calib: CalibrationImages, names: set[str] | None, metadata: dict,
-                           int4: dict | None = None):
-    """Correct the biases of the layers that will hold int4 weights (``names``, or every layer
-    large enough for ``to_int4_weights``; their levels from ``int4`` where it has them, else
-    rounded to nearest) on the calibration images, and export again."""
+def _int4_weights(model, example, calib: CalibrationImages, layers, rounding: str, bias_correction: bool,
+                  metadata: dict, proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    """The int4 levels of ``layers`` by ``rounding`` (GPTQ reads the fp32 model, so before any
+    bias moves), then, if asked, their biases corrected for those weights and the model exported
+    again. Returns the export and the levels by layer name (none for nearest rounding)."""
+    int4 = int4_levels(model, layers, lambda: _calibration_batch(calib), rounding)
+    metadata["int4_rounding"] = rounding
+    if bias_correction:
+        proto = _bias_corrected_export(model, example, calib, layers, metadata, int4)
+    return proto, int4
+
+
+def _bias_corrected_export(model, example, calib: CalibrationImages, layers, metadata: dict, int4: dict):
+    """Correct the biases of ``layers``, which will hold int4 weights (their levels from
+    ``int4`` where it has them, else rounded to nearest), on the calibration images, and export
+    again."""
     model.eval()
-    layers = [layer for layer in searchable_layers(model, example)
-              if (layer.name in names if names is not None else layer.module.weight.numel() >= MIN_ELEMENTS)]
     modules = {layer.name: layer.module for layer in layers}
-    quantized = {name: dequantized(*int4[name]) if int4 and name in int4 else quantized_weight(module.weight.detach(), "int4")
+    quantized = {name: dequantized(*int4[name]) if name in int4 else quantized_weight(module.weight.detach(), "int4")
                  for name, module in modules.items()}
     correct_biases(model, modules, quantized, (torch.from_numpy(batch) for batch in calib()))
     metadata["int4_bias_correction"] = {"layers": len(layers), "images": len(calib.paths)}
