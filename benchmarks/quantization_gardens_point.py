@@ -37,24 +37,33 @@ def model_overrides(name: str, shared: Path) -> dict:
             "weights": str(shared / "weights" / "efficientnet_lite0_imagenet.pth"), "mean": (0.5,) * 3, "std": (0.5,) * 3}
 
 
-def speed_at_480x640(config, calib: str, calib_count: int, calibration: str, repeats: int = 5) -> dict:
-    """ORT int8 (cpu target) against PyTorch eager fp32, both at batch 1, 480x640, same threads.
-    Timed in alternating rounds, ``repeats`` times: this VM's speed drifts, and PyTorch's fp32
-    time drifts more than ORT's int8, so one ratio is reported with its spread."""
-    threads = torch.get_num_threads()
+def speed_at_480x640(config, calib: str, calib_count: int, calibration: str, thread_counts: list[int],
+                     repeats: int = 5) -> dict:
+    """ORT int8 (cpu target) against PyTorch eager fp32, both at batch 1, 480x640, for each thread
+    count (the same for both). Timed in alternating rounds, ``repeats`` times: this VM's speed
+    drifts, and PyTorch's fp32 time drifts more than ORT's int8, so one ratio is reported with
+    its spread. The first thread count's entry is the headline; each count's is under ``by_threads``."""
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "int8.onnx")
         config.data.size, config.data.resize = (480, 640), None
         quantize_model(config, QuantizeOptions("int8", "cpu", calibration, calib, calib_count), path)
-        ort_model = OnnxModel(path, threads=threads)
-        images = np.zeros((1, 3, 480, 640), dtype=np.float32)
-        runners = {"ort": lambda: ort_model(images), "torch": torch_runner(build_model(config.model).eval(), (1, 3, 480, 640))}
-        timings = [time_interleaved(runners, rounds=2) for _ in range(repeats)]
-    ort_ms = [t["ort"]["median_ms"] for t in timings]
-    torch_ms = [t["torch"]["median_ms"] for t in timings]
-    ratios = [a / b for a, b in zip(torch_ms, ort_ms)]
-    return {"threads": threads, "torch_fp32_ms": float(np.median(torch_ms)), "ort_int8_ms": float(np.median(ort_ms)),
-            "speedup": float(np.median(ratios)), "speedups": ratios, "torch_fp32_ms_each": torch_ms, "ort_int8_ms_each": ort_ms}
+        model = build_model(config.model).eval()
+        by_threads = {}
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            ort_model = OnnxModel(path, threads=threads)
+            images = np.zeros((1, 3, 480, 640), dtype=np.float32)
+            runners = {"ort": lambda: ort_model(images), "torch": torch_runner(model, (1, 3, 480, 640))}
+            timings = [time_interleaved(runners, rounds=2) for _ in range(repeats)]
+            ort_ms = [t["ort"]["median_ms"] for t in timings]
+            torch_ms = [t["torch"]["median_ms"] for t in timings]
+            ratios = [a / b for a, b in zip(torch_ms, ort_ms)]
+            by_threads[str(threads)] = {
+                "threads": threads, "torch_fp32_ms": float(np.median(torch_ms)), "ort_int8_ms": float(np.median(ort_ms)),
+                "speedup": float(np.median(ratios)), "speedups": ratios, "torch_fp32_ms_each": torch_ms,
+                "ort_int8_ms_each": ort_ms}
+        torch.set_num_threads(thread_counts[0])
+    return by_threads[str(thread_counts[0])] | {"by_threads": by_threads}
 
 
 def main() -> None:
@@ -63,6 +72,8 @@ def main() -> None:
     parser.add_argument("--models", default="mnv2_gem,mnv2_mac,lite0_gem")
     parser.add_argument("--calib-count", type=int, default=50)
     parser.add_argument("--speed-calibration", default="percentile")
+    parser.add_argument("--speed-threads", default=f"{torch.get_num_threads()},1",
+                        help="thread counts of the 480x640 speed comparison; the first is the headline")
     parser.add_argument("--keep-float", type=int, default=4,
                         help="also int8 cpu with this many of the most sensitive layers in float (0: no such rows)")
     parser.add_argument("--speed-only", action="store_true", help="only re-measure the 480x640 speed; keep the tables")
@@ -73,6 +84,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/quantization_gardens_point.json")
     args = parser.parse_args()
     shared = Path(args.shared)
+    threads = [int(t) for t in args.speed_threads.split(",")]
     data = shared / "data" / "gardens_point"
     calib = str(data / "day_left")
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
@@ -84,10 +96,10 @@ def main() -> None:
             "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
         })
         if args.speed_only:
-            speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
+            speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration, threads)
             entry = report["models"].setdefault(name, {"checks": {}})  # a model with no table yet gets its speed alone
             entry["speed_480x640"] = speed
-            entry["checks"]["speedup_480x640"] = speed["speedup"]
+            entry["checks"] |= _speed_checks(speed)
             _print_speed(name, speed)
             write_json(args.out, report)
             continue
@@ -101,12 +113,12 @@ def main() -> None:
             rows = fresh[:1] + [r for r in earlier.get("rows", [])[1:]
                                 if (r["precision"], r["target"], r["calibration"], bool(r.get("keep_float"))) not in rerun]
             rows += fresh[1:]
-            speed = earlier.get("speed_480x640") or speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
+            speed = earlier.get("speed_480x640") or speed_at_480x640(config, calib, args.calib_count, args.speed_calibration, threads)
         else:
             rows = compare_precisions(config, calib, args.calib_count, DEFAULT_VARIANTS + keep_float_variants, log=lambda m: None)
-            speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration)
+            speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration, threads)
         fp32 = rows[0]
-        checks = {"speedup_480x640": speed["speedup"]}
+        checks = _speed_checks(speed)
         for label, kept in (("int8_cpu", False), ("int8_cpu_keep_float", True)):
             candidates = [r for r in rows if r["precision"] == "int8" and r["target"] == "cpu" and bool(r.get("keep_float")) == kept]
             if not candidates:
@@ -128,10 +140,16 @@ def main() -> None:
     print(f"written: {args.out}")
 
 
+def _speed_checks(speed: dict) -> dict:
+    checks = {"speedup_480x640": speed["speedup"]}
+    return checks | {f"speedup_480x640_{t}_threads": s["speedup"] for t, s in speed.get("by_threads", {}).items()}
+
+
 def _print_speed(name: str, speed: dict) -> None:
-    print(f"{name} 480x640, {speed['threads']} threads: PyTorch eager fp32 {speed['torch_fp32_ms']:.1f} ms, "
-          f"ORT int8 cpu {speed['ort_int8_ms']:.1f} ms: {speed['speedup']:.1f}x (median of "
-          f"{len(speed['speedups'])}; {min(speed['speedups']):.1f}x to {max(speed['speedups']):.1f}x)")
+    for each in speed.get("by_threads", {"": speed}).values():
+        print(f"{name} 480x640, {each['threads']} threads: PyTorch eager fp32 {each['torch_fp32_ms']:.1f} ms, "
+              f"ORT int8 cpu {each['ort_int8_ms']:.1f} ms: {each['speedup']:.1f}x (median of "
+              f"{len(each['speedups'])}; {min(each['speedups']):.1f}x to {max(each['speedups']):.1f}x)")
 
 
 if __name__ == "__main__":
