@@ -1,10 +1,10 @@
 """Quantization acceptance on Gardens Point (database day_right, queries night_right, +/-2
 frames), calibration on day_left images: every precision side by side for MobileNetV2 + GeM,
 MobileNetV2 + MAC and EfficientNet-Lite0 + GeM, then int8 ONNX Runtime against PyTorch eager
-fp32 extraction at 480x640, same thread count, same run.
+fp32 extraction at 480x640, same thread count (all cores, then 1), same run.
 
     python benchmarks/quantization_gardens_point.py [--models mnv2_gem,mnv2_mac,lite0_gem] [--calib-count 50]
-        [--keep-float 4] [--keep-float-only | --int4-only | --speed-only]
+        [--keep-float 4] [--keep-float-only | --int4-only | --speed-only] [--speed-threads 2,1]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/quantization_gardens_point.json")
     args = parser.parse_args()
     shared = Path(args.shared)
-    threads = [int(t) for t in args.speed_threads.split(",")]
+    threads = list(dict.fromkeys(int(t) for t in args.speed_threads.split(",")))  # "1,1" on a 1-core machine
     data = shared / "data" / "gardens_point"
     calib = str(data / "day_left")
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
