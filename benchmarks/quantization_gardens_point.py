@@ -48,11 +48,11 @@ def speed_at_480x640(config, calib: str, calib_count: int, calibration: str, thr
         config.data.size, config.data.resize = (480, 640), None
         quantize_model(config, QuantizeOptions("int8", "cpu", calibration, calib, calib_count), path)
         model = build_model(config.model).eval()
+        images = np.zeros((1, 3, 480, 640), dtype=np.float32)
         by_threads = {}
         for threads in thread_counts:
             torch.set_num_threads(threads)
             ort_model = OnnxModel(path, threads=threads)
-            images = np.zeros((1, 3, 480, 640), dtype=np.float32)
             runners = {"ort": lambda: ort_model(images), "torch": torch_runner(model, (1, 3, 480, 640))}
             timings = [time_interleaved(runners, rounds=2) for _ in range(repeats)]
             ort_ms = [t["ort"]["median_ms"] for t in timings]

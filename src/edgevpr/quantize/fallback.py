@@ -28,11 +28,11 @@ def most_sensitive_layers(model: torch.nn.Module, example: torch.Tensor, proto: 
                           tensor_ranges: dict[str, tuple[float, float]], count: int) -> list[dict]:
     """The ``count`` layers whose int8 quantization alone costs most descriptor error, most
     sensitive first: ``{"layer", "node", "error"}``. ``tensor_ranges`` are uint8 ranges by
-    ONNX tensor name; ``model`` is left untouched."""
+    ONNX tensor name; ``calib`` is a ``pipeline.CalibrationImages``; ``model`` is left untouched."""
     copied = copy.deepcopy(model)
     layers = searchable_layers(copied, example)
     nodes = node_of_layer(proto, layers)
-    images = torch.cat([torch.from_numpy(batch) for batch, _ in zip(calib(), range(SAMPLE))])
+    images = calib.batch(SAMPLE)
     simulator = Simulator(copied, layers, quantized_graph(proto, nodes, tensor_ranges), images)
     with tqdm(total=len(layers), desc="int8 sensitivity", unit="layer", leave=False, disable=None) as bar:
         errors = simulator.one_layer_errors("int8", "fp32", bar.update)

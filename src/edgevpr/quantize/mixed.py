@@ -90,7 +90,7 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
     calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels)
     model, example, _ = prepared_model(config, calib, preprocess)
     calib.size = tuple(example.shape[-2:])
-    images = torch.cat([torch.from_numpy(batch) for batch in calib()])
+    images = calib.batch()
     layers = searchable_layers(model, example)
     int4 = int4_levels(model, layers, lambda: images, options.int4_rounding)
     proto = export_onnx(model, example, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,10 @@ class CalibrationImages:
                 raise ConfigError(f"{self.paths[indices[0]]}: calibration image is {size[0]}x{size[1]} after resizing, "
                                   f"the model is exported at {self.size[0]}x{self.size[1]}; give --size HxW")
             yield images.numpy()
+
+    def batch(self, limit: int | None = None) -> torch.Tensor:
+        """The first ``limit`` images (all by default), decoded, as one (N, 3, H, W) tensor."""
+        return torch.cat([torch.from_numpy(images) for images in itertools.islice(self(), limit)])
 
 
 def prepared_model(config: RunConfig, calib: CalibrationImages | None, preprocess):
@@ -177,16 +182,12 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
             "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0)}
 
 
-def _calibration_batch(calib: CalibrationImages) -> torch.Tensor:
-    return torch.cat([torch.from_numpy(batch) for batch in calib()])
-
-
 def _int4_weights(model, example, calib: CalibrationImages, layers, rounding: str, bias_correction: bool,
                   metadata: dict, proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
     """The int4 levels of ``layers`` by ``rounding`` (GPTQ reads the fp32 model, so before any
     bias moves), then, if asked, their biases corrected for those weights and the model exported
     again. Returns the export and the levels by layer name (none for nearest rounding)."""
-    int4 = int4_levels(model, layers, lambda: _calibration_batch(calib), rounding)
+    int4 = int4_levels(model, layers, calib.batch, rounding)
     metadata["int4_rounding"] = rounding
     if bias_correction:
         proto = _bias_corrected_export(model, example, calib, layers, metadata, int4)
