@@ -4,7 +4,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from edgevpr.cli import main
-from edgevpr.evaluate.recall import recall_at_n
+from edgevpr.evaluate.recall import recall_at_n, recall_from_ranks
 from edgevpr.search.index import build_index, search
 
 
@@ -38,6 +38,8 @@ def test_eval_writes_result_descriptors_and_gallery(tmp_path, tiny_street):
     _, ranked = search(build_index(database), queries, 20)
     recomputed = recall_at_n(ranked, [np.array(p) for p in truth["positives"]])
     assert recomputed == payload["recall"]
+    ranks = np.array(payload["per_query"]["first_positive_rank"])  # what paired comparisons read
+    assert len(ranks) == len(queries) and recall_from_ranks(ranks) == payload["recall"]
     assert gallery.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

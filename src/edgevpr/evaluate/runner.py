@@ -16,7 +16,7 @@ from edgevpr.evaluate.extract import extract, initialise_aggregator
 from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
-from edgevpr.evaluate.recall import recall_at_n
+from edgevpr.evaluate.recall import first_positive_ranks, recall_at_n, recall_from_ranks
 from edgevpr.models import VPRModel, build_model
 from edgevpr.models.checkpoint import architecture_of, read_checkpoint
 from edgevpr.models.model import model_from_checkpoint
@@ -114,7 +114,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
     k = max(config.eval.recall_at)
     _, predictions = search(index, q.descriptors, k)
-    recall = recall_at_n(predictions, dataset.positives, config.eval.recall_at)
+    ranks = first_positive_ranks(predictions, dataset.positives)
+    recall = recall_from_ranks(ranks, config.eval.recall_at)
 
     protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, extractor.precision, extractor.runtime)
     input_shape = (1, 3, *protocol["image_size"])
@@ -141,6 +142,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
             "onnx": config.model.onnx,
         },
         "recall": recall,
+        "per_query": {"first_positive_rank": ranks.tolist()},  # for paired comparisons (evaluate.significance)
         "cost": cost,
         "search": {"index": str(index.spec), "params": index.params, "memory_bytes": search_bytes},
         "config": config.to_dict(),
