@@ -1,5 +1,7 @@
 """``edgevpr compare-precisions``: one model under one protocol at every precision, side by
-side: recall, bytes, extraction time and descriptor fidelity (mean cosine to fp32 PyTorch)."""
+side: recall, bytes, extraction time and descriptor fidelity (mean cosine to fp32 PyTorch).
+Each deployed row's R@1 is compared with fp32's query by query (``r1_vs_fp32``: queries gained
+and lost, McNemar p; ``evaluate.significance``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import numpy as np
 
 from edgevpr.config import RunConfig
 from edgevpr.evaluate.runner import evaluate
+from edgevpr.evaluate.significance import paired_recall_difference
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 
 DEFAULT_VARIANTS = [  # (precision, target, calibration[, layers kept in float[, int4 bias correction[, int4 rounding]]])
@@ -62,7 +65,9 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
             result, desc = _evaluate_saving(deployed, folder, name)
             cosine = float(np.mean(np.sum(desc * reference_desc, axis=1)))
             rows.append(_row(result, precision, target, calibration, "onnxruntime", cosine)
-                        | {"keep_float": keep_float, "bias_correction": corrected, "int4_rounding": rounding})
+                        | {"keep_float": keep_float, "bias_correction": corrected, "int4_rounding": rounding,
+                           "r1_vs_fp32": paired_recall_difference(reference["per_query"]["first_positive_rank"],
+                                                                  result["per_query"]["first_positive_rank"])})
     return rows
 
 
@@ -75,7 +80,7 @@ def _row(result: dict, precision, target, calibration, runtime, cosine) -> dict:
 
 def format_rows(rows: list[dict]) -> str:
     header = f"{'precision':<9} {'target':<9} {'calibration':<11} {'runtime':<12} {'R@1':>5} {'R@5':>5} {'R@10':>5} " \
-             f"{'model MB':>9} {'extract ms':>10} {'cos fp32':>9}"
+             f"{'model MB':>9} {'extract ms':>10} {'cos fp32':>9} {'R@1 vs fp32: +q/-q, p':>21}"
     lines = [header, "-" * len(header)]
     for r in rows:
         calibration = ((r["calibration"] or "-") + (f"+{r['keep_float']}fp" if r.get("keep_float") else "")
@@ -83,5 +88,12 @@ def format_rows(rows: list[dict]) -> str:
                        + (f"+{r['int4_rounding']}" if r.get("int4_rounding") else ""))
         lines.append(f"{r['precision']:<9} {r['target'] or '-':<9} {calibration:<11} {r['runtime']:<12} "
                      f"{r['recall']['1']:5.1f} {r['recall']['5']:5.1f} {r['recall']['10']:5.1f} "
-                     f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f}")
+                     f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f} "
+                     f"{_paired_cell(r.get('r1_vs_fp32')):>21}")
     return "\n".join(lines)
+
+
+def _paired_cell(comparison: dict | None) -> str:
+    if comparison is None:  # the reference row, or a row measured before the comparison existed
+        return "-"
+    return f"+{comparison['gained']}/-{comparison['lost']}, p {comparison['mcnemar_p']:.2f}"
