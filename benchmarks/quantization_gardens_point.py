@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +100,13 @@ def main() -> None:
             speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration, threads)
             entry = report["models"].setdefault(name, {"checks": {}})  # a model with no table yet gets its speed alone
             entry["speed_480x640"] = speed
+            entry["speed_480x640_runs"] = _with_this_run(entry.get("speed_480x640_runs", []), speed)
             entry["checks"] |= _speed_checks(speed)
             _print_speed(name, speed)
+            for t in speed["by_threads"]:
+                print(f"{name}, {t} threads, speedup of every run kept: "
+                      + ", ".join(f"{run[f'{t}_threads']['speedup']:.1f}x" for run in entry["speed_480x640_runs"]
+                                  if f"{t}_threads" in run))
             write_json(args.out, report)
             continue
         keep_float_variants = ([("int8", "cpu", c, args.keep_float) for c in ("minmax", "percentile")]
@@ -128,7 +134,10 @@ def main() -> None:
                        f"{label}_r5_loss": fp32["recall"]["5"] - best["recall"]["5"],
                        f"{label}_calibration": best["calibration"],
                        f"{label}_size_ratio": fp32["model_bytes"] / best["model_bytes"]}
-        report["models"][name] = {"rows": rows, "speed_480x640": speed, "checks": checks}
+        runs = report["models"].get(name, {}).get("speed_480x640_runs", [])
+        if speed is not report["models"].get(name, {}).get("speed_480x640"):  # measured now, not kept from before
+            runs = _with_this_run(runs, speed)
+        report["models"][name] = {"rows": rows, "speed_480x640": speed, "speed_480x640_runs": runs, "checks": checks}
         print(f"\n== {name}: {rows[0]['protocol_name']}, calibration {args.calib_count} day_left images")
         print(format_rows(rows))
         _print_speed(name, speed)
@@ -138,6 +147,15 @@ def main() -> None:
                       f"R@5 loss {checks[f'{label}_r5_loss']:+.1f}, {checks[f'{label}_size_ratio']:.2f}x smaller")
         write_json(args.out, report)
     print(f"written: {args.out}")
+
+
+def _with_this_run(runs: list[dict], speed: dict) -> list[dict]:
+    """Every run's speedups, kept: this VM's PyTorch time drifts by up to 2x between runs minutes
+    apart, so one run's ratio says little without the others."""
+    this = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **{f"{t}_threads": {"speedup": s["speedup"], "torch_fp32_ms": s["torch_fp32_ms"], "ort_int8_ms": s["ort_int8_ms"]}
+               for t, s in speed.get("by_threads", {}).items()}}
+    return runs + [this]
 
 
 def _speed_checks(speed: dict) -> dict:
