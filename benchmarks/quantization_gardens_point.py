@@ -96,11 +96,16 @@ def main() -> None:
             "model": model_overrides(name, shared),
             "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
         })
-        if args.speed_only:
+        entry = report["models"].setdefault(name, {"checks": {}})  # a model with no table yet gets its speed alone
+
+        def measured_speed():  # every measurement joins the model's list of runs
             speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration, threads)
-            entry = report["models"].setdefault(name, {"checks": {}})  # a model with no table yet gets its speed alone
-            entry["speed_480x640"] = speed
             entry["speed_480x640_runs"] = _with_this_run(entry.get("speed_480x640_runs", []), speed)
+            return speed
+
+        if args.speed_only:
+            speed = measured_speed()
+            entry["speed_480x640"] = speed
             entry["checks"] |= _speed_checks(speed)
             _print_speed(name, speed)
             for t in speed["by_threads"]:
@@ -114,15 +119,14 @@ def main() -> None:
         if args.keep_float_only or args.int4_only:
             variants = keep_float_variants if args.keep_float_only else [v for v in DEFAULT_VARIANTS if v[0] == "int4"]
             fresh = compare_precisions(config, calib, args.calib_count, variants, log=lambda m: None)
-            earlier = report["models"].get(name, {})
             rerun = {(r["precision"], r["target"], r["calibration"], bool(r.get("keep_float"))) for r in fresh[1:]}
-            rows = fresh[:1] + [r for r in earlier.get("rows", [])[1:]
+            rows = fresh[:1] + [r for r in entry.get("rows", [])[1:]
                                 if (r["precision"], r["target"], r["calibration"], bool(r.get("keep_float"))) not in rerun]
             rows += fresh[1:]
-            speed = earlier.get("speed_480x640") or speed_at_480x640(config, calib, args.calib_count, args.speed_calibration, threads)
+            speed = entry.get("speed_480x640") or measured_speed()
         else:
             rows = compare_precisions(config, calib, args.calib_count, DEFAULT_VARIANTS + keep_float_variants, log=lambda m: None)
-            speed = speed_at_480x640(config, calib, args.calib_count, args.speed_calibration, threads)
+            speed = measured_speed()
         fp32 = rows[0]
         checks = _speed_checks(speed)
         for label, kept in (("int8_cpu", False), ("int8_cpu_keep_float", True)):
@@ -134,10 +138,7 @@ def main() -> None:
                        f"{label}_r5_loss": fp32["recall"]["5"] - best["recall"]["5"],
                        f"{label}_calibration": best["calibration"],
                        f"{label}_size_ratio": fp32["model_bytes"] / best["model_bytes"]}
-        runs = report["models"].get(name, {}).get("speed_480x640_runs", [])
-        if speed is not report["models"].get(name, {}).get("speed_480x640"):  # measured now, not kept from before
-            runs = _with_this_run(runs, speed)
-        report["models"][name] = {"rows": rows, "speed_480x640": speed, "speed_480x640_runs": runs, "checks": checks}
+        entry.update(rows=rows, speed_480x640=speed, checks=checks)
         print(f"\n== {name}: {rows[0]['protocol_name']}, calibration {args.calib_count} day_left images")
         print(format_rows(rows))
         _print_speed(name, speed)
