@@ -19,6 +19,39 @@ def needs(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (shared data not available)")
 
 
+def int8_layout_params(names=("u8s8", "u8s7")):
+    """pytest params for int8 layouts, each id naming what this CPU's kernels promise for it:
+    ``exact`` (compare bit for bit) or ``saturating`` (u8 x s8 pairs clip in int16: tolerance)."""
+    from edgevpr.quantize.int8_layout import LAYOUTS
+    from edgevpr.runtime.cpu import cpu_kernels
+
+    return [pytest.param(name, id=f"{name}-{'exact' if LAYOUTS[name].exact_on(cpu_kernels()) else 'saturating'}")
+            for name in names]
+
+
+def int8_exact(layout: str) -> bool:
+    from edgevpr.quantize.int8_layout import LAYOUTS
+    from edgevpr.runtime.cpu import cpu_kernels
+
+    return LAYOUTS[layout].exact_on(cpu_kernels())
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which integer kernels the int8 checks ran against, and which of them were tolerance checks."""
+    from edgevpr.quantize.int8_layout import LAYOUTS
+    from edgevpr.runtime.cpu import cpu_kernels
+
+    kernels = cpu_kernels()
+    saturating = [name for name, layout in LAYOUTS.items() if not layout.exact_on(kernels)]
+    line = f"int8 kernels of this CPU: {kernels.family} ({', '.join(kernels.flags) or 'no SIMD flags'}; {kernels.source})"
+    if saturating:
+        line += (f"; {', '.join(saturating)} saturates here, so its bit-exact checks ran as tolerance checks "
+                 "(they run bit for bit on a CPU with VNNI)")
+    else:
+        line += "; every layout is summed exactly here, so every int8 check ran bit for bit"
+    terminalreporter.write_line(line)
+
+
 def write_image(path: Path, seed: int, size=(64, 48)) -> Path:
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)

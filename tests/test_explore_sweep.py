@@ -65,6 +65,8 @@ def test_sweep_stores_rows_and_skips_finished_cells(tmp_path, tiny_street):
         r for r in rows if r["precision"] == "fp32")["model_bytes"] / 3
     assert json.loads(rows[0]["config_json"])["data"]["dataset"] == str(tiny_street)
     assert json.loads(rows[0]["environment_json"])["cpu"]
+    family = json.loads(int8["environment_json"])["int8_kernels"]
+    assert family and int8["protocol_name"].endswith(f"@{family}")  # the kernels the int8 cell ran on
     again = _cli("sweep", sweep_file, "--store", store_path)
     assert again.exit_code == 0 and "0 cells run, 4 already stored" in again.output
     assert store.rows() == rows
@@ -73,6 +75,7 @@ def test_sweep_stores_rows_and_skips_finished_cells(tmp_path, tiny_street):
     assert _cli("report", "--store", store_path, "--out", report).exit_code == 0
     page = report.read_text()
     assert "edgevpr-data" in page and "<link" not in page and 'src="' not in page  # self-contained
+    assert f"int8 kernels {family}" in page
     answer = _cli("recommend", "--store", store_path, "--memory", 5e6, "--latency-ms", 1000, "--map-size", 1000)
     assert answer.exit_code == 0 and "use: squeezenet" in answer.output
     csv_out = tmp_path / "runs.csv"

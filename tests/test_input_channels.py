@@ -1,5 +1,6 @@
 import numpy as np
 import onnx
+import pytest
 from onnx import numpy_helper
 
 from edgevpr.config import load_config
@@ -8,7 +9,7 @@ from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.onnx_export import get_metadata
 from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
 from edgevpr.quantize.runtime import OnnxModel
-from tests.conftest import write_image
+from tests.conftest import int8_exact, int8_layout_params, write_image
 
 
 def _stem(model: onnx.ModelProto):
@@ -28,11 +29,14 @@ def _stem(model: onnx.ModelProto):
     raise AssertionError("no QLinearConv reads the image")
 
 
-def test_cpu_int8_stem_widened_to_four_channels_gives_identical_descriptors(tmp_path, monkeypatch):
+@pytest.mark.parametrize("layout", int8_layout_params(("u8s8", "u8s7", "s8s8")))
+def test_cpu_int8_stem_widened_to_four_channels_gives_identical_descriptors(tmp_path, monkeypatch, layout):
+    """Identical where the layout's sums are exact on this CPU; where u8 x s8 pairs saturate,
+    a fourth channel regroups the stem's pairs, so the sums clip elsewhere: close only."""
     for i in range(4):
         write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
     config = load_config(overrides={"model": {"backbone": "mobilenetv2", "aggregator": "gem"}, "data": {"size": (64, 96)}})
-    options = QuantizeOptions("int8", "cpu", "minmax", str(tmp_path / "calib"), 4)
+    options = QuantizeOptions("int8", "cpu", "minmax", str(tmp_path / "calib"), 4, int8_layout=layout)
     quantize_model(config, options, str(tmp_path / "widened.onnx"))
     monkeypatch.setattr(pipeline, "widen_input_conv", lambda proto: False)
     quantize_model(config, options, str(tmp_path / "plain.onnx"))
@@ -46,8 +50,15 @@ def test_cpu_int8_stem_widened_to_four_channels_gives_identical_descriptors(tmp_
 
     images = np.random.default_rng(0).random((2, 3, 64, 96), dtype=np.float32)
     expected = OnnxModel(tmp_path / "plain.onnx")(images)
-    np.testing.assert_array_equal(OnnxModel(tmp_path / "widened.onnx")(images), expected)
 
+    def check(path):
+        got = OnnxModel(path)(images)
+        if int8_exact(layout):
+            np.testing.assert_array_equal(got, expected)
+        else:
+            assert (got * expected).sum(1).min() > 0.9
+
+    check(tmp_path / "widened.onnx")
     assert widen_input_conv(plain) and not widen_input_conv(plain)  # once only
     onnx.save(plain, str(tmp_path / "rewritten.onnx"))
-    np.testing.assert_array_equal(OnnxModel(tmp_path / "rewritten.onnx")(images), expected)
+    check(tmp_path / "rewritten.onnx")

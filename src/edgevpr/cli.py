@@ -105,6 +105,10 @@ QUANTIZE_OPTIONS = [
     ("--int4-rounding", dict(type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
                              help="int4 with --calib: levels by GPTQ on the calibration images, or rounded to "
                                   "nearest (mixed: as the search did).")),
+    ("--int8-layout", dict(type=click.Choice(["auto", "u8s8", "u8s7", "s8s8"]), default="auto", show_default=True,
+                           help="int8 --target cpu: u8s8 (full-range weights, exact on VNNI and ARM CPUs), u8s7 (7-bit "
+                                "weights, exact on every CPU), s8s8 (exact everywhere, slower); auto: u8s8 where this "
+                                "CPU sums it exactly, else u8s7 (mixed: as the search did).")),
 ]
 
 
@@ -126,6 +130,7 @@ def quantize_command(config_file, out, threads, **kwargs):
     report = quantize_model(config, options, out)
     click.echo(f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
                + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
+               + (f", int8 layout {report['int8_layout']}" if report.get("int8_layout") else "")
                + f", {report['bn_folded']} BatchNorm layers folded"
                + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else "")
                + (f"; int4 biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else ""))
@@ -160,12 +165,14 @@ for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
 @click.option("--int4-rounding", type=click.Choice(["nearest", "gptq"]), default="nearest", show_default=True,
               help="int4 levels: nearest, or GPTQ on the calibration images (the deployed file stores the same; "
                    "see README for when it pays).")
+@click.option("--int8-layout", type=click.Choice(["auto", "u8s8", "u8s7"]), default="auto", show_default=True,
+              help="int8 layers' layout, simulated and deployed (see quantize --int8-layout); auto: exact on this CPU.")
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors
 def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
                              time_limit_s, weighting, search_seed, warm_start, fill, bias_correction, int4_rounding,
-                             threads, out, **kwargs):
+                             int8_layout, threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
     from edgevpr.quantize.genetic import SearchSettings
     from edgevpr.quantize.mixed import MixedOptions, search_precision
@@ -174,7 +181,7 @@ def search_precision_command(config_file, budget, calib, calib_count, calibratio
     search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting, warm_start,
                             fill)
     options = MixedOptions(search, calib, calib_count, calibration, bias_correction=bias_correction,
-                           int4_rounding=int4_rounding)
+                           int4_rounding=int4_rounding, int8_layout=int8_layout)
     result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}
     click.echo(f"B = {budget:g} ({weighting}): average {result['average_bits']:.2f} bits; "
@@ -253,7 +260,7 @@ def index_search_command(index_path, descriptors, k, out):
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @user_errors
 def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, as_json):
-    """Descriptor size (seed 000 Eq. 11-12) and, if exact search cannot fit, an ANN index."""
+    """Descriptor size (Grainge et al. 2024 Eq. 11-12) and, if exact search cannot fit, an ANN index."""
     import json
 
     from edgevpr.search.advise import advise, format_advice, load_scaling

@@ -8,7 +8,7 @@
 - extraction_ms: per image at batch 1, median (and p90) over timed runs after warm-up.
 - matching_ms: per query, median over single-query searches of the index.
 - database_bytes: N x D x bytes per element of the stored descriptors.
-- total_ms = extraction_ms + matching_ms (seed 000's tau_e + tau_r).
+- total_ms = extraction_ms + matching_ms (Grainge et al. 2024's tau_e + tau_r).
 """
 
 from __future__ import annotations

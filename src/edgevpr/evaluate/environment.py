@@ -33,10 +33,13 @@ def environment() -> dict:
     import torch
 
     import edgevpr
+    from edgevpr.runtime.cpu import cpu_kernels
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "cpu": _cpu_model(),
+        "cpu_flags": list(cpu_kernels().flags),  # the instruction sets ONNX Runtime's integer kernels use
+        "int8_kernels": cpu_kernels().family,
         "cores": os.cpu_count(),
         "gpu": gpu,
         "torch_threads": torch.get_num_threads(),

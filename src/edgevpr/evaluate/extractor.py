@@ -29,6 +29,7 @@ class Extractor:
     latency: Callable[[tuple, int], dict]
     fixed_size: tuple[int, int] | None = None
     info: dict | None = None
+    int8: dict | None = None  # a file with integer layers: its layout and the kernel family that ran it
 
 
 def torch_extractor(model: torch.nn.Module) -> Extractor:
@@ -40,10 +41,13 @@ def torch_extractor(model: torch.nn.Module) -> Extractor:
 
 
 def onnx_extractor(path: str, threads: int | None = None, optimization: str = "all") -> Extractor:
+    from edgevpr.quantize.int8_layout import layout_of
     from edgevpr.quantize.runtime import OnnxModel, runtime_name
+    from edgevpr.runtime.cpu import cpu_kernels
 
     model = OnnxModel(path, threads, optimization)
     meta = model.metadata
+    layout = layout_of(meta)
 
     def latency(shape, runs):
         images = np.zeros(shape, dtype=np.float32)
@@ -56,4 +60,5 @@ def onnx_extractor(path: str, threads: int | None = None, optimization: str = "a
         forward=model, precision=precision, runtime=runtime_name(optimization), params=int(meta.get("params", 0)),
         model_bytes=model.file_bytes, flops=lambda shape: int(meta.get("flops", 0)), latency=latency,
         fixed_size=model.fixed_size, info=meta,
+        int8={"int8_layout": layout.name, "int8_kernels": cpu_kernels().family} if layout else None,
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 
-def build_protocol(dataset_protocol: dict, resize_rule: str, sizes: Counter, precision: str, runtime: str) -> dict:
+def build_protocol(dataset_protocol: dict, resize_rule: str, sizes: Counter, precision: str, runtime: str,
+                   int8: dict | None = None) -> dict:
+    """``int8``: for a model with integer layers, its ``int8_layout`` and the ``int8_kernels``
+    family it ran on (``runtime.cpu``), which decide whether its sums saturate."""
     common = sizes.most_common(1)[0][0] if sizes else None
     return dataset_protocol | {
         "resize": resize_rule,
@@ -13,14 +16,16 @@ def build_protocol(dataset_protocol: dict, resize_rule: str, sizes: Counter, pre
         "image_sizes": sorted([list(size) for size in sizes]),
         "precision": precision,
         "runtime": runtime,
-    }
+    } | (int8 or {})
 
 
 def protocol_name(protocol: dict) -> str:
-    """For example ``gardens_point:day_right->night_right:frames<=2:short_side=360:fp32:pytorch``."""
+    """For example ``gardens_point:day_right->night_right:frames<=2:short_side=360:fp32:pytorch``;
+    an integer model's name ends in its layout and kernel family, ``...:int8-cpu:onnxruntime:u8s8@x86-avx2``."""
     database = protocol["database"].rstrip("/").split("/")[-1]
     queries = protocol["queries"].rstrip("/").split("/")[-1]
-    return ":".join(
-        [protocol["dataset"], f"{database}->{queries}", protocol["positives"], protocol["resize"],
-         protocol["precision"], protocol["runtime"]]
-    )
+    parts = [protocol["dataset"], f"{database}->{queries}", protocol["positives"], protocol["resize"],
+             protocol["precision"], protocol["runtime"]]
+    if protocol.get("int8_kernels"):
+        parts.append(f"{protocol['int8_layout']}@{protocol['int8_kernels']}")
+    return ":".join(parts)

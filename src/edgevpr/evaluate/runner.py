@@ -117,7 +117,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     ranks = first_positive_ranks(predictions, dataset.positives)
     recall = recall_from_ranks(ranks, config.eval.recall_at)
 
-    protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, extractor.precision, extractor.runtime)
+    protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, extractor.precision, extractor.runtime,
+                              extractor.int8)
     input_shape = (1, 3, *protocol["image_size"])
     search_bytes = index_bytes(index)
     cost = cost_block(

@@ -36,6 +36,9 @@ def _rows(store: Store) -> list[dict]:
         item = {name: row[name] for name in ROW_FIELDS}
         extra = json.loads(row["extra_json"] or "{}")
         item["layer_bits"] = extra.get("layer_bits")
+        environment = json.loads(row["environment_json"] or "{}")
+        item["int8_kernels"] = environment.get("int8_kernels")  # None: stored before kernels were recorded
+        item["cpu_flags"] = environment.get("cpu_flags")
         rows.append(item)
     return rows
 
@@ -50,6 +53,10 @@ def render(store: Store, map_size: int = 100_000) -> str:
         f"<li>{html.escape(r['claim'])}: <b>{html.escape(r['verdict'])}</b>"
         + (f" ({r['pairs']} pairs, mean R@1 difference {r['mean_recall1_difference']:+.1f})" if r["pairs"] else "")
         + "</li>" for r in rules)
+    machines = sorted({(r["cpu"] or "?", r["int8_kernels"] or "kernels not recorded", ", ".join(r["cpu_flags"] or []))
+                       for r in rows})
+    machine_items = "".join(f"<li>{html.escape(cpu)}: int8 kernels {html.escape(family)}"
+                            + (f" ({html.escape(flags)})" if flags else "") + "</li>" for cpu, family, flags in machines)
     legend = "".join(f'<span style="color:{c}">&#9679; {p}</span>'
                      for p, c in (("fp32", "#1f77b4"), ("fp16", "#2ca02c"), ("int8", "#d62728"), ("int4", "#9467bd"),
                                   ("mixed", "#ff7f0e")))
@@ -65,6 +72,7 @@ measured map size to N. Hover a point for its configuration; click a column to s
 <p>Dataset <select id="dataset"></select> &nbsp; map size N <input id="mapsize" type="number" min="1" step="1000">
 <span class="legend">{legend}</span></p>
 <div class="plots">{plots}</div>
+<h2>Machines</h2><ul id="machines">{machine_items}</ul>
 <h2>Design rules</h2><ul id="rules">{rule_items}</ul>
 <h2>Runs</h2><table id="runs"></table>
 <script type="application/json" id="edgevpr-data">{data}</script>

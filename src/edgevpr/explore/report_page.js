@@ -113,7 +113,7 @@ function drawBits(rows) {
 const COLUMNS = [["backbone", "backbone"], ["aggregator", "aggregator"], ["descriptor_dim", "D"], ["precision", "precision"],
   ["index_spec", "index"], ["image_size", "image"], ["dataset", "dataset"], ["recall_1", "R@1"], ["recall_5", "R@5"],
   ["recall_10", "R@10"], ["model_bytes", "model bytes"], ["extraction_ms", "extraction ms"], ["matching_ms", "matching ms"],
-  ["database_bytes", "database bytes"], ["params", "params"], ["flops", "FLOPs"]];
+  ["database_bytes", "database bytes"], ["params", "params"], ["flops", "FLOPs"], ["int8_kernels", "int8 kernels"]];
 let sortKey = "recall_1", sortDown = true;
 function fillTable(rows) {
   const table = document.getElementById("runs");

@@ -25,15 +25,17 @@ SAMPLE = 16  # calibration images used to rank the layers
 
 
 def most_sensitive_layers(model: torch.nn.Module, example: torch.Tensor, proto: onnx.ModelProto, calib,
-                          tensor_ranges: dict[str, tuple[float, float]], count: int) -> list[dict]:
+                          tensor_ranges: dict[str, tuple[float, float]], count: int,
+                          weight_max: int = 127) -> list[dict]:
     """The ``count`` layers whose int8 quantization alone costs most descriptor error, most
     sensitive first: ``{"layer", "node", "error"}``. ``tensor_ranges`` are uint8 ranges by
-    ONNX tensor name; ``calib`` is a ``pipeline.CalibrationImages``; ``model`` is left untouched."""
+    ONNX tensor name; ``calib`` is a ``pipeline.CalibrationImages``; ``weight_max`` the int8
+    layout's weight range; ``model`` is left untouched."""
     copied = copy.deepcopy(model)
     layers = searchable_layers(copied, example)
     nodes = node_of_layer(proto, layers)
     images = calib.batch(SAMPLE)
-    simulator = Simulator(copied, layers, quantized_graph(proto, nodes, tensor_ranges), images)
+    simulator = Simulator(copied, layers, quantized_graph(proto, nodes, tensor_ranges, weight_max), images)
     with tqdm(total=len(layers), desc="int8 sensitivity", unit="layer", leave=False, disable=None) as bar:
         errors = simulator.one_layer_errors("int8", "fp32", bar.update)
     order = np.argsort(errors)[::-1][:count]

@@ -38,6 +38,7 @@ from edgevpr.quantize.genetic import (
     uniform,
 )
 from edgevpr.quantize.gptq import int4_levels
+from edgevpr.quantize.int8_layout import resolve_layout
 from edgevpr.quantize.mixed_export import FORMAT, node_of_layer, quantized_graph
 from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
@@ -67,6 +68,9 @@ class MixedOptions:
     # against 51.0), and its int4 depthwise layers keep the simulation within 1 point of the
     # deployed file rather than 0.5 (benchmarks/mixed_precision_gardens_point.py)
     int4_rounding: str = "nearest"
+    # the int8 layers' layout (int8_layout): auto = exact arithmetic on this machine, so that the
+    # simulation computes what this machine's deployed file computes
+    int8_layout: str = "auto"
 
 
 def _paths(out: str | Path) -> dict[str, Path]:
@@ -100,15 +104,17 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
 
     stats = calibration.collect(proto, loaded, threads=config.eval.threads)
     tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
-    return Simulator(model, layers, quantized_graph(proto, node_of_layer(proto, layers), tensor_ranges), images,
-                     options.bias_correction, int4), calib
+    graph = quantized_graph(proto, node_of_layer(proto, layers), tensor_ranges,
+                            resolve_layout(options.int8_layout).weight_max)
+    return Simulator(model, layers, graph, images, options.bias_correction, int4), calib
 
 
 def search_signature(config: RunConfig, options: MixedOptions) -> str:
     """What a saved sensitivity or search state depends on besides the search settings."""
     payload = {"simulation": SIMULATION, "model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
                "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile,
-               "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding}
+               "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding,
+               "int8_layout": resolve_layout(options.int8_layout).name}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -159,7 +165,8 @@ def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
         **{f"average_bits_{w}": average_bits(best, layer_weights(problem.params, w)) for w in WEIGHTINGS},
         "calibration": options.calibration, "percentile": options.percentile, "calib": options.calib,
         "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding,
-        "calib_count": len(simulator.images), "settings": asdict(settings), "evaluations": state.evaluations,
+        "int8_layout": resolve_layout(options.int8_layout).name, "calib_count": len(simulator.images),
+        "settings": asdict(settings), "evaluations": state.evaluations,
         "resumed": resumed, "genetic_seconds": round(state.seconds, 1),  # the search steps, over every run
         "history": state.history,
         "layers": [{"name": layer.name, "precision": precision, "params": layer.params}

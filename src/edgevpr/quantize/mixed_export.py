@@ -27,6 +27,7 @@ from onnx import numpy_helper
 
 from edgevpr.errors import ConfigError
 from edgevpr.quantize.int4 import WEIGHT_OPS, to_fp16_weights, to_int4_weights
+from edgevpr.quantize.int8_layout import LAYOUTS, Int8Layout
 from edgevpr.quantize.onnx_export import tensor_consumers
 from edgevpr.quantize.ptq import to_int8
 from edgevpr.quantize.simulate import BITS, QuantizedGraph, searchable_layers
@@ -94,22 +95,23 @@ def int8_tensors(proto: onnx.ModelProto, nodes: dict[str, str]) -> dict[str, tup
 
 
 def quantized_graph(proto: onnx.ModelProto, nodes: dict[str, str],
-                    tensor_ranges: dict[str, tuple[float, float]]) -> QuantizedGraph:
+                    tensor_ranges: dict[str, tuple[float, float]], weight_max: int = 127) -> QuantizedGraph:
     """What an int8 layer's QDQ quantization quantizes (``int8_tensors``; ``nodes`` from
-    ``node_of_layer``), the uint8 ranges by ONNX tensor name, and the graph's Add nodes: what
-    ``Simulator`` takes."""
+    ``node_of_layer``), the uint8 ranges by ONNX tensor name, the graph's Add nodes and the int8
+    layout's weight range: what ``Simulator`` takes."""
     points = int8_tensors(proto, nodes)
     tensors = {name: (source, target) for name, (source, target, _) in points.items()}
     used = {t for pair in tensors.values() for t in pair}
     adds = {(node.input[0], node.input[1]): node.output[0] for node in proto.graph.node if node.op_type == "Add"}
     used |= {t for (a, b), out in adds.items() for t in (a, b, out)}
-    return QuantizedGraph(tensors, {t: tensor_ranges[t] for t in used if t in tensor_ranges}, adds)
+    return QuantizedGraph(tensors, {t: tensor_ranges[t] for t in used if t in tensor_ranges}, adds, weight_max)
 
 
 def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict,
-             int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[onnx.ModelProto, list[int]]:
+             int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+             layout: Int8Layout = LAYOUTS["u8s8"]) -> tuple[onnx.ModelProto, list[int]]:
     """The file ``mixed`` describes; ``int4`` gives int4 (levels, scales) by layer name (GPTQ),
-    the other int4 layers round to nearest."""
+    the other int4 layers round to nearest; ``layout`` is the int8 layers' layout."""
     layers = searchable_layers(model, example)
     names = [layer["name"] for layer in mixed["layers"]]
     if names != [layer.name for layer in layers]:
@@ -126,5 +128,5 @@ def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict,
     if chosen["fp16"]:
         proto = to_fp16_weights(proto, only=chosen["fp16"])
     if chosen["int8"]:
-        proto = to_int8(proto, ranges, "cpu", only=sorted(chosen["int8"] | fused), qdq=True)
+        proto = to_int8(proto, ranges, "cpu", only=sorted(chosen["int8"] | fused), qdq=True, layout=layout)
     return proto, [BITS[layer["precision"]] for layer in mixed["layers"]]

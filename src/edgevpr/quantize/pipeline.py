@@ -25,6 +25,8 @@ from edgevpr.quantize.fallback import most_sensitive_layers
 from edgevpr.quantize.gptq import INT4_ROUNDINGS, dequantized, int4_levels
 from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
+from edgevpr.quantize.int8_layout import CHOICES as INT8_LAYOUTS
+from edgevpr.quantize.int8_layout import LEGACY, QDQ_CHOICES, resolve_layout
 from edgevpr.quantize.mixed_export import node_of_layer, read_mixed_config, to_mixed
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
 from edgevpr.quantize.ptq import to_fp16, to_int8
@@ -45,6 +47,7 @@ class QuantizeOptions:
     keep_float: int = 0  # int8: leave this many of the most sensitive layers in float
     bias_correction: bool = True  # int4 (with --calib): correct biases for the weights' error; mixed: as searched
     int4_rounding: str = "gptq"  # int4 with --calib: GPTQ levels (else nearest); mixed: as searched
+    int8_layout: str = "auto"  # cpu target: u8s8 | u8s7 | s8s8; auto = exact on the quantizing machine (int8_layout)
 
 
 class CalibrationImages:
@@ -109,6 +112,11 @@ def check_options(options: QuantizeOptions) -> None:
         raise ConfigError(f"{options.calib}: calibration folder not found")
     if options.int4_rounding not in INT4_ROUNDINGS:
         raise ConfigError(f"unknown int4 rounding {options.int4_rounding!r}; use one of {', '.join(INT4_ROUNDINGS)}")
+    if options.int8_layout not in INT8_LAYOUTS:
+        raise ConfigError(f"unknown int8 layout {options.int8_layout!r}; use one of {', '.join(INT8_LAYOUTS)}")
+    if options.precision == "mixed" and options.int8_layout not in QDQ_CHOICES:
+        raise ConfigError(f"int8 layout {options.int8_layout} is for --precision int8; mixed precision takes "
+                          f"{', '.join(QDQ_CHOICES)}")
     if options.calibration not in calibration.METHODS:
         raise ConfigError(f"unknown calibration {options.calibration!r}; use one of {', '.join(calibration.METHODS)}")
 
@@ -119,9 +127,11 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
     check_options(options)
     mixed = read_mixed_config(options.mixed_config) if options.precision == "mixed" else None
     needs_calibration = options.precision in ("int8", "mixed")
-    if mixed is not None:  # the ranges the search simulated with
+    if mixed is not None:  # the ranges and the int8 layout the search simulated with
         options = dataclasses.replace(options, calibration=mixed["calibration"], calib_count=mixed["calib_count"],
-                                      percentile=mixed.get("percentile", options.percentile))
+                                      percentile=mixed.get("percentile", options.percentile),
+                                      int8_layout=mixed.get("int8_layout", LEGACY))
+    layout = resolve_layout(options.int8_layout)
     torch.manual_seed(config.eval.seed)
     preprocess = preprocess_from(config)
     calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels) if options.calib else None
@@ -132,6 +142,8 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
         "calibration": options.calibration if needs_calibration else None, "bn_folded": folded,
         "calib_images": None, "descriptor_dim": model.descriptor_dim,
     }
+    if options.precision == "mixed" or (options.precision == "int8" and options.target == "cpu"):
+        metadata["int8_layout"] = layout.name
     proto = export_onnx(model, example, metadata)
     metadata = get_metadata(proto)  # now with dynamic_size and export_size
     if calib is not None and not metadata["dynamic_size"]:
@@ -159,9 +171,10 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
             if options.keep_float:
                 uint8_ranges = ranges if options.target == "cpu" else calibration.ranges(
                     stats, options.calibration, symmetric=False, percentile=options.percentile)
-                kept = most_sensitive_layers(model, example, proto, calib, uint8_ranges, options.keep_float)
+                kept = most_sensitive_layers(model, example, proto, calib, uint8_ranges, options.keep_float,
+                                             layout.weight_max)
                 metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
-            proto = to_int8(proto, ranges, options.target, keep_float=[entry["node"] for entry in kept])
+            proto = to_int8(proto, ranges, options.target, keep_float=[entry["node"] for entry in kept], layout=layout)
             if options.target == "cpu":
                 metadata["stem_channels_widened"] = widen_input_conv(proto)
         else:
@@ -172,12 +185,13 @@ def quantize_model(config: RunConfig, options: QuantizeOptions, out: str) -> dic
                                         [layer for layer in searchable_layers(model, example) if layer.name in int4_names],
                                         mixed.get("int4_rounding", "nearest"), mixed.get("bias_correction", False),
                                         metadata, proto)
-            proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges, int4)
+            proto, metadata["layer_bits"] = to_mixed(proto, model, example, mixed, ranges, int4, layout)
             metadata["mixed"] = {k: mixed[k] for k in ("budget", "weighting", "average_bits", "fitness")}
     set_metadata(proto, metadata)  # the quantizers do not all keep it
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
-    return {"out": out, "bytes": Path(out).stat().st_size, **{k: metadata[k] for k in ("precision", "target", "calibration", "bn_folded")},
+    return {"out": out, "bytes": Path(out).stat().st_size,
+            **{k: metadata.get(k) for k in ("precision", "target", "calibration", "bn_folded", "int8_layout")},
             "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])],
             "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0)}
 

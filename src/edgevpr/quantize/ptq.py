@@ -1,8 +1,9 @@
 """fp16 and int8 post-training quantization of an fp32 ONNX model with ONNX Runtime's tools.
 
 int8 targets:
-- ``cpu``: QOperator format (fused QLinearConv), uint8 asymmetric activations, int8
-  per-channel symmetric weights: what x86 ONNX Runtime runs fast.
+- ``cpu``: QOperator format (fused QLinearConv), asymmetric activations and per-channel
+  symmetric weights in one of the layouts of ``int8_layout`` (uint8 x int8 full range, the
+  same with 7-bit weights, or int8 x int8): what ONNX Runtime runs fast, and exactly.
 - ``tensorrt``: QDQ format, symmetric int8 activations and int8 per-channel weights, as
   TensorRT consumes explicit-quantization graphs.
 Activation ranges come from ``calibration.ranges`` (ours, not ORT's calibrators) through ORT's
@@ -19,6 +20,7 @@ import numpy as np
 import onnx
 
 from edgevpr.errors import ConfigError
+from edgevpr.quantize.int8_layout import LAYOUTS, Int8Layout
 from edgevpr.quantize.weight_grid import grid_overrides
 
 TARGETS = ("cpu", "tensorrt")
@@ -32,9 +34,11 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]], target: str = "cpu",
-            keep_float: list[str] | None = None, only: list[str] | None = None, qdq: bool | None = None) -> onnx.ModelProto:
+            keep_float: list[str] | None = None, only: list[str] | None = None, qdq: bool | None = None,
+            layout: Int8Layout = LAYOUTS["u8s8"]) -> onnx.ModelProto:
     """``keep_float``: node names left in float; ``only``: quantize just these nodes;
-    ``qdq``: force QDQ (True) or QOperator (False) instead of the target's format."""
+    ``qdq``: force QDQ (True) or QOperator (False) instead of the target's format; ``layout``:
+    the ``cpu`` target's activation type and weight range (``tensorrt`` is symmetric int8)."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -46,6 +50,11 @@ def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]
     if target not in TARGETS:
         raise ConfigError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     symmetric = target == "tensorrt"
+    if qdq and layout.activations == "int8" and not symmetric:
+        raise ConfigError(f"int8 layout {layout.name} needs QLinearConv (--precision int8): in a QDQ graph ONNX "
+                          "Runtime would run its int8 activations as uint8")
+    signed_activations = symmetric or layout.activations == "int8"
+    weight_max = 127 if symmetric else layout.weight_max
     data = TensorsData(CalibrationMethod.MinMax, {n: (np.float32(lo), np.float32(hi)) for n, (lo, hi) in tensor_ranges.items()})
     root = logging.getLogger()
     level = root.level
@@ -60,12 +69,12 @@ def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]
                 str(source), str(output), calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ if (symmetric if qdq is None else qdq) else QuantFormat.QOperator,
                 nodes_to_quantize=only,
-                per_channel=True, reduce_range=False,
-                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                per_channel=True, reduce_range=weight_max < 127,
+                activation_type=QuantType.QInt8 if signed_activations else QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                 calibration_cache_path=str(cache), nodes_to_exclude=keep_float or [],
                 extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
-                               "TensorQuantOverrides": grid_overrides(model)},
+                               "TensorQuantOverrides": grid_overrides(model, weight_max, 127 if weight_max < 127 else None)},
             )
             return onnx.load(str(output))
     finally:

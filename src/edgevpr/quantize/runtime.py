@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from edgevpr.config import ORT_OPTIMIZATIONS
 from edgevpr.errors import ConfigError
+from edgevpr.quantize.int8_layout import saturation_warning
 from edgevpr.quantize.onnx_export import INPUT, METADATA_KEY
 
 # ONNX Runtime's graph optimization levels. "none" runs a QDQ graph as written: dequantize, float
@@ -49,6 +51,9 @@ class OnnxModel:
             raise ConfigError(f"{self.path}: not an ONNX model ({error.__class__.__name__})") from None
         entries = {e.key: e.value for e in proto.metadata_props}
         self.metadata = json.loads(entries.get(METADATA_KEY, "{}"))
+        warning = saturation_warning(self.path, self.metadata)
+        if warning:
+            print(warning, file=sys.stderr)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])

@@ -1,4 +1,4 @@
-"""Simulated quantization in PyTorch, for the mixed-precision search (seed 000 section 3.4).
+"""Simulated quantization in PyTorch, for the mixed-precision search (Grainge et al. 2024 section 3.4).
 
 The searchable layers are the convolutions and linear layers of the BN-folded model, in the
 order they run. Each takes one precision, simulated as ``mixed_export`` deploys it:
@@ -26,7 +26,7 @@ Run the deployed file with ``runtime.OnnxModel``: it keeps ONNX Runtime from qua
 weights of float layers that sit between quantized tensors (its WeightBiasQuantization pass),
 which would make the fp16 and int4 layers something the simulation does not model.
 
-Fitness is seed 000's Eq. 10: minus the mean squared difference between the descriptors of
+Fitness is Grainge et al. 2024's Eq. 10: minus the mean squared difference between the descriptors of
 the simulated model and those of the full-precision model on L calibration images. The model
 runs in channels-last memory format, which this CPU's convolutions run about 2x faster.
 """
@@ -43,6 +43,7 @@ from torch.overrides import TorchFunctionMode
 from edgevpr.quantize.bias_correction import corrected_biases
 from edgevpr.quantize.gptq import dequantized
 from edgevpr.quantize.int4 import quantize_int4_symmetric
+from edgevpr.quantize.weight_grid import is_depthwise
 from edgevpr.quantize.int8_arithmetic import (
     TAG,
     Int8Arithmetic,
@@ -97,6 +98,7 @@ class QuantizedGraph:
     tensors: dict[str, tuple[str, str]]
     ranges: dict[str, tuple[float, float]]
     adds: dict[tuple[str, str], str]
+    weight_max: int = 127  # the int8 layout's weight range (int8_layout); depthwise layers keep 127
 
 
 class QuantizedAdd(TorchFunctionMode):
@@ -152,7 +154,8 @@ class Simulator:
         ranges = self.graph.ranges
         self.int8 = {layer.name: Int8Arithmetic.of(self.original[layer.name], self.original_bias[layer.name],
                                                    ranges[self.graph.tensors[layer.name][0]],
-                                                   ranges[self.graph.tensors[layer.name][1]])
+                                                   ranges[self.graph.tensors[layer.name][1]],
+                                                   self._weight_levels(layer.module))
                      for layer in layers if layer.name in self.graph.tensors}
         self.biases: dict[tuple[str, str], torch.Tensor] = {}
         forward = self.model.forward
@@ -176,6 +179,11 @@ class Simulator:
                                       {layer.name: self.variants[(layer.name, "int4")] for layer in layers},
                                       _batches(self.images))
             self.biases |= {(name, "int4"): bias for name, bias in biases.items()}
+
+    def _weight_levels(self, module: nn.Module) -> int:
+        """Per-sign int8 weight levels: the layout's, except depthwise convolutions (127)."""
+        depthwise = isinstance(module, nn.Conv2d) and is_depthwise(module.weight.shape, module.groups)
+        return 127 if depthwise else self.graph.weight_max
 
     def _input_hook(self, name: str):
         def hook(module, inputs):

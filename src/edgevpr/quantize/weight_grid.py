@@ -47,17 +47,26 @@ def channel_scales(weight: np.ndarray, qmax: int = 127) -> np.ndarray:
     return np.asarray(scales, dtype=np.float32)
 
 
-def grid_overrides(model: onnx.ModelProto, qmax: int = 127) -> dict[str, list[dict]]:
-    """ORT ``TensorQuantOverrides`` with per-channel scales on the weights' own grid."""
+def is_depthwise(weight_shape, groups: int) -> bool:
+    """One input and one output channel per group: what ONNX Runtime runs as a depthwise convolution."""
+    return groups > 1 and weight_shape[0] == groups and weight_shape[1] == 1
+
+
+def grid_overrides(model: onnx.ModelProto, qmax: int = 127, depthwise_qmax: int | None = None) -> dict[str, list[dict]]:
+    """ORT ``TensorQuantOverrides`` with per-channel scales on the weights' own grid, ``qmax``
+    levels per sign. With ``depthwise_qmax``, every depthwise weight gets explicit scales of that
+    many levels, on a grid or not (it differs from what the quantizer applies to the others)."""
     initializers = {i.name: i for i in model.graph.initializer}
     overrides: dict[str, list[dict]] = {}
     for node in model.graph.node:
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in initializers:
             continue
         weight = numpy_helper.to_array(initializers[node.input[1]])
-        if grid_step(weight) is None:
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        levels = depthwise_qmax if depthwise_qmax and is_depthwise(weight.shape, groups) else None
+        if levels is None and grid_step(weight) is None:
             continue
-        channels = [{"scale": np.float32(scale), "zero_point": 0} for scale in channel_scales(weight, qmax)]
+        channels = [{"scale": np.float32(scale), "zero_point": 0} for scale in channel_scales(weight, levels or qmax)]
         channels[0]["axis"] = 0
         overrides[node.input[1]] = channels
     return overrides
