@@ -6,7 +6,7 @@ FLOPs here are torch's count: 2 per multiply-add. Papers in this field (GhostNet
 CCT) print multiply-adds (MACs) and call them FLOPs, so the comparison section uses MACs.
 
 Published figures compared (the comparison section explains each difference):
-- seed 002: Ghost-dil-NetVLAD has 99.04 % fewer FLOPs and 80.16 % fewer params than
+- Gong et al. 2021: Ghost-dil-NetVLAD has 99.04 % fewer FLOPs and 80.16 % fewer params than
   VGG16-NetVLAD at 640x480 (as the issue quotes it). Both readings of "dilated primary
   convolution" are measured: GhostNet's 1x1 primaries with the dilation on the cheap
   depthwise convolution (ours), and 3x3 dilated primaries.

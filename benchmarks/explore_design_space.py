@@ -1,9 +1,9 @@
-"""Seed 000's study in small on Gardens Point (sweeps/seed000_gardens_point.yaml): run the sweep
+"""Grainge et al. 2024's study in small on Gardens Point (sweeps/design_space_gardens_point.yaml): run the sweep
 into a store (finished cells are skipped on a re-run), write the HTML report, print the
 Pareto fronts, the design-rule checks and recommendations for three device budgets.
 
-    python benchmarks/explore_seed000.py [--store benchmarks/results/seed000.db]
-                                         [--report benchmarks/results/seed000_report.html]
+    python benchmarks/explore_design_space.py [--store benchmarks/results/design_space.db]
+                                         [--report benchmarks/results/design_space_report.html]
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def name(row: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sweep", default="sweeps/seed000_gardens_point.yaml")
-    parser.add_argument("--store", default="benchmarks/results/seed000.db")
-    parser.add_argument("--report", default="benchmarks/results/seed000_report.html")
+    parser.add_argument("--sweep", default="sweeps/design_space_gardens_point.yaml")
+    parser.add_argument("--store", default="benchmarks/results/design_space.db")
+    parser.add_argument("--report", default="benchmarks/results/design_space_report.html")
     parser.add_argument("--map-size", type=int, default=100_000)
     parser.add_argument("--scaling", default="benchmarks/results/search_scaling.json")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""Negative mining side by side (seed 001 Table 6) on the synthetic street: random, partial
+"""Negative mining side by side (Berton et al. 2022 Table 6) on the synthetic street: random, partial
 (a cache of --cache-database database images plus the round's queries and positives) and
 full (the whole database), each trained for the same --minutes from the same start. Prints
 each strategy's cache cost (images encoded, seconds, bytes, per cache and per epoch) and the

@@ -1,4 +1,4 @@
-"""Matching time against map size and descriptor size, seed 000's k1 and k2, and the ANN
+"""Matching time against map size and descriptor size, Grainge et al. 2024's k1 and k2, and the ANN
 acceptance at N = 1,000,000, D = 1024.
 
 1. Exact search (faiss Flat, inner product), one query at a time, for N in {1k, 10k, 100k, 1M}

@@ -107,7 +107,7 @@ class TrainConfig:
     queries_per_epoch: int = 5000
     patience: int = 3  # early stopping: epochs without a better validation Recall@5
     max_minutes: float | None = None  # stop after the epoch in which this much time has passed
-    # Augmentation (seed 001 section 4.5)
+    # Augmentation (Berton et al. 2022 section 4.5)
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0

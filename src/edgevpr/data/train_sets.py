@@ -1,7 +1,7 @@
 """Training data: triplet sets (queries with candidate positives and excluded negatives) and
 place-grouped sets (images labelled by place, for P x K batches).
 
-Triplet sets follow seed 001's code (after NetVLAD): a query's best positive is searched in
+Triplet sets follow Berton et al. 2022's code (after NetVLAD): a query's best positive is searched in
 feature space among the database images within ``positive_m`` metres (or ``tolerance_frames``
 frames); negatives are database images farther than ``negative_m`` metres (or
 ``negative_frames`` frames). Images in between are neither.

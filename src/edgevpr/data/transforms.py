@@ -21,7 +21,7 @@ class Preprocess:
     size: tuple[int, int] | None = None
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    factor: float | None = None  # scale applied after resize/size (seed 001's resolution study)
+    factor: float | None = None  # scale applied after resize/size (Berton et al. 2022's resolution study)
 
     def __post_init__(self):
         if self.resize is not None and self.size is not None:

@@ -4,7 +4,7 @@ A run measured on a map of n0 images is projected to a map of N images as follow
 - database memory: bytes per map image (N0 database bytes / n0, the index's own size for
   ANN indexes) x N;
 - matching time: for exact search with a matching cost model (k1, k2 measured by
-  benchmarks/search_scaling.py), seed 000's tau_r = N (k1 D + k2); otherwise the measured
+  benchmarks/search_scaling.py), Grainge et al. 2024's tau_r = N (k1 D + k2); otherwise the measured
   per-query time x N / n0 (a linear scan; for ANN indexes an upper bound);
 - total latency = extraction + projected matching; device memory = model bytes + database.
 """

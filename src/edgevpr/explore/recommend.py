@@ -23,7 +23,7 @@ def _describe(row: dict, map_size: int, cost_model=None) -> dict:
 
 def recommend(rows: list[dict], memory_bytes: float, latency_ms: float, map_size: int,
               dataset: str | None = None, cost_model=None) -> dict:
-    """``cost_model``: exact-search matching time from k1, k2 (seed 000 Eq. 12) instead of a
+    """``cost_model``: exact-search matching time from k1, k2 (Grainge et al. 2024 Eq. 12) instead of a
     linear projection of the time measured on the evaluation map."""
     if dataset is not None:
         rows = [row for row in rows if row["dataset"] == dataset]

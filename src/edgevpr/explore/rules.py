@@ -33,10 +33,10 @@ class Rule:
 
 
 RULES = [
-    Rule("MAC beats GeM under int8 (seed 000)", "model.aggregator", "mac", "gem", (("precision", "int8"),)),
+    Rule("MAC beats GeM under int8 (Grainge et al. 2024)", "model.aggregator", "mac", "gem", (("precision", "int8"),)),
     Rule("MAC beats GeM in fp32", "model.aggregator", "mac", "gem", (("precision", "fp32"),)),
     Rule("int8 keeps Recall@1 within 1 point of fp32", "precision", "int8", "fp32", (), "within1"),
-    Rule("60 % resolution loses recall (seed 001)", "data.resize_factor", 0.6, None, (), "lower"),
+    Rule("60 % resolution loses recall (Berton et al. 2022)", "data.resize_factor", 0.6, None, (), "lower"),
 ]
 
 

@@ -1,6 +1,6 @@
 """Sweep files: a grid (or a list) of cells over one shared protocol.
 
-    name: seed000-small
+    name: design-space-small
     base:                      # config sections shared by every cell (as in a run config)
       data: {database: ..., queries: ..., tolerance_frames: 2, resize: 360}
       eval: {latency_runs: 20}

@@ -1,5 +1,5 @@
-"""Learned PCA and PCA-whitening projections of descriptors (as NetVLAD, seed 001 and
-seed 002 use them): fitted on database descriptors, kept in the model's state dict, applied
+"""Learned PCA and PCA-whitening projections of descriptors (as NetVLAD, Berton et al. 2022 and
+Gong et al. 2021 use them): fitted on database descriptors, kept in the model's state dict, applied
 before the final L2 normalisation.
 
 With database descriptors X (N x D), mean mu and covariance eigenpairs (lambda_i, u_i) in

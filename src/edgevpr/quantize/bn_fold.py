@@ -1,4 +1,4 @@
-"""Fold BatchNorm into the convolution before it (seed 000 Eq. 7-9).
+"""Fold BatchNorm into the convolution before it (Grainge et al. 2024 Eq. 7-9).
 
 In eval mode BN computes y = gamma (x - mu) / sqrt(var + eps) + beta. With x = W * z + b
 from the convolution, the pair equals one convolution with

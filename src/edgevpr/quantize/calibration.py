@@ -8,7 +8,7 @@ Pass 1 records each tensor's min and max; pass 2 builds a histogram of |x| with 
 - ``minmax``: [min, max].
 - ``percentile``: the |x| below which ``percentile`` % (default 99.999) of the values fall,
   clipped to [min, max].
-- ``entropy``: the TensorRT / seed 000 rule. For each candidate threshold bin i (from the
+- ``entropy``: the TensorRT / Grainge et al. 2024 rule. For each candidate threshold bin i (from the
   number of quantization levels up to 2048), P is the histogram clipped at i (outliers added to
   the last bin) and Q is P merged into the available levels and expanded back; the threshold
   minimises KL(P || Q) = sum P log(P / Q). Tensors that are never negative get all 256 levels

@@ -1,4 +1,4 @@
-"""Per-layer precision by genetic search under an average bit-width budget (seed 000
+"""Per-layer precision by genetic search under an average bit-width budget (Grainge et al. 2024
 Algorithm 1), with the baselines it is judged against.
 
 A candidate assigns one precision (int4, int8, fp16) to every searchable layer. Its average

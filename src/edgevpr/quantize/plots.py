@@ -26,7 +26,7 @@ def _save(image: Image.Image, path: str | Path) -> Path:
 
 
 def bits_per_layer(bits: list[int], path: str | Path, title: str) -> Path:
-    """One bar per layer, its height the layer's bit-width (seed 000 Fig. 7)."""
+    """One bar per layer, its height the layer's bit-width (Grainge et al. 2024 Fig. 7)."""
     width, height, left, bottom, top = max(400, 12 * len(bits) + 80), 260, 50, 30, 30
     image, draw = _canvas(width, height, title)
     step = (width - left - 20) / max(1, len(bits))
@@ -68,7 +68,7 @@ def per_layer_values(series: dict[str, list[float]], path: str | Path, title: st
 
 
 def line(points: list[tuple[float, float]], path: str | Path, title: str, xlabel: str, ylabel: str) -> Path:
-    """Points joined by a line, e.g. Recall@1 against the budget B (seed 000 Fig. 8)."""
+    """Points joined by a line, e.g. Recall@1 against the budget B (Grainge et al. 2024 Fig. 8)."""
     width, height, left, bottom, top = 480, 300, 55, 40, 30
     image, draw = _canvas(width, height, title)
     xs, ys = [p[0] for p in points], [p[1] for p in points]

@@ -1,4 +1,4 @@
-"""Matching time of exact search, and the descriptor size that fits a device (seed 000).
+"""Matching time of exact search, and the descriptor size that fits a device (Grainge et al. 2024).
 
 Exact search compares a query with each of the N map descriptors of D dimensions, so its
 time is modelled as tau_r(N, D) = N * (k1 * D + k2): k1 is the time per descriptor dimension

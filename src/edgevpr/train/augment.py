@@ -1,4 +1,4 @@
-"""Training-time image augmentation (seed 001 section 4.5): colour jitter (brightness,
+"""Training-time image augmentation (Berton et al. 2022 section 4.5): colour jitter (brightness,
 contrast, saturation), random resized crop keeping at least ``crop_scale`` of the area, and a
 horizontal flip decided per triplet by the caller. Every random draw comes from a generator
 seeded per image, so a run is reproducible whatever the number of loader workers."""

@@ -1,6 +1,6 @@
 """``edgevpr train``: the training loop.
 
-Triplet data (seed 001 protocol): an epoch is ``queries_per_epoch`` training queries in a
+Triplet data (Berton et al. 2022 protocol): an epoch is ``queries_per_epoch`` training queries in a
 seeded random order, in rounds of ``refresh_every``; each round mines its triplets from a
 fresh cache (see ``mining``) and trains on batches of ``batch_triplets`` triplets, each a
 query, its best positive and ``negatives`` negatives. Place-grouped data: batches of P places

@@ -4,8 +4,8 @@ Triplet losses take L2-normalised descriptors of queries (B, D), their best posi
 and negatives (B, N, D), sum the hinge over the N negatives (NetVLAD's weakly supervised
 ranking loss) and average over the B triplets:
 
-- ``triplet_l2`` (seed 002 Eq. 7): sum_n max(0, ||q - p||^2 - ||q - n||^2 + m), m = 0.1.
-- ``triplet_cosine`` (seed 000 Eq. 1): sum_n max(0, alpha - cos(q, p) + cos(q, n)).
+- ``triplet_l2`` (Gong et al. 2021 Eq. 7): sum_n max(0, ||q - p||^2 - ||q - n||^2 + m), m = 0.1.
+- ``triplet_cosine`` (Grainge et al. 2024 Eq. 1): sum_n max(0, alpha - cos(q, p) + cos(q, n)).
 
 Any other name is a loss class of pytorch-metric-learning (for example ``MultiSimilarityLoss``),
 used on P x K batches of labelled embeddings.

@@ -1,4 +1,4 @@
-"""Negative mining for triplet batches (seed 001 Table 6).
+"""Negative mining for triplet batches (Berton et al. 2022 Table 6).
 
 Every ``refresh_every`` triplets a cache of descriptors is computed with the current model
 (in eval mode, no gradients); each query of the round gets its best positive (the most

@@ -1,6 +1,6 @@
 """RRM: the Residual Retrieval Module (Kordopatis-Zilos et al. 2021, "Leveraging EfficientNet
 and Contrastive Learning for Accurate Global-scale Location Estimation", Sec. 3.2), one of the
-aggregators seed 001 compares.
+aggregators Berton et al. 2022 compares.
 
 The feature map (or token map) is average-pooled to g, layer-normalised, and refined by a
 two-layer residual MLP: f = LN_2(W_2 ReLU(W_1 LN_1(g) + b_1) + b_2 + LN_1(g)), with W_1 and W_2

@@ -1,4 +1,4 @@
-"""GhostCNN with dilated Ghost modules (seed 002, Table 1 and Figures 2-3).
+"""GhostCNN with dilated Ghost modules (Gong et al. 2021, Table 1 and Figures 2-3).
 
 The trunk follows GhostNet 1.0x (Han et al. 2020, Table 1): a 3x3 stride-2 stem of 16
 channels, sixteen Ghost bottlenecks in five resolution stages (output strides 2, 4, 8, 16,

@@ -1,4 +1,4 @@
-"""RepVGG-lite (seed 003): RepVGG-A0 (Ding et al. 2021) without its last stage, 192 channels
+"""RepVGG-lite (Huang et al. 2022): RepVGG-A0 (Ding et al. 2021) without its last stage, 192 channels
 at stride 16.
 
 A0 has stages of [1, 2, 4, 14] blocks (the fifth, of one block, is dropped) with widths

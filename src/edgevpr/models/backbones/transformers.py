@@ -1,5 +1,5 @@
 """Transformer backbones: ViT (timm) and CCT, a compact convolutional transformer (Hassani et
-al. 2021) as seed 001 uses them.
+al. 2021) as Berton et al. 2022 uses them.
 
 Both emit their tokens as a (B, C, 1, L) map: the aggregators written for feature maps
 (GeM, NetVLAD, ...) pool over tokens unchanged, ``cls`` reads token 0 of backbones that have
