@@ -13,7 +13,7 @@ of doubt at B = 6, see ``edgevpr.evaluate.significance``). Then, at
 
     python benchmarks/mixed_precision_gardens_point.py [--budgets 4,5,6,8,10,12,16] [--steps 200]
         [--calib-count 16] [--compare-budgets 6,8] [--seeds 3] [--bias-correction] [--weighting params]
-        [--int4-rounding nearest|gptq]
+        [--int4-rounding nearest|gptq] [--int8-layout auto|u8s8|u8s7]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from edgevpr.quantize.genetic import (
     random_search,
 )
 from edgevpr.quantize.gptq import INT4_ROUNDINGS
+from edgevpr.quantize.int8_layout import QDQ_CHOICES, resolve_layout
 from edgevpr.quantize.mixed import (
     MixedOptions,
     build_simulator,
@@ -76,6 +77,8 @@ def main() -> int:
     parser.add_argument("--int4-rounding", choices=INT4_ROUNDINGS, default="nearest", help="int4 levels: nearest or GPTQ")
     parser.add_argument("--weighting", choices=WEIGHTINGS, default="plain",
                         help="average bit-width over layers (plain) or over parameters (params)")
+    parser.add_argument("--int8-layout", choices=QDQ_CHOICES, default="auto",
+                        help="int8 layers' layout (auto: exact on this CPU; u8s7 is exact on every CPU)")
     parser.add_argument("--folder", default="/tmp/edgevpr_mixed_gp")
     parser.add_argument("--out", default="benchmarks/results/mixed_precision_gardens_point.json")
     args = parser.parse_args()
@@ -93,19 +96,22 @@ def main() -> int:
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     budgets = [float(b) for b in args.budgets.split(",") if b]
     corrected, weighting, rounding = args.bias_correction, args.weighting, args.int4_rounding
-    simulation_tag = ("_biascorr" if corrected else "") + ("_gptq" if rounding == "gptq" else "")
+    layout = resolve_layout(args.int8_layout).name
+    simulation_tag = (("_biascorr" if corrected else "") + ("_gptq" if rounding == "gptq" else "")
+                      + ("" if layout == "u8s8" else f"_{layout}"))
     tag = simulation_tag + ("" if weighting == "plain" else f"_{weighting}")
-    this_variant = (corrected, weighting, rounding)
+    this_variant = (corrected, weighting, rounding, layout)
 
     def variant(row):  # rows of other search variants are kept as they are
-        return row.get("bias_correction", False), row.get("weighting", "plain"), row.get("int4_rounding", "nearest")
+        return (row.get("bias_correction", False), row.get("weighting", "plain"), row.get("int4_rounding", "nearest"),
+                row.get("int8_layout", "u8s8"))
 
     rows = [r for r in previous.get("rows", []) if r["budget"] not in budgets or variant(r) != this_variant]
     points = [(r["budget"], r["deployed_recall"]["1"]) for r in rows if variant(r) == this_variant]
     sensitivity_file = folder / f"sensitivity{simulation_tag}.json"  # shared by every budget and weighting
 
     simulator_options = MixedOptions(SearchSettings(8.0), calib, args.calib_count, bias_correction=corrected,
-                                     int4_rounding=rounding)
+                                     int4_rounding=rounding, int8_layout=layout)
 
     @functools.cache
     def simulator():  # budget-independent (the search settings play no part): built once, when first needed
@@ -117,7 +123,7 @@ def main() -> int:
         options = MixedOptions(SearchSettings(budget, steps=args.steps, weighting=weighting), calib, args.calib_count,
                                baselines=False,
                                sensitivity_file=str(sensitivity_file), bias_correction=corrected,
-                               int4_rounding=rounding)
+                               int4_rounding=rounding, int8_layout=layout)
         found = search_precision(config, options, out, log=lambda m: None)
         onnx_file = folder / f"mixed_B{budget:g}{tag}.onnx"
         quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
@@ -138,7 +144,7 @@ def main() -> int:
                "search_seconds": found["seconds"], "genetic_seconds": found["genetic_seconds"],
                "resumed": found["resumed"], "evaluations": found["evaluations"], "fitness": found["fitness"],
                "bytes": onnx_file.stat().st_size, "bias_correction": found["bias_correction"],
-               "int4_rounding": found["int4_rounding"],
+               "int4_rounding": found["int4_rounding"], "int8_layout": found["int8_layout"],
                "deployed_recall": deployed["recall"], "simulated_recall": simulated["recall"],
                "unfused_recall": unfused["recall"],
                "deployed_r1_vs_fp32": paired_recall_difference(fp32["per_query"]["first_positive_rank"],
@@ -158,7 +164,8 @@ def main() -> int:
                              f"benchmarks/results/mixed_bits_B{budget:g}{tag}.png",
                              f"MobileNetV2+GeM bits per layer, B = {budget:g} ({weighting}), average "
                              f"{found['average_bits']:.2f}")
-        print(f"B={budget:>4g} ({weighting}, int4 {rounding}){' (int4 bias correction)' if corrected else ''}: avg "
+        print(f"B={budget:>4g} ({weighting}, int4 {rounding}, int8 {layout})"
+              f"{' (int4 bias correction)' if corrected else ''}: avg "
               f"{found['average_bits']:.2f} bits ({counts['int4']} int4, {counts['int8']} int8, "
               f"{counts['fp16']} fp16), {row['bytes']:>9d} bytes, deployed R@1 {deployed['recall']['1']:.1f} "
               f"R@5 {deployed['recall']['5']:.1f}, simulated R@1 {simulated['recall']['1']:.1f}, unfused ORT R@1 "
