@@ -29,16 +29,12 @@ import edgevpr.models  # noqa: F401  (fills the registries)
 from edgevpr.atomic import write_json
 from edgevpr.config import ModelConfig
 from edgevpr.errors import ConfigError
-from edgevpr.evaluate.cost import (
-    count_flops,
-    count_params,
-    serialized_bytes,
-    time_torch_extraction,
-)
+from edgevpr.evaluate.cost import time_torch_extraction
 from edgevpr.evaluate.environment import environment
 from edgevpr.models import VPRModel, build_model
 from edgevpr.models.backbones.ghostcnn import GhostCNN
 from edgevpr.models.registry import AGGREGATORS, BACKBONES
+from edgevpr.models.size import count_flops, count_params, serialized_bytes
 
 ALIASES = {"mobilenet_v2", "squeezenet1_1", "resnet18", "resnet50", "resnet101", "r-mac"}
 SIZE = (480, 640)

@@ -1,4 +1,4 @@
-"""int8 layouts (``edgevpr.quantize.int8_layout``) on this CPU and on an emulated AVX2 CPU:
+"""int8 layouts (``edgevpr.runtime.int8_layout``) on this CPU and on an emulated AVX2 CPU:
 recall, fidelity and speed.
 
 MobileNetV2 + GeM (shared weights, short side 360) on Gardens Point day_right -> night_right,
@@ -33,12 +33,12 @@ from quantization_gardens_point import SHARED, model_overrides
 from runtime_speed import compare_runtimes, format_speed
 
 from edgevpr.atomic import write_json
-from edgevpr.config import load_config
+from edgevpr.config import QuantizeConfig, load_config
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
 from edgevpr.models import build_model
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.quantize.pipeline import quantize_model
 
 LAYOUTS = ("u8s8", "u8s7", "s8s8")
 
@@ -107,7 +107,7 @@ def main() -> None:
         files = {}
         for layout in ("fp32", *LAYOUTS):
             files[layout] = folder / f"{layout}.onnx"
-            options = QuantizeOptions(precision="int8" if layout != "fp32" else "fp32", calib=str(data / "day_left"),
+            options = QuantizeConfig(precision="int8" if layout != "fp32" else "fp32", calib=str(data / "day_left"),
                                       calib_count=args.calib_count, int8_layout=layout if layout != "fp32" else "auto")
             quantize_model(load_config(overrides=config.to_dict()), options, str(files[layout]))
         if not args.speed_only:

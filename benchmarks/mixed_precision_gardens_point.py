@@ -28,12 +28,14 @@ import numpy as np
 from quantization_gardens_point import SHARED, model_overrides
 
 from edgevpr.atomic import write_json
-from edgevpr.config import load_config
+from edgevpr.config import QuantizeConfig, load_config
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
-from edgevpr.quantize import plots
-from edgevpr.quantize.genetic import (
+from edgevpr.quantize.gptq import INT4_ROUNDINGS
+from edgevpr.quantize.pipeline import quantize_model
+from edgevpr.research import plots
+from edgevpr.research.genetic import (
     WEIGHTINGS,
     Problem,
     SearchSettings,
@@ -41,16 +43,14 @@ from edgevpr.quantize.genetic import (
     greedy_by_sensitivity,
     random_search,
 )
-from edgevpr.quantize.gptq import INT4_ROUNDINGS
-from edgevpr.quantize.int8_layout import QDQ_CHOICES, resolve_layout
-from edgevpr.quantize.mixed import (
+from edgevpr.research.mixed import (
     MixedOptions,
     build_simulator,
     layer_sensitivity,
     search_precision,
     search_signature,
 )
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.runtime.int8_layout import QDQ_CHOICES, resolve_layout
 from edgevpr.search.descriptors import load_descriptor_set
 
 
@@ -126,7 +126,7 @@ def main() -> int:
                                int4_rounding=rounding, int8_layout=layout)
         found = search_precision(config, options, out, log=lambda m: None)
         onnx_file = folder / f"mixed_B{budget:g}{tag}.onnx"
-        quantize_model(load_config(overrides=overrides), QuantizeOptions(precision="mixed", calib=calib, calib_count=args.calib_count,
+        quantize_model(load_config(overrides=overrides), QuantizeConfig(precision="mixed", calib=calib, calib_count=args.calib_count,
                                                                          mixed_config=str(out)), str(onnx_file))
         descriptors = {run: folder / f"descriptors_B{budget:g}{tag}_{run}" for run in ("deployed", "unfused", "simulated")}
         deployed, unfused = (evaluate(load_config(overrides={

@@ -19,13 +19,18 @@ import numpy as np
 import torch
 
 from edgevpr.atomic import write_json
-from edgevpr.config import load_config
-from edgevpr.evaluate.cost import time_interleaved, torch_runner
+from edgevpr.config import QuantizeConfig, load_config
+from edgevpr.evaluate.cost import torch_runner
 from edgevpr.evaluate.environment import environment
+from edgevpr.evaluate.precisions import (
+    DEFAULT_VARIANTS,
+    compare_precisions,
+    format_rows,
+)
 from edgevpr.models import build_model
-from edgevpr.quantize.compare import DEFAULT_VARIANTS, compare_precisions, format_rows
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
-from edgevpr.quantize.runtime import OnnxModel
+from edgevpr.quantize.pipeline import quantize_model
+from edgevpr.runtime.onnx_model import OnnxModel
+from edgevpr.timing import time_interleaved
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -47,7 +52,7 @@ def speed_at_480x640(config, calib: str, calib_count: int, calibration: str, thr
     with tempfile.TemporaryDirectory() as folder:
         path = str(Path(folder) / "int8.onnx")
         config.data.size, config.data.resize = (480, 640), None
-        quantize_model(config, QuantizeOptions("int8", "cpu", calibration, calib, calib_count), path)
+        quantize_model(config, QuantizeConfig("int8", "cpu", calibration, calib, calib_count), path)
         model = build_model(config.model).eval()
         images = np.zeros((1, 3, 480, 640), dtype=np.float32)
         by_threads = {}

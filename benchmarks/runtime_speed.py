@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgevpr.evaluate.cost import time_interleaved, torch_runner
-from edgevpr.quantize.runtime import OnnxModel
+from edgevpr.evaluate.cost import torch_runner
 from edgevpr.runtime.cpu import cpu_kernels
+from edgevpr.runtime.onnx_model import OnnxModel
+from edgevpr.timing import time_interleaved
 
 
 def compare_runtimes(model: torch.nn.Module, files: dict[str, str], size: tuple[int, int], threads: int,

@@ -31,13 +31,13 @@ import numpy as np
 
 from edgevpr.atomic import write_json
 from edgevpr.config import load_config
-from edgevpr.evaluate.cost import time_matching
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.recall import recall_at_n
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.search.descriptors import load_descriptor_set
 from edgevpr.search.index import build_index
 from edgevpr.search.store import load_index, save_index
+from edgevpr.search.timing import time_matching
 
 TABLE_SPECS = [("Flat", None), ("IVF1024,Flat", "nprobe=16"), ("PQ64", None), ("PQ64,Rerank100", None),
                ("IVF1024,PQ64", "nprobe=16"), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IMI2x8,PQ64,Rerank100", "nprobe=256"),

@@ -28,12 +28,13 @@ import torch
 
 from edgevpr.atomic import write_json
 from edgevpr.config import ModelConfig
-from edgevpr.evaluate.cost import time_matching, time_torch_extraction
+from edgevpr.evaluate.cost import time_torch_extraction
 from edgevpr.evaluate.environment import environment
 from edgevpr.models import build_model
 from edgevpr.search.cost_model import fit_cost_model
 from edgevpr.search.index import build_index
 from edgevpr.search.store import load_index, save_index
+from edgevpr.search.timing import time_matching
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 # the second also passes the Gardens Point distractor test (benchmarks/search_gardens_point.py)

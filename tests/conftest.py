@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import edgevpr.research  # noqa: F401  (the registries as the CLI fills them: mixed precision, --keep-float)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GARDENS_POINT = SHARED / "data" / "gardens_point"
 REFERENCE = SHARED / "reference" / "gardens_point_mnv2_gem360"
@@ -22,24 +24,24 @@ def needs(path: Path):
 def int8_layout_params(names=("u8s8", "u8s7")):
     """pytest params for int8 layouts, each id naming what this CPU's kernels promise for it:
     ``exact`` (compare bit for bit) or ``saturating`` (u8 x s8 pairs clip in int16: tolerance)."""
-    from edgevpr.quantize.int8_layout import LAYOUTS
     from edgevpr.runtime.cpu import cpu_kernels
+    from edgevpr.runtime.int8_layout import LAYOUTS
 
     return [pytest.param(name, id=f"{name}-{'exact' if LAYOUTS[name].exact_on(cpu_kernels()) else 'saturating'}")
             for name in names]
 
 
 def int8_exact(layout: str) -> bool:
-    from edgevpr.quantize.int8_layout import LAYOUTS
     from edgevpr.runtime.cpu import cpu_kernels
+    from edgevpr.runtime.int8_layout import LAYOUTS
 
     return LAYOUTS[layout].exact_on(cpu_kernels())
 
 
 def pytest_terminal_summary(terminalreporter):
     """Say which integer kernels the int8 checks ran against, and which of them were tolerance checks."""
-    from edgevpr.quantize.int8_layout import LAYOUTS
     from edgevpr.runtime.cpu import cpu_kernels
+    from edgevpr.runtime.int8_layout import LAYOUTS
 
     kernels = cpu_kernels()
     saturating = [name for name, layout in LAYOUTS.items() if not layout.exact_on(kernels)]

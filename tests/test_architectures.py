@@ -126,15 +126,16 @@ def test_ghostcnn_dilation_widens_the_receptive_field_without_new_weights():
                                    {"backbone": "repvgg_lite", "deploy": False},
                                    {"backbone": "squeezenet", "pca": 16, "whiten": True}])
 def test_new_components_export_to_int8(tmp_path, model):
-    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
-    from edgevpr.quantize.runtime import OnnxModel
+    from edgevpr.config import QuantizeConfig
+    from edgevpr.quantize.pipeline import quantize_model
+    from edgevpr.runtime.onnx_model import OnnxModel
     from tests.conftest import write_image
 
     for i in range(20):
         write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
     config = load_config(overrides={"model": {"aggregator": "gem"} | model, "data": {"size": (64, 96)}})
     out = tmp_path / "m.onnx"
-    quantize_model(config, QuantizeOptions(precision="int8", calib=str(tmp_path / "calib"), calib_count=20), str(out))
+    quantize_model(config, QuantizeConfig(precision="int8", calib=str(tmp_path / "calib"), calib_count=20), str(out))
     descriptors = OnnxModel(out)(np.random.rand(2, 3, 64, 96).astype(np.float32))
     assert descriptors.shape == (2, 16 if "pca" in model else 960 if model["backbone"] == "ghostcnn" else 192)
     assert np.allclose(np.linalg.norm(descriptors, axis=1), 1, atol=1e-3)
@@ -177,14 +178,15 @@ def test_seqpool_is_a_softmax_weighted_mean_and_cls_needs_a_class_token():
 
 @pytest.mark.parametrize("model", [{"backbone": "cct", "aggregator": "seqpool"}, {"backbone": "vit", "aggregator": "cls"}])
 def test_transformers_export_to_int8_and_eval(tmp_path, tiny_street, model):
-    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+    from edgevpr.config import QuantizeConfig
+    from edgevpr.quantize.pipeline import quantize_model
     from tests.conftest import write_image
 
     for i in range(8):
         write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
     config = load_config(overrides={"model": model, "data": {"size": (64, 96)}})
     out = tmp_path / "m.onnx"
-    quantize_model(config, QuantizeOptions(precision="int8", calib=str(tmp_path / "calib"), calib_count=8), str(out))
+    quantize_model(config, QuantizeConfig(precision="int8", calib=str(tmp_path / "calib"), calib_count=8), str(out))
     result = evaluate(load_config(overrides={"model": {"onnx": str(out)}, "data": {"dataset": str(tiny_street)},
                                              "eval": {"latency_runs": 20}}))
     assert result["protocol"]["precision"] == "int8-cpu" and result["model"]["descriptor_dim"] == 384

@@ -8,7 +8,8 @@ from torch import nn
 
 from edgevpr.models.tf_same import apply_tf_same_padding
 from edgevpr.quantize.bias_correction import correct_biases
-from edgevpr.quantize.simulate import Simulator, quantized_weight, searchable_layers
+from edgevpr.quantize.layers import quantized_weight, searchable_layers
+from edgevpr.research.simulate import Simulator
 
 
 def _net():
@@ -77,10 +78,10 @@ def test_simulator_corrects_int4_layers_only_and_lowers_the_descriptor_error():
 
 
 def test_int4_export_with_calibration_corrects_biases(tmp_path):
-    from edgevpr.config import load_config
+    from edgevpr.config import QuantizeConfig, load_config
     from edgevpr.quantize.onnx_export import get_metadata
-    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
-    from edgevpr.quantize.runtime import OnnxModel
+    from edgevpr.quantize.pipeline import quantize_model
+    from edgevpr.runtime.onnx_model import OnnxModel
     from tests.conftest import write_image
 
     for i in range(4):
@@ -90,7 +91,7 @@ def test_int4_export_with_calibration_corrects_biases(tmp_path):
     outputs = {}
     for corrected in (False, True):
         out = tmp_path / f"int4-{corrected}.onnx"
-        report = quantize_model(config, QuantizeOptions("int4", calib=str(tmp_path / "calib"), calib_count=4,
+        report = quantize_model(config, QuantizeConfig("int4", calib=str(tmp_path / "calib"), calib_count=4,
                                                         bias_correction=corrected), str(out))
         model = onnx.load(str(out))
         int4_weights = sum(i.data_type == onnx.TensorProto.INT4 and i.name.endswith("_int4") for i in model.graph.initializer)

@@ -3,12 +3,12 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgevpr.config import load_config
-from edgevpr.quantize import pipeline
+from edgevpr.config import QuantizeConfig, load_config
+from edgevpr.quantize import precisions
 from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.onnx_export import get_metadata
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
-from edgevpr.quantize.runtime import OnnxModel
+from edgevpr.quantize.pipeline import quantize_model
+from edgevpr.runtime.onnx_model import OnnxModel
 from tests.conftest import int8_exact, int8_layout_params, write_image
 
 
@@ -36,9 +36,9 @@ def test_cpu_int8_stem_widened_to_four_channels_gives_identical_descriptors(tmp_
     for i in range(4):
         write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
     config = load_config(overrides={"model": {"backbone": "mobilenetv2", "aggregator": "gem"}, "data": {"size": (64, 96)}})
-    options = QuantizeOptions("int8", "cpu", "minmax", str(tmp_path / "calib"), 4, int8_layout=layout)
+    options = QuantizeConfig("int8", "cpu", "minmax", str(tmp_path / "calib"), 4, int8_layout=layout)
     quantize_model(config, options, str(tmp_path / "widened.onnx"))
-    monkeypatch.setattr(pipeline, "widen_input_conv", lambda proto: False)
+    monkeypatch.setattr(precisions, "widen_input_conv", lambda proto: False)
     quantize_model(config, options, str(tmp_path / "plain.onnx"))
 
     widened, plain = onnx.load(str(tmp_path / "widened.onnx")), onnx.load(str(tmp_path / "plain.onnx"))

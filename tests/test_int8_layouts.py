@@ -13,14 +13,20 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgevpr.config import load_config
+from edgevpr.config import QuantizeConfig, load_config
 from edgevpr.errors import ConfigError
-from edgevpr.quantize import int8_layout
-from edgevpr.quantize.int8_layout import LAYOUTS, TENSORRT, layout_of, resolve_layout, saturation_warning
 from edgevpr.quantize.onnx_export import get_metadata
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
-from edgevpr.quantize.runtime import OnnxModel
+from edgevpr.quantize.pipeline import quantize_model
+from edgevpr.runtime import int8_layout
 from edgevpr.runtime.cpu import CpuKernels, _family, cpu_kernels
+from edgevpr.runtime.int8_layout import (
+    LAYOUTS,
+    TENSORRT,
+    layout_of,
+    resolve_layout,
+    saturation_warning,
+)
+from edgevpr.runtime.onnx_model import OnnxModel
 from tests.conftest import int8_layout_params, write_image
 
 AVX2 = CpuKernels("x86_64", ("avx", "avx2", "fma"), "x86-avx2", "test")
@@ -103,7 +109,7 @@ def _calib(tmp_path):
 def test_each_layout_stores_its_ranges_and_records_itself(tmp_path, layout):
     config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
     out = tmp_path / f"{layout}.onnx"
-    report = quantize_model(config, QuantizeOptions("int8", "cpu", "minmax", _calib(tmp_path), 4, int8_layout=layout),
+    report = quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4, int8_layout=layout),
                             str(out))
     model = onnx.load(str(out))
     assert report["int8_layout"] == get_metadata(model)["int8_layout"] == layout
@@ -119,10 +125,10 @@ def test_each_layout_stores_its_ranges_and_records_itself(tmp_path, layout):
 def test_auto_layout_is_exact_on_the_quantizing_machine(tmp_path, monkeypatch):
     config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
     monkeypatch.setattr(int8_layout, "cpu_kernels", lambda: AVX2)
-    report = quantize_model(config, QuantizeOptions("int8", "cpu", "minmax", _calib(tmp_path), 4), str(tmp_path / "a.onnx"))
+    report = quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4), str(tmp_path / "a.onnx"))
     assert report["int8_layout"] == "u8s7"
     with pytest.raises(ConfigError, match="int8 layout s8s8 is for --precision int8"):
-        quantize_model(config, QuantizeOptions("mixed", calib=_calib(tmp_path), mixed_config="m.json", int8_layout="s8s8"),
+        quantize_model(config, QuantizeConfig("mixed", calib=_calib(tmp_path), mixed_config="m.json", int8_layout="s8s8"),
                        str(tmp_path / "m.onnx"))
 
 
@@ -137,7 +143,7 @@ def test_a_file_that_saturates_here_warns_in_one_line(tmp_path, monkeypatch, cap
 
     config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
     out = tmp_path / "u8s8.onnx"
-    quantize_model(config, QuantizeOptions("int8", "cpu", "minmax", _calib(tmp_path), 4, int8_layout="u8s8"), str(out))
+    quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4, int8_layout="u8s8"), str(out))
     capsys.readouterr()
     monkeypatch.setattr(int8_layout, "cpu_kernels", lambda: AVX2)
     OnnxModel(out)

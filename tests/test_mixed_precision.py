@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from edgevpr.cli import main
 from edgevpr.errors import ConfigError
-from edgevpr.quantize.genetic import (
+from edgevpr.quantize.layers import quantized_weight
+from edgevpr.research.genetic import (
     Problem,
     SearchSettings,
     genetic_search,
@@ -18,13 +19,9 @@ from edgevpr.quantize.genetic import (
     random_search,
     warm_start_candidates,
 )
-from edgevpr.quantize.int8_arithmetic import activation_grid, quantize_levels
-from edgevpr.quantize.int8_layout import LAYOUTS
-from edgevpr.quantize.simulate import (
-    BITS,
-    PRECISIONS,
-    quantized_weight,
-)
+from edgevpr.research.int8_arithmetic import activation_grid, quantize_levels
+from edgevpr.research.simulate import BITS, PRECISIONS
+from edgevpr.runtime.int8_layout import LAYOUTS
 from tests.conftest import int8_exact, int8_layout_params
 
 
@@ -172,11 +169,11 @@ def _cli(*args):
 def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_street):
     import onnx
 
-    from edgevpr.config import load_config
-    from edgevpr.quantize.mixed import MixedOptions, build_simulator
+    from edgevpr.config import QuantizeConfig, load_config
     from edgevpr.quantize.onnx_export import get_metadata
-    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
-    from edgevpr.quantize.runtime import OnnxModel
+    from edgevpr.quantize.pipeline import quantize_model
+    from edgevpr.research.mixed import MixedOptions, build_simulator
+    from edgevpr.runtime.onnx_model import OnnxModel
 
     model = {"backbone": "squeezenet", "aggregator": "gem"}
     calib = str(tiny_street / "database")
@@ -186,7 +183,7 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     images = simulator.images.numpy()
 
     int8_file = tmp_path / "int8.onnx"
-    quantize_model(config, QuantizeOptions(precision="int8", calib=calib, calib_count=12), str(int8_file))
+    quantize_model(config, QuantizeConfig(precision="int8", calib=calib, calib_count=12), str(int8_file))
     deployed = OnnxModel(str(int8_file), threads=1)(images)
     simulator.set(["int8"] * len(simulator.layers))
     simulated = simulator.descriptors()
@@ -252,14 +249,10 @@ def _deployed_residual(tmp_path, precisions, gptq=False, layout="u8s7"):
 
     from edgevpr.quantize import calibration
     from edgevpr.quantize.gptq import gptq_int4_layers
-    from edgevpr.quantize.mixed_export import (
-        int8_tensors,
-        node_of_layer,
-        quantized_graph,
-        to_mixed,
-    )
+    from edgevpr.quantize.layers import node_of_layer, searchable_layers
     from edgevpr.quantize.onnx_export import export_onnx
-    from edgevpr.quantize.simulate import Simulator, searchable_layers
+    from edgevpr.research.mixed_export import int8_tensors, quantized_graph, to_mixed
+    from edgevpr.research.simulate import Simulator
 
     torch.manual_seed(0)
     model = _Residual().eval()
@@ -290,7 +283,7 @@ def _deployed_residual(tmp_path, precisions, gptq=False, layout="u8s7"):
 def test_simulation_computes_what_the_deployed_integer_kernels_compute(tmp_path, layout):
     import onnx
 
-    from edgevpr.quantize.runtime import OnnxModel
+    from edgevpr.runtime.onnx_model import OnnxModel
 
     simulator, deployed, proto, nodes, images, path = _deployed_residual(tmp_path, ["int8"] * 4, layout=layout)
     fused = OnnxModel(str(path), threads=1)(images.numpy())
@@ -321,8 +314,8 @@ def _stored_int4(proto) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("layout", int8_layout_params())
 def test_deployed_int4_layers_hold_the_simulated_gptq_levels(tmp_path, layout):
-    from edgevpr.quantize.runtime import OnnxModel
-    from edgevpr.quantize.simulate import quantized_weight
+    from edgevpr.quantize.layers import quantized_weight
+    from edgevpr.runtime.onnx_model import OnnxModel
 
     precisions = ["int8", "int4", "int4", "int8"]
     simulator, deployed, _, _, images, path = _deployed_residual(tmp_path, precisions, gptq=True, layout=layout)
@@ -349,7 +342,7 @@ def test_float_layers_between_quantized_tensors_stay_float(tmp_path, layout):
     import onnx
     import onnxruntime as ort
 
-    from edgevpr.quantize.runtime import KEEP_FLOAT_WEIGHTS, OnnxModel
+    from edgevpr.runtime.onnx_model import KEEP_FLOAT_WEIGHTS, OnnxModel
 
     simulator, _, _, _, images, path = _deployed_residual(tmp_path, ["int8", "fp16", "int8", "int8"], layout=layout)
     simulated = simulator.descriptors()
@@ -377,7 +370,7 @@ def test_quantized_addition_rounds_as_qlinear_add():
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgevpr.quantize.int8_arithmetic import qlinear_add
+    from edgevpr.research.int8_arithmetic import qlinear_add
 
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("the fused multiply-add order is that of MLAS's x86 build")

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from edgevpr.config import ModelConfig
+from edgevpr.contract import InputContract
 from edgevpr.data.images import load_rgb
-from edgevpr.data.transforms import Preprocess
 from edgevpr.models import build_model
 from edgevpr.models.backbones.efficientnet import lite0_packaged_state
 from tests.conftest import GARDENS_POINT, LITE0_TIMM, MOBILENET_TFLITE, REFERENCE, needs
@@ -35,7 +35,7 @@ def test_pretrained_lite0_loads_offline():
 def test_mobilenet_tf_same_matches_reference_descriptors():
     model = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", weights=str(MOBILENET_TFLITE),
                                     tf_same_padding=True, mean=(0.5,) * 3, std=(0.5,) * 3))
-    preprocess = Preprocess(resize=360, mean=(0.5,) * 3, std=(0.5,) * 3)
+    preprocess = InputContract(resize=360, mean=(0.5,) * 3, std=(0.5,) * 3)
     for folder, rows in (("day_right", [0, 117]), ("night_right", [5, 199])):
         reference = np.load(REFERENCE / f"{folder}.npy")
         for row in rows:

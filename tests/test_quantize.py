@@ -6,15 +6,22 @@ import pytest
 import torch
 from torch import nn
 
-from edgevpr.config import ModelConfig, load_config
+from edgevpr.config import ModelConfig, QuantizeConfig, load_config
 from edgevpr.errors import ConfigError, EdgeVPRError
 from edgevpr.models import build_model
 from edgevpr.quantize import calibration
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, run_onnx
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
-from edgevpr.quantize.runtime import OnnxModel
-from tests.conftest import GARDENS_POINT, MOBILENET_TFLITE, int8_exact, int8_layout_params, needs, write_image
+from edgevpr.quantize.pipeline import quantize_model
+from edgevpr.runtime.onnx_model import OnnxModel
+from tests.conftest import (
+    GARDENS_POINT,
+    MOBILENET_TFLITE,
+    int8_exact,
+    int8_layout_params,
+    needs,
+    write_image,
+)
 
 
 def _randomise_bn(model):
@@ -89,7 +96,7 @@ def _quantize(tmp_path, precision, target="cpu", calib=None, size=(64, 96), back
     config = load_config(overrides={"model": {"backbone": backbone, "aggregator": "gem"} | model,
                                     "data": {"size": size} if size else {}})
     out = tmp_path / (name or f"{precision}-{target}.onnx")
-    options = QuantizeOptions(precision=precision, target=target, calibration=calibration, calib=calib, calib_count=6,
+    options = QuantizeConfig(precision=precision, target=target, calibration=calibration, calib=calib, calib_count=6,
                               int8_layout=int8_layout)
     return quantize_model(config, options, str(out)), out
 
@@ -133,7 +140,7 @@ def test_int4_file_is_smaller_than_int8_and_runs(tmp_path, calib_folder):
 def test_keep_float_leaves_the_most_sensitive_layers_in_float(tmp_path, calib_folder):
     config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
     out = tmp_path / "kept.onnx"
-    report = quantize_model(config, QuantizeOptions("int8", "cpu", "minmax", calib_folder, 6, keep_float=3), str(out))
+    report = quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", calib_folder, 6, keep_float=3), str(out))
     model = onnx.load(str(out))
     kept = get_metadata(model)["kept_float"]
     assert [k["layer"] for k in kept] == report["kept_float"] and len(kept) == 3
@@ -142,7 +149,7 @@ def test_keep_float_leaves_the_most_sensitive_layers_in_float(tmp_path, calib_fo
     assert ops.count("Conv") == 3 and ops.count("QLinearConv") >= 20
     assert OnnxModel(out)(np.random.rand(1, 3, 64, 96).astype(np.float32)).shape == (1, 512)
     with pytest.raises(ConfigError, match="--keep-float applies to --precision int8"):
-        quantize_model(config, QuantizeOptions("fp16", keep_float=1), str(tmp_path / "fp16.onnx"))
+        quantize_model(config, QuantizeConfig("fp16", keep_float=1), str(tmp_path / "fp16.onnx"))
 
 
 @needs(MOBILENET_TFLITE)
@@ -155,10 +162,10 @@ def test_int8_descriptors_stay_close_to_fp32_on_real_images(tmp_path, layout):
     _, path = _quantize(tmp_path, "int8", "cpu", str(GARDENS_POINT / "day_left"), size=(180, 320), int8_layout=layout,
                         **weights)
     fp32 = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", **weights))
+    from edgevpr.contract import InputContract
     from edgevpr.data.images import load_rgb
-    from edgevpr.data.transforms import Preprocess
 
-    preprocess = Preprocess(size=(180, 320), mean=(0.5,) * 3, std=(0.5,) * 3)
+    preprocess = InputContract(size=(180, 320), mean=(0.5,) * 3, std=(0.5,) * 3)
     images = torch.stack([preprocess(load_rgb(GARDENS_POINT / folder / f"Image{i:03d}.jpg"))
                           for folder in ("day_right", "night_right") for i in (10, 90, 170)])
     with torch.no_grad():
@@ -203,8 +210,8 @@ def test_eval_runs_a_qdq_file_unfused_and_names_that_runtime(tmp_path, tiny_stre
     from click.testing import CliRunner
 
     from edgevpr.cli import main
-    from edgevpr.quantize.int8_layout import TENSORRT
     from edgevpr.runtime.cpu import cpu_kernels
+    from edgevpr.runtime.int8_layout import TENSORRT
 
     calib = str(tiny_street / "database")
     _, path = _quantize(tmp_path, "int8", "tensorrt", calib, size=(72, 96), backbone="squeezenet")
@@ -225,16 +232,16 @@ def test_eval_runs_a_qdq_file_unfused_and_names_that_runtime(tmp_path, tiny_stre
 
 
 def test_int4_gptq_levels_keep_the_calibration_descriptors_closer_than_nearest(tmp_path, calib_folder):
-    from edgevpr.evaluate.runner import preprocess_from
-    from edgevpr.quantize.pipeline import CalibrationImages
+    from edgevpr.models.resolve import contract_of
+    from edgevpr.quantize.calibration_images import CalibrationImages
 
     config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
-    images = np.concatenate(list(CalibrationImages(calib_folder, 6, preprocess_from(config), config.data.max_pixels)()))
+    images = np.concatenate(list(CalibrationImages(calib_folder, 6, contract_of(config), config.data.max_pixels)()))
     outputs, levels = {}, {}
     for precision, rounding in (("fp32", "nearest"), ("int4", "nearest"), ("int4", "gptq")):
         out = tmp_path / f"{precision}-{rounding}.onnx"
         quantize_model(load_config(overrides=config.to_dict()),
-                       QuantizeOptions(precision, calib=calib_folder, calib_count=6, bias_correction=False,
+                       QuantizeConfig(precision, calib=calib_folder, calib_count=6, bias_correction=False,
                                        int4_rounding=rounding), str(out))
         model = onnx.load(str(out))
         if precision == "int4":
@@ -249,5 +256,5 @@ def test_int4_gptq_levels_keep_the_calibration_descriptors_closer_than_nearest(t
 
     assert error("gptq") < 0.8 * error("nearest"), (error("gptq"), error("nearest"))
     with pytest.raises(ConfigError, match="int4 rounding"):
-        quantize_model(config, QuantizeOptions("int4", int4_rounding="best"), str(tmp_path / "bad.onnx"))
+        quantize_model(config, QuantizeConfig("int4", int4_rounding="best"), str(tmp_path / "bad.onnx"))
     assert not (tmp_path / "bad.onnx").exists()

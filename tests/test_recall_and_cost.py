@@ -4,17 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgevpr.evaluate.cost import (
-    cost_block,
-    count_flops,
-    count_params,
-    database_bytes,
-    serialized_bytes,
-    time_matching,
-    time_torch_extraction,
-)
+from edgevpr.evaluate.cost import cost_block, time_torch_extraction
 from edgevpr.evaluate.recall import recall_at_n
+from edgevpr.models.size import count_flops, count_params, serialized_bytes
 from edgevpr.search.index import build_index, search
+from edgevpr.search.timing import database_bytes, time_matching
 
 
 def test_recall_on_a_hand_made_case():

@@ -47,7 +47,7 @@ def test_rejects_unpaired_inputs():
 
 
 def test_compare_precisions_table_shows_the_paired_change():
-    from edgevpr.quantize.compare import format_rows
+    from edgevpr.evaluate.precisions import format_rows
 
     row = {"precision": "int8", "target": "cpu", "calibration": "percentile", "runtime": "onnxruntime",
            "recall": {"1": 51.5, "5": 83.5, "10": 92.0}, "model_bytes": 2_436_694, "extraction_ms": 7.7,

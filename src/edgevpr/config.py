@@ -16,6 +16,7 @@ import yaml
 
 from edgevpr.errors import ConfigError
 
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -27,9 +28,11 @@ class ModelConfig:
     dim: int | None = None  # FC projection to this size; None keeps the aggregator's size
     weights: str | None = None  # local state dict in the library's layout (torchvision / timm)
     pretrained: bool = False  # the library's own ImageNet weights (hub, or an offline package)
-    tf_same_padding: bool = False  # TensorFlow 'SAME' padding on stride-2 convolutions
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
+    # The input contract's model fields: None until resolved (models.resolve): what the weights carry if
+    # edgevpr knows them, else ImageNet mean and std and symmetric padding
+    tf_same_padding: bool | None = None  # TensorFlow 'SAME' padding on stride-2 convolutions
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
     gem_p: float = 3.0
     clusters: int = 64  # NetVLAD clusters K
     pca: int | None = None  # PCA projection to this size, fitted on database descriptors
@@ -52,8 +55,9 @@ class DataConfig:
     resize: int | None = None  # short side in pixels, aspect ratio kept
     resize_factor: float | None = None  # scale every image by this factor (after resize/size)
     size: tuple[int, ...] | None = None  # (H, W)
+    interpolation: str = "bilinear"  # PIL resize filter: bilinear | bicubic | nearest
     skip_bad_images: bool = False  # skip and count undecodable images instead of failing
-    max_pixels: int = 89_478_485  # larger images are refused as decompression bombs
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused as decompression bombs
 
 
 ORT_OPTIMIZATIONS = ("all", "extended", "basic", "none")  # ONNX Runtime graph optimization levels, most first
@@ -127,12 +131,54 @@ class TrainConfig:
 
 
 @dataclass
+class QuantizeConfig:
+    """How ``edgevpr quantize`` deploys a model; the same section serves YAML configs, sweep
+    cells and ``compare-precisions``. One default per option (docs/deployment.md)."""
+
+    precision: str = "int8"  # fp32 | fp16 | int8 | int4 | mixed (the registered precisions: `edgevpr list`)
+    target: str = "cpu"  # int8: cpu (QLinearConv) | tensorrt (symmetric QDQ, as TensorRT consumes it)
+    calibration: str = "percentile"  # minmax | percentile | entropy; percentile measured best on Gardens Point
+    calib: str | None = None  # folder of calibration images (int8, mixed; int4 for GPTQ and bias correction)
+    calib_count: int = 50  # calibration images used (mixed: the count the search used)
+    percentile: float = 99.999  # of |x|, for calibration percentile
+    mixed_config: str | None = None  # mixed: per-layer precisions from `edgevpr search-precision`
+    keep_float: int = 0  # int8: leave this many of the most sensitive layers in float (edgevpr.research)
+    # int4 layers: correct each bias for the mean output shift of its int4 weights (Nagel et al. 2019).
+    # None = auto: on for --precision int4 with calibration images (R@1 8.5 -> 26.0 on MobileNetV2), off in
+    # mixed-precision searches (it cost night recall at B = 6 and 8); mixed files apply what their search did
+    bias_correction: bool | None = None
+    # int4 levels: gptq | nearest | auto (GPTQ for --precision int4 with calibration images; nearest in
+    # mixed-precision searches, where GPTQ lost at B = 8); mixed files apply what their search did
+    int4_rounding: str = "auto"
+    int8_layout: str = "auto"  # cpu target: u8s8 | u8s7 | s8s8 | auto (exact on the quantizing CPU)
+
+
+@dataclass
+class PrecisionSearchConfig:
+    """``edgevpr search-precision``: the genetic search of Grainge et al. 2024 (Algorithm 1)."""
+
+    budget: float | None = None  # average bits per layer B
+    fitness_images: int = 16  # L calibration images the fitness (Eq. 10) is computed on
+    population: int = 20  # N
+    sample: int = 5  # C
+    mutation: float = 0.5  # p_m
+    steps: int = 200  # G
+    time_limit_s: float | None = None
+    weighting: str = "plain"  # plain (mean over layers) | params (weighted by parameters)
+    seed: int = 0
+    warm_start: bool = True  # greedy and uniform int8 among the initial candidates
+    fill: bool = True  # raise the layers that gain most per bit while a candidate leaves budget unused
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     val: DataConfig = field(default_factory=DataConfig)  # validation set of `edgevpr train`
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    precision_search: PrecisionSearchConfig = field(default_factory=PrecisionSearchConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from edgevpr.config import DEFAULT_MAX_PIXELS
 from edgevpr.errors import DatasetError, ImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own default limit
 
 
 def _high_depth_to_8bit(image: Image.Image) -> Image.Image:

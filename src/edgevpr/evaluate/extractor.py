@@ -9,13 +9,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgevpr.evaluate.cost import (
-    count_flops,
-    count_params,
-    serialized_bytes,
-    time_extraction,
-    time_torch_extraction,
-)
+from edgevpr.evaluate.cost import time_torch_extraction
+from edgevpr.models.size import count_flops, count_params, serialized_bytes
+from edgevpr.timing import time_extraction
 
 
 @dataclass
@@ -41,9 +37,9 @@ def torch_extractor(model: torch.nn.Module) -> Extractor:
 
 
 def onnx_extractor(path: str, threads: int | None = None, optimization: str = "all") -> Extractor:
-    from edgevpr.quantize.int8_layout import layout_of
-    from edgevpr.quantize.runtime import OnnxModel, runtime_name
     from edgevpr.runtime.cpu import cpu_kernels
+    from edgevpr.runtime.int8_layout import layout_of
+    from edgevpr.runtime.onnx_model import OnnxModel, runtime_name
 
     model = OnnxModel(path, threads, optimization)
     meta = model.metadata

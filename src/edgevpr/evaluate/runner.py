@@ -2,31 +2,36 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
 from edgevpr.atomic import write_json
 from edgevpr.config import DataConfig, EvalConfig, RunConfig
+from edgevpr.contract import InputContract
 from edgevpr.data.dataset import VPRDataset, load_dataset
-from edgevpr.data.transforms import Preprocess
 from edgevpr.errors import ConfigError
-from edgevpr.evaluate.cost import cost_block, database_bytes, time_matching
+from edgevpr.evaluate.cost import cost_block
 from edgevpr.evaluate.environment import environment
-from edgevpr.evaluate.extract import extract, initialise_aggregator
 from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import first_positive_ranks, recall_at_n, recall_from_ranks
+from edgevpr.extraction.extract import extract
 from edgevpr.models import VPRModel, build_model
 from edgevpr.models.checkpoint import architecture_of, read_checkpoint
+from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.model import model_from_checkpoint
+from edgevpr.models.resolve import (
+    adopt_stored_contract,
+    contract_of,
+    contract_origin,
+    resolve_config,
+)
 from edgevpr.search.descriptors import save_descriptor_set
 from edgevpr.search.index import SearchIndex, build_index, search
-
-
-def preprocess_from(config: RunConfig, data: DataConfig | None = None) -> Preprocess:
-    data = data or config.data
-    return Preprocess(data.resize, data.size, config.model.mean, config.model.std, data.resize_factor)
+from edgevpr.search.timing import database_bytes, time_matching
 
 
 def save_descriptors(folder: str, dataset: VPRDataset, database: np.ndarray, queries: np.ndarray, protocol: dict) -> None:
@@ -45,21 +50,7 @@ def index_bytes(index: SearchIndex) -> int:
     return index.memory_bytes()
 
 
-def adopt_input_contract(config: RunConfig, metadata: dict) -> None:
-    """An exported model keeps the normalisation it was built with, and its resize rule unless
-    the user gives one."""
-    exported = metadata.get("config")
-    if not exported:
-        return
-    config.model.mean, config.model.std = tuple(exported["model"]["mean"]), tuple(exported["model"]["std"])
-    if config.data.resize is None and config.data.size is None:
-        config.data.resize = exported["data"]["resize"]
-        config.data.size = tuple(exported["data"]["size"]) if exported["data"]["size"] else None
-        if config.data.resize_factor is None:
-            config.data.resize_factor = exported["data"].get("resize_factor")
-
-
-def extract_dataset(forward, dataset: VPRDataset, preprocess: Preprocess, settings: EvalConfig, data: DataConfig,
+def extract_dataset(forward, dataset: VPRDataset, preprocess: InputContract, settings: EvalConfig, data: DataConfig,
                     label: str = ""):
     """Database and query descriptors; images skipped as bad are dropped from the dataset."""
     options = dict(batch_size=settings.batch_size, workers=settings.workers, skip_bad=data.skip_bad_images,
@@ -71,7 +62,7 @@ def extract_dataset(forward, dataset: VPRDataset, preprocess: Preprocess, settin
     return db, q, dataset
 
 
-def recall_only(forward, data: DataConfig, preprocess: Preprocess, settings: EvalConfig, label: str = "") -> dict:
+def recall_only(forward, data: DataConfig, preprocess: InputContract, settings: EvalConfig, label: str = "") -> dict:
     """Recall@N by exact search, without the cost block (validation during training)."""
     db, q, dataset = extract_dataset(forward, load_dataset(data), preprocess, settings, data, label)
     _, predictions = search(build_index(db.descriptors, "Flat"), q.descriptors, max(settings.recall_at))
@@ -79,27 +70,34 @@ def recall_only(forward, data: DataConfig, preprocess: Preprocess, settings: Eva
 
 
 def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
+    """Recall@N and the cost block of ``config``'s model (or of ``model``, already built) under
+    its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed."""
     torch.manual_seed(config.eval.seed)
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
     if config.model.onnx:
         extractor = onnx_extractor(config.model.onnx, config.eval.threads, config.eval.ort_optimization)
         fixed = extractor.fixed_size
-        if fixed and config.data.size is None and config.data.resize is None:
-            config.data.size = fixed
-        elif fixed and config.data.size is not None and tuple(config.data.size) != fixed:
+        if fixed and config.data.size is not None and tuple(config.data.size) != fixed:
             raise ConfigError(f"{config.model.onnx}: the model takes {fixed[0]}x{fixed[1]} images only; "
                               f"give --size {fixed[0]}x{fixed[1]} or no resize")
-        adopt_input_contract(config, extractor.info or {})
+        origin = {"source": f"stored in {config.model.onnx}"}
+        config = adopt_stored_contract(config, extractor.info or {}, config.model.onnx)
+        if fixed and config.data.size is None and config.data.resize is None:
+            config.data.size = fixed
+    elif config.model.checkpoint and model is None:  # one read: contract, architecture and weights
+        path = config.model.checkpoint
+        payload = read_checkpoint(path)
+        origin = {"source": f"stored in {path}"}
+        config = adopt_stored_contract(config, payload, path)
+        config.model = architecture_of(payload, path)
+        model = model_from_checkpoint(payload, path)
     else:
-        if config.model.checkpoint and model is None:  # one read: contract, architecture and weights
-            path = config.model.checkpoint
-            payload = read_checkpoint(path)
-            adopt_input_contract(config, payload)
-            config.model = architecture_of(payload, path)
-            model = model_from_checkpoint(payload, path)
+        origin = contract_origin(config)
+    config = resolve_config(config, log=lambda message: print(message, file=sys.stderr))
+    if not config.model.onnx:
         model = (model or build_model(config.model)).eval()
-    preprocess = preprocess_from(config)
+    preprocess = contract_of(config)
     dataset = load_dataset(config.data)
     if not config.model.onnx:
         initialise_aggregator(model, dataset.database_paths, preprocess, config.eval.seed, config.data.max_pixels)
@@ -118,7 +116,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     recall = recall_from_ranks(ranks, config.eval.recall_at)
 
     protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, extractor.precision, extractor.runtime,
-                              extractor.int8)
+                              extractor.int8) | {"contract": preprocess.to_dict(), "contract_source": origin}
     input_shape = (1, 3, *protocol["image_size"])
     search_bytes = index_bytes(index)
     cost = cost_block(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgevpr.config import load_config
 from edgevpr.evaluate.runner import evaluate
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.quantize.pipeline import quantize_model
 
 
 def run_cell(cell: dict) -> dict:
@@ -18,7 +18,7 @@ def run_cell(cell: dict) -> dict:
     config.eval.out = config.eval.save_descriptors = config.eval.gallery = None
     if cell["precision"] == "fp32":
         return evaluate(config, label=cell["label"])
-    options = QuantizeOptions(precision=cell["precision"], **cell["quantize"])
+    options = load_config(overrides={"quantize": {"precision": cell["precision"], **cell["quantize"]}}).quantize
     with tempfile.TemporaryDirectory(prefix="edgevpr-cell-") as folder:
         model_file = str(Path(folder) / "model.onnx")
         quantize_model(config, options, model_file)

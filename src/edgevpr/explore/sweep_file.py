@@ -18,8 +18,10 @@
 
 Cell keys are shortcuts (``backbone``, ``aggregator``, ``dim``, ``pca``, ``whiten``,
 ``weights``, ``pretrained``, ``resize``, ``size``, ``resize_factor``, ``index``,
-``search_params``, ``dataset``, ``precision``, ``target``, ``calibration``) or dotted config
-paths such as ``model.gem_p``. A value may be a mapping ``{name: ..., model: {...}, data:
+``search_params``, ``dataset``, ``precision``, ``target``, ``calibration``, and every other key of
+the quantize section, such as ``int8_layout`` or ``int4_rounding``) or dotted config paths such
+as ``model.gem_p`` or ``quantize.mixed_config``. Precisions: fp32, fp16, int8, int4 and mixed
+(with ``quantize.mixed_config``). A value may be a mapping ``{name: ..., model: {...}, data:
 {...}}`` that bundles settings belonging together (a backbone with its weights); ``name``
 labels it.
 """
@@ -27,13 +29,14 @@ labels it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgevpr.config import load_config, read_yaml
+from edgevpr.config import QuantizeConfig, load_config, read_yaml
 from edgevpr.errors import ConfigError
 
 SHORTCUTS = {
@@ -42,8 +45,8 @@ SHORTCUTS = {
     "resize": "data.resize", "size": "data.size", "resize_factor": "data.resize_factor",
     "index": "eval.index", "search_params": "eval.search_params",
 }
-QUANTIZE_KEYS = ("target", "calibration", "calib", "calib_count", "percentile")
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
+QUANTIZE_KEYS = tuple(f.name for f in dataclasses.fields(QuantizeConfig) if f.name != "precision")
+PRECISIONS = ("fp32", "fp16", "int8", "int4", "mixed")
 SECTIONS = ("model", "data", "eval")
 
 
@@ -92,8 +95,8 @@ def _cell(choice: dict, spec: dict, where: str) -> Cell:
                 raise ConfigError(f"{where}: dataset {value!r} is not under datasets: ({', '.join(datasets) or 'none'})")
             overrides["data"] = {**overrides.get("data", {}), **datasets[value]}
             dataset = value
-        elif name in QUANTIZE_KEYS:
-            quantize[name] = value
+        elif name in QUANTIZE_KEYS or (name.startswith("quantize.") and name[len("quantize."):] in QUANTIZE_KEYS):
+            quantize[name.removeprefix("quantize.")] = value
         elif isinstance(value, dict):  # a bundle: {name: ..., model: {...}, data: {...}, eval: {...}}
             unknown = set(value) - {"name", *SECTIONS}
             if unknown:
@@ -108,8 +111,10 @@ def _cell(choice: dict, spec: dict, where: str) -> Cell:
                                   f"dataset, precision, {', '.join(QUANTIZE_KEYS)} or section.key")
             section, key = path.split(".", 1)
             _merge(overrides, section, {key: value})
+    if precision == "mixed" and not quantize.get("mixed_config"):
+        raise ConfigError(f"{where}: a mixed cell needs quantize.mixed_config (a file of `edgevpr search-precision`)")
     try:
-        load_config(overrides=overrides)  # every cell must be a valid config before anything runs
+        load_config(overrides=overrides | {"quantize": quantize})  # every cell is a valid config before anything runs
     except ConfigError as error:
         raise ConfigError(f"{where}: cell {' '.join(label)}: {error}") from None
     return Cell(overrides, precision, quantize, dataset, " ".join(label))

@@ -57,6 +57,9 @@ def model_from_checkpoint(payload: dict, path: str) -> VPRModel:
 
 
 def _build(config: ModelConfig) -> VPRModel:
+    from edgevpr.models.resolve import resolve_model
+
+    config, _ = resolve_model(config)
     if config.dim is not None and config.dim <= 0:
         raise ConfigError(f"--dim must be positive, got {config.dim}")
     if config.pca is not None and config.pca <= 0:

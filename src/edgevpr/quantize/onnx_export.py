@@ -13,9 +13,7 @@ import onnx
 import torch
 
 from edgevpr.errors import EdgeVPRError
-
-INPUT, OUTPUT = "images", "descriptors"
-METADATA_KEY = "edgevpr"
+from edgevpr.runtime.onnx_model import INPUT, METADATA_KEY, OUTPUT
 
 
 def _export_bytes(model, example: torch.Tensor, dynamic_size: bool, opset: int) -> bytes:

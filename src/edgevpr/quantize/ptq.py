@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 
 from edgevpr.errors import ConfigError
-from edgevpr.quantize.int8_layout import LAYOUTS, Int8Layout
 from edgevpr.quantize.weight_grid import grid_overrides
+from edgevpr.runtime.int8_layout import LAYOUTS, Int8Layout
 
 TARGETS = ("cpu", "tensorrt")
 

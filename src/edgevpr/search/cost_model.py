@@ -61,8 +61,8 @@ def fit_cost_model(measurements: list[dict], source: str = "") -> MatchingCostMo
 
 def measure_exact_matching(sizes, dims, queries: int = 20, seed: int = 0) -> list[dict]:
     """Median single-query exact search time for each (N, D), on random unit vectors."""
-    from edgevpr.evaluate.cost import time_matching
     from edgevpr.search.index import build_index
+    from edgevpr.search.timing import time_matching
 
     rng = np.random.default_rng(seed)
     rows = []

@@ -8,15 +8,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from edgevpr.config import DEFAULT_MAX_PIXELS
+from edgevpr.contract import InputContract
 from edgevpr.data.images import load_rgb
-from edgevpr.data.transforms import Preprocess
 from edgevpr.errors import DatasetError
 from edgevpr.train.augment import Augment
 
 Item = tuple[Path, bool, int]  # (image path, flip it, augmentation seed)
 
 
-def load_item(item: Item, preprocess: Preprocess, augment: Augment, max_pixels: int) -> torch.Tensor:
+def load_item(item: Item, preprocess: InputContract, augment: Augment, max_pixels: int) -> torch.Tensor:
     path, flip, seed = item
     image = preprocess.resized(load_rgb(path, max_pixels))
     tensor = torch.from_numpy(np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0)
@@ -27,7 +28,7 @@ def load_item(item: Item, preprocess: Preprocess, augment: Augment, max_pixels: 
 class Batches(Dataset):
     """Each item is a whole training batch: a list of ``Item`` -> (len, 3, H, W)."""
 
-    def __init__(self, batches: list[list[Item]], preprocess: Preprocess, augment: Augment, max_pixels: int):
+    def __init__(self, batches: list[list[Item]], preprocess: InputContract, augment: Augment, max_pixels: int):
         self.batches, self.preprocess, self.augment, self.max_pixels = batches, preprocess, augment, max_pixels
 
     def __len__(self):
@@ -44,8 +45,8 @@ class Batches(Dataset):
         return torch.stack(tensors)
 
 
-def batch_loader(batches: list[list[Item]], preprocess: Preprocess, augment: Augment, workers: int = 0,
-                 max_pixels: int = 89_478_485) -> DataLoader:
+def batch_loader(batches: list[list[Item]], preprocess: InputContract, augment: Augment, workers: int = 0,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DataLoader:
     """Batches in order, decoded ahead by ``workers`` processes."""
     return DataLoader(Batches(batches, preprocess, augment, max_pixels), batch_size=None, shuffle=False,
                       num_workers=workers, persistent_workers=False)

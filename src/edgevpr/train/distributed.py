@@ -101,8 +101,9 @@ def context_from_environment() -> Context:
     return Context(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
 
 
-def relaunch_with_torchrun(train: TrainConfig, arguments: list[str]) -> int:
-    """Run ``edgevpr <arguments>`` under torchrun and return its exit status."""
+def relaunch_with_torchrun(train: TrainConfig, arguments: list[str], entry_module: str) -> int:
+    """Run ``python -m entry_module`` under torchrun, each process reading ``arguments`` from
+    the environment (``arguments_from_environment``), and return the exit status."""
     if train.distributed != "torchrun":
         raise ConfigError(f"train.distributed must be none or torchrun, got {train.distributed!r}")
     if train.nproc < 1 or train.nnodes < 1:
@@ -116,11 +117,10 @@ def relaunch_with_torchrun(train: TrainConfig, arguments: list[str]) -> int:
     else:
         raise ConfigError("train.nnodes > 1 needs train.rdzv_endpoint HOST:PORT (node 0's address)")
     # torchrun's parser would take our options (--nproc...) for its own, so they travel by environment.
-    command += ["-m", "edgevpr.train.distributed"]
+    command += ["-m", entry_module]
     return subprocess.call(command, env=os.environ | {ARGUMENTS_VARIABLE: json.dumps(arguments)})
 
 
-if __name__ == "__main__":  # a process started by torchrun
-    from edgevpr.cli import main
-
-    main(args=json.loads(os.environ[ARGUMENTS_VARIABLE]), prog_name="edgevpr")
+def arguments_from_environment() -> list[str]:
+    """The command-line arguments ``relaunch_with_torchrun`` handed to this process."""
+    return json.loads(os.environ[ARGUMENTS_VARIABLE])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -27,10 +28,12 @@ from tqdm import tqdm
 from edgevpr.config import DataConfig, RunConfig
 from edgevpr.data.train_sets import load_place_set, load_triplet_set
 from edgevpr.errors import ConfigError, DatasetError
-from edgevpr.evaluate.extract import extract, initialise_aggregator
-from edgevpr.evaluate.runner import evaluate, preprocess_from, recall_only
+from edgevpr.evaluate.runner import evaluate, recall_only
+from edgevpr.extraction.extract import extract
 from edgevpr.models import build_model
 from edgevpr.models.checkpoint import read_checkpoint, save_checkpoint
+from edgevpr.models.initialise import initialise_aggregator
+from edgevpr.models.resolve import contract_of, resolve_config
 from edgevpr.train.augment import Augment
 from edgevpr.train.batches import batch_loader
 from edgevpr.train.distributed import Context, context_from_environment
@@ -51,7 +54,9 @@ def has_data(data: DataConfig) -> bool:
 
 
 def resolve_defaults(config: RunConfig) -> RunConfig:
-    """Fill what follows from other settings, before the config is saved."""
+    """A copy of ``config`` with what follows from other settings filled (the input contract,
+    the validation set, the weight decay), before it is saved."""
+    config = resolve_config(config, log=lambda message: print(message, file=sys.stderr))
     train = config.train
     if not has_data(config.val) and train.dataset and (Path(train.dataset) / "val").is_dir():
         config.val.dataset = str(Path(train.dataset) / "val")
@@ -80,14 +85,16 @@ def _check(config: RunConfig) -> None:
 
 class Trainer:
     def __init__(self, config: RunConfig, context: Context):
-        self.config, self.ctx = resolve_defaults(config), context
+        config = self.config = resolve_defaults(config)
+        self.ctx = context
         _check(config)
         train = config.train
         if config.eval.threads:
             torch.set_num_threads(config.eval.threads)
         self.folder = RunFolder(config, context.main)
         self.log = self.folder.log
-        self.preprocess = preprocess_from(config)
+        self.preprocess = contract_of(config)
+        self.val_contract = contract_of(config, config.val)  # val.resize, val.size or, unset, data's
         try:
             self.augment = Augment(train.brightness, train.contrast, train.saturation, train.crop_scale)
         except ValueError as error:
@@ -138,7 +145,8 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------------------
     def _payload(self, with_optimizer: bool) -> dict:
-        payload = {"config": plain(self.config), "model": self.model.state_dict(), "state": self.state}
+        payload = {"config": plain(self.config), "contract": self.preprocess.to_dict(), "model": self.model.state_dict(),
+                   "state": self.state}
         if with_optimizer:
             payload["optimizer"] = self.optimizer.state_dict()
         return payload
@@ -164,7 +172,7 @@ class Trainer:
         recall = None
         if self.ctx.main:
             self.model.eval()
-            recall = recall_only(self._forward_cpu, self.config.val, self.preprocess, self.config.eval, "val ")
+            recall = recall_only(self._forward_cpu, self.config.val, self.val_contract, self.config.eval, "val ")
         return self.ctx.broadcast(recall)
 
     # -- triplet epochs ------------------------------------------------------------------

@@ -25,8 +25,15 @@ from tqdm import tqdm
 from edgevpr.atomic import write_json
 from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
-from edgevpr.quantize import calibration, plots
-from edgevpr.quantize.genetic import (
+from edgevpr.models.resolve import contract_of
+from edgevpr.quantize import calibration
+from edgevpr.quantize.calibration_images import CalibrationImages
+from edgevpr.quantize.gptq import int4_levels
+from edgevpr.quantize.layers import node_of_layer, searchable_layers
+from edgevpr.quantize.onnx_export import export_onnx
+from edgevpr.quantize.pipeline import prepared_model
+from edgevpr.research import plots
+from edgevpr.research.genetic import (
     WEIGHTINGS,
     Problem,
     SearchSettings,
@@ -37,16 +44,9 @@ from edgevpr.quantize.genetic import (
     random_search,
     uniform,
 )
-from edgevpr.quantize.gptq import int4_levels
-from edgevpr.quantize.int8_layout import resolve_layout
-from edgevpr.quantize.mixed_export import FORMAT, node_of_layer, quantized_graph
-from edgevpr.quantize.onnx_export import export_onnx
-from edgevpr.quantize.pipeline import CalibrationImages, prepared_model
-from edgevpr.quantize.simulate import (
-    BITS,
-    Simulator,
-    searchable_layers,
-)
+from edgevpr.research.mixed_export import FORMAT, quantized_graph
+from edgevpr.research.simulate import BITS, Simulator
+from edgevpr.runtime.int8_layout import resolve_layout
 
 SIMULATION = 5  # bump when the simulated quantization changes, so saved sensitivities are not reused
 
@@ -73,6 +73,24 @@ class MixedOptions:
     int8_layout: str = "auto"
 
 
+def mixed_options(config: RunConfig) -> MixedOptions:
+    """The search's options from a run config's ``precision_search`` and ``quantize`` sections;
+    the int4 options' ``auto`` means no bias correction and nearest rounding in a search."""
+    search, quantize = config.precision_search, config.quantize
+    if search.budget is None:
+        raise ConfigError("search-precision needs a budget: --budget B (or precision_search.budget)")
+    if not quantize.calib:
+        raise ConfigError("search-precision needs calibration images: --calib DIR (or quantize.calib)")
+    if search.fitness_images < 1:
+        raise ConfigError(f"--calib-count must be at least 1, got {search.fitness_images}")
+    settings = SearchSettings(search.budget, search.population, search.sample, search.mutation, search.steps,
+                              search.time_limit_s, search.seed, search.weighting, search.warm_start, search.fill)
+    return MixedOptions(settings, quantize.calib, search.fitness_images, quantize.calibration, quantize.percentile,
+                        bias_correction=bool(quantize.bias_correction),
+                        int4_rounding="nearest" if quantize.int4_rounding == "auto" else quantize.int4_rounding,
+                        int8_layout=quantize.int8_layout)
+
+
 def _paths(out: str | Path) -> dict[str, Path]:
     out = Path(out)
     stem = out.with_suffix("")
@@ -83,14 +101,12 @@ def _paths(out: str | Path) -> dict[str, Path]:
 def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator, CalibrationImages]:
     """The BN-folded model with switchable layer precisions; activation ranges are calibrated on
     its ONNX export, exactly as ``edgevpr quantize --precision mixed`` calibrates them."""
-    from edgevpr.evaluate.runner import preprocess_from
-
     if not Path(options.calib).is_dir():
         raise ConfigError(f"{options.calib}: calibration folder not found")
     torch.manual_seed(config.eval.seed)
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
-    preprocess = preprocess_from(config)
+    preprocess = contract_of(config)
     calib = CalibrationImages(options.calib, options.calib_count, preprocess, config.data.max_pixels)
     model, example, _ = prepared_model(config, calib, preprocess)
     calib.size = tuple(example.shape[-2:])

@@ -41,7 +41,7 @@ import numpy as np
 
 from edgevpr.atomic import write_json
 from edgevpr.errors import ConfigError
-from edgevpr.quantize.simulate import BITS, PRECISIONS
+from edgevpr.research.simulate import BITS, PRECISIONS
 
 WEIGHTINGS = ("plain", "params")
 

@@ -12,8 +12,10 @@ import torch
 
 from edgevpr.config import ORT_OPTIMIZATIONS
 from edgevpr.errors import ConfigError
-from edgevpr.quantize.int8_layout import saturation_warning
-from edgevpr.quantize.onnx_export import INPUT, METADATA_KEY
+from edgevpr.runtime.int8_layout import saturation_warning
+
+INPUT, OUTPUT = "images", "descriptors"  # the tensor names of every file edgevpr exports
+METADATA_KEY = "edgevpr"  # the metadata_props entry holding the file's JSON metadata (config, contract, precision)
 
 # ONNX Runtime's graph optimization levels. "none" runs a QDQ graph as written: dequantize, float
 # operator, quantize; from "extended" on, ONNX Runtime fuses those into integer kernels, whose

@@ -18,19 +18,23 @@ matched to its ONNX node by its weight values, then:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
+from edgevpr.config import QuantizeConfig
 from edgevpr.errors import ConfigError
-from edgevpr.quantize.int4 import WEIGHT_OPS, to_fp16_weights, to_int4_weights
-from edgevpr.quantize.int8_layout import LAYOUTS, Int8Layout
+from edgevpr.quantize import calibration
+from edgevpr.quantize.int4 import to_fp16_weights, to_int4_weights
+from edgevpr.quantize.layers import node_of_layer, searchable_layers
 from edgevpr.quantize.onnx_export import tensor_consumers
+from edgevpr.quantize.precisions import PRECISIONS, Export, Precision
 from edgevpr.quantize.ptq import to_int8
-from edgevpr.quantize.simulate import BITS, QuantizedGraph, searchable_layers
+from edgevpr.research.simulate import BITS, QuantizedGraph
+from edgevpr.runtime.int8_layout import LAYOUTS, LEGACY, QDQ_CHOICES, Int8Layout
 
 FORMAT = "edgevpr-mixed-precision-1"
 
@@ -50,29 +54,6 @@ def read_mixed_config(path: str | Path) -> dict:
         raise ConfigError(f"{path}: unknown precisions {sorted(unknown)}")
     mixed["path"] = str(path)
     return mixed
-
-
-def _weight_key(array: np.ndarray) -> tuple:
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    return array.shape, array.tobytes()
-
-
-def node_of_layer(proto: onnx.ModelProto, layers) -> dict[str, str]:
-    """Layer name -> name of the ONNX node whose weight initializer holds the same values."""
-    initializers = {i.name: i for i in proto.graph.initializer}
-    by_weight: dict[tuple, list[str]] = {}
-    for node in proto.graph.node:
-        index = WEIGHT_OPS.get(node.op_type)
-        if index is not None and len(node.input) > index and node.input[index] in initializers:
-            key = _weight_key(numpy_helper.to_array(initializers[node.input[index]]))
-            by_weight.setdefault(key, []).append(node.name)
-    mapping = {}
-    for layer in layers:
-        found = by_weight.get(_weight_key(layer.module.weight.detach().numpy()), [])
-        if len(found) != 1:
-            raise ConfigError(f"layer {layer.name}: {len(found)} ONNX nodes carry its weights; cannot place it")
-        mapping[layer.name] = found[0]
-    return mapping
 
 
 FUSED_ACTIVATIONS = ("Clip", "Relu")
@@ -130,3 +111,39 @@ def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict,
     if chosen["int8"]:
         proto = to_int8(proto, ranges, "cpu", only=sorted(chosen["int8"] | fused), qdq=True, layout=layout)
     return proto, [BITS[layer["precision"]] for layer in mixed["layers"]]
+
+
+@PRECISIONS.register("mixed")
+class MixedPrecision(Precision):
+    """``quantize --precision mixed --mixed-config FILE``: the file's per-layer precisions, with
+    the calibration, int4 rounding, bias correction and int8 layout its search simulated."""
+
+    needs_calibration = True
+    integer = True
+
+    def check(self, options: QuantizeConfig) -> None:
+        if not options.mixed_config:
+            raise ConfigError("--precision mixed needs --mixed-config FILE (from `edgevpr search-precision`)")
+        if options.int8_layout not in QDQ_CHOICES:
+            raise ConfigError(f"int8 layout {options.int8_layout} is for --precision int8; mixed precision takes "
+                              f"{', '.join(QDQ_CHOICES)}")
+
+    def prepare(self, options: QuantizeConfig) -> QuantizeConfig:
+        mixed = read_mixed_config(options.mixed_config)  # the ranges and the int8 layout the search simulated
+        return dataclasses.replace(options, calibration=mixed["calibration"], calib_count=mixed["calib_count"],
+                                   percentile=mixed.get("percentile", options.percentile),
+                                   int8_layout=mixed.get("int8_layout", LEGACY))
+
+    def quantize(self, export: Export) -> onnx.ModelProto:
+        options, mixed = export.options, read_mixed_config(export.options.mixed_config)
+        ranges = calibration.ranges(export.calibrate(), options.calibration, symmetric=False,
+                                    percentile=options.percentile)
+        int4_names = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
+        # after calibration: the search calibrated the uncorrected model
+        layers = [layer for layer in searchable_layers(export.model, export.example) if layer.name in int4_names]
+        proto, int4 = export.int4_weights(layers, mixed.get("int4_rounding", "nearest"),
+                                          mixed.get("bias_correction", False))
+        proto, export.metadata["layer_bits"] = to_mixed(proto, export.model, export.example, mixed, ranges, int4,
+                                                        export.layout)
+        export.metadata["mixed"] = {k: mixed[k] for k in ("budget", "weighting", "average_bits", "fitness")}
+        return proto

@@ -18,8 +18,10 @@ import onnx
 import torch
 from tqdm import tqdm
 
-from edgevpr.quantize.mixed_export import node_of_layer, quantized_graph
-from edgevpr.quantize.simulate import Simulator, searchable_layers
+from edgevpr.quantize.layers import node_of_layer, searchable_layers
+from edgevpr.quantize.precisions import FLOAT_LAYER_CHOOSERS, Export
+from edgevpr.research.mixed_export import quantized_graph
+from edgevpr.research.simulate import Simulator
 
 SAMPLE = 16  # calibration images used to rank the layers
 
@@ -40,3 +42,10 @@ def most_sensitive_layers(model: torch.nn.Module, example: torch.Tensor, proto: 
         errors = simulator.one_layer_errors("int8", "fp32", bar.update)
     order = np.argsort(errors)[::-1][:count]
     return [{"layer": layers[i].name, "node": nodes[layers[i].name], "error": float(errors[i])} for i in order]
+
+
+@FLOAT_LAYER_CHOOSERS.register("sensitivity")
+def layers_kept_float(export: Export, tensor_ranges: dict[str, tuple[float, float]], count: int) -> list[dict]:
+    """``quantize --keep-float N``: the deploy pipeline's hook for the ranking above."""
+    return most_sensitive_layers(export.model, export.example, export.proto, export.calib, tensor_ranges, count,
+                                 export.layout.weight_max)

@@ -1,27 +1,42 @@
-"""Image -> normalised tensor, with the resize rule named for the protocol block.
+"""The input contract of a model: how an image must be turned into the tensor it was trained on.
 
-Resizing uses PIL bilinear (what torchvision's ``Resize`` does to a PIL image), short side to
-``resize`` with the long side ``int(resize * long / short)``, or exactly to ``size`` = (H, W).
+It travels with the weights: checkpoints, ONNX files and maps store it, and evaluation,
+quantization and localization read it back from them (``edgevpr.models.resolve`` fills it for
+a weight file it knows). Fields:
+
+- ``resize`` (short side, aspect ratio kept, long side ``int(resize * long / short)``) or
+  ``size`` = (H, W), then ``factor`` (Berton et al. 2022's resolution study);
+- ``interpolation``: PIL's filter for resizing (bilinear is what torchvision's ``Resize``
+  applies to a PIL image);
+- ``mean`` and ``std`` on [0, 1] RGB;
+- ``padding``: the convolution padding convention the weights were trained with, ``symmetric``
+  (PyTorch) or ``tf_same`` (TensorFlow 'SAME': 0 before and 1 after on stride-2 layers).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from edgevpr.config import IMAGENET_MEAN, IMAGENET_STD
 from edgevpr.errors import ConfigError
+
+PADDINGS = ("symmetric", "tf_same")
+INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
 
 
 @dataclass(frozen=True)
-class Preprocess:
+class InputContract:
     resize: int | None = None
     size: tuple[int, int] | None = None
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     factor: float | None = None  # scale applied after resize/size (Berton et al. 2022's resolution study)
+    padding: str = "symmetric"
+    interpolation: str = "bilinear"
 
     def __post_init__(self):
         if self.resize is not None and self.size is not None:
@@ -34,6 +49,12 @@ class Preprocess:
             raise ConfigError(f"--resize-factor must be in (0, 4], got {self.factor}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"--mean and --std need three values each, std positive; got {self.mean}, {self.std}")
+        if not all(np.isfinite(v) for v in (*self.mean, *self.std)):
+            raise ConfigError(f"--mean and --std must be finite; got {self.mean}, {self.std}")
+        if self.padding not in PADDINGS:
+            raise ConfigError(f"unknown padding convention {self.padding!r}; use one of {', '.join(PADDINGS)}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(f"unknown interpolation {self.interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
 
     def rule(self) -> str:
         if self.size is not None:
@@ -43,6 +64,24 @@ class Preprocess:
         else:
             rule = "none"
         return rule if self.factor is None else f"{rule},factor={self.factor:g}"
+
+    def describe(self) -> str:
+        """One line for logs: resize rule, mean, std, padding."""
+        values = lambda v: ",".join(f"{x:g}" for x in v)  # noqa: E731
+        return f"{self.rule()}, mean {values(self.mean)}, std {values(self.std)}, {self.padding} padding"
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict, where: str) -> InputContract:
+        """A stored contract, or a one-line error naming ``where`` it came from."""
+        if not isinstance(values, dict) or set(values) - set(cls.__dataclass_fields__):
+            raise ConfigError(f"{where}: not an input contract ({values!r:.80})")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"{where}: bad input contract ({error})") from None
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after resizing."""
@@ -59,7 +98,7 @@ class Preprocess:
 
     def resized(self, image: Image.Image) -> Image.Image:
         target = self.output_size(*image.size)
-        return image if target == image.size else image.resize(target, Image.BILINEAR)
+        return image if target == image.size else image.resize(target, INTERPOLATIONS[self.interpolation])
 
     def normalise(self, tensor: torch.Tensor) -> torch.Tensor:
         """(3, H, W) on [0, 1] -> normalised with the model's mean and std."""

@@ -76,6 +76,50 @@ EVAL_OPTIONS = [
     ("--search-params", "eval", "search_params", dict(help="faiss search parameters, e.g. nprobe=32.")),
 ]
 
+QUANTIZE_OPTIONS = [
+    ("--precision", "quantize", "precision",
+     dict(help="Deployed precision: fp32, fp16, int8, int4 or mixed (from --mixed-config); default int8.")),
+    ("--mixed-config", "quantize", "mixed_config", dict(type=click.Path(), help="Per-layer precisions from `edgevpr search-precision`.")),
+    ("--target", "quantize", "target", dict(type=click.Choice(["cpu", "tensorrt"]),
+                                            help="int8: cpu (QLinearConv) or tensorrt (symmetric QDQ); default cpu.")),
+    ("--calibration", "quantize", "calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]),
+                                                      help="Activation range rule for int8 (default percentile).")),
+    ("--calib", "quantize", "calib", dict(type=click.Path(), help="Folder of calibration images.")),
+    ("--calib-count", "quantize", "calib_count", dict(type=int, help="Calibration images used (default 50).")),
+    ("--percentile", "quantize", "percentile", dict(type=float, help="Percentile for --calibration percentile (default 99.999).")),
+    ("--keep-float", "quantize", "keep_float",
+     dict(type=int, help="int8: leave the N layers most sensitive to int8 (measured by simulation) in float (default 0).")),
+    ("--bias-correction/--no-bias-correction", "quantize", "bias_correction",
+     dict(default=None, help="int4 layers: correct each bias for the mean output shift of the int4 weights "
+                             "(default auto: on for --precision int4 with --calib, off in mixed-precision searches).")),
+    ("--int4-rounding", "quantize", "int4_rounding",
+     dict(type=click.Choice(["auto", "gptq", "nearest"]),
+          help="int4 levels: GPTQ on the calibration images or nearest (default auto: gptq for --precision int4 "
+               "with --calib, nearest in mixed-precision searches).")),
+    ("--int8-layout", "quantize", "int8_layout",
+     dict(type=click.Choice(["auto", "u8s8", "u8s7", "s8s8"]),
+          help="int8 --target cpu: u8s8 (full-range weights, exact on VNNI and ARM CPUs), u8s7 (7-bit weights, exact "
+               "on every CPU), s8s8 (exact everywhere, slower); default auto: u8s8 where this CPU sums it exactly, "
+               "else u8s7 (mixed: as the search did).")),
+]
+SEARCH_OPTIONS = [
+    ("--budget", "precision_search", "budget", dict(type=float, help="Average bit-width budget B (4 to 16).")),
+    ("--calib-count", "precision_search", "fitness_images",
+     dict(type=int, help="Calibration images L of the fitness sample (default 16).")),
+    ("--population", "precision_search", "population", dict(type=int, help="Population size N (default 20).")),
+    ("--sample", "precision_search", "sample", dict(type=int, help="Individuals sampled per step C (default 5).")),
+    ("--mutation", "precision_search", "mutation", dict(type=float, help="Mutation probability p_m (default 0.5).")),
+    ("--steps", "precision_search", "steps", dict(type=int, help="Steps G (default 200).")),
+    ("--time-limit", "precision_search", "time_limit_s", dict(type=float, help="Stop the search after this many seconds.")),
+    ("--weighting", "precision_search", "weighting", dict(type=click.Choice(["plain", "params"]),
+     help="Average bit-width over layers (plain, default), or weighted by parameters (what memory follows).")),
+    ("--seed", "precision_search", "seed", dict(type=int, help="Search seed (default 0).")),
+    ("--warm-start/--no-warm-start", "precision_search", "warm_start",
+     dict(default=None, help="Start the population with the greedy assignment and uniform int8 (default on).")),
+    ("--fill/--no-fill", "precision_search", "fill",
+     dict(default=None, help="Raise the layers that gain most per bit while budget is unused (default on).")),
+]
+
 TRAIN_OPTIONS = [
     ("--train-dataset", "train", "dataset", dict(type=click.Path(), help="ROOT with train/database and train/queries.")),
     ("--train-database", "train", "database", dict(type=click.Path(), help="Training database folder.")),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
-from edgevpr.cli_options import (
+from edgevpr.cli.options import (
     DATA_OPTIONS,
     EVAL_OPTIONS,
     MODEL_OPTIONS,
+    QUANTIZE_OPTIONS,
+    SEARCH_OPTIONS,
     TRAIN_OPTIONS,
     add_options,
     config_from,
@@ -68,7 +70,7 @@ def train_command(config_file, **kwargs):
 
     config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, TRAIN_OPTIONS)
     if config.train.distributed != "none" and not launched_by_torchrun():
-        sys.exit(relaunch_with_torchrun(config.train, sys.argv[1:]))
+        sys.exit(relaunch_with_torchrun(config.train, sys.argv[1:], "edgevpr.cli.torchrun"))
     metrics = train(config)
     if os.environ.get("RANK", "0") != "0":
         return
@@ -85,49 +87,24 @@ def exported_model_options(command):
     return click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")(command)
 
 
-QUANTIZE_OPTIONS = [
-    ("--precision", dict(type=click.Choice(["fp32", "fp16", "int8", "int4", "mixed"]), required=True,
-                         help="Deployed precision (mixed: per layer, from --mixed-config).")),
-    ("--mixed-config", dict(type=click.Path(), default=None, help="Per-layer precisions from `edgevpr search-precision`.")),
-    ("--target", dict(type=click.Choice(["cpu", "tensorrt"]), default="cpu", show_default=True,
-                      help="int8 layout: cpu (QLinearConv, uint8 activations) or tensorrt (symmetric QDQ).")),
-    ("--calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile", show_default=True,
-                           help="Activation range rule for int8.")),
-    ("--calib", dict(type=click.Path(), default=None, help="Folder of calibration images (int8).")),
-    ("--calib-count", dict(type=int, default=50, show_default=True,
-                           help="Calibration images used (mixed: the count the search used).")),
-    ("--percentile", dict(type=float, default=99.999, show_default=True, help="Percentile for --calibration percentile.")),
-    ("--keep-float", dict(type=int, default=0, show_default=True,
-                          help="int8: leave the N layers most sensitive to int8 (measured by simulation) in float.")),
-    ("--bias-correction/--no-bias-correction", dict(default=True, show_default=True,
-                                                    help="int4 with --calib: correct each layer's bias for the mean "
-                                                         "output shift of its int4 weights (mixed: as the search did).")),
-    ("--int4-rounding", dict(type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
-                             help="int4 with --calib: levels by GPTQ on the calibration images, or rounded to "
-                                  "nearest (mixed: as the search did).")),
-    ("--int8-layout", dict(type=click.Choice(["auto", "u8s8", "u8s7", "s8s8"]), default="auto", show_default=True,
-                           help="int8 --target cpu: u8s8 (full-range weights, exact on VNNI and ARM CPUs), u8s7 (7-bit "
-                                "weights, exact on every CPU), s8s8 (exact everywhere, slower); auto: u8s8 where this "
-                                "CPU sums it exactly, else u8s7 (mixed: as the search did).")),
-]
-
-
-def _option_name(flags: str) -> str:
-    return flags.split("/")[0].lstrip("-").replace("-", "_")
+def _quantize_table(keep: tuple[str, ...] | None = None):
+    return [o for o in QUANTIZE_OPTIONS if keep is None or o[0].split("/")[0] in keep]
 
 
 @main.command("quantize")
 @exported_model_options
+@add_options(_quantize_table())
 @click.option("--threads", type=int, default=None, help="Threads for calibration.")
 @click.option("--out", required=True, type=click.Path(), help="ONNX file to write (atomically).")
 @user_errors
 def quantize_command(config_file, out, threads, **kwargs):
-    """Fold BN, export to ONNX and quantize to fp16, int8 or int4."""
-    from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+    """Fold BN, export to ONNX and quantize to fp16, int8, int4 or mixed precision."""
+    import edgevpr.research  # noqa: F401  (registers mixed precision and --keep-float)
+    from edgevpr.quantize.pipeline import quantize_model
 
-    options = QuantizeOptions(**{_option_name(flags): kwargs.pop(_option_name(flags)) for flags, _ in QUANTIZE_OPTIONS})
-    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
-    report = quantize_model(config, options, out)
+    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS,
+                         QUANTIZE_OPTIONS)
+    report = quantize_model(config, None, out)
     click.echo(f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
                + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
                + (f", int8 layout {report['int8_layout']}" if report.get("int8_layout") else "")
@@ -136,55 +113,26 @@ def quantize_command(config_file, out, threads, **kwargs):
                + (f"; int4 biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else ""))
 
 
-for _flags, _kwargs in reversed(QUANTIZE_OPTIONS):
-    quantize_command = click.option(_flags, **_kwargs)(quantize_command)
-
-
 @main.command("search-precision")
 @exported_model_options
-@click.option("--budget", required=True, type=float, help="Average bit-width budget B (4 to 16).")
-@click.option("--calib", required=True, type=click.Path(), help="Folder of calibration images.")
-@click.option("--calib-count", default=16, show_default=True, type=int, help="Calibration images L (fitness sample).")
-@click.option("--calibration", type=click.Choice(["entropy", "minmax", "percentile"]), default="percentile",
-              show_default=True, help="Activation range rule (see README: entropy loses recall on shared/weights).")
-@click.option("--population", default=20, show_default=True, type=int, help="Population size N.")
-@click.option("--sample", default=5, show_default=True, type=int, help="Individuals sampled per step C.")
-@click.option("--mutation", default=0.5, show_default=True, type=float, help="Mutation probability p_m.")
-@click.option("--steps", default=200, show_default=True, type=int, help="Steps G.")
-@click.option("--time-limit", "time_limit_s", default=None, type=float, help="Stop the search after this many seconds.")
-@click.option("--weighting", type=click.Choice(["plain", "params"]), default="plain", show_default=True,
-              help="Average bit-width over layers, or weighted by parameters (what memory follows).")
-@click.option("--seed", "search_seed", default=0, show_default=True, type=int, help="Search seed.")
-@click.option("--warm-start/--no-warm-start", default=True, show_default=True,
-              help="Start the population with the greedy assignment and uniform int8 (where it fits) besides random ones.")
-@click.option("--fill/--no-fill", default=True, show_default=True,
-              help="Raise the layers that gain most per bit while a candidate leaves budget unused.")
-@click.option("--bias-correction/--no-bias-correction", default=False, show_default=True,
-              help="int4 layers: correct the bias for the mean output shift of the int4 weights "
-                   "(see README: it cost night recall at B = 6 and 8 on Gardens Point).")
-@click.option("--int4-rounding", type=click.Choice(["nearest", "gptq"]), default="nearest", show_default=True,
-              help="int4 levels: nearest, or GPTQ on the calibration images (the deployed file stores the same; "
-                   "see README for when it pays).")
-@click.option("--int8-layout", type=click.Choice(["auto", "u8s8", "u8s7"]), default="auto", show_default=True,
-              help="int8 layers' layout, simulated and deployed (see quantize --int8-layout); auto: exact on this CPU.")
+@add_options(SEARCH_OPTIONS)
+@add_options(_quantize_table(keep=("--calib", "--calibration", "--percentile", "--bias-correction", "--int4-rounding")))
+@click.option("--int8-layout", type=click.Choice(["auto", "u8s8", "u8s7"]), default=None,
+              help="int8 layers' layout, simulated and deployed (see quantize --int8-layout); default auto: exact on "
+                   "this CPU.")
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors
-def search_precision_command(config_file, budget, calib, calib_count, calibration, population, sample, mutation, steps,
-                             time_limit_s, weighting, search_seed, warm_start, fill, bias_correction, int4_rounding,
-                             int8_layout, threads, out, **kwargs):
+def search_precision_command(config_file, int8_layout, threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
-    from edgevpr.quantize.genetic import SearchSettings
-    from edgevpr.quantize.mixed import MixedOptions, search_precision
+    from edgevpr.research.mixed import mixed_options, search_precision
 
-    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
-    search = SearchSettings(budget, population, sample, mutation, steps, time_limit_s, search_seed, weighting, warm_start,
-                            fill)
-    options = MixedOptions(search, calib, calib_count, calibration, bias_correction=bias_correction,
-                           int4_rounding=int4_rounding, int8_layout=int8_layout)
-    result = search_precision(config, options, out, log=lambda m: click.echo(m, err=True))
+    config = config_from(config_file, kwargs | {"threads": threads, "int8_layout": int8_layout}, MODEL_OPTIONS,
+                         DATA_OPTIONS, [o for o in EVAL_OPTIONS if o[0] == "--threads"], SEARCH_OPTIONS,
+                         QUANTIZE_OPTIONS)
+    result = search_precision(config, mixed_options(config), out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}
-    click.echo(f"B = {budget:g} ({weighting}): average {result['average_bits']:.2f} bits; "
+    click.echo(f"B = {result['budget']:g} ({result['weighting']}): average {result['average_bits']:.2f} bits; "
                f"{counts['int4']} int4, {counts['int8']} int8, {counts['fp16']} fp16 layers; "
                f"fitness {result['fitness']:.4g} after {result['evaluations']} evaluations")
     for name, baseline in result.get("baselines", {}).items():
@@ -196,18 +144,22 @@ def search_precision_command(config_file, budget, calib, calib_count, calibratio
 @click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")
 @add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])
 @add_options(DATA_OPTIONS)
-@click.option("--calib", required=True, type=click.Path(), help="Folder of calibration images.")
-@click.option("--calib-count", default=50, show_default=True, type=int, help="Calibration images used.")
+@add_options(_quantize_table(keep=("--calib", "--calib-count")))
 @click.option("--threads", type=int, default=None, help="Threads for PyTorch and ONNX Runtime.")
 @click.option("--out", type=click.Path(), default=None, help="Write the rows as JSON.")
 @user_errors
-def compare_precisions_command(config_file, calib, calib_count, threads, out, **kwargs):
+def compare_precisions_command(config_file, threads, out, **kwargs):
     """fp32, fp16, int8 (each calibration and target) and int4 of one model, side by side."""
+    import edgevpr.research  # noqa: F401  (registers --keep-float)
     from edgevpr.atomic import write_json
-    from edgevpr.quantize.compare import compare_precisions, format_rows
+    from edgevpr.evaluate.precisions import compare_precisions, format_rows
 
-    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
-    rows = compare_precisions(config, calib, calib_count, log=lambda m: click.echo(m, err=True))
+    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS,
+                         QUANTIZE_OPTIONS)
+    if not config.quantize.calib:
+        raise click.UsageError("Missing option '--calib' (or quantize.calib in the config).")
+    rows = compare_precisions(config, config.quantize.calib, config.quantize.calib_count,
+                              log=lambda m: click.echo(m, err=True))
     click.echo(f"protocol: {rows[0]['protocol_name']}")
     click.echo(format_rows(rows))
     if out:
@@ -228,7 +180,7 @@ def index_group():
 @user_errors
 def index_build_command(descriptors, spec, out, metric, search_params):
     """Build an index over DIR/database.npy and save it."""
-    from edgevpr.search.tasks import build_from_folder
+    from edgevpr.cli.index_tasks import build_from_folder
 
     report = build_from_folder(descriptors, spec, out, metric, search_params)
     click.echo(f"built {report['index']} over {report['ntotal']} x {report['dim']} ({report['metric']}) "
@@ -245,7 +197,7 @@ def index_search_command(index_path, descriptors, k, out):
     """Search DIR/queries.npy; report recall where DIR has ground truth."""
     import json
 
-    from edgevpr.search.tasks import search_folder
+    from edgevpr.cli.index_tasks import search_folder
 
     click.echo(json.dumps(search_folder(index_path, descriptors, k, out), indent=2))
 

@@ -7,11 +7,11 @@ import time
 import numpy as np
 
 from edgevpr.atomic import write_npy
-from edgevpr.evaluate.cost import time_matching
 from edgevpr.evaluate.recall import recall_at_n
 from edgevpr.search.descriptors import load_descriptor_set
 from edgevpr.search.index import build_index
 from edgevpr.search.store import load_index, save_index
+from edgevpr.search.timing import time_matching
 
 
 def build_from_folder(descriptors: str, spec: str, out: str, metric: str | None = None, params: str | None = None) -> dict:

@@ -42,9 +42,9 @@ from torch.overrides import TorchFunctionMode
 
 from edgevpr.quantize.bias_correction import corrected_biases
 from edgevpr.quantize.gptq import dequantized
-from edgevpr.quantize.int4 import quantize_int4_symmetric
+from edgevpr.quantize.layers import Layer, quantized_weight
 from edgevpr.quantize.weight_grid import is_depthwise
-from edgevpr.quantize.int8_arithmetic import (
+from edgevpr.research.int8_arithmetic import (
     TAG,
     Int8Arithmetic,
     activation_grid,
@@ -55,38 +55,6 @@ from edgevpr.quantize.int8_arithmetic import (
 
 PRECISIONS = ("int4", "int8", "fp16")
 BITS = {"int4": 4, "int8": 8, "fp16": 16}
-
-
-@dataclass
-class Layer:
-    name: str
-    module: nn.Module
-    params: int
-
-
-@torch.no_grad()
-def searchable_layers(model: nn.Module, example: torch.Tensor) -> list[Layer]:
-    """Convolutions and linear layers in the order the forward pass runs them."""
-    names = {module: name for name, module in model.named_modules()}
-    order: list[nn.Module] = []
-    handles = [m.register_forward_pre_hook(lambda module, inputs: order.append(module))
-               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    unique = list(dict.fromkeys(order))
-    return [Layer(names[m], m, sum(p.numel() for p in m.parameters())) for m in unique]
-
-
-def quantized_weight(weight: torch.Tensor, precision: str) -> torch.Tensor:
-    """The float weights of an int4 or fp16 layer (int8 layers compute on levels: ``Int8Arithmetic``)."""
-    if precision == "fp16":
-        return weight.half().float()
-    if precision != "int4":
-        raise ValueError(f"no float weights for precision {precision!r}")
-    return dequantized(*quantize_int4_symmetric(weight.numpy(), axis=0))
 
 
 @dataclass

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevpr.config import RunConfig
+from edgevpr.config import QuantizeConfig, RunConfig
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
-from edgevpr.quantize.pipeline import QuantizeOptions, quantize_model
+from edgevpr.quantize.pipeline import quantize_model
 
 DEFAULT_VARIANTS = [  # (precision, target, calibration[, layers kept in float[, int4 bias correction[, int4 rounding]]])
     ("fp32", None, None),
@@ -48,15 +48,15 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
         reference, reference_desc = _evaluate_saving(config, folder, "torch")
         rows.append(_row(reference, "fp32", None, None, "pytorch", 1.0))
         for precision, target, calibration, *rest in variants:
-            keep_float, bias_correction, rounding = (list(rest) + [0, True, QuantizeOptions.int4_rounding][len(rest):])[:3]
+            keep_float, bias_correction, rounding = (list(rest) + [0, True, QuantizeConfig.int4_rounding][len(rest):])[:3]
             corrected = precision == "int4" and bias_correction
             rounding = rounding if precision == "int4" else None
             name = "_".join(p for p in (precision, target, calibration, f"keep{keep_float}" if keep_float else "",
                                         "biascorr" if corrected else "", rounding or "") if p)
             log(f"{name} onnxruntime ...")
-            options = QuantizeOptions(precision=precision, target=target or "cpu", calib=calib, calib_count=calib_count,
-                                      calibration=calibration or QuantizeOptions.calibration, keep_float=keep_float,
-                                      bias_correction=bias_correction, int4_rounding=rounding or QuantizeOptions.int4_rounding)
+            options = QuantizeConfig(precision=precision, target=target or "cpu", calib=calib, calib_count=calib_count,
+                                      calibration=calibration or QuantizeConfig.calibration, keep_float=keep_float,
+                                      bias_correction=bias_correction, int4_rounding=rounding or QuantizeConfig.int4_rounding)
             path = folder / f"{name}.onnx"
             quantize_model(copy.deepcopy(config), options, str(path))
             deployed = copy.deepcopy(config)

@@ -11,15 +11,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from edgevpr.config import DEFAULT_MAX_PIXELS
+from edgevpr.contract import InputContract
 from edgevpr.data.images import load_rgb
-from edgevpr.data.transforms import Preprocess
 from edgevpr.errors import ImageError
 
 
 class ImageFiles(Dataset):
     """Items are ``(index, tensor)`` or ``(index, ImageError)``, so a worker never dies on a bad file."""
 
-    def __init__(self, paths: list[Path], preprocess: Preprocess, max_pixels: int):
+    def __init__(self, paths: list[Path], preprocess: InputContract, max_pixels: int):
         self.paths, self.preprocess, self.max_pixels = paths, preprocess, max_pixels
 
     def __len__(self):
@@ -44,7 +45,7 @@ class Extraction:
     sizes: Counter = field(default_factory=Counter)  # (H, W) -> count of images
 
 
-def iterate_images(paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=89_478_485,
+def iterate_images(paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS,
                    label="", skipped=None):
     """Yield ``(indices, stacked tensor)`` for runs of equal-sized images.
 
@@ -75,7 +76,7 @@ def iterate_images(paths, preprocess, batch_size=16, workers=0, skip_bad=False, 
 
 
 @torch.inference_mode()
-def extract(model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=89_478_485, label=""):
+def extract(model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS, label=""):
     indices, chunks, sizes, skipped = [], [], Counter(), []
     for batch_indices, images in iterate_images(
         paths, preprocess, batch_size, workers, skip_bad, max_pixels, label, skipped
@@ -90,7 +91,7 @@ def extract(model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, 
 
 
 @torch.inference_mode()
-def sample_local_features(backbone, paths, preprocess, per_image=200, max_images=100, seed=0, max_pixels=89_478_485):
+def sample_local_features(backbone, paths, preprocess, per_image=200, max_images=100, seed=0, max_pixels=DEFAULT_MAX_PIXELS):
     """Random local feature vectors (positions of the backbone's map) from up to ``max_images`` images."""
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in sorted(rng.choice(len(paths), size=min(max_images, len(paths)), replace=False))]
@@ -101,11 +102,3 @@ def sample_local_features(backbone, paths, preprocess, per_image=200, max_images
         take = rng.choice(len(features), size=min(per_image, len(features)), replace=False)
         samples.append(features[take])
     return np.concatenate(samples)
-
-
-def initialise_aggregator(model, paths, preprocess, seed: int = 0, max_pixels: int = 89_478_485) -> None:
-    """NetVLAD-style aggregators start from k-means on local features of ``paths``."""
-    aggregator = model.aggregator
-    if hasattr(aggregator, "init_from_features") and not bool(aggregator.initialised):
-        features = sample_local_features(model.backbone, paths, preprocess, seed=seed, max_pixels=max_pixels)
-        aggregator.init_from_features(features, seed=seed)

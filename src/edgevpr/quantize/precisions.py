@@ -1,0 +1,145 @@
+"""The deploy pipeline's table of precisions: each name maps to a ``Precision`` that checks its
+options and turns the exported fp32 graph into the deployed one.
+
+The deploy core registers fp32, fp16, int8 and int4 here. Research code plugs in the same way,
+without the core importing it: ``edgevpr.research`` registers ``mixed`` in ``PRECISIONS`` and
+the sensitivity ranking behind ``--keep-float`` in ``FLOAT_LAYER_CHOOSERS``. Adding a precision
+is one file with a ``Precision`` subclass and its ``PRECISIONS.register(...)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+import torch
+from tqdm import tqdm
+
+from edgevpr.config import QuantizeConfig, RunConfig
+from edgevpr.errors import ConfigError
+from edgevpr.quantize import calibration
+from edgevpr.quantize.bias_correction import correct_biases
+from edgevpr.quantize.calibration_images import CalibrationImages
+from edgevpr.quantize.gptq import dequantized, int4_levels
+from edgevpr.quantize.input_channels import widen_input_conv
+from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
+from edgevpr.quantize.layers import node_of_layer, quantized_weight, searchable_layers
+from edgevpr.quantize.onnx_export import export_onnx
+from edgevpr.quantize.ptq import to_fp16, to_int8
+from edgevpr.registry import Registry
+from edgevpr.runtime.int8_layout import Int8Layout
+
+
+@dataclass
+class Export:
+    """What a precision works on: the BN-folded model, its fp32 ONNX export and metadata, the
+    calibration images (or None), the resolved options and int8 layout."""
+
+    config: RunConfig
+    options: QuantizeConfig
+    layout: Int8Layout
+    model: torch.nn.Module
+    example: torch.Tensor
+    calib: CalibrationImages | None
+    proto: onnx.ModelProto
+    metadata: dict
+
+    def calibrate(self) -> calibration.CalibrationStats:
+        with tqdm(total=2 * len(self.calib.paths), desc="calibrating", unit="img", leave=False, disable=None) as bar:
+            stats = calibration.collect(self.proto, self.calib, threads=self.config.eval.threads, progress=bar.update)
+        self.metadata["calib_images"] = stats.images
+        return stats
+
+    def int4_weights(self, layers, rounding: str, bias_correction: bool) -> tuple[onnx.ModelProto, dict]:
+        """The int4 levels of ``layers`` by ``rounding`` (GPTQ reads the fp32 model, so before any
+        bias moves), then, if asked, their biases corrected for those weights and the model
+        exported again. Returns the export and the levels by layer name (none for nearest)."""
+        int4 = int4_levels(self.model, layers, self.calib.batch, rounding)
+        self.metadata["int4_rounding"] = rounding
+        proto = self.proto
+        if bias_correction:
+            self.model.eval()
+            modules = {layer.name: layer.module for layer in layers}
+            weights = {name: dequantized(*int4[name]) if name in int4 else quantized_weight(module.weight.detach(), "int4")
+                       for name, module in modules.items()}
+            correct_biases(self.model, modules, weights, (torch.from_numpy(batch) for batch in self.calib()))
+            self.metadata["int4_bias_correction"] = {"layers": len(layers), "images": len(self.calib.paths)}
+            proto = export_onnx(self.model, self.example, self.metadata)
+        return proto, int4
+
+
+class Precision:
+    """One deployed precision. ``needs_calibration``: it cannot run without --calib;
+    ``integer``: its file holds int8 layers (so it records an int8 layout)."""
+
+    needs_calibration = False
+    integer = False
+
+    def check(self, options: QuantizeConfig) -> None:
+        """Refuse options that do not apply, in one line, before any work."""
+
+    def prepare(self, options: QuantizeConfig) -> QuantizeConfig:
+        """The options as this precision runs them (mixed files bring their search's settings)."""
+        return options
+
+    def quantize(self, export: Export) -> onnx.ModelProto:
+        raise NotImplementedError
+
+
+PRECISIONS = Registry("precision")
+# name -> chooser(export, uint8 ranges, count) -> [{"layer", "node", "error"}], most sensitive first
+FLOAT_LAYER_CHOOSERS = Registry("float-layer chooser")
+RESEARCH_HINT = "mixed precision and --keep-float come with edgevpr.research (import edgevpr.research)"
+
+
+@PRECISIONS.register("fp32")
+class Fp32(Precision):
+    def quantize(self, export: Export) -> onnx.ModelProto:
+        return export.proto
+
+
+@PRECISIONS.register("fp16")
+class Fp16(Precision):
+    def quantize(self, export: Export) -> onnx.ModelProto:
+        return to_fp16(export.proto)
+
+
+@PRECISIONS.register("int8")
+class Int8(Precision):
+    needs_calibration = True
+    integer = True
+
+    def check(self, options: QuantizeConfig) -> None:
+        if options.keep_float and "sensitivity" not in FLOAT_LAYER_CHOOSERS:
+            raise ConfigError(f"--keep-float needs the layer sensitivity ranking; {RESEARCH_HINT}")
+
+    def quantize(self, export: Export) -> onnx.ModelProto:
+        options, stats = export.options, export.calibrate()
+        ranges = calibration.ranges(stats, options.calibration, symmetric=options.target == "tensorrt",
+                                    percentile=options.percentile)
+        kept = []
+        if options.keep_float:
+            uint8_ranges = ranges if options.target == "cpu" else calibration.ranges(
+                stats, options.calibration, symmetric=False, percentile=options.percentile)
+            kept = FLOAT_LAYER_CHOOSERS.get("sensitivity")(export, uint8_ranges, options.keep_float)
+            export.metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
+        proto = to_int8(export.proto, ranges, options.target, keep_float=[entry["node"] for entry in kept],
+                        layout=export.layout)
+        if options.target == "cpu":
+            export.metadata["stem_channels_widened"] = widen_input_conv(proto)
+        return proto
+
+
+@PRECISIONS.register("int4")
+class Int4(Precision):
+    def quantize(self, export: Export) -> onnx.ModelProto:
+        options, levels = export.options, {}
+        if export.calib is not None:
+            layers = [layer for layer in searchable_layers(export.model, export.example)
+                      if layer.module.weight.numel() >= MIN_ELEMENTS]
+            rounding = "gptq" if options.int4_rounding == "auto" else options.int4_rounding
+            correct = True if options.bias_correction is None else options.bias_correction
+            proto, int4 = export.int4_weights(layers, rounding, correct)
+            export.proto = proto
+            nodes = node_of_layer(proto, [layer for layer in layers if layer.name in int4])
+            levels = {nodes[name]: layer_levels for name, layer_levels in int4.items()}
+        return to_int4_weights(export.proto, levels=levels)
