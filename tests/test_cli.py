@@ -75,3 +75,17 @@ def test_eval_on_an_ann_index_reports_its_memory(tmp_path, tiny_street):
     payload = json.loads(out.read_text())
     assert payload["search"] == {"index": "HNSW8", "params": "efSearch=16", "memory_bytes": payload["cost"]["database_bytes"]}
     assert payload["cost"]["database_bytes"] > 30 * 512 * 4  # the graph costs memory beyond the vectors
+
+
+def test_recall_at_any_n_follows_into_table_and_json(tmp_path, tiny_street):
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["eval", "--backbone", "squeezenet", "--aggregator", "gem", "--dataset",
+                                       str(tiny_street), "--recall-at", "1,3,25", "--latency-runs", "20", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert list(saved["recall"]) == ["1", "3", "25"]
+    header = next(line for line in result.output.splitlines() if line.startswith("model"))
+    assert "R@3" in header and "R@25" in header and "R@20" not in header
+    bad = CliRunner().invoke(main, ["eval", "--backbone", "squeezenet", "--dataset", str(tiny_street),
+                                    "--recall-at", "0,5"])
+    assert bad.exit_code != 0 and "--recall-at needs positive N" in bad.output

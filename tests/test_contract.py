@@ -11,7 +11,12 @@ from edgevpr.config import load_config
 from edgevpr.contract import InputContract
 from edgevpr.errors import ConfigError
 from edgevpr.models import known_weights
-from edgevpr.models.resolve import adopt_stored_contract, contract_of, resolve_config, resolve_model
+from edgevpr.models.resolve import (
+    adopt_stored_contract,
+    contract_of,
+    resolve_config,
+    resolve_model,
+)
 from tests.conftest import MOBILENET_TFLITE, needs
 
 

@@ -118,3 +118,34 @@ def test_subset_renumbers_positives(utm_dataset):
     smaller = dataset.subset(np.array([0, 2, 3, 4, 5, 6, 7, 8, 9]), np.array([0, 1]), ["x: bad"])
     assert smaller.positives[0].tolist() == [0, 1]  # database 1 dropped, 2 became 1
     assert smaller.protocol()["skipped_images"] == ["x: bad"]
+
+
+def _npz_dataset(tmp_path, **arrays):
+    for i in range(3):
+        write_image(tmp_path / "db" / f"d{i}.jpg", i)
+    for j in range(2):
+        write_image(tmp_path / "q" / f"q{j}.jpg", 10 + j)
+    np.savez(tmp_path / "gt.npz", **arrays)
+    return DataConfig(database=str(tmp_path / "db"), queries=str(tmp_path / "q"), ground_truth=str(tmp_path / "gt.npz"))
+
+
+def test_patchnetvlad_ground_truth_by_distance(tmp_path):
+    config = _npz_dataset(tmp_path, utmQ=np.array([[0.0, 0.0], [100.0, 0.0]]),
+                          utmDb=np.array([[3.0, 4.0], [30.0, 0.0], [95.0, 0.0]]), posDistThr=np.array(25.0),
+                          qImages=np.array(["q/q0.jpg", "q/q1.jpg"]), dbImages=np.array(["d0.jpg", "d1.jpg", "d2.jpg"]))
+    dataset = load_dataset(config)
+    assert [p.tolist() for p in dataset.positives] == [[0], [2]]  # 5 m and 5 m; 30 m is beyond 25
+    assert dataset.positive_rule == "meters<=25,ground_truth=gt.npz"
+
+
+def test_patchnetvlad_ground_truth_is_checked(tmp_path):
+    base = dict(utmQ=np.zeros((2, 2)), utmDb=np.zeros((3, 2)), posDistThr=np.array(25.0))
+    with pytest.raises(DatasetError, match="missing posDistThr"):
+        load_dataset(_npz_dataset(tmp_path / "a", utmQ=base["utmQ"], utmDb=base["utmDb"]))
+    with pytest.raises(DatasetError, match="utmDb has 4 rows, the folder has 3 images"):
+        load_dataset(_npz_dataset(tmp_path / "b", **base | {"utmDb": np.zeros((4, 2))}))
+    with pytest.raises(DatasetError, match=r"qImages\[1\] is other.jpg, the folder's image 1 is q1.jpg"):
+        load_dataset(_npz_dataset(tmp_path / "c", **base, qImages=np.array(["q0.jpg", "other.jpg"]),
+                                  dbImages=np.array(["d0.jpg", "d1.jpg", "d2.jpg"])))
+    with pytest.raises(DatasetError, match="not a Patch-NetVLAD ground-truth .npz"):
+        load_dataset(_npz_dataset(tmp_path / "d", **base, names=np.array([{"a": 1}], dtype=object)))

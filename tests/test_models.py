@@ -104,3 +104,9 @@ def test_local_weights_load_strictly_and_errors_are_clear(tmp_path):
         build_model(ModelConfig(backbone="squeezenet", weights=str(tmp_path / "none.pth")))
     with pytest.raises(ConfigError, match="do not fit"):
         build_model(ModelConfig(backbone="mobilenetv2", weights=str(tmp_path / "sq.pth")))
+
+
+@pytest.mark.parametrize("backbone", ["repvgg_lite", "cct"])
+def test_pretrained_without_weights_is_refused_in_one_line(backbone):
+    with pytest.raises(ConfigError, match=f"--pretrained: {backbone} has no pretrained weights here"):
+        build_model(ModelConfig(backbone=backbone, aggregator="gem", pretrained=True))

@@ -65,7 +65,7 @@ ORT_OPTIMIZATIONS = ("all", "extended", "basic", "none")  # ONNX Runtime graph o
 
 @dataclass
 class EvalConfig:
-    recall_at: tuple[int, ...] = (1, 5, 10, 20)
+    recall_at: tuple[int, ...] = (1, 5, 10, 20)  # every table and the JSON's recall keys ("1", "5", ...) follow it
     batch_size: int = 16
     workers: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default

@@ -16,6 +16,7 @@ from edgevpr.data.folder_format import (
     utm_array,
 )
 from edgevpr.data.images import list_images
+from edgevpr.data.patchnetvlad_gt import load_patchnetvlad_ground_truth
 from edgevpr.data.sequences import positives_within_frames
 from edgevpr.data.vprbench import load_vprbench_ground_truth
 from edgevpr.errors import ConfigError, DatasetError
@@ -99,7 +100,10 @@ def load_dataset(config: DataConfig) -> VPRDataset:
         first, last = frame_range(config.frames, min(len(database_paths), len(query_paths)), str(queries_dir))
         database_paths, query_paths = database_paths[first:last + 1], query_paths[first:last + 1]
 
-    if config.ground_truth is not None:
+    if config.ground_truth is not None and str(config.ground_truth).endswith(".npz"):
+        positives, threshold = load_patchnetvlad_ground_truth(config.ground_truth, database_paths, query_paths)
+        rule = f"meters<={threshold:g},ground_truth={Path(config.ground_truth).name}"
+    elif config.ground_truth is not None:
         positives = load_vprbench_ground_truth(config.ground_truth, len(database_paths), len(query_paths))
         rule = f"ground_truth={Path(config.ground_truth).name}"
     elif config.tolerance_frames is not None:

@@ -72,6 +72,8 @@ def recall_only(forward, data: DataConfig, preprocess: InputContract, settings: 
 def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
     """Recall@N and the cost block of ``config``'s model (or of ``model``, already built) under
     its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed."""
+    if not config.eval.recall_at or min(config.eval.recall_at) < 1:
+        raise ConfigError(f"--recall-at needs positive N, got {','.join(map(str, config.eval.recall_at)) or 'none'}")
     torch.manual_seed(config.eval.seed)
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)

@@ -58,3 +58,8 @@ def torchvision_pretrained(builder, weights_enum, what: str) -> nn.Module:
         return builder(weights=weights_enum)
     except (OSError, RuntimeError) as error:  # URLError is an OSError
         raise download_failed(what, error) from None
+
+
+def no_pretrained(backbone: str, why: str) -> str:
+    """The one line for --pretrained on a backbone that has no weights to load."""
+    return f"--pretrained: {backbone} has no pretrained weights here ({why}); pass --weights PATH or train it"

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgevpr.errors import ConfigError
 from edgevpr.models.backbones.base import FeatureBackbone
 from edgevpr.models.registry import BACKBONES
-from edgevpr.models.weights import load_into, load_state_dict_file
+from edgevpr.models.weights import load_into, load_state_dict_file, no_pretrained
 
 A0_DEPTHS = (1, 2, 4, 14)
 A0_WIDTHS = (48, 48, 96, 192)
@@ -101,6 +102,8 @@ def repvgg_lite(config):
     net = RepVGGLite()
     if config.weights is not None:
         load_into(net, load_state_dict_file(config.weights), config.weights)
+    elif config.pretrained:
+        raise ConfigError(no_pretrained("repvgg_lite", "RepVGG-A0 ImageNet weights are on model hubs, unreachable offline"))
     if getattr(config, "deploy", False):
         net.eval().reparameterize()
     return FeatureBackbone(net, net.out_channels)

@@ -15,7 +15,7 @@ from torch import nn
 
 from edgevpr.errors import ConfigError
 from edgevpr.models.registry import BACKBONES
-from edgevpr.models.weights import load_into, load_state_dict_file
+from edgevpr.models.weights import load_into, load_state_dict_file, no_pretrained
 
 
 def tokens_as_map(tokens: torch.Tensor) -> torch.Tensor:
@@ -125,4 +125,6 @@ def cct(config):
     net = CCT()
     if config.weights is not None:
         load_into(net, load_state_dict_file(config.weights), config.weights)
+    elif config.pretrained:
+        raise ConfigError(no_pretrained("cct", "CCT-14/7x2 has no ImageNet weights in any library edgevpr uses"))
     return net
