@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from quantization_gardens_point import model_overrides
 
 from edgevpr.config import load_config
 from edgevpr.evaluate.runner import evaluate
@@ -28,8 +29,7 @@ def main() -> int:
     shared = Path(args.shared)
     data, descriptors = shared / "data" / "gardens_point", Path("/tmp/edgevpr_gp_reference")
     config = load_config(overrides={
-        "model": {"backbone": "mobilenetv2", "aggregator": "gem", "weights": str(shared / "weights" / "mobilenet_v2_imagenet_tflite.pth"),
-                  "tf_same_padding": True, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+        "model": model_overrides("mnv2_gem", shared),  # configs/mobilenetv2_gem.yaml with these weights
         "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
         "eval": {"out": args.out, "save_descriptors": str(descriptors)},
     })

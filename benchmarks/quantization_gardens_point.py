@@ -33,14 +33,17 @@ from edgevpr.runtime.onnx_model import OnnxModel
 from edgevpr.timing import time_interleaved
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+RECIPES = Path(__file__).resolve().parents[1] / "configs"
 
 
 def model_overrides(name: str, shared: Path) -> dict:
-    if name.startswith("mnv2"):
-        return {"backbone": "mobilenetv2", "aggregator": name.split("_")[1], "tf_same_padding": True,
-                "weights": str(shared / "weights" / "mobilenet_v2_imagenet_tflite.pth"), "mean": (0.5,) * 3, "std": (0.5,) * 3}
-    return {"backbone": "efficientnet_lite0", "aggregator": name.split("_")[1],
-            "weights": str(shared / "weights" / "efficientnet_lite0_imagenet.pth"), "mean": (0.5,) * 3, "std": (0.5,) * 3}
+    """The model section of a recipe in configs/ (mnv2_gem, mnv2_mac: configs/mobilenetv2_gem.yaml;
+    lite0_gem: configs/efficientnet_lite0_gem.yaml), its aggregator and shared weights set here.
+    The weight files bring their input contract (edgevpr.models.known_weights)."""
+    recipe = RECIPES / ("mobilenetv2_gem.yaml" if name.startswith("mnv2") else "efficientnet_lite0_gem.yaml")
+    model = load_config(recipe).model
+    weights = shared / "weights" / Path(model.weights).name
+    return {"backbone": model.backbone, "aggregator": name.split("_")[1], "weights": str(weights)}
 
 
 def speed_at_480x640(config, calib: str, calib_count: int, calibration: str, thread_counts: list[int],

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from quantization_gardens_point import model_overrides
 
 from edgevpr.atomic import write_json
 from edgevpr.config import load_config
@@ -48,8 +49,7 @@ LARGE_SPECS = [("Flat", None), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF102
 def gardens_point_descriptors(shared: Path, folder: Path, queries: str) -> None:
     data = shared / "data" / "gardens_point"
     config = load_config(overrides={
-        "model": {"backbone": "mobilenetv2", "aggregator": "gem", "weights": str(shared / "weights" / "mobilenet_v2_imagenet_tflite.pth"),
-                  "tf_same_padding": True, "mean": (0.5,) * 3, "std": (0.5,) * 3},
+        "model": model_overrides("mnv2_gem", shared),  # configs/mobilenetv2_gem.yaml with these weights
         "data": {"database": str(data / "day_right"), "queries": str(data / queries), "tolerance_frames": 2, "resize": 360},
         "eval": {"save_descriptors": str(folder)},
     })

@@ -17,8 +17,7 @@ def street_config(root: str, run_dir: str, minutes: float, train: dict | None = 
                 "brightness": 0.3, "contrast": 0.3, "saturation": 0.3, "max_minutes": minutes,
                 "run_dir": run_dir, "seed": 0}
     return load_config(overrides={
-        "model": {"backbone": backbone, "aggregator": "gem", "pretrained": True,
-                  "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+        "model": {"backbone": backbone, "aggregator": "gem", "pretrained": True},  # the pretrained config brings mean/std
         "data": {"dataset": root, "resize_factor": resize_factor},
         "train": settings | (train or {}),
         "eval": {"latency_runs": 20},

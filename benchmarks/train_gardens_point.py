@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from quantization_gardens_point import model_overrides
 from street_training import untrained
 from train_synthetic import print_curve
 
@@ -33,11 +34,10 @@ def main() -> int:
     parser.add_argument("--run-dir", default="/tmp/edgevpr_train_gp_run")
     parser.add_argument("--out", default="benchmarks/results/train_gardens_point.json")
     args = parser.parse_args()
-    gp, weights = Path(args.shared) / "data" / "gardens_point", Path(args.shared) / "weights"
+    gp = Path(args.shared) / "data" / "gardens_point"
     shutil.rmtree(args.run_dir, ignore_errors=True)
     config = load_config(overrides={
-        "model": {"backbone": "mobilenetv2", "aggregator": "gem", "weights": str(weights / "mobilenet_v2_imagenet_tflite.pth"),
-                  "tf_same_padding": True, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+        "model": model_overrides("mnv2_gem", Path(args.shared)),  # configs/mobilenetv2_gem.yaml
         "data": {"database": str(gp / "day_right"), "queries": str(gp / "night_right"), "tolerance_frames": 2,
                  "frames": (100, 199), "resize": 360},
         "val": {"database": str(gp / "day_right"), "queries": str(gp / "night_right"), "tolerance_frames": 2,

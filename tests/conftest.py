@@ -11,6 +11,7 @@ from PIL import Image
 import edgevpr.research  # noqa: F401  (the registries as the CLI fills them: mixed precision, --keep-float)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+RECIPES = Path(__file__).resolve().parents[1] / "configs"
 GARDENS_POINT = SHARED / "data" / "gardens_point"
 REFERENCE = SHARED / "reference" / "gardens_point_mnv2_gem360"
 MOBILENET_TFLITE = SHARED / "weights" / "mobilenet_v2_imagenet_tflite.pth"

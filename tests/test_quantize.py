@@ -158,14 +158,14 @@ def test_keep_float_leaves_the_most_sensitive_layers_in_float(tmp_path, calib_fo
 def test_int8_descriptors_stay_close_to_fp32_on_real_images(tmp_path, layout):
     """u8s8 and u8s7 on every CPU whose kernels sum them exactly; where u8s8 saturates (AVX2,
     lowest cosine 0.948 measured), only u8s7 is held to 0.95."""
-    weights = dict(weights=str(MOBILENET_TFLITE), tf_same_padding=True, mean=(0.5,) * 3, std=(0.5,) * 3)
+    weights = dict(weights=str(MOBILENET_TFLITE))  # the known file brings TF-SAME padding and mean = std = 0.5
     _, path = _quantize(tmp_path, "int8", "cpu", str(GARDENS_POINT / "day_left"), size=(180, 320), int8_layout=layout,
                         **weights)
     fp32 = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", **weights))
-    from edgevpr.contract import InputContract
     from edgevpr.data.images import load_rgb
+    from edgevpr.models.resolve import contract_of
 
-    preprocess = InputContract(size=(180, 320), mean=(0.5,) * 3, std=(0.5,) * 3)
+    preprocess = contract_of(load_config(overrides={"model": weights, "data": {"size": (180, 320)}}))
     images = torch.stack([preprocess(load_rgb(GARDENS_POINT / folder / f"Image{i:03d}.jpg"))
                           for folder in ("day_right", "night_right") for i in (10, 90, 170)])
     with torch.no_grad():

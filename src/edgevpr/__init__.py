@@ -1,5 +1,28 @@
-"""edgevpr: efficient visual place recognition with recall, memory and latency side by side."""
+"""edgevpr: efficient visual place recognition with recall, memory and latency side by side.
+
+The public API (``edgevpr.api``) loads on first use, so that ``import edgevpr`` and the
+command stay quick: ``edgevpr.load_config``, ``build_model``, ``evaluate_model``,
+``train_model``, ``quantize_model``, ``build_index``, ``load_index``, ``save_index``,
+``search_index``, ``run_sweep``, ``recommend``, ``contract_of``, ``resolve_config``,
+``InputContract``, ``RunConfig``."""
 
 from edgevpr import compat as _compat  # noqa: F401  (must precede any torchvision or timm import)
 
 __version__ = "0.1.0"
+__all__ = [
+    "InputContract", "RunConfig", "build_index", "build_model", "contract_of", "evaluate_model", "load_config",
+    "load_index", "quantize_model", "recommend", "resolve_config", "run_sweep", "save_index", "search_index",
+    "train_model",
+]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from edgevpr import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'edgevpr' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -28,7 +28,7 @@ def run_demo(root: str, out: str, threads: int | None = None) -> dict:
         click.echo(f"evaluating {label} ...")
         config = load_config(overrides={
             "model": {"backbone": "efficientnet_lite0", "aggregator": "gem", "pretrained": pretrained,
-                      "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+                      "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},  # as pretrained, also untrained
             "data": {"dataset": root},
             "eval": {"threads": threads, "gallery": str(Path(out).with_name(f"gallery_{'pretrained' if pretrained else 'untrained'}.png"))},
         })
