@@ -58,8 +58,13 @@ def published_comparison() -> dict:
         ghost.backbone.body = GhostCNN(primary_kernel=primary_kernel)
         params, macs = count_params(ghost), _macs(ghost, SIZE)
         out[f"Ghost-dil-NetVLAD, {reading}"] = {
-            "params": params, "macs": macs, "params_change_pct": _change(params, vgg_params),
-            "macs_change_pct": _change(macs, vgg_macs), "paper_params_change_pct": -80.16, "paper_macs_change_pct": -99.04}
+            "params": params,
+            "macs": macs,
+            "params_change_pct": _change(params, vgg_params),
+            "macs_change_pct": _change(macs, vgg_macs),
+            "paper_params_change_pct": -80.16,
+            "paper_macs_change_pct": -99.04,
+        }
     out["VGG16-NetVLAD"] = {"params": vgg_params, "macs": vgg_macs}
 
     lite = build_model(ModelConfig(backbone="repvgg_lite", aggregator="gem", deploy=True))
@@ -69,10 +74,17 @@ def published_comparison() -> dict:
     out["RepVGG-A0 from repvgg_lite"] = {
         "params": count_params(lite.backbone) + stage5_params + classifier_params,
         "macs": _macs(lite.backbone, (224, 224)) + stage5_macs + 1280 * 1000,
-        "paper_params": 8.30e6, "paper_macs": 1.4e9}
+        "paper_params": 8.30e6,
+        "paper_macs": 1.4e9,
+    }
     for name, backbone, params, macs in (("ViT-S/16", "vit", 22.05e6, 4.61e9), ("CCT-14/7x2", "cct", 22.36e6, 5.53e9)):
         model = build_model(ModelConfig(backbone=backbone, aggregator="cls" if backbone == "vit" else "seqpool"))
-        out[name] = {"params": count_params(model), "macs": _macs(model, (224, 224)), "paper_params": params, "paper_macs": macs}
+        out[name] = {
+            "params": count_params(model),
+            "macs": _macs(model, (224, 224)),
+            "paper_params": params,
+            "paper_macs": macs,
+        }
     return out
 
 
@@ -83,8 +95,11 @@ def print_comparison(rows: dict) -> None:
         if "paper_params" in row:
             line += f"   paper {row['paper_params'] / 1e6:.2f} M, {row['paper_macs'] / 1e9:.2f} G"
         if "params_change_pct" in row:
-            line += (f"   vs VGG16-NetVLAD: params {row['params_change_pct']:+.2f} % (paper {row['paper_params_change_pct']:+.2f}), "
-                     f"MACs {row['macs_change_pct']:+.2f} % (paper {row['paper_macs_change_pct']:+.2f})")
+            line += (
+                f"   vs VGG16-NetVLAD: params {row['params_change_pct']:+.2f} % "
+                f"(paper {row['paper_params_change_pct']:+.2f}), "
+                f"MACs {row['macs_change_pct']:+.2f} % (paper {row['paper_macs_change_pct']:+.2f})"
+            )
         print(line)
 
 
@@ -101,10 +116,14 @@ def main() -> None:
     if args.only_published:
         return
     rows = []
-    print("\nextraction ms = backbone ms (timed once per backbone) + aggregator ms (aggregator and L2 on the "
-          "backbone's features), medians of separate runs")
-    print(f"{'backbone':<18} {'aggregator':<10} {'dim':>6} {'params M':>9} {'GFLOPs':>8} {'model MB':>9} "
-          f"{'backbone ms':>12} {'aggr. ms':>9} {'extract ms':>11}")
+    print(
+        "\nextraction ms = backbone ms (timed once per backbone) + aggregator ms (aggregator and L2 on the "
+        "backbone's features), medians of separate runs"
+    )
+    print(
+        f"{'backbone':<18} {'aggregator':<10} {'dim':>6} {'params M':>9} {'GFLOPs':>8} {'model MB':>9} "
+        f"{'backbone ms':>12} {'aggr. ms':>9} {'extract ms':>11}"
+    )
     for backbone in args.backbones.split(","):
         base = build_model(ModelConfig(backbone=backbone, aggregator="gem", deploy=backbone == "repvgg_lite")).eval()
         shape = (1, 3, *SIZE)
@@ -114,23 +133,42 @@ def main() -> None:
             features_shape = tuple(base.backbone(torch.zeros(shape)).shape)
         for aggregator in args.aggregators.split(","):
             try:
-                model = build_model(ModelConfig(backbone=backbone, aggregator=aggregator, clusters=64,
-                                                deploy=backbone == "repvgg_lite")).eval()
+                model = build_model(
+                    ModelConfig(backbone=backbone, aggregator=aggregator, clusters=64, deploy=backbone == "repvgg_lite")
+                ).eval()
             except ConfigError as error:  # e.g. cls on a backbone without a class token
                 print(f"{backbone:<18} {aggregator:<10} skipped: {error}")
                 continue
             head = VPRModel(torch.nn.Identity(), model.aggregator).eval()  # what runs after the backbone
             head_ms = time_torch_extraction(head, features_shape, args.runs)["median_ms"]
-            row = {"backbone": backbone, "aggregator": aggregator, "dim": model.descriptor_dim,
-                   "params": count_params(model), "flops": backbone_flops + count_flops(head, features_shape),
-                   "model_bytes": serialized_bytes(model), "backbone_ms": backbone_ms, "aggregator_ms": head_ms,
-                   "extraction_ms": backbone_ms + head_ms, "feature_shape": list(features_shape),
-                   "threads": torch.get_num_threads()}
+            row = {
+                "backbone": backbone,
+                "aggregator": aggregator,
+                "dim": model.descriptor_dim,
+                "params": count_params(model),
+                "flops": backbone_flops + count_flops(head, features_shape),
+                "model_bytes": serialized_bytes(model),
+                "backbone_ms": backbone_ms,
+                "aggregator_ms": head_ms,
+                "extraction_ms": backbone_ms + head_ms,
+                "feature_shape": list(features_shape),
+                "threads": torch.get_num_threads(),
+            }
             rows.append(row)
-            print(f"{backbone:<18} {aggregator:<10} {row['dim']:>6} {row['params'] / 1e6:9.2f} {row['flops'] / 1e9:8.2f} "
-                  f"{row['model_bytes'] / 1e6:9.2f} {backbone_ms:12.1f} {head_ms:9.2f} {row['extraction_ms']:11.1f}", flush=True)
-            write_json(args.out, {"environment": environment(), "input_size": list(SIZE), "rows": rows,
-                                  "published_comparison": comparison})
+            print(
+                f"{backbone:<18} {aggregator:<10} {row['dim']:>6} {row['params'] / 1e6:9.2f} {row['flops'] / 1e9:8.2f} "
+                f"{row['model_bytes'] / 1e6:9.2f} {backbone_ms:12.1f} {head_ms:9.2f} {row['extraction_ms']:11.1f}",
+                flush=True,
+            )
+            write_json(
+                args.out,
+                {
+                    "environment": environment(),
+                    "input_size": list(SIZE),
+                    "rows": rows,
+                    "published_comparison": comparison,
+                },
+            )
 
 
 if __name__ == "__main__":

@@ -46,17 +46,28 @@ def main() -> int:
     print(f"{len(rows)} runs in {args.store} (integrity: {store.integrity()})")
     print(f"{'run':<36s} {'R@1':>5s} {'R@5':>5s} {'model MB':>9s} {'extract ms':>10s}")
     for row in sorted(rows, key=lambda r: -r["recall_1"]):
-        print(f"{name(row):<36s} {row['recall_1']:5.1f} {row['recall_5']:5.1f} {row['model_bytes'] / 1e6:9.2f} "
-              f"{row['extraction_ms']:10.1f}")
+        print(
+            f"{name(row):<36s} {row['recall_1']:5.1f} {row['recall_5']:5.1f} {row['model_bytes'] / 1e6:9.2f} "
+            f"{row['extraction_ms']:10.1f}"
+        )
     for axis, front in fronts(rows, args.map_size).items():
-        print(f"Pareto front, Recall@1 vs {AXES[axis][0]} (N = {args.map_size}): "
-              + "; ".join(f"{name(r)} ({r['recall_1']:.1f}, {r['cost']:.4g})" for r in front))
+        print(
+            f"Pareto front, Recall@1 vs {AXES[axis][0]} (N = {args.map_size}): "
+            + "; ".join(f"{name(r)} ({r['recall_1']:.1f}, {r['cost']:.4g})" for r in front)
+        )
     for rule in check_all(rows):
-        detail = f" ({rule['pairs']} pairs, mean R@1 difference {rule['mean_recall1_difference']:+.1f})" if rule["pairs"] else ""
+        detail = (
+            f" ({rule['pairs']} pairs, mean R@1 difference {rule['mean_recall1_difference']:+.1f})"
+            if rule["pairs"]
+            else ""
+        )
         print(f"rule: {rule['claim']}: {rule['verdict']}{detail}")
     measured = load_scaling(args.scaling)
     cost_model = fit_cost_model(measured["exact"], source=args.scaling)
-    print(f"exact matching time from {args.scaling}: k1 = {cost_model.k1_ms * 1e6:.3f} ns, k2 = {cost_model.k2_ms * 1e6:.1f} ns")
+    print(
+        f"exact matching time from {args.scaling}: k1 = {cost_model.k1_ms * 1e6:.3f} ns, "
+        f"k2 = {cost_model.k2_ms * 1e6:.1f} ns"
+    )
     for memory, latency, map_size in BUDGETS:
         print(format_recommendation(recommend(rows, memory, latency, map_size, cost_model=cost_model)))
     print(f"report: {write_report(store, args.report, args.map_size)}")

@@ -28,16 +28,26 @@ def main() -> int:
     args = parser.parse_args()
     shared = Path(args.shared)
     data, descriptors = shared / "data" / "gardens_point", Path("/tmp/edgevpr_gp_reference")
-    config = load_config(overrides={
-        "model": model_overrides("mnv2_gem", shared),  # configs/mobilenetv2_gem.yaml with these weights
-        "data": {"database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360},
-        "eval": {"out": args.out, "save_descriptors": str(descriptors)},
-    })
+    config = load_config(
+        overrides={
+            "model": model_overrides("mnv2_gem", shared),  # configs/mobilenetv2_gem.yaml with these weights
+            "data": {
+                "database": str(data / "day_right"),
+                "queries": str(data / "night_right"),
+                "tolerance_frames": 2,
+                "resize": 360,
+            },
+            "eval": {"out": args.out, "save_descriptors": str(descriptors)},
+        }
+    )
     result = evaluate(config)
     print(f"protocol: {result['protocol_name']}")
     print(format_table([result]))
     for name, split in (("database", "day_right"), ("queries", "night_right")):
-        cosine = (np.load(descriptors / f"{name}.npy") * np.load(shared / "reference" / "gardens_point_mnv2_gem360" / f"{split}.npy")).sum(1)
+        cosine = (
+            np.load(descriptors / f"{name}.npy")
+            * np.load(shared / "reference" / "gardens_point_mnv2_gem360" / f"{split}.npy")
+        ).sum(1)
         print(f"cosine to reference descriptors ({split}): min {cosine.min():.7f}, mean {cosine.mean():.7f}")
     ok = all(abs(result["recall"][n] - value) <= 0.5 for n, value in EXPECTED.items())
     print(f"expected R@1/5/10 {EXPECTED['1']}/{EXPECTED['5']}/{EXPECTED['10']} within 0.5: {'PASS' if ok else 'FAIL'}")

@@ -55,9 +55,31 @@ def _descriptors(folder: Path) -> np.ndarray:
 
 def _emulated(cpu: str, onnx: Path, data: Path, folder: Path, threads: int) -> tuple[dict, np.ndarray]:
     out = folder / "result.json"
-    command = ["qemu-x86_64", "-cpu", cpu, sys.executable, "-m", "edgevpr.cli", "eval", "--onnx", str(onnx),
-               "--database", str(data / "day_right"), "--queries", str(data / "night_right"), "--tolerance-frames", "2",
-               "--latency-runs", "20", "--threads", str(threads), "--out", str(out), "--save-descriptors", str(folder)]
+    command = [
+        "qemu-x86_64",
+        "-cpu",
+        cpu,
+        sys.executable,
+        "-m",
+        "edgevpr.cli",
+        "eval",
+        "--onnx",
+        str(onnx),
+        "--database",
+        str(data / "day_right"),
+        "--queries",
+        str(data / "night_right"),
+        "--tolerance-frames",
+        "2",
+        "--latency-runs",
+        "20",
+        "--threads",
+        str(threads),
+        "--out",
+        str(out),
+        "--save-descriptors",
+        str(folder),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"emulated evaluation failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -67,21 +89,31 @@ def _emulated(cpu: str, onnx: Path, data: Path, folder: Path, threads: int) -> t
 def _row(result: dict, descriptors: np.ndarray, reference: dict, reference_descriptors: np.ndarray) -> dict:
     ranks, base = result["per_query"]["first_positive_rank"], reference["per_query"]["first_positive_rank"]
     cosines = np.sum(descriptors * reference_descriptors, axis=1)
-    return {"recall": {k: result["recall"][k] for k in ("1", "5", "10")}, "protocol_name": result["protocol_name"],
-            "int8_kernels": result["environment"]["int8_kernels"],
-            "r1_vs_fp32": paired_recall_difference(base, ranks, 1), "r5_vs_fp32": paired_recall_difference(base, ranks, 5),
-            "mean_cosine_to_fp32": float(cosines.mean()), "min_cosine_to_fp32": float(cosines.min()),
-            "model_bytes": result["cost"]["model_bytes"]}
+    return {
+        "recall": {k: result["recall"][k] for k in ("1", "5", "10")},
+        "protocol_name": result["protocol_name"],
+        "int8_kernels": result["environment"]["int8_kernels"],
+        "r1_vs_fp32": paired_recall_difference(base, ranks, 1),
+        "r5_vs_fp32": paired_recall_difference(base, ranks, 5),
+        "mean_cosine_to_fp32": float(cosines.mean()),
+        "min_cosine_to_fp32": float(cosines.min()),
+        "model_bytes": result["cost"]["model_bytes"],
+    }
 
 
 def _print_row(name: str, row: dict) -> None:
     def change(c):
-        return (f"{c['difference']:+.1f} (+{c['gained']}/-{c['lost']}, p {c['mcnemar_p']:.2f}, "
-                f"{c['ci95'][0]:+.1f} to {c['ci95'][1]:+.1f})")
+        return (
+            f"{c['difference']:+.1f} (+{c['gained']}/-{c['lost']}, p {c['mcnemar_p']:.2f}, "
+            f"{c['ci95'][0]:+.1f} to {c['ci95'][1]:+.1f})"
+        )
 
     r = row["recall"]
-    print(f"{name:<22} R@1/5/10 {r['1']:5.1f} {r['5']:5.1f} {r['10']:5.1f}  R@1 {change(row['r1_vs_fp32'])}  "
-          f"R@5 {change(row['r5_vs_fp32'])}  cosine mean {row['mean_cosine_to_fp32']:.4f} min {row['min_cosine_to_fp32']:.4f}")
+    print(
+        f"{name:<22} R@1/5/10 {r['1']:5.1f} {r['5']:5.1f} {r['10']:5.1f}  R@1 {change(row['r1_vs_fp32'])}  "
+        f"R@5 {change(row['r5_vs_fp32'])}  cosine mean {row['mean_cosine_to_fp32']:.4f} "
+        f"min {row['min_cosine_to_fp32']:.4f}"
+    )
 
 
 def main() -> None:
@@ -98,22 +130,41 @@ def main() -> None:
     shared, threads = Path(args.shared), list(dict.fromkeys(int(t) for t in args.speed_threads.split(",")))
     data = shared / "data" / "gardens_point"
     previous = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
-    report = {"source": "benchmarks/int8_layouts.py", "environment": environment(), "rows": previous.get("rows", {}),
-              "emulated_rows": previous.get("emulated_rows", {})}
-    config = load_config(overrides={"model": model_overrides(args.model, shared), "data": {
-        "database": str(data / "day_right"), "queries": str(data / "night_right"), "tolerance_frames": 2, "resize": 360}})
+    report = {
+        "source": "benchmarks/int8_layouts.py",
+        "environment": environment(),
+        "rows": previous.get("rows", {}),
+        "emulated_rows": previous.get("emulated_rows", {}),
+    }
+    config = load_config(
+        overrides={
+            "model": model_overrides(args.model, shared),
+            "data": {
+                "database": str(data / "day_right"),
+                "queries": str(data / "night_right"),
+                "tolerance_frames": 2,
+                "resize": 360,
+            },
+        }
+    )
     with tempfile.TemporaryDirectory(prefix="edgevpr-layouts-") as scratch:
         folder = Path(scratch)
         files = {}
         for layout in ("fp32", *LAYOUTS):
             files[layout] = folder / f"{layout}.onnx"
-            options = QuantizeConfig(precision="int8" if layout != "fp32" else "fp32", calib=str(data / "day_left"),
-                                      calib_count=args.calib_count, int8_layout=layout if layout != "fp32" else "auto")
+            options = QuantizeConfig(
+                precision="int8" if layout != "fp32" else "fp32",
+                calib=str(data / "day_left"),
+                calib_count=args.calib_count,
+                int8_layout=layout if layout != "fp32" else "auto",
+            )
             quantize_model(load_config(overrides=config.to_dict()), options, str(files[layout]))
         if not args.speed_only:
             reference, reference_descriptors = _evaluate(load_config(overrides=config.to_dict()), folder / "torch")
-            print(f"protocol {reference['protocol_name']}; fp32 R@1/5/10 "
-                  + " ".join(f"{reference['recall'][k]:.1f}" for k in ("1", "5", "10")))
+            print(
+                f"protocol {reference['protocol_name']}; fp32 R@1/5/10 "
+                + " ".join(f"{reference['recall'][k]:.1f}" for k in ("1", "5", "10"))
+            )
             native = {}
             for layout in LAYOUTS:
                 deployed = load_config(overrides=config.to_dict())
@@ -123,15 +174,20 @@ def main() -> None:
                 _print_row(f"{layout} ({report['rows'][layout]['int8_kernels']})", report["rows"][layout])
             if args.emulate != "none" and shutil.which("qemu-x86_64"):
                 for layout in args.emulate_layouts.split(","):
-                    result, descriptors = _emulated(args.emulate, files[layout], data, folder / f"emulated_{layout}",
-                                                    threads[0])
+                    result, descriptors = _emulated(
+                        args.emulate, files[layout], data, folder / f"emulated_{layout}", threads[0]
+                    )
                     row = _row(result, descriptors, reference, reference_descriptors) | {
-                        "cpu_model": args.emulate, "equal_to_native": bool(np.array_equal(descriptors, native[layout])),
-                        "max_abs_difference_to_native": float(np.abs(descriptors - native[layout]).max())}
+                        "cpu_model": args.emulate,
+                        "equal_to_native": bool(np.array_equal(descriptors, native[layout])),
+                        "max_abs_difference_to_native": float(np.abs(descriptors - native[layout]).max()),
+                    }
                     report["emulated_rows"][layout] = row
                     _print_row(f"{layout} ({row['int8_kernels']}, emulated)", row)
-                    print(f"{'':<22} equal to this machine's descriptors: {row['equal_to_native']} "
-                          f"(max difference {row['max_abs_difference_to_native']:.2g})")
+                    print(
+                        f"{'':<22} equal to this machine's descriptors: {row['equal_to_native']} "
+                        f"(max difference {row['max_abs_difference_to_native']:.2g})"
+                    )
             elif args.emulate != "none":
                 print("qemu-x86_64 not found (apt install qemu-user): no emulated rows")
             write_json(args.out, report)
@@ -139,8 +195,9 @@ def main() -> None:
         report["speed"] = []
         for size in ((480, 640), (360, 640)):
             for count in threads:
-                speed = compare_runtimes(model, {"ort_fp32": str(files["fp32"]), **{f"ort_{k}": str(files[k]) for k in LAYOUTS}},
-                                         size, count)
+                speed = compare_runtimes(
+                    model, {"ort_fp32": str(files["fp32"]), **{f"ort_{k}": str(files[k]) for k in LAYOUTS}}, size, count
+                )
                 report["speed"].append(speed)
                 print(format_speed(speed))
     write_json(args.out, report)

@@ -16,8 +16,9 @@ from edgevpr.runtime.onnx_model import OnnxModel
 from edgevpr.timing import time_interleaved
 
 
-def compare_runtimes(model: torch.nn.Module, files: dict[str, str], size: tuple[int, int], threads: int,
-                     repeats: int = 5) -> dict:
+def compare_runtimes(
+    model: torch.nn.Module, files: dict[str, str], size: tuple[int, int], threads: int, repeats: int = 5
+) -> dict:
     """``files`` maps a runtime name to an ONNX file; "ort_fp32" among them is the ONNX baseline.
     Returns each runtime's median ms and its speedup against "pytorch_fp32" and "ort_fp32"."""
     torch.set_num_threads(threads)
@@ -28,8 +29,14 @@ def compare_runtimes(model: torch.nn.Module, files: dict[str, str], size: tuple[
         runners[name] = lambda session=session: session(images)
     rounds = [time_interleaved(runners, rounds=2) for _ in range(repeats)]
     ms = {name: [r[name]["median_ms"] for r in rounds] for name in runners}
-    result = {"size": list(size), "threads": threads, "repeats": repeats, "int8_kernels": cpu_kernels().family,
-              "cpu_flags": list(cpu_kernels().flags), "runtimes": {}}
+    result = {
+        "size": list(size),
+        "threads": threads,
+        "repeats": repeats,
+        "int8_kernels": cpu_kernels().family,
+        "cpu_flags": list(cpu_kernels().flags),
+        "runtimes": {},
+    }
     for name, values in ms.items():
         entry = {"median_ms": float(np.median(values)), "each_ms": values}
         for base in ("pytorch_fp32", "ort_fp32"):
@@ -40,9 +47,13 @@ def compare_runtimes(model: torch.nn.Module, files: dict[str, str], size: tuple[
 
 
 def format_speed(speed: dict) -> str:
-    lines = [f"{speed['size'][0]}x{speed['size'][1]}, {speed['threads']} threads, {speed['int8_kernels']} "
-             f"({', '.join(speed['cpu_flags'])}); median of {speed['repeats']} interleaved runs:"]
+    lines = [
+        f"{speed['size'][0]}x{speed['size'][1]}, {speed['threads']} threads, {speed['int8_kernels']} "
+        f"({', '.join(speed['cpu_flags'])}); median of {speed['repeats']} interleaved runs:"
+    ]
     for name, entry in speed["runtimes"].items():
-        ratios = ", ".join(f"{entry[k]:.2f}x vs {k[len('speedup_vs_'):]}" for k in entry if k.startswith("speedup_vs_"))
+        ratios = ", ".join(
+            f"{entry[k]:.2f}x vs {k[len('speedup_vs_') :]}" for k in entry if k.startswith("speedup_vs_")
+        )
         lines.append(f"  {name:<14} {entry['median_ms']:8.1f} ms" + (f"  ({ratios})" if ratios else ""))
     return "\n".join(lines)

@@ -13,7 +13,8 @@ protocol measures the distractor model more than the index, so it is not the def
 Each row: Recall@1/5/10, share of queries whose exact top-1 the index also returns, median
 single-query matching time, memory, build time.
 
-    python benchmarks/search_gardens_point.py [--sizes 100000,1000000] [--out benchmarks/results/search_gardens_point.json]
+    python benchmarks/search_gardens_point.py [--sizes 100000,1000000]
+        [--out benchmarks/results/search_gardens_point.json]
 
 Tables of sizes not in --sizes are kept from an earlier --out.
 """
@@ -40,19 +41,33 @@ from edgevpr.search.index import build_index
 from edgevpr.search.store import load_index, save_index
 from edgevpr.search.timing import time_matching
 
-TABLE_SPECS = [("Flat", None), ("IVF1024,Flat", "nprobe=16"), ("PQ64", None), ("PQ64,Rerank100", None),
-               ("IVF1024,PQ64", "nprobe=16"), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IMI2x8,PQ64,Rerank100", "nprobe=256"),
-               ("HNSW32", "efSearch=128")]
+TABLE_SPECS = [
+    ("Flat", None),
+    ("IVF1024,Flat", "nprobe=16"),
+    ("PQ64", None),
+    ("PQ64,Rerank100", None),
+    ("IVF1024,PQ64", "nprobe=16"),
+    ("IVF1024,PQ64,Rerank100", "nprobe=16"),
+    ("IMI2x8,PQ64,Rerank100", "nprobe=256"),
+    ("HNSW32", "efSearch=128"),
+]
 LARGE_SPECS = [("Flat", None), ("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF1024,PQ64,Rerank1000", "nprobe=64")]
 
 
 def gardens_point_descriptors(shared: Path, folder: Path, queries: str) -> None:
     data = shared / "data" / "gardens_point"
-    config = load_config(overrides={
-        "model": model_overrides("mnv2_gem", shared),  # configs/mobilenetv2_gem.yaml with these weights
-        "data": {"database": str(data / "day_right"), "queries": str(data / queries), "tolerance_frames": 2, "resize": 360},
-        "eval": {"save_descriptors": str(folder)},
-    })
+    config = load_config(
+        overrides={
+            "model": model_overrides("mnv2_gem", shared),  # configs/mobilenetv2_gem.yaml with these weights
+            "data": {
+                "database": str(data / "day_right"),
+                "queries": str(data / queries),
+                "tolerance_frames": 2,
+                "resize": 360,
+            },
+            "eval": {"save_descriptors": str(folder)},
+        }
+    )
     evaluate(config)
 
 
@@ -86,14 +101,24 @@ def table(database, queries, positives, specs, folder: Path) -> list[dict]:
             exact_top = ranked[:, 0]
         recall = recall_at_n(ranked, positives, (1, 5, 10))
         flat = spec == "Flat"
-        row = {"index": spec, "params": index.params, "n": len(database), "d": database.shape[1],
-               "recall": recall, "exact_top1_agreement": float(np.mean(ranked[:, 0] == exact_top)),
-               "matching_ms": time_matching(index, queries, 10, max_queries=len(queries))["median_ms"],
-               "memory_bytes": database.size * 4 if flat else index.memory_bytes(), "build_s": build_s}
+        row = {
+            "index": spec,
+            "params": index.params,
+            "n": len(database),
+            "d": database.shape[1],
+            "recall": recall,
+            "exact_top1_agreement": float(np.mean(ranked[:, 0] == exact_top)),
+            "matching_ms": time_matching(index, queries, 10, max_queries=len(queries))["median_ms"],
+            "memory_bytes": database.size * 4 if flat else index.memory_bytes(),
+            "build_s": build_s,
+        }
         rows.append(row)
-        print(f"N={row['n']:>9,} {spec:<24} {row['params']:<13} R@1 {recall['1']:5.1f} R@5 {recall['5']:5.1f} "
-              f"R@10 {recall['10']:5.1f}  top-1 = exact {100 * row['exact_top1_agreement']:5.1f} %  "
-              f"{row['matching_ms']:8.3f} ms  {row['memory_bytes'] / 1e6:8.1f} MB  build {build_s:6.1f} s", flush=True)
+        print(
+            f"N={row['n']:>9,} {spec:<24} {row['params']:<13} R@1 {recall['1']:5.1f} R@5 {recall['5']:5.1f} "
+            f"R@10 {recall['10']:5.1f}  top-1 = exact {100 * row['exact_top1_agreement']:5.1f} %  "
+            f"{row['matching_ms']:8.3f} ms  {row['memory_bytes'] / 1e6:8.1f} MB  build {build_s:6.1f} s",
+            flush=True,
+        )
         del index
         gc.collect()
     return rows
@@ -113,8 +138,12 @@ def main() -> None:
         gardens_point_descriptors(Path(args.shared), folder, args.queries)
     data = load_descriptor_set(folder, need_queries=True)
     rng = np.random.default_rng(0)
-    result = {"source": "benchmarks/search_gardens_point.py", "environment": environment(), "queries": args.queries,
-              "tables": {}}
+    result = {
+        "source": "benchmarks/search_gardens_point.py",
+        "environment": environment(),
+        "queries": args.queries,
+        "tables": {},
+    }
     if Path(args.out).is_file():  # sizes not re-run keep their earlier tables
         earlier = json.loads(Path(args.out).read_text())
         if earlier.get("queries") == args.queries:
@@ -130,8 +159,11 @@ def main() -> None:
         exact = rows[0]["recall"]["1"]
         for row in rows[1:]:
             if "Rerank" in row["index"] and "IVF" in row["index"]:
-                print(f"N={int(size):,}: {row['index']} {row['params']}: R@1 {row['recall']['1']:.1f} vs exact {exact:.1f} "
-                      f"({'within' if abs(row['recall']['1'] - exact) <= 1.0 else 'NOT within'} 1 point)")
+                print(
+                    f"N={int(size):,}: {row['index']} {row['params']}: R@1 {row['recall']['1']:.1f} "
+                    f"vs exact {exact:.1f} "
+                    f"({'within' if abs(row['recall']['1'] - exact) <= 1.0 else 'NOT within'} 1 point)"
+                )
     write_json(args.out, result)
     print(f"written: {args.out}")
 

@@ -38,8 +38,11 @@ from edgevpr.search.timing import time_matching
 
 SIZES = (1_000, 10_000, 100_000, 1_000_000)
 # the second also passes the Gardens Point distractor test (benchmarks/search_gardens_point.py)
-ANN_SPECS = [("IVF1024,PQ64,Rerank100", "nprobe=16"), ("IVF1024,PQ64,Rerank1000", "nprobe=64"),
-             ("IVF1024,PQ64", "nprobe=16")]
+ANN_SPECS = [
+    ("IVF1024,PQ64,Rerank100", "nprobe=16"),
+    ("IVF1024,PQ64,Rerank1000", "nprobe=64"),
+    ("IVF1024,PQ64", "nprobe=16"),
+]
 DIMS = (256, 512, 1024, 2048, 4096)
 
 
@@ -50,7 +53,9 @@ def clustered(n: int, d: int, rng, clusters: int = 4096, spread: float = 0.5, ch
     out = np.empty((n, d), dtype=np.float32)
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
-        block = centres[rng.integers(0, clusters, rows)] + rng.standard_normal((rows, d), dtype=np.float32) * (spread / np.sqrt(d))
+        block = centres[rng.integers(0, clusters, rows)] + rng.standard_normal((rows, d), dtype=np.float32) * (
+            spread / np.sqrt(d)
+        )
         out[start : start + rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
@@ -65,7 +70,9 @@ def exact_grid(max_bytes: float, rng) -> list[dict]:
         for n in fitting:
             index = build_index(database[:n], "Flat")
             queries = database[: 20 if n < 1_000_000 else 8] + 0.01
-            rows.append({"n": n, "d": d, "ms": time_matching(index, queries, 20, max_queries=len(queries))["median_ms"]})
+            rows.append(
+                {"n": n, "d": d, "ms": time_matching(index, queries, 20, max_queries=len(queries))["median_ms"]}
+            )
             print(f"exact N={n:>9,} D={d:>5}: {rows[-1]['ms']:9.3f} ms/query", flush=True)
             del index
         del database
@@ -73,16 +80,27 @@ def exact_grid(max_bytes: float, rng) -> list[dict]:
     return rows
 
 
-def ann_acceptance(rng, specs: list[tuple[str, str]], n: int = 1_000_000, d: int = 1024, queries: int = 200) -> tuple[dict, list[dict]]:
+def ann_acceptance(
+    rng, specs: list[tuple[str, str]], n: int = 1_000_000, d: int = 1024, queries: int = 200
+) -> tuple[dict, list[dict]]:
     database = clustered(n, d, rng)
     picked = rng.choice(n, size=queries, replace=False)
     probe = database[picked] + rng.standard_normal((queries, d), dtype=np.float32) * (0.25 / np.sqrt(d))
     probe /= np.linalg.norm(probe, axis=1, keepdims=True)
     exact = build_index(database, "Flat")
     _, truth = exact.search(probe, 1)
-    exact_row = {"index": "Flat", "n": n, "d": d, "memory_bytes": n * d * 4, "matching_ms": time_matching(exact, probe[:30], 20, max_queries=30)["median_ms"],
-                 "nn_recall": 1.0}
-    print(f"exact N={n:,} D={d}: {exact_row['matching_ms']:.2f} ms/query, {exact_row['memory_bytes'] / 1e6:.0f} MB", flush=True)
+    exact_row = {
+        "index": "Flat",
+        "n": n,
+        "d": d,
+        "memory_bytes": n * d * 4,
+        "matching_ms": time_matching(exact, probe[:30], 20, max_queries=30)["median_ms"],
+        "nn_recall": 1.0,
+    }
+    print(
+        f"exact N={n:,} D={d}: {exact_row['matching_ms']:.2f} ms/query, {exact_row['memory_bytes'] / 1e6:.0f} MB",
+        flush=True,
+    )
     del exact
     gc.collect()
     rows = []
@@ -96,15 +114,25 @@ def ann_acceptance(rng, specs: list[tuple[str, str]], n: int = 1_000_000, d: int
             del index
             index = load_index(path, dim=d, metric="ip")  # re-ranking vectors now memory-mapped from disk
             _, found = index.search(probe, 1)
-            row = {"index": str(index.spec), "params": index.params, "n": n, "d": d, "build_s": build_s,
-                   "memory_bytes": index.memory_bytes(), "matching_ms": time_matching(index, probe, 20, max_queries=len(probe))["median_ms"],
-                   "nn_recall": float(np.mean(found[:, 0] == truth[:, 0]))}
+            row = {
+                "index": str(index.spec),
+                "params": index.params,
+                "n": n,
+                "d": d,
+                "build_s": build_s,
+                "memory_bytes": index.memory_bytes(),
+                "matching_ms": time_matching(index, probe, 20, max_queries=len(probe))["median_ms"],
+                "nn_recall": float(np.mean(found[:, 0] == truth[:, 0])),
+            }
             row["speedup_vs_exact"] = exact_row["matching_ms"] / row["matching_ms"]
             row["memory_ratio_vs_exact"] = exact_row["memory_bytes"] / row["memory_bytes"]
             rows.append(row)
-            print(f"{row['index']:<26} {row['params']:<11} build {build_s:6.1f} s  {row['matching_ms']:7.3f} ms/query "
-                  f"({row['speedup_vs_exact']:6.1f}x faster)  {row['memory_bytes'] / 1e6:7.1f} MB "
-                  f"({row['memory_ratio_vs_exact']:5.1f}x less)  exact NN found {100 * row['nn_recall']:.1f} %", flush=True)
+            print(
+                f"{row['index']:<26} {row['params']:<11} build {build_s:6.1f} s  {row['matching_ms']:7.3f} ms/query "
+                f"({row['speedup_vs_exact']:6.1f}x faster)  {row['memory_bytes'] / 1e6:7.1f} MB "
+                f"({row['memory_ratio_vs_exact']:5.1f}x less)  exact NN found {100 * row['nn_recall']:.1f} %",
+                flush=True,
+            )
             del index
             gc.collect()
     return exact_row, rows
@@ -117,8 +145,10 @@ def run_ann(rng, result: dict) -> dict:
     result["ann"] = ann
     for row in ann:
         passed = row["speedup_vs_exact"] >= 50 and row["memory_ratio_vs_exact"] >= 16 and row["nn_recall"] >= 0.99
-        print(f"acceptance (>= 50x faster, >= 16x less memory, >= 99 % exact NN): {row['index']} {row['params']}: "
-              f"{'PASS' if passed else 'FAIL'}")
+        print(
+            f"acceptance (>= 50x faster, >= 16x less memory, >= 99 % exact NN): {row['index']} {row['params']}: "
+            f"{'PASS' if passed else 'FAIL'}"
+        )
     return result
 
 
@@ -147,19 +177,28 @@ def main() -> None:
         cells = []
         for d in DIMS:
             predicted = model.matching_ms(n, d)
-            cells.append(f"{measured[(n, d)]:8.2f}/{predicted:8.2f}" if (n, d) in measured else f"{'(pred)':>8} {predicted:8.2f}")
+            cells.append(
+                f"{measured[(n, d)]:8.2f}/{predicted:8.2f}" if (n, d) in measured else f"{'(pred)':>8} {predicted:8.2f}"
+            )
         print(f"{n:>10,} " + " ".join(f"{c:>18}" for c in cells))
     print("cells: measured/predicted ms per query; (pred) = not measured, beyond --max-gb")
 
     net = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem"))
     extraction = time_torch_extraction(net, (1, 3, 480, 640), runs=20)["median_ms"]
     crossover_nd = extraction / (model.k1_ms + model.k2_ms / 1024)  # at D = 1024
-    print(f"\nMobileNetV2+GeM extraction at 480x640: {extraction:.1f} ms; matching overtakes it at "
-          f"N x D = {crossover_nd / 1e6:.0f} M (at D = 1024, N = {crossover_nd / 1024:,.0f})")
+    print(
+        f"\nMobileNetV2+GeM extraction at 480x640: {extraction:.1f} ms; matching overtakes it at "
+        f"N x D = {crossover_nd / 1e6:.0f} M (at D = 1024, N = {crossover_nd / 1024:,.0f})"
+    )
 
-    result = {"source": "benchmarks/search_scaling.py", "environment": environment(), "exact": exact,
-              "cost_model": model.to_dict(), "extraction_ms_mobilenetv2_gem_480x640": extraction,
-              "crossover_n_times_d": crossover_nd}
+    result = {
+        "source": "benchmarks/search_scaling.py",
+        "environment": environment(),
+        "exact": exact,
+        "cost_model": model.to_dict(),
+        "extraction_ms_mobilenetv2_gem_480x640": extraction,
+        "crossover_n_times_d": crossover_nd,
+    }
     if not args.skip_ann:
         result = run_ann(rng, result)
     write_json(args.out, result)

@@ -36,31 +36,68 @@ def main() -> int:
     args = parser.parse_args()
     gp = Path(args.shared) / "data" / "gardens_point"
     shutil.rmtree(args.run_dir, ignore_errors=True)
-    config = load_config(overrides={
-        "model": model_overrides("mnv2_gem", Path(args.shared)),  # configs/mobilenetv2_gem.yaml
-        "data": {"database": str(gp / "day_right"), "queries": str(gp / "night_right"), "tolerance_frames": 2,
-                 "frames": (100, 199), "resize": 360},
-        "val": {"database": str(gp / "day_right"), "queries": str(gp / "night_right"), "tolerance_frames": 2,
-                "frames": (80, 99)},
-        "train": {"database": str(gp / "day_right"), "queries": (str(gp / "night_right"), str(gp / "day_left")),
-                  "frames": (0, 79), "tolerance_frames": 2, "negative_frames": 10, "miner": "full", "negatives": 5,
-                  "refresh_every": 160, "queries_per_epoch": 160, "epochs": 100, "patience": 3, "lr": 1e-5,
-                  "frozen_bn": True, "freeze_stages": 8, "brightness": 0.2, "contrast": 0.2,
-                  "max_minutes": args.minutes, "run_dir": args.run_dir, "seed": 0},
-        "eval": {"latency_runs": 20},
-    })
+    config = load_config(
+        overrides={
+            "model": model_overrides("mnv2_gem", Path(args.shared)),  # configs/mobilenetv2_gem.yaml
+            "data": {
+                "database": str(gp / "day_right"),
+                "queries": str(gp / "night_right"),
+                "tolerance_frames": 2,
+                "frames": (100, 199),
+                "resize": 360,
+            },
+            "val": {
+                "database": str(gp / "day_right"),
+                "queries": str(gp / "night_right"),
+                "tolerance_frames": 2,
+                "frames": (80, 99),
+            },
+            "train": {
+                "database": str(gp / "day_right"),
+                "queries": (str(gp / "night_right"), str(gp / "day_left")),
+                "frames": (0, 79),
+                "tolerance_frames": 2,
+                "negative_frames": 10,
+                "miner": "full",
+                "negatives": 5,
+                "refresh_every": 160,
+                "queries_per_epoch": 160,
+                "epochs": 100,
+                "patience": 3,
+                "lr": 1e-5,
+                "frozen_bn": True,
+                "freeze_stages": 8,
+                "brightness": 0.2,
+                "contrast": 0.2,
+                "max_minutes": args.minutes,
+                "run_dir": args.run_dir,
+                "seed": 0,
+            },
+            "eval": {"latency_runs": 20},
+        }
+    )
     before = evaluate(untrained(config), label="before training")
     print(f"test before training: {before['recall']}")
     metrics = train(config)
     after = metrics["test"]["recall"]
     print(f"protocol: {before['protocol_name']}")
     print_curve(metrics)
-    print(f"test R@1/R@5 before {before['recall']['1']:.1f}/{before['recall']['5']:.1f}, "
-          f"after {after['1']:.1f}/{after['5']:.1f} (best epoch {metrics['best_epoch']}, {metrics['finished']})")
+    print(
+        f"test R@1/R@5 before {before['recall']['1']:.1f}/{before['recall']['5']:.1f}, "
+        f"after {after['1']:.1f}/{after['5']:.1f} (best epoch {metrics['best_epoch']}, {metrics['finished']})"
+    )
     ok = after["1"] >= before["recall"]["1"] and after["5"] >= before["recall"]["5"]
     print(f"after not lower than before: {'PASS' if ok else 'FAIL'}")
-    write_json(args.out, {"before": before["recall"], "after": after, "metrics": metrics,
-                          "protocol_name": before["protocol_name"], "environment": environment()})
+    write_json(
+        args.out,
+        {
+            "before": before["recall"],
+            "after": after,
+            "metrics": metrics,
+            "protocol_name": before["protocol_name"],
+            "environment": environment(),
+        },
+    )
     return 0 if ok else 1
 
 

@@ -27,8 +27,10 @@ def print_curve(metrics: dict) -> None:
     elapsed = 0.0
     for entry in metrics["history"]:
         elapsed += entry["seconds"] / 60
-        print(f"{entry['epoch']:<6d} {entry['loss']:.4f}   {entry['val_recall']['1']:7.1f}  "
-              f"{entry['val_recall']['5']:7.1f}  {elapsed:.1f}")
+        print(
+            f"{entry['epoch']:<6d} {entry['loss']:.4f}   {entry['val_recall']['1']:7.1f}  "
+            f"{entry['val_recall']['5']:7.1f}  {elapsed:.1f}"
+        )
 
 
 def main() -> int:
@@ -47,13 +49,24 @@ def main() -> int:
     gain = after["1"] - before["recall"]["1"]
     print(f"protocol: {before['protocol_name']}")
     print_curve(metrics)
-    print(f"test R@1/R@5 before {before['recall']['1']:.1f}/{before['recall']['5']:.1f}, "
-          f"after {after['1']:.1f}/{after['5']:.1f} (best epoch {metrics['best_epoch']}, {metrics['finished']})")
+    print(
+        f"test R@1/R@5 before {before['recall']['1']:.1f}/{before['recall']['5']:.1f}, "
+        f"after {after['1']:.1f}/{after['5']:.1f} (best epoch {metrics['best_epoch']}, {metrics['finished']})"
+    )
     ok = gain >= 15.0
     print(f"Recall@1 gain {gain:+.1f} points (goal >= +15): {'PASS' if ok else 'FAIL'}")
-    write_json(args.out, {"before": before["recall"], "after": after, "gain_recall1": gain, "metrics": metrics,
-                          "protocol_name": before["protocol_name"], "training_minutes_limit": args.minutes,
-                          "environment": environment()})
+    write_json(
+        args.out,
+        {
+            "before": before["recall"],
+            "after": after,
+            "gain_recall1": gain,
+            "metrics": metrics,
+            "protocol_name": before["protocol_name"],
+            "training_minutes_limit": args.minutes,
+            "environment": environment(),
+        },
+    )
     return 0 if ok else 1
 
 

@@ -28,8 +28,10 @@ def int8_layout_params(names=("u8s8", "u8s7")):
     from edgevpr.runtime.cpu import cpu_kernels
     from edgevpr.runtime.int8_layout import LAYOUTS
 
-    return [pytest.param(name, id=f"{name}-{'exact' if LAYOUTS[name].exact_on(cpu_kernels()) else 'saturating'}")
-            for name in names]
+    return [
+        pytest.param(name, id=f"{name}-{'exact' if LAYOUTS[name].exact_on(cpu_kernels()) else 'saturating'}")
+        for name in names
+    ]
 
 
 def int8_exact(layout: str) -> bool:
@@ -46,10 +48,14 @@ def pytest_terminal_summary(terminalreporter):
 
     kernels = cpu_kernels()
     saturating = [name for name, layout in LAYOUTS.items() if not layout.exact_on(kernels)]
-    line = f"int8 kernels of this CPU: {kernels.family} ({', '.join(kernels.flags) or 'no SIMD flags'}; {kernels.source})"
+    line = (
+        f"int8 kernels of this CPU: {kernels.family} ({', '.join(kernels.flags) or 'no SIMD flags'}; {kernels.source})"
+    )
     if saturating:
-        line += (f"; {', '.join(saturating)} saturates here, so its bit-exact checks ran as tolerance checks "
-                 "(they run bit for bit on a CPU with VNNI)")
+        line += (
+            f"; {', '.join(saturating)} saturates here, so its bit-exact checks ran as tolerance checks "
+            "(they run bit for bit on a CPU with VNNI)"
+        )
     else:
         line += "; every layout is summed exactly here, so every int8 check ran bit for bit"
     terminalreporter.write_line(line)
@@ -91,5 +97,6 @@ def training_street(tmp_path_factory) -> Path:
     from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
 
     root = tmp_path_factory.mktemp("training_street")
-    return generate_synthetic(root, SyntheticSpec(num_places=30, width=96, height=72, step_px=24,
-                                                  train_places=24, val_places=12))
+    return generate_synthetic(
+        root, SyntheticSpec(num_places=30, width=96, height=72, step_px=24, train_places=24, val_places=12)
+    )

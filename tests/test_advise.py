@@ -41,8 +41,22 @@ def test_advise_exact_when_it_fits():
 
 def test_advise_falls_back_to_the_best_fitting_ann_index():
     ann = [
-        {"index": "IVF1024,PQ64,Rerank100", "n": 1_000_000, "d": 1024, "memory_bytes": 80e6, "matching_ms": 1.0, "nn_recall": 0.995},
-        {"index": "IVF1024,PQ32", "n": 1_000_000, "d": 1024, "memory_bytes": 40e6, "matching_ms": 0.5, "nn_recall": 0.90},
+        {
+            "index": "IVF1024,PQ64,Rerank100",
+            "n": 1_000_000,
+            "d": 1024,
+            "memory_bytes": 80e6,
+            "matching_ms": 1.0,
+            "nn_recall": 0.995,
+        },
+        {
+            "index": "IVF1024,PQ32",
+            "n": 1_000_000,
+            "d": 1024,
+            "memory_bytes": 40e6,
+            "matching_ms": 0.5,
+            "nn_recall": 0.90,
+        },
         {"index": "HNSW32", "n": 1_000_000, "d": 1024, "memory_bytes": 4300e6, "matching_ms": 0.3, "nn_recall": 0.999},
     ]
     answer = advise(memory_bytes=100e6, latency_ms=20, map_size=1_000_000, extraction_ms=10, scaling=_scaling(ann))
@@ -56,8 +70,22 @@ def test_advise_falls_back_to_the_best_fitting_ann_index():
 def test_advise_cli_with_scaling_file(tmp_path):
     path = tmp_path / "scaling.json"
     path.write_text(json.dumps(_scaling()))
-    result = CliRunner().invoke(main, ["advise", "--memory", "600e6", "--latency-ms", "40", "--map-size", "100000",
-                                       "--extraction-ms", "10", "--scaling", str(path)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "advise",
+            "--memory",
+            "600e6",
+            "--latency-ms",
+            "40",
+            "--map-size",
+            "100000",
+            "--extraction-ms",
+            "10",
+            "--scaling",
+            str(path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "use D = 1024 with exact search" in result.output and "binding: latency" in result.output
     with pytest.raises(ConfigError):

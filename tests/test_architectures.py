@@ -69,8 +69,13 @@ def test_pca_options_are_checked():
 
 
 def test_pca_whitening_through_eval_is_saved_in_the_model(tiny_street):
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem", "pca": 16, "whiten": True},
-                                    "data": {"dataset": str(tiny_street), "size": (72, 96)}, "eval": {"latency_runs": 20}})
+    config = load_config(
+        overrides={
+            "model": {"backbone": "squeezenet", "aggregator": "gem", "pca": 16, "whiten": True},
+            "data": {"dataset": str(tiny_street), "size": (72, 96)},
+            "eval": {"latency_runs": 20},
+        }
+    )
     model = build_model(config.model)
     result = evaluate(config, model=model)
     assert result["model"]["descriptor_dim"] == 16 and result["cost"]["database_bytes"] == 30 * 16 * 4
@@ -79,11 +84,18 @@ def test_pca_whitening_through_eval_is_saved_in_the_model(tiny_street):
         assert model(torch.rand(2, 3, 72, 96)).shape == (2, 16)
 
 
-@pytest.mark.parametrize("backbone, aggregator, dim", [("repvgg_lite", "gem", 192), ("ghostcnn", "gem", 960),
-                                                       ("repvgg_lite", "rrm", 192)])
+@pytest.mark.parametrize(
+    "backbone, aggregator, dim", [("repvgg_lite", "gem", 192), ("ghostcnn", "gem", 960), ("repvgg_lite", "rrm", 192)]
+)
+@pytest.mark.slow
 def test_new_components_run_through_eval(tiny_street, backbone, aggregator, dim):
-    config = load_config(overrides={"model": {"backbone": backbone, "aggregator": aggregator, "deploy": True},
-                                    "data": {"dataset": str(tiny_street), "size": (72, 96)}, "eval": {"latency_runs": 20}})
+    config = load_config(
+        overrides={
+            "model": {"backbone": backbone, "aggregator": aggregator, "deploy": True},
+            "data": {"dataset": str(tiny_street), "size": (72, 96)},
+            "eval": {"latency_runs": 20},
+        }
+    )
     result = evaluate(config)
     assert result["model"]["descriptor_dim"] == dim and 0 <= result["recall"]["1"] <= 100
 
@@ -95,8 +107,9 @@ def test_ghostcnn_equals_timm_ghostnet_trunk_without_dilation(tmp_path):
     _random_bn(reference)
     reference.eval()
     torch.save(reference.state_dict(), tmp_path / "ghostnet_100.pth")  # classifier included, as timm ships it
-    model = build_model(ModelConfig(backbone="ghostcnn", aggregator="gem", dilation=(1, 1),
-                                    weights=str(tmp_path / "ghostnet_100.pth"))).eval()
+    model = build_model(
+        ModelConfig(backbone="ghostcnn", aggregator="gem", dilation=(1, 1), weights=str(tmp_path / "ghostnet_100.pth"))
+    ).eval()
     x = torch.rand(1, 3, 96, 128)
     with torch.no_grad():
         assert torch.equal(model.backbone(x), reference.forward_features(x))
@@ -121,10 +134,17 @@ def test_ghostcnn_dilation_widens_the_receptive_field_without_new_weights():
         build_model(ModelConfig(backbone="ghostcnn", dilation=(5,)))
 
 
-@pytest.mark.parametrize("model", [{"backbone": "repvgg_lite", "deploy": True}, {"backbone": "ghostcnn"},
-                                   {"backbone": "repvgg_lite", "aggregator": "rrm"},
-                                   {"backbone": "repvgg_lite", "deploy": False},
-                                   {"backbone": "squeezenet", "pca": 16, "whiten": True}])
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"backbone": "repvgg_lite", "deploy": True},
+        {"backbone": "ghostcnn"},
+        {"backbone": "repvgg_lite", "aggregator": "rrm"},
+        {"backbone": "repvgg_lite", "deploy": False},
+        {"backbone": "squeezenet", "pca": 16, "whiten": True},
+    ],
+)
+@pytest.mark.slow
 def test_new_components_export_to_int8(tmp_path, model):
     from edgevpr.config import QuantizeConfig
     from edgevpr.quantize.pipeline import quantize_model
@@ -141,9 +161,18 @@ def test_new_components_export_to_int8(tmp_path, model):
     assert np.allclose(np.linalg.norm(descriptors, axis=1), 1, atol=1e-3)
 
 
-@pytest.mark.parametrize("backbone, aggregator, dim", [("vit", "cls", 384), ("vit", "gem", 384), ("cct", "seqpool", 384),
-                                                       ("cct", "netvlad", 384 * 4), ("squeezenet", "seqpool", 512),
-                                                       ("vit", "rrm", 384), ("squeezenet", "rrm", 512)])
+@pytest.mark.parametrize(
+    "backbone, aggregator, dim",
+    [
+        ("vit", "cls", 384),
+        ("vit", "gem", 384),
+        ("cct", "seqpool", 384),
+        ("cct", "netvlad", 384 * 4),
+        ("squeezenet", "seqpool", 512),
+        ("vit", "rrm", 384),
+        ("squeezenet", "rrm", 512),
+    ],
+)
 def test_transformer_backbones_and_token_aggregators(backbone, aggregator, dim):
     model = build_model(ModelConfig(backbone=backbone, aggregator=aggregator, clusters=4))
     out = model(torch.rand(2, 3, 64, 96))
@@ -176,7 +205,10 @@ def test_seqpool_is_a_softmax_weighted_mean_and_cls_needs_a_class_token():
         build_model(ModelConfig(backbone="cct", aggregator="cls"))
 
 
-@pytest.mark.parametrize("model", [{"backbone": "cct", "aggregator": "seqpool"}, {"backbone": "vit", "aggregator": "cls"}])
+@pytest.mark.parametrize(
+    "model", [{"backbone": "cct", "aggregator": "seqpool"}, {"backbone": "vit", "aggregator": "cls"}]
+)
+@pytest.mark.slow
 def test_transformers_export_to_int8_and_eval(tmp_path, tiny_street, model):
     from edgevpr.config import QuantizeConfig
     from edgevpr.quantize.pipeline import quantize_model
@@ -187,8 +219,11 @@ def test_transformers_export_to_int8_and_eval(tmp_path, tiny_street, model):
     config = load_config(overrides={"model": model, "data": {"size": (64, 96)}})
     out = tmp_path / "m.onnx"
     quantize_model(config, QuantizeConfig(precision="int8", calib=str(tmp_path / "calib"), calib_count=8), str(out))
-    result = evaluate(load_config(overrides={"model": {"onnx": str(out)}, "data": {"dataset": str(tiny_street)},
-                                             "eval": {"latency_runs": 20}}))
+    result = evaluate(
+        load_config(
+            overrides={"model": {"onnx": str(out)}, "data": {"dataset": str(tiny_street)}, "eval": {"latency_runs": 20}}
+        )
+    )
     assert result["protocol"]["precision"] == "int8-cpu" and result["model"]["descriptor_dim"] == 384
 
 

@@ -3,6 +3,7 @@ mean output matches full precision, in the simulation and in the deployed file."
 
 import numpy as np
 import onnx
+import pytest
 import torch
 from torch import nn
 
@@ -14,16 +15,26 @@ from edgevpr.research.simulate import Simulator
 
 def _net():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, 2, bias=False), nn.ReLU(), nn.Conv2d(16, 16, 3, 1, 1, groups=16),
-                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 8))
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, 1, 1, groups=16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 8),
+    )
     apply_tf_same_padding(net)  # the first convolution pads as TensorFlow does, unevenly
     return net.eval()
 
 
 def _mean_outputs(net, images):
     outputs = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, name=name: outputs.setdefault(name, []).append(o))
-             for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, name=name: outputs.setdefault(name, []).append(o))
+        for name, m in net.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     with torch.no_grad():
         net(images)
     for hook in hooks:
@@ -77,6 +88,7 @@ def test_simulator_corrects_int4_layers_only_and_lowers_the_descriptor_error():
     assert all(torch.equal(layer.module.bias, corrected.original_bias[layer.name]) for layer in layers)
 
 
+@pytest.mark.slow
 def test_int4_export_with_calibration_corrects_biases(tmp_path):
     from edgevpr.config import QuantizeConfig, load_config
     from edgevpr.quantize.onnx_export import get_metadata
@@ -86,15 +98,22 @@ def test_int4_export_with_calibration_corrects_biases(tmp_path):
 
     for i in range(4):
         write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
     images = np.random.default_rng(0).random((3, 3, 64, 96), dtype=np.float32)
     outputs = {}
     for corrected in (False, True):
         out = tmp_path / f"int4-{corrected}.onnx"
-        report = quantize_model(config, QuantizeConfig("int4", calib=str(tmp_path / "calib"), calib_count=4,
-                                                        bias_correction=corrected), str(out))
+        report = quantize_model(
+            config,
+            QuantizeConfig("int4", calib=str(tmp_path / "calib"), calib_count=4, bias_correction=corrected),
+            str(out),
+        )
         model = onnx.load(str(out))
-        int4_weights = sum(i.data_type == onnx.TensorProto.INT4 and i.name.endswith("_int4") for i in model.graph.initializer)
+        int4_weights = sum(
+            i.data_type == onnx.TensorProto.INT4 and i.name.endswith("_int4") for i in model.graph.initializer
+        )
         assert int4_weights > 20 and report["bias_corrected"] == (int4_weights if corrected else 0)
         assert ("int4_bias_correction" in get_metadata(model)) == corrected
         outputs[corrected] = OnnxModel(str(out), threads=1)(images)

@@ -15,16 +15,41 @@ def _run(*args):
 
 def test_eval_writes_result_descriptors_and_gallery(tmp_path, tiny_street):
     out, descriptors, gallery = tmp_path / "r.json", tmp_path / "desc", tmp_path / "g.png"
-    result = _run("eval", "--backbone", "squeezenet", "--aggregator", "gem", "--dim", 64, "--dataset", tiny_street,
-                  "--resize", 72, "--out", out, "--save-descriptors", descriptors, "--gallery", gallery,
-                  "--latency-runs", 20)
+    result = _run(
+        "eval",
+        "--backbone",
+        "squeezenet",
+        "--aggregator",
+        "gem",
+        "--dim",
+        64,
+        "--dataset",
+        tiny_street,
+        "--resize",
+        72,
+        "--out",
+        out,
+        "--save-descriptors",
+        descriptors,
+        "--gallery",
+        gallery,
+        "--latency-runs",
+        20,
+    )
     assert result.exit_code == 0, result.output
     assert "R@1" in result.output and "protocol: street" in result.output
     payload = json.loads(out.read_text())
     assert set(payload) >= {"protocol", "model", "recall", "cost", "config"}
     assert set(payload["recall"]) == {"1", "5", "10", "20"}
-    assert set(payload["cost"]) >= {"params", "flops", "model_bytes", "extraction_ms", "matching_ms",
-                                    "database_bytes", "total_ms"}
+    assert set(payload["cost"]) >= {
+        "params",
+        "flops",
+        "model_bytes",
+        "extraction_ms",
+        "matching_ms",
+        "database_bytes",
+        "total_ms",
+    }
     protocol = payload["protocol"]
     assert protocol["positives"] == "meters<=25" and protocol["resize"] == "short_side=72"
     assert protocol["image_size"] == [72, 96] and protocol["num_database"] == 30
@@ -45,8 +70,10 @@ def test_eval_writes_result_descriptors_and_gallery(tmp_path, tiny_street):
 
 def test_yaml_config_with_flag_override(tmp_path, tiny_street):
     config = tmp_path / "c.yaml"
-    config.write_text(f"model:\n  backbone: squeezenet\n  aggregator: mac\ndata:\n  dataset: {tiny_street}\n"
-                      f"eval:\n  latency_runs: 20\n")
+    config.write_text(
+        f"model:\n  backbone: squeezenet\n  aggregator: mac\ndata:\n  dataset: {tiny_street}\n"
+        f"eval:\n  latency_runs: 20\n"
+    )
     out = tmp_path / "r.json"
     assert _run("eval", "--config", config, "--aggregator", "spoc", "--out", out).exit_code == 0
     payload = json.loads(out.read_text())
@@ -69,23 +96,61 @@ def test_list_shows_components():
 
 def test_eval_on_an_ann_index_reports_its_memory(tmp_path, tiny_street):
     out = tmp_path / "r.json"
-    result = _run("eval", "--backbone", "squeezenet", "--aggregator", "gem", "--dataset", tiny_street, "--size", "72x96",
-                  "--index", "HNSW8", "--search-params", "efSearch=16", "--latency-runs", 20, "--out", out)
+    result = _run(
+        "eval",
+        "--backbone",
+        "squeezenet",
+        "--aggregator",
+        "gem",
+        "--dataset",
+        tiny_street,
+        "--size",
+        "72x96",
+        "--index",
+        "HNSW8",
+        "--search-params",
+        "efSearch=16",
+        "--latency-runs",
+        20,
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
-    assert payload["search"] == {"index": "HNSW8", "params": "efSearch=16", "memory_bytes": payload["cost"]["database_bytes"]}
+    assert payload["search"] == {
+        "index": "HNSW8",
+        "params": "efSearch=16",
+        "memory_bytes": payload["cost"]["database_bytes"],
+    }
     assert payload["cost"]["database_bytes"] > 30 * 512 * 4  # the graph costs memory beyond the vectors
 
 
 def test_recall_at_any_n_follows_into_table_and_json(tmp_path, tiny_street):
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(main, ["eval", "--backbone", "squeezenet", "--aggregator", "gem", "--dataset",
-                                       str(tiny_street), "--recall-at", "1,3,25", "--latency-runs", "20", "--out", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--backbone",
+            "squeezenet",
+            "--aggregator",
+            "gem",
+            "--dataset",
+            str(tiny_street),
+            "--recall-at",
+            "1,3,25",
+            "--latency-runs",
+            "20",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
     assert list(saved["recall"]) == ["1", "3", "25"]
     header = next(line for line in result.output.splitlines() if line.startswith("model"))
     assert "R@3" in header and "R@25" in header and "R@20" not in header
-    bad = CliRunner().invoke(main, ["eval", "--backbone", "squeezenet", "--dataset", str(tiny_street),
-                                    "--recall-at", "0,5"])
+    bad = CliRunner().invoke(
+        main, ["eval", "--backbone", "squeezenet", "--dataset", str(tiny_street), "--recall-at", "0,5"]
+    )
     assert bad.exit_code != 0 and "--recall-at needs positive N" in bad.output

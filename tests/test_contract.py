@@ -27,21 +27,31 @@ def known_file(tmp_path, monkeypatch):
     path = tmp_path / "squeeze.pth"
     torch.save({"weight": torch.arange(10.0)}, path)
     sha = known_weights.file_sha256(path)
-    monkeypatch.setitem(known_weights.KNOWN_FILES, sha, {"name": "test_squeeze", "backbone": "squeezenet",
-                                                         "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-                                                         "tf_same_padding": True})
+    monkeypatch.setitem(
+        known_weights.KNOWN_FILES,
+        sha,
+        {
+            "name": "test_squeeze",
+            "backbone": "squeezenet",
+            "mean": (0.5, 0.5, 0.5),
+            "std": (0.5, 0.5, 0.5),
+            "tf_same_padding": True,
+        },
+    )
     return path
 
 
 def test_a_known_file_brings_its_contract_and_flags_override_it(known_file):
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "weights": str(known_file)},
-                                    "data": {"resize": 120}})
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "weights": str(known_file)}, "data": {"resize": 120}}
+    )
     contract = contract_of(config)
     assert contract.mean == (0.5, 0.5, 0.5) and contract.padding == "tf_same" and contract.resize == 120
     model, origin = resolve_model(config.model)
     assert origin["source"].startswith("weights test_squeeze (sha256 ") and origin["from_flags"] == []
-    explicit = load_config(overrides={"model": {"backbone": "squeezenet", "weights": str(known_file),
-                                                "mean": "0.4,0.4,0.4"}})
+    explicit = load_config(
+        overrides={"model": {"backbone": "squeezenet", "weights": str(known_file), "mean": "0.4,0.4,0.4"}}
+    )
     contract = contract_of(explicit)
     assert contract.mean == (0.4, 0.4, 0.4) and contract.std == (0.5, 0.5, 0.5)
     assert resolve_model(explicit.model)[1]["from_flags"] == ["mean"]
@@ -80,16 +90,22 @@ def test_quantized_files_store_the_contract_and_eval_reads_it(tmp_path, tiny_str
     from edgevpr.quantize.onnx_export import get_metadata
     from edgevpr.quantize.pipeline import quantize_model
 
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "mean": "0.5,0.5,0.5", "std": "0.25,0.25,0.25"},
-                                    "data": {"size": "72,96"}, "quantize": {"precision": "fp32"}})
+    config = load_config(
+        overrides={
+            "model": {"backbone": "squeezenet", "mean": "0.5,0.5,0.5", "std": "0.25,0.25,0.25"},
+            "data": {"size": "72,96"},
+            "quantize": {"precision": "fp32"},
+        }
+    )
     out = tmp_path / "m.onnx"
     quantize_model(config, None, str(out))
     import onnx
 
     stored = get_metadata(onnx.load(str(out)))["contract"]
     assert stored["std"] == [0.25] * 3 and stored["size"] == [72, 96]
-    run = load_config(overrides={"model": {"onnx": str(out)}, "data": {"dataset": str(tiny_street)},
-                                 "eval": {"latency_runs": 20}})
+    run = load_config(
+        overrides={"model": {"onnx": str(out)}, "data": {"dataset": str(tiny_street)}, "eval": {"latency_runs": 20}}
+    )
     before = copy.deepcopy(run)
     result = evaluate(run)
     assert run == before  # resolve, then run: the argument is untouched
@@ -100,8 +116,13 @@ def test_quantized_files_store_the_contract_and_eval_reads_it(tmp_path, tiny_str
 def test_evaluate_leaves_its_config_alone(tiny_street):
     from edgevpr.evaluate.runner import evaluate
 
-    config = load_config(overrides={"model": {"backbone": "squeezenet"}, "data": {"dataset": str(tiny_street)},
-                                    "eval": {"latency_runs": 20}})
+    config = load_config(
+        overrides={
+            "model": {"backbone": "squeezenet"},
+            "data": {"dataset": str(tiny_street)},
+            "eval": {"latency_runs": 20},
+        }
+    )
     before = copy.deepcopy(config)
     result = evaluate(config)
     assert config == before

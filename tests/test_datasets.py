@@ -31,7 +31,9 @@ def test_frame_aligned_sequences(tmp_path):
     for i in range(12):
         write_image(tmp_path / "day" / f"Image{i}.jpg", i)  # natural order: Image2 before Image10
         write_image(tmp_path / "night" / f"Image{i}.jpg", 50 + i)
-    dataset = load_dataset(DataConfig(database=str(tmp_path / "day"), queries=str(tmp_path / "night"), tolerance_frames=2))
+    dataset = load_dataset(
+        DataConfig(database=str(tmp_path / "day"), queries=str(tmp_path / "night"), tolerance_frames=2)
+    )
     assert [p.name for p in dataset.database_paths[:3]] == ["Image0.jpg", "Image1.jpg", "Image2.jpg"]
     assert dataset.positives[0].tolist() == [0, 1, 2]
     assert dataset.positives[5].tolist() == [3, 4, 5, 6, 7]
@@ -130,9 +132,14 @@ def _npz_dataset(tmp_path, **arrays):
 
 
 def test_patchnetvlad_ground_truth_by_distance(tmp_path):
-    config = _npz_dataset(tmp_path, utmQ=np.array([[0.0, 0.0], [100.0, 0.0]]),
-                          utmDb=np.array([[3.0, 4.0], [30.0, 0.0], [95.0, 0.0]]), posDistThr=np.array(25.0),
-                          qImages=np.array(["q/q0.jpg", "q/q1.jpg"]), dbImages=np.array(["d0.jpg", "d1.jpg", "d2.jpg"]))
+    config = _npz_dataset(
+        tmp_path,
+        utmQ=np.array([[0.0, 0.0], [100.0, 0.0]]),
+        utmDb=np.array([[3.0, 4.0], [30.0, 0.0], [95.0, 0.0]]),
+        posDistThr=np.array(25.0),
+        qImages=np.array(["q/q0.jpg", "q/q1.jpg"]),
+        dbImages=np.array(["d0.jpg", "d1.jpg", "d2.jpg"]),
+    )
     dataset = load_dataset(config)
     assert [p.tolist() for p in dataset.positives] == [[0], [2]]  # 5 m and 5 m; 30 m is beyond 25
     assert dataset.positive_rule == "meters<=25,ground_truth=gt.npz"
@@ -145,7 +152,13 @@ def test_patchnetvlad_ground_truth_is_checked(tmp_path):
     with pytest.raises(DatasetError, match="utmDb has 4 rows, the folder has 3 images"):
         load_dataset(_npz_dataset(tmp_path / "b", **base | {"utmDb": np.zeros((4, 2))}))
     with pytest.raises(DatasetError, match=r"qImages\[1\] is other.jpg, the folder's image 1 is q1.jpg"):
-        load_dataset(_npz_dataset(tmp_path / "c", **base, qImages=np.array(["q0.jpg", "other.jpg"]),
-                                  dbImages=np.array(["d0.jpg", "d1.jpg", "d2.jpg"])))
+        load_dataset(
+            _npz_dataset(
+                tmp_path / "c",
+                **base,
+                qImages=np.array(["q0.jpg", "other.jpg"]),
+                dbImages=np.array(["d0.jpg", "d1.jpg", "d2.jpg"]),
+            )
+        )
     with pytest.raises(DatasetError, match="not a Patch-NetVLAD ground-truth .npz"):
         load_dataset(_npz_dataset(tmp_path / "d", **base, names=np.array([{"a": 1}], dtype=object)))

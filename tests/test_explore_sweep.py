@@ -17,15 +17,26 @@ from edgevpr.errors import ConfigError
 from edgevpr.explore.store import Store
 from edgevpr.explore.sweep_file import load_sweep, parse_sweep
 
-TIMING_COLUMNS = {"created_at", "extraction_ms", "matching_ms", "total_ms", "cost_json", "environment_json",
-                  "git_revision", "threads"}
+TIMING_COLUMNS = {
+    "created_at",
+    "extraction_ms",
+    "matching_ms",
+    "total_ms",
+    "cost_json",
+    "environment_json",
+    "git_revision",
+    "threads",
+}
 
 
 def _sweep_file(tmp_path, street, grid=None):
     spec = {
         "name": "tiny",
-        "base": {"model": {"backbone": "squeezenet"}, "data": {"dataset": str(street), "resize": 72},
-                 "eval": {"latency_runs": 20, "threads": 1}},
+        "base": {
+            "model": {"backbone": "squeezenet"},
+            "data": {"dataset": str(street), "resize": 72},
+            "eval": {"latency_runs": 20, "threads": 1},
+        },
         "quantize": {"calib": str(street / "database"), "calib_count": 8},
         "grid": grid or {"aggregator": ["gem", "mac"], "precision": ["fp32", "int8"]},
     }
@@ -40,8 +51,12 @@ def _cli(*args):
 
 def test_sweep_file_grid_and_errors(tmp_path, tiny_street):
     sweep = load_sweep(_sweep_file(tmp_path, tiny_street))
-    assert [c.label for c in sweep.cells] == ["aggregator=gem precision=fp32", "aggregator=gem precision=int8",
-                                             "aggregator=mac precision=fp32", "aggregator=mac precision=int8"]
+    assert [c.label for c in sweep.cells] == [
+        "aggregator=gem precision=fp32",
+        "aggregator=gem precision=int8",
+        "aggregator=mac precision=fp32",
+        "aggregator=mac precision=int8",
+    ]
     assert len({c.key() for c in sweep.cells}) == 4
     assert sweep.cells[1].overrides["model"] == {"backbone": "squeezenet", "aggregator": "gem"}
     with pytest.raises(ConfigError, match="unknown cell key 'colour'"):
@@ -61,8 +76,10 @@ def test_sweep_stores_rows_and_skips_finished_cells(tmp_path, tiny_street):
     assert len(rows) == 4 and {r["precision"] for r in rows} == {"fp32", "int8"}
     assert {r["aggregator"] for r in rows} == {"gem", "mac"}
     int8 = next(r for r in rows if r["precision"] == "int8")
-    assert int8["runtime"] == "onnxruntime" and int8["model_bytes"] < next(
-        r for r in rows if r["precision"] == "fp32")["model_bytes"] / 3
+    assert (
+        int8["runtime"] == "onnxruntime"
+        and int8["model_bytes"] < next(r for r in rows if r["precision"] == "fp32")["model_bytes"] / 3
+    )
     assert json.loads(rows[0]["config_json"])["data"]["dataset"] == str(tiny_street)
     assert json.loads(rows[0]["environment_json"])["cpu"]
     family = json.loads(int8["environment_json"])["int8_kernels"]
@@ -84,12 +101,14 @@ def test_sweep_stores_rows_and_skips_finished_cells(tmp_path, tiny_street):
     store.close()
 
 
+@pytest.mark.slow
 def test_kill_9_mid_sweep_loses_nothing_finished(tmp_path, tiny_street):
     sweep_file = _sweep_file(tmp_path, tiny_street, grid={"aggregator": ["gem", "mac", "spoc"], "dim": [None, 32]})
     store_path = tmp_path / "runs.db"
     command = [sys.executable, "-m", "edgevpr.cli", "sweep", str(sweep_file), "--store", str(store_path)]
-    victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=os.environ | {"TQDM_DISABLE": "1"})
+    victim = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ | {"TQDM_DISABLE": "1"}
+    )
     deadline = time.time() + 240
     finished = []
     while time.time() < deadline and victim.poll() is None:
@@ -114,6 +133,7 @@ def test_kill_9_mid_sweep_loses_nothing_finished(tmp_path, tiny_street):
     assert all(after[key] == row for key, row in before.items())  # finished cells were not recomputed
 
 
+@pytest.mark.slow
 def test_local_ray_gives_the_same_rows(tmp_path, tiny_street):
     pytest.importorskip("ray")
     sweep_file = _sweep_file(tmp_path, tiny_street, grid={"aggregator": ["gem", "mac"], "dim": [None, 32]})

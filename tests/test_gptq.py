@@ -22,13 +22,16 @@ def _same(*args, **kwargs):
     return conv
 
 
-@pytest.mark.parametrize("make", [
-    lambda: torch.nn.Conv2d(6, 4, 3, padding=1),
-    lambda: torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6),  # depthwise
-    lambda: torch.nn.Conv2d(6, 4, 3, padding=2, dilation=2, groups=2),
-    lambda: torch.nn.Conv2d(6, 8, 1),
-    lambda: _same(6, 4, 3, stride=2),  # TensorFlow 'SAME': pads 0 before, 1 after on an even size
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.nn.Conv2d(6, 4, 3, padding=1),
+        lambda: torch.nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6),  # depthwise
+        lambda: torch.nn.Conv2d(6, 4, 3, padding=2, dilation=2, groups=2),
+        lambda: torch.nn.Conv2d(6, 8, 1),
+        lambda: _same(6, 4, 3, stride=2),  # TensorFlow 'SAME': pads 0 before, 1 after on an even size
+    ],
+)
 def test_patches_are_what_the_layer_multiplies(make):
     torch.manual_seed(0)
     conv = make()
@@ -81,8 +84,9 @@ def test_gptq_is_nearest_rounding_when_inputs_are_uncorrelated():
 
 def test_layer_hessians_sum_over_images_and_groups():
     torch.manual_seed(3)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
-                                torch.nn.Conv2d(4, 4, 3, padding=1, groups=4))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3, padding=1, groups=4)
+    )
     images = torch.randn(3, 3, 8, 8)
     hessians = input_hessians(model, {"0": model[0], "2": model[2]}, images)
     assert hessians["0"].shape == (1, 27, 27) and hessians["2"].shape == (4, 9, 9)

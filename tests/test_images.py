@@ -1,4 +1,3 @@
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,8 +57,13 @@ def _bad_files(tmp_path):
 
 @pytest.mark.parametrize(
     "name, reason",
-    [("empty.jpg", "empty file"), ("corrupt.jpg", "not a readable image"), ("truncated.jpg", "truncated"),
-     ("bomb.png", "decompression bomb"), ("missing.jpg", "file not found")],
+    [
+        ("empty.jpg", "empty file"),
+        ("corrupt.jpg", "not a readable image"),
+        ("truncated.jpg", "truncated"),
+        ("bomb.png", "decompression bomb"),
+        ("missing.jpg", "file not found"),
+    ],
 )
 def test_bad_images_name_the_file(tmp_path, name, reason):
     folder = _bad_files(tmp_path)
@@ -81,11 +85,13 @@ def _dataset_with_bad_image(tmp_path):
 
 
 def _config(root, **data):
-    return load_config(overrides={
-        "model": {"backbone": "squeezenet", "aggregator": "gem"},
-        "data": {"dataset": str(root), "size": (48, 64), **data},
-        "eval": {"latency_runs": 20},
-    })
+    return load_config(
+        overrides={
+            "model": {"backbone": "squeezenet", "aggregator": "gem"},
+            "data": {"dataset": str(root), "size": (48, 64), **data},
+            "eval": {"latency_runs": 20},
+        }
+    )
 
 
 def test_bad_image_stops_evaluation_by_default(tmp_path):

@@ -29,13 +29,16 @@ def _stem(model: onnx.ModelProto):
     raise AssertionError("no QLinearConv reads the image")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", int8_layout_params(("u8s8", "u8s7", "s8s8")))
 def test_cpu_int8_stem_widened_to_four_channels_gives_identical_descriptors(tmp_path, monkeypatch, layout):
     """Identical where the layout's sums are exact on this CPU; where u8 x s8 pairs saturate,
     a fourth channel regroups the stem's pairs, so the sums clip elsewhere: close only."""
     for i in range(4):
         write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
-    config = load_config(overrides={"model": {"backbone": "mobilenetv2", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    config = load_config(
+        overrides={"model": {"backbone": "mobilenetv2", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
     options = QuantizeConfig("int8", "cpu", "minmax", str(tmp_path / "calib"), 4, int8_layout=layout)
     quantize_model(config, options, str(tmp_path / "widened.onnx"))
     monkeypatch.setattr(precisions, "widen_input_conv", lambda proto: False)

@@ -33,14 +33,17 @@ AVX2 = CpuKernels("x86_64", ("avx", "avx2", "fma"), "x86-avx2", "test")
 VNNI = CpuKernels("x86_64", ("avx2", "avx512_vnni", "avx512bw", "avx512f"), "x86-avx512-vnni", "test")
 
 
-@pytest.mark.parametrize("arch, flags, family, exact", [
-    ("x86_64", {"avx2", "fma"}, "x86-avx2", False),
-    ("x86_64", {"avx2", "avx512f", "avx512bw"}, "x86-avx512", False),
-    ("x86_64", {"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "x86-avx512-vnni", True),
-    ("x86_64", {"avx2", "avx_vnni"}, "x86-avx-vnni", True),
-    ("aarch64", {"asimd", "asimddp"}, "arm64-dotprod", True),
-    ("aarch64", {"asimd"}, "arm64-neon", True),
-])
+@pytest.mark.parametrize(
+    "arch, flags, family, exact",
+    [
+        ("x86_64", {"avx2", "fma"}, "x86-avx2", False),
+        ("x86_64", {"avx2", "avx512f", "avx512bw"}, "x86-avx512", False),
+        ("x86_64", {"avx2", "avx512f", "avx512bw", "avx512_vnni"}, "x86-avx512-vnni", True),
+        ("x86_64", {"avx2", "avx_vnni"}, "x86-avx-vnni", True),
+        ("aarch64", {"asimd", "asimddp"}, "arm64-dotprod", True),
+        ("aarch64", {"asimd"}, "arm64-neon", True),
+    ],
+)
 def test_kernel_family_from_flags(arch, flags, family, exact):
     kernels = CpuKernels(arch, tuple(sorted(flags)), _family(arch, flags), "test")
     assert kernels.family == family and kernels.u8s8_exact is exact
@@ -52,7 +55,9 @@ def test_this_cpu_is_read_and_recorded():
     assert kernels.family and kernels.source in ("cpuid", "/proc/cpuinfo")
     if kernels.arch == "x86_64":
         assert kernels.family.startswith("x86-")
-        assert ("avx512_vnni" in kernels.flags) <= (kernels.family == "x86-avx512-vnni" or "avx512bw" not in kernels.flags)
+        assert ("avx512_vnni" in kernels.flags) <= (
+            kernels.family == "x86-avx512-vnni" or "avx512bw" not in kernels.flags
+        )
     from edgevpr.evaluate.environment import environment
 
     env = environment()
@@ -71,14 +76,28 @@ def _one_conv(weight_level: int, channels: int = 16) -> bytes:
     """QLinearConv 1x1 over ``channels`` uint8 inputs of 255 with int8 weights all ``weight_level``:
     every pair of products is 2 x 255 x level, which saturates int16 from level 65 on."""
     exact = channels * 255 * weight_level
-    inits = [numpy_helper.from_array(np.array(v, dtype=t), n) for n, v, t in [
-        ("x_scale", 1.0, np.float32), ("x_zero", 0, np.uint8), ("w", np.full((1, channels, 1, 1), weight_level), np.int8),
-        ("w_scale", [1.0], np.float32), ("w_zero", [0], np.int8), ("y_scale", exact / 250.0, np.float32),
-        ("y_zero", 0, np.uint8)]]
-    node = helper.make_node("QLinearConv", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero", "y_scale", "y_zero"],
-                            ["y"])
-    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, channels, 4, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 1, 4, 4])], inits)
+    inits = [
+        numpy_helper.from_array(np.array(v, dtype=t), n)
+        for n, v, t in [
+            ("x_scale", 1.0, np.float32),
+            ("x_zero", 0, np.uint8),
+            ("w", np.full((1, channels, 1, 1), weight_level), np.int8),
+            ("w_scale", [1.0], np.float32),
+            ("w_zero", [0], np.int8),
+            ("y_scale", exact / 250.0, np.float32),
+            ("y_zero", 0, np.uint8),
+        ]
+    ]
+    node = helper.make_node(
+        "QLinearConv", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero", "y_scale", "y_zero"], ["y"]
+    )
+    graph = helper.make_graph(
+        [node],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, channels, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 1, 4, 4])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model.SerializeToString()
@@ -107,10 +126,13 @@ def _calib(tmp_path):
 
 @pytest.mark.parametrize("layout", ["u8s8", "u8s7", "s8s8"])
 def test_each_layout_stores_its_ranges_and_records_itself(tmp_path, layout):
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
     out = tmp_path / f"{layout}.onnx"
-    report = quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4, int8_layout=layout),
-                            str(out))
+    report = quantize_model(
+        config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4, int8_layout=layout), str(out)
+    )
     model = onnx.load(str(out))
     assert report["int8_layout"] == get_metadata(model)["int8_layout"] == layout
     arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
@@ -123,13 +145,20 @@ def test_each_layout_stores_its_ranges_and_records_itself(tmp_path, layout):
 
 
 def test_auto_layout_is_exact_on_the_quantizing_machine(tmp_path, monkeypatch):
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
     monkeypatch.setattr(int8_layout, "cpu_kernels", lambda: AVX2)
-    report = quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4), str(tmp_path / "a.onnx"))
+    report = quantize_model(
+        config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4), str(tmp_path / "a.onnx")
+    )
     assert report["int8_layout"] == "u8s7"
     with pytest.raises(ConfigError, match="int8 layout s8s8 is for --precision int8"):
-        quantize_model(config, QuantizeConfig("mixed", calib=_calib(tmp_path), mixed_config="m.json", int8_layout="s8s8"),
-                       str(tmp_path / "m.onnx"))
+        quantize_model(
+            config,
+            QuantizeConfig("mixed", calib=_calib(tmp_path), mixed_config="m.json", int8_layout="s8s8"),
+            str(tmp_path / "m.onnx"),
+        )
 
 
 def test_a_file_that_saturates_here_warns_in_one_line(tmp_path, monkeypatch, capsys):
@@ -141,7 +170,9 @@ def test_a_file_that_saturates_here_warns_in_one_line(tmp_path, monkeypatch, cap
     assert "\n" not in line and line.startswith("warning: m.onnx") and "x86-avx2" in line and "u8s7" in line
     assert "--target cpu" in saturation_warning("t.onnx", {"precision": "int8", "target": "tensorrt"}, AVX2)
 
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
     out = tmp_path / "u8s8.onnx"
     quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", _calib(tmp_path), 4, int8_layout="u8s8"), str(out))
     capsys.readouterr()
@@ -160,14 +191,34 @@ def test_an_int8_result_names_its_layout_and_kernels(tmp_path, tiny_street):
 
     path = tmp_path / "m.onnx"
     runner = CliRunner()
-    result = runner.invoke(main, ["quantize", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96",
-                                  "--precision", "int8", "--calib", str(tiny_street / "database"), "--calib-count", "4",
-                                  "--int8-layout", "u8s7", "--out", str(path)])
+    result = runner.invoke(
+        main,
+        [
+            "quantize",
+            "--backbone",
+            "squeezenet",
+            "--aggregator",
+            "gem",
+            "--size",
+            "72x96",
+            "--precision",
+            "int8",
+            "--calib",
+            str(tiny_street / "database"),
+            "--calib-count",
+            "4",
+            "--int8-layout",
+            "u8s7",
+            "--out",
+            str(path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "int8 layout u8s7" in result.output
     out = tmp_path / "r.json"
-    result = runner.invoke(main, ["eval", "--onnx", str(path), "--dataset", str(tiny_street), "--latency-runs", "20",
-                                  "--out", str(out)])
+    result = runner.invoke(
+        main, ["eval", "--onnx", str(path), "--dataset", str(tiny_street), "--latency-runs", "20", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
     family = cpu_kernels().family

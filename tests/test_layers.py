@@ -83,8 +83,12 @@ def _cycles(graph: dict[str, dict[str, set[str]]]) -> list[list[str]]:
 def test_packages_form_no_cycle():
     graph = package_graph()
     cycles = _cycles(graph)
-    detail = [" <-> ".join(c) + ": " + "; ".join(f"{a}->{b} in {sorted(graph[a][b])[:3]}" for a in c for b in c
-                                                 if b in graph.get(a, {})) for c in cycles]
+    detail = [
+        " <-> ".join(c)
+        + ": "
+        + "; ".join(f"{a}->{b} in {sorted(graph[a][b])[:3]}" for a in c for b in c if b in graph.get(a, {}))
+        for c in cycles
+    ]
     assert not cycles, "\n".join(detail)
 
 

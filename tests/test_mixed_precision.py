@@ -106,9 +106,12 @@ def test_fill_spends_unused_bits_within_the_budget(weighting):
         assert all(BITS[a] >= BITS[b] for a, b in zip(filled, candidate))  # it only raises
         for i, precision in enumerate(filled):  # nothing useful is left to raise
             if precision != "fp16":
-                raised = filled[:i] + [PRECISIONS[PRECISIONS.index(precision) + 1]] + filled[i + 1:]
-                assert not problem.feasible(raised) or problem.sensitivity[precision][i] <= (
-                    problem.sensitivity.get(raised[i], [0.0] * problem.size)[i])
+                raised = filled[:i] + [PRECISIONS[PRECISIONS.index(precision) + 1]] + filled[i + 1 :]
+                assert (
+                    not problem.feasible(raised)
+                    or problem.sensitivity[precision][i]
+                    <= (problem.sensitivity.get(raised[i], [0.0] * problem.size)[i])
+                )
     assert problem.average_bits(problem.fill(["int4"] * problem.size)) > 6.0
 
 
@@ -166,6 +169,7 @@ def _cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_street):
     import onnx
 
@@ -178,8 +182,10 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     model = {"backbone": "squeezenet", "aggregator": "gem"}
     calib = str(tiny_street / "database")
     config = load_config(overrides={"model": model, "data": {"size": (72, 96)}, "eval": {"threads": 1}})
-    simulator, _ = build_simulator(config, MixedOptions(SearchSettings(8.0), calib=calib, calib_count=12,
-                                                        bias_correction=True, int4_rounding="gptq"))
+    simulator, _ = build_simulator(
+        config,
+        MixedOptions(SearchSettings(8.0), calib=calib, calib_count=12, bias_correction=True, int4_rounding="gptq"),
+    )
     images = simulator.images.numpy()
 
     int8_file = tmp_path / "int8.onnx"
@@ -194,9 +200,34 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
     assert cosine_sim_fp32.mean() > 0.99
 
     out = tmp_path / "mixed.json"
-    result = _cli("search-precision", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96",
-                  "--budget", 6, "--calib", calib, "--calib-count", 12, "--population", 6, "--sample", 3,
-                  "--steps", 10, "--bias-correction", "--int4-rounding", "gptq", "--threads", 1, "--out", out)
+    result = _cli(
+        "search-precision",
+        "--backbone",
+        "squeezenet",
+        "--aggregator",
+        "gem",
+        "--size",
+        "72x96",
+        "--budget",
+        6,
+        "--calib",
+        calib,
+        "--calib-count",
+        12,
+        "--population",
+        6,
+        "--sample",
+        3,
+        "--steps",
+        10,
+        "--bias-correction",
+        "--int4-rounding",
+        "gptq",
+        "--threads",
+        1,
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     found = json.loads(out.read_text())
     assert found["average_bits"] <= 6 and len(found["layers"]) == len(simulator.layers)
@@ -205,9 +236,27 @@ def test_simulated_int8_matches_deployed_int8_and_mixed_deploys(tmp_path, tiny_s
         assert (tmp_path / f"mixed{suffix}").is_file()
 
     mixed_file = tmp_path / "mixed.onnx"
-    result = _cli("quantize", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96",
-                  "--precision", "mixed", "--mixed-config", out, "--calib", calib, "--calib-count", 12,
-                  "--threads", 1, "--out", mixed_file)
+    result = _cli(
+        "quantize",
+        "--backbone",
+        "squeezenet",
+        "--aggregator",
+        "gem",
+        "--size",
+        "72x96",
+        "--precision",
+        "mixed",
+        "--mixed-config",
+        out,
+        "--calib",
+        calib,
+        "--calib-count",
+        12,
+        "--threads",
+        1,
+        "--out",
+        mixed_file,
+    )
     assert result.exit_code == 0, result.output
     mixed_descriptors = OnnxModel(str(mixed_file), threads=1)(images)
     int4_layers = sum(layer["precision"] == "int4" for layer in found["layers"])
@@ -260,14 +309,19 @@ def _deployed_residual(tmp_path, precisions, gptq=False, layout="u8s7"):
         model.expand.bias -= 1.0  # a long negative tail that the ReLU6 removes
     images = torch.randn(24, 3, 32, 32)
     proto = export_onnx(model, images[:1], {})
-    stats = calibration.collect(proto, lambda: (images[i:i + 1].numpy() for i in range(len(images))))
+    stats = calibration.collect(proto, lambda: (images[i : i + 1].numpy() for i in range(len(images))))
     ranges = calibration.ranges(stats, "minmax", symmetric=False)
     layers = searchable_layers(model, images[:1])
     nodes = node_of_layer(proto, layers)
     points = int8_tensors(proto, nodes)
     assert points["expand"][2] is not None and points["stem"][2] is None  # the ReLU6 is fused into expand
-    int4 = gptq_int4_layers(model, {layer.name: layer.module for layer, p in zip(layers, precisions) if p == "int4"},
-                            images) if gptq else None
+    int4 = (
+        gptq_int4_layers(
+            model, {layer.name: layer.module for layer, p in zip(layers, precisions) if p == "int4"}, images
+        )
+        if gptq
+        else None
+    )
     weight_max = LAYOUTS[layout].weight_max
     simulator = Simulator(model, layers, quantized_graph(proto, nodes, ranges, weight_max), images, int4=int4)
     mixed = {"layers": [{"name": layer.name, "precision": p} for layer, p in zip(layers, precisions)], "path": "test"}
@@ -308,8 +362,11 @@ def _stored_int4(proto) -> list[np.ndarray]:
     import onnx
 
     stored = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
-    return [stored[node.input[0]].astype(np.float32) * stored[node.input[1]].reshape(-1, 1, 1, 1)
-            for node in proto.graph.node if node.op_type == "DequantizeLinear" and node.input[0].endswith("_int4")]
+    return [
+        stored[node.input[0]].astype(np.float32) * stored[node.input[1]].reshape(-1, 1, 1, 1)
+        for node in proto.graph.node
+        if node.op_type == "DequantizeLinear" and node.input[0].endswith("_int4")
+    ]
 
 
 @pytest.mark.parametrize("layout", int8_layout_params())
@@ -376,12 +433,21 @@ def test_quantized_addition_rounds_as_qlinear_add():
         pytest.skip("the fused multiply-add order is that of MLAS's x86 build")
     grids = [(0.1776590645313263, 128.0), (0.11578511446714401, 128.0), (0.17676907777786255, 128.0)]
     names = ["a_scale", "a_zero", "b_scale", "b_zero", "c_scale", "c_zero"]
-    constants = [numpy_helper.from_array(np.array(v, dtype=np.float32 if k.endswith("scale") else np.uint8), k)
-                 for k, v in zip(names, [x for grid in grids for x in grid])]
+    constants = [
+        numpy_helper.from_array(np.array(v, dtype=np.float32 if k.endswith("scale") else np.uint8), k)
+        for k, v in zip(names, [x for grid in grids for x in grid])
+    ]
     node = helper.make_node("QLinearAdd", ["a", *names[:2], "b", *names[2:]], ["c"], domain="com.microsoft")
-    graph = helper.make_graph([node], "add", [helper.make_tensor_value_info(n, TensorProto.UINT8, [256, 256]) for n in "ab"],
-                              [helper.make_tensor_value_info("c", TensorProto.UINT8, [256, 256])], constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    graph = helper.make_graph(
+        [node],
+        "add",
+        [helper.make_tensor_value_info(n, TensorProto.UINT8, [256, 256]) for n in "ab"],
+        [helper.make_tensor_value_info("c", TensorProto.UINT8, [256, 256])],
+        constants,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
+    )
     model.ir_version = 8
     a, b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -393,5 +459,7 @@ def test_quantized_addition_rounds_as_qlinear_add():
     (s_a, _), (s_b, _), (s_c, z_c) = grids
     ours = qlinear_add(dequantized(a, grids[0]), grids[0], dequantized(b, grids[1]), grids[1], grids[2])
     np.testing.assert_array_equal(torch.round(ours / np.float32(s_c)).numpy() + z_c, expected)
-    unfused = torch.clamp(torch.round((dequantized(a, grids[0]) + dequantized(b, grids[1])) / np.float32(s_c)) + z_c, 0, 255)
+    unfused = torch.clamp(
+        torch.round((dequantized(a, grids[0]) + dequantized(b, grids[1])) / np.float32(s_c)) + z_c, 0, 255
+    )
     assert (unfused.numpy() != expected).sum() > 0

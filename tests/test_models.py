@@ -45,7 +45,7 @@ def test_pooling_formulas():
 def test_rmac_regions_and_value():
     regions = rmac_regions(30, 40, levels=3)
     assert regions[0] == (0, 0, 30, 40)
-    assert all(t >= 0 and l >= 0 and t + h <= 30 and l + w <= 40 for t, l, h, w in regions)
+    assert all(top >= 0 and left >= 0 and top + h <= 30 and left + w <= 40 for top, left, h, w in regions)
     assert {h for _, _, h, _ in regions[1:]} == {30, 20, 15}  # 2 * min / (l + 1)
     single = torch.zeros(1, 2, 4, 4)
     single[0, 0, 1, 1] = 1.0
@@ -73,8 +73,17 @@ def test_unknown_component_lists_the_choices():
         build_model(ModelConfig(aggregator="avgpoool"))
 
 
-@pytest.mark.parametrize("name, channels", [("resnet18_conv4", 256), ("resnet18_conv5", 512), ("resnet50_conv4", 1024),
-                                            ("vgg16", 512), ("efficientnet_b0", 1280), ("efficientnet_lite0", 1280)])
+@pytest.mark.parametrize(
+    "name, channels",
+    [
+        ("resnet18_conv4", 256),
+        ("resnet18_conv5", 512),
+        ("resnet50_conv4", 1024),
+        ("vgg16", 512),
+        ("efficientnet_b0", 1280),
+        ("efficientnet_lite0", 1280),
+    ],
+)
 def test_backbones_report_their_channels(name, channels):
     backbone = BACKBONES.get(name)(ModelConfig(backbone=name)).eval()
     with torch.no_grad():

@@ -34,7 +34,9 @@ def _randomise_bn(model):
             module.bias.data.copy_(torch.randn(module.num_features, generator=generator) * 0.1)
 
 
-@pytest.mark.parametrize("backbone, expected", [("resnet18_conv4", 15), ("efficientnet_lite0", 49), ("mobilenetv2", 52)])
+@pytest.mark.parametrize(
+    "backbone, expected", [("resnet18_conv4", 15), ("efficientnet_lite0", 49), ("mobilenetv2", 52)]
+)
 def test_bn_folding_is_numerically_equivalent(backbone, expected):
     model = build_model(ModelConfig(backbone=backbone, aggregator="gem"))
     _randomise_bn(model)
@@ -57,7 +59,9 @@ def test_ort_fp32_reproduces_torch_at_any_size(backbone, same):
     meta = get_metadata(proto)
     assert meta["note"] == "test" and meta["dynamic_size"] is True and meta["export_size"] == [96, 128]
     assert "Pad" not in {node.op_type for node in proto.graph.node}
-    same_upper = [n for n in proto.graph.node if any(a.name == "auto_pad" and a.s == b"SAME_UPPER" for a in n.attribute)]
+    same_upper = [
+        n for n in proto.graph.node if any(a.name == "auto_pad" and a.s == b"SAME_UPPER" for a in n.attribute)
+    ]
     assert len(same_upper) == 5  # the five stride-2 convolutions of both backbones
     for shape in ((2, 3, 96, 128), (1, 3, 129, 175)):
         x = torch.rand(*shape)
@@ -91,13 +95,25 @@ def test_calibration_methods_differ_and_entropy_clips_outliers():
     assert calibration.ranges(stats, "minmax", symmetric=True)["t"] == (-40.0, 40.0)
 
 
-def _quantize(tmp_path, precision, target="cpu", calib=None, size=(64, 96), backbone="mobilenetv2", name=None,
-              calibration="minmax", int8_layout="auto", **model):
-    config = load_config(overrides={"model": {"backbone": backbone, "aggregator": "gem"} | model,
-                                    "data": {"size": size} if size else {}})
+def _quantize(
+    tmp_path,
+    precision,
+    target="cpu",
+    calib=None,
+    size=(64, 96),
+    backbone="mobilenetv2",
+    name=None,
+    calibration="minmax",
+    int8_layout="auto",
+    **model,
+):
+    config = load_config(
+        overrides={"model": {"backbone": backbone, "aggregator": "gem"} | model, "data": {"size": size} if size else {}}
+    )
     out = tmp_path / (name or f"{precision}-{target}.onnx")
-    options = QuantizeConfig(precision=precision, target=target, calibration=calibration, calib=calib, calib_count=6,
-                              int8_layout=int8_layout)
+    options = QuantizeConfig(
+        precision=precision, target=target, calibration=calibration, calib=calib, calib_count=6, int8_layout=int8_layout
+    )
     return quantize_model(config, options, str(out)), out
 
 
@@ -117,13 +133,17 @@ def test_int8_targets_have_per_tensor_activation_scales(tmp_path, calib_folder):
     for node in convs:
         assert initializers[node.input[1]].size == 1  # input activation scale: one per tensor
         assert initializers[node.input[2]].dtype == np.uint8  # uint8 activations
-        assert initializers[node.input[3]].dtype == np.int8 and initializers[node.input[4]].size > 1  # per-channel int8 weights
+        assert (
+            initializers[node.input[3]].dtype == np.int8 and initializers[node.input[4]].size > 1
+        )  # per-channel int8 weights
     _, trt = _quantize(tmp_path, "int8", "tensorrt", calib_folder)
     model = onnx.load(str(trt))
     initializers = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
     quantizers = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert quantizers and all(initializers[n.input[1]].size == 1 for n in quantizers)
-    assert all(initializers[n.input[2]].dtype == np.int8 and initializers[n.input[2]] == 0 for n in quantizers)  # symmetric
+    assert all(
+        initializers[n.input[2]].dtype == np.int8 and initializers[n.input[2]] == 0 for n in quantizers
+    )  # symmetric
     assert OnnxModel(trt)(np.random.rand(1, 3, 64, 96).astype(np.float32)).shape == (1, 1280)
 
 
@@ -138,7 +158,9 @@ def test_int4_file_is_smaller_than_int8_and_runs(tmp_path, calib_folder):
 
 
 def test_keep_float_leaves_the_most_sensitive_layers_in_float(tmp_path, calib_folder):
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
     out = tmp_path / "kept.onnx"
     report = quantize_model(config, QuantizeConfig("int8", "cpu", "minmax", calib_folder, 6, keep_float=3), str(out))
     model = onnx.load(str(out))
@@ -159,15 +181,21 @@ def test_int8_descriptors_stay_close_to_fp32_on_real_images(tmp_path, layout):
     """u8s8 and u8s7 on every CPU whose kernels sum them exactly; where u8s8 saturates (AVX2,
     lowest cosine 0.948 measured), only u8s7 is held to 0.95."""
     weights = dict(weights=str(MOBILENET_TFLITE))  # the known file brings TF-SAME padding and mean = std = 0.5
-    _, path = _quantize(tmp_path, "int8", "cpu", str(GARDENS_POINT / "day_left"), size=(180, 320), int8_layout=layout,
-                        **weights)
+    _, path = _quantize(
+        tmp_path, "int8", "cpu", str(GARDENS_POINT / "day_left"), size=(180, 320), int8_layout=layout, **weights
+    )
     fp32 = build_model(ModelConfig(backbone="mobilenetv2", aggregator="gem", **weights))
     from edgevpr.data.images import load_rgb
     from edgevpr.models.resolve import contract_of
 
     preprocess = contract_of(load_config(overrides={"model": weights, "data": {"size": (180, 320)}}))
-    images = torch.stack([preprocess(load_rgb(GARDENS_POINT / folder / f"Image{i:03d}.jpg"))
-                          for folder in ("day_right", "night_right") for i in (10, 90, 170)])
+    images = torch.stack(
+        [
+            preprocess(load_rgb(GARDENS_POINT / folder / f"Image{i:03d}.jpg"))
+            for folder in ("day_right", "night_right")
+            for i in (10, 90, 170)
+        ]
+    )
     with torch.no_grad():
         reference = fp32(images).numpy()
     quantized = OnnxModel(path)(images)
@@ -218,9 +246,24 @@ def test_eval_runs_a_qdq_file_unfused_and_names_that_runtime(tmp_path, tiny_stre
     results = {}
     for level in ("all", "none"):
         out, descriptors = tmp_path / f"{level}.json", tmp_path / level
-        result = CliRunner().invoke(main, ["eval", "--onnx", str(path), "--dataset", str(tiny_street), "--ort-optimization",
-                                           level, "--latency-runs", "20", "--out", str(out), "--save-descriptors",
-                                           str(descriptors)])
+        result = CliRunner().invoke(
+            main,
+            [
+                "eval",
+                "--onnx",
+                str(path),
+                "--dataset",
+                str(tiny_street),
+                "--ort-optimization",
+                level,
+                "--latency-runs",
+                "20",
+                "--out",
+                str(out),
+                "--save-descriptors",
+                str(descriptors),
+            ],
+        )
         assert result.exit_code == 0, result.output
         results[level] = (json.loads(out.read_text())["protocol"], np.load(descriptors / "queries.npy"))
     assert results["all"][0]["runtime"] == "onnxruntime" and results["none"][0]["runtime"] == "onnxruntime-none"
@@ -235,14 +278,18 @@ def test_int4_gptq_levels_keep_the_calibration_descriptors_closer_than_nearest(t
     from edgevpr.models.resolve import contract_of
     from edgevpr.quantize.calibration_images import CalibrationImages
 
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}})
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
     images = np.concatenate(list(CalibrationImages(calib_folder, 6, contract_of(config), config.data.max_pixels)()))
     outputs, levels = {}, {}
     for precision, rounding in (("fp32", "nearest"), ("int4", "nearest"), ("int4", "gptq")):
         out = tmp_path / f"{precision}-{rounding}.onnx"
-        quantize_model(load_config(overrides=config.to_dict()),
-                       QuantizeConfig(precision, calib=calib_folder, calib_count=6, bias_correction=False,
-                                       int4_rounding=rounding), str(out))
+        quantize_model(
+            load_config(overrides=config.to_dict()),
+            QuantizeConfig(precision, calib=calib_folder, calib_count=6, bias_correction=False, int4_rounding=rounding),
+            str(out),
+        )
         model = onnx.load(str(out))
         if precision == "int4":
             assert get_metadata(model)["int4_rounding"] == rounding

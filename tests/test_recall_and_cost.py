@@ -30,7 +30,9 @@ def test_exact_search_finds_known_neighbours():
 
 
 def test_cost_block_measures_what_it_says():
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 10)
+    )
     assert count_params(model) == 3 * 8 * 9 + 8 * 36 * 10 + 10
     # conv: 2 * (8*6*6 outputs) * (3*3*3 MACs); linear: 2 * 288 * 10.
     assert count_flops(model, (1, 3, 8, 8)) == 2 * 8 * 36 * 27 + 2 * 288 * 10
@@ -43,11 +45,20 @@ def test_cost_block_measures_what_it_says():
     matching = time_matching(build_index(database), database[:3], k=5)
     assert matching["runs"] == 20 and matching["median_ms"] > 0
 
-    block = cost_block(params=1, flops=2, model_bytes=3, extraction=timing, matching=matching,
-                       database_size=database_bytes(10, 10))
+    block = cost_block(
+        params=1, flops=2, model_bytes=3, extraction=timing, matching=matching, database_size=database_bytes(10, 10)
+    )
     assert block["database_bytes"] == 400
     assert block["total_ms"] == pytest.approx(block["extraction_ms"] + block["matching_ms"])
-    assert set(block) >= {"params", "flops", "model_bytes", "extraction_ms", "matching_ms", "database_bytes", "total_ms"}
+    assert set(block) >= {
+        "params",
+        "flops",
+        "model_bytes",
+        "extraction_ms",
+        "matching_ms",
+        "database_bytes",
+        "total_ms",
+    }
 
 
 class _Attention(torch.nn.Module):

@@ -15,8 +15,12 @@ RECIPE_FILES = sorted(RECIPES.glob("*.yaml"))
 
 
 def test_every_reference_recipe_is_there():
-    assert {p.stem for p in RECIPE_FILES} >= {"mobilenetv2_gem", "efficientnet_lite0_gem", "ghost_dil_netvlad",
-                                              "repvgg_lite_netvlad"}
+    assert {p.stem for p in RECIPE_FILES} >= {
+        "mobilenetv2_gem",
+        "efficientnet_lite0_gem",
+        "ghost_dil_netvlad",
+        "repvgg_lite_netvlad",
+    }
 
 
 @pytest.mark.parametrize("recipe", RECIPE_FILES, ids=lambda p: p.stem)

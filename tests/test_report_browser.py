@@ -19,11 +19,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_report_renders_and_sorts_in_chromium(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     store = Store(tmp_path / "runs.db")
-    for i, (backbone, recall, mb, ms, precision) in enumerate([
-        ("mobilenetv2", 52.0, 8.9, 60.0, "fp32"), ("mobilenetv2", 51.5, 2.4, 15.0, "int8"),
-        ("efficientnet_lite0", 48.0, 13.4, 70.0, "fp32"), ("squeezenet", 30.0, 2.9, 20.0, "fp32"),
-        ("resnet18_conv4", 45.0, 11.0, 90.0, "int4"),
-    ]):
+    for i, (backbone, recall, mb, ms, precision) in enumerate(
+        [
+            ("mobilenetv2", 52.0, 8.9, 60.0, "fp32"),
+            ("mobilenetv2", 51.5, 2.4, 15.0, "int8"),
+            ("efficientnet_lite0", 48.0, 13.4, 70.0, "fp32"),
+            ("squeezenet", 30.0, 2.9, 20.0, "fp32"),
+            ("resnet18_conv4", 45.0, 11.0, 90.0, "int4"),
+        ]
+    ):
         store.add(_row(str(i), backbone, recall, mb, ms, precision=precision, dim=256 * (i + 1)))
     page_file = write_report(store, tmp_path / "report.html", map_size=50_000)
     store.close()

@@ -105,14 +105,39 @@ def test_cli_build_and_search(tmp_path, vectors):
     positives = {"positives": [[i] for i in range(40)]}
     save_descriptor_set(tmp_path / "d", database, queries, "ip", positives)
     runner = CliRunner()
-    built = runner.invoke(main, ["index", "build", "--descriptors", str(tmp_path / "d"), "--index", "IVF16,PQ8,Rerank30",
-                                 "--out", str(tmp_path / "m.faiss")])
+    built = runner.invoke(
+        main,
+        [
+            "index",
+            "build",
+            "--descriptors",
+            str(tmp_path / "d"),
+            "--index",
+            "IVF16,PQ8,Rerank30",
+            "--out",
+            str(tmp_path / "m.faiss"),
+        ],
+    )
     assert built.exit_code == 0, built.output
-    found = runner.invoke(main, ["index", "search", "--index", str(tmp_path / "m.faiss"), "--descriptors",
-                                 str(tmp_path / "d"), "--k", "5", "--out", str(tmp_path / "p.npy")])
+    found = runner.invoke(
+        main,
+        [
+            "index",
+            "search",
+            "--index",
+            str(tmp_path / "m.faiss"),
+            "--descriptors",
+            str(tmp_path / "d"),
+            "--k",
+            "5",
+            "--out",
+            str(tmp_path / "p.npy"),
+        ],
+    )
     assert found.exit_code == 0, found.output
     assert '"1": 100.0' in found.output and np.load(tmp_path / "p.npy").shape == (40, 5)
     save_descriptor_set(tmp_path / "other", database[:, :16].copy(), queries[:, :16].copy())
-    wrong = runner.invoke(main, ["index", "search", "--index", str(tmp_path / "m.faiss"), "--descriptors",
-                                 str(tmp_path / "other")])
+    wrong = runner.invoke(
+        main, ["index", "search", "--index", str(tmp_path / "m.faiss"), "--descriptors", str(tmp_path / "other")]
+    )
     assert wrong.exit_code == 1 and "index has dimension 32, descriptors have 16" in wrong.output

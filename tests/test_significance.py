@@ -49,10 +49,17 @@ def test_rejects_unpaired_inputs():
 def test_compare_precisions_table_shows_the_paired_change():
     from edgevpr.evaluate.precisions import format_rows
 
-    row = {"precision": "int8", "target": "cpu", "calibration": "percentile", "runtime": "onnxruntime",
-           "recall": {"1": 51.5, "5": 83.5, "10": 92.0}, "model_bytes": 2_436_694, "extraction_ms": 7.7,
-           "mean_cosine_to_fp32": 0.9926,
-           "r1_vs_fp32": paired_recall_difference(np.array([0, 0, 1, -1]), np.array([0, 1, 0, 0]))}
+    row = {
+        "precision": "int8",
+        "target": "cpu",
+        "calibration": "percentile",
+        "runtime": "onnxruntime",
+        "recall": {"1": 51.5, "5": 83.5, "10": 92.0},
+        "model_bytes": 2_436_694,
+        "extraction_ms": 7.7,
+        "mean_cosine_to_fp32": 0.9926,
+        "r1_vs_fp32": paired_recall_difference(np.array([0, 0, 1, -1]), np.array([0, 1, 0, 0])),
+    }
     reference = row | {"precision": "fp32", "target": None, "calibration": None, "runtime": "pytorch"}
     del reference["r1_vs_fp32"]
     lines = format_rows([reference, row]).splitlines()

@@ -16,7 +16,9 @@ def test_generator_is_deterministic_and_in_folder_format(tmp_path, tiny_street):
     spec = SyntheticSpec(num_places=30, query_every=3, width=96, height=72, step_px=24)
     again = generate_synthetic(tmp_path / "again", spec)
     assert _digest(again) == _digest(tiny_street)
-    other = generate_synthetic(tmp_path / "other", SyntheticSpec(seed=1, num_places=30, width=96, height=72, step_px=24))
+    other = generate_synthetic(
+        tmp_path / "other", SyntheticSpec(seed=1, num_places=30, width=96, height=72, step_px=24)
+    )
     assert _digest(other) != _digest(tiny_street)
 
     dataset = load_dataset(DataConfig(dataset=str(tiny_street)))

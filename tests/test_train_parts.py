@@ -122,8 +122,15 @@ def test_frame_aligned_triplet_set_with_two_query_folders(tmp_path):
     for folder in ("db", "qa", "qb"):
         for i in range(30):
             write_image(tmp_path / folder / f"Image{i:03d}.jpg", seed=i)
-    data = load_triplet_set(TrainConfig(database=str(tmp_path / "db"), queries=(str(tmp_path / "qa"), str(tmp_path / "qb")),
-                                        tolerance_frames=2, negative_frames=5, frames=(0, 19)))
+    data = load_triplet_set(
+        TrainConfig(
+            database=str(tmp_path / "db"),
+            queries=(str(tmp_path / "qa"), str(tmp_path / "qb")),
+            tolerance_frames=2,
+            negative_frames=5,
+            frames=(0, 19),
+        )
+    )
     assert len(data.database_paths) == 20 and len(data.query_paths) == 40
     assert list(data.positives[22]) == [0, 1, 2, 3, 4] and list(data.non_negatives[22]) == list(range(0, 8))
     with pytest.raises(ConfigError, match="no training data"):
@@ -185,6 +192,7 @@ def _any_process_worker(rank, port, results):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_time_limit_is_decided_by_all_processes_together():
     """One process past the deadline stops all of them (else the others wait in DDP's all-reduce)."""
     import socket

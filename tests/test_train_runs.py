@@ -16,9 +16,27 @@ from click.testing import CliRunner
 from edgevpr.cli import main
 from tests.conftest import write_image
 
-SMALL = ["--backbone", "resnet18_conv4", "--aggregator", "gem", "--size", "72x96", "--threads", "1",
-         "--queries-per-epoch", "16", "--refresh-every", "8", "--negatives", "4", "--cache-database", "10",
-         "--batch-triplets", "4", "--frozen-bn"]
+SMALL = [
+    "--backbone",
+    "resnet18_conv4",
+    "--aggregator",
+    "gem",
+    "--size",
+    "72x96",
+    "--threads",
+    "1",
+    "--queries-per-epoch",
+    "16",
+    "--refresh-every",
+    "8",
+    "--negatives",
+    "4",
+    "--cache-database",
+    "10",
+    "--batch-triplets",
+    "4",
+    "--frozen-bn",
+]
 
 
 def _cli(*args):
@@ -30,35 +48,87 @@ def _comparable(metrics):
 
 
 def _process(*args):
-    return subprocess.Popen([sys.executable, "-m", "edgevpr.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=os.environ | {"TQDM_DISABLE": "1"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgevpr.cli", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"TQDM_DISABLE": "1"},
+    )
 
 
+@pytest.mark.slow
 def test_train_writes_run_folder_and_checkpoint_evaluates_the_same(tmp_path, training_street):
     run = tmp_path / "run"
-    result = _cli("train", *SMALL, "--train-dataset", training_street, "--dataset", training_street, "--epochs", 2,
-                  "--miner", "full", "--flip", "--brightness", 0.2, "--crop-scale", 0.7, "--run-dir", run)
+    result = _cli(
+        "train",
+        *SMALL,
+        "--train-dataset",
+        training_street,
+        "--dataset",
+        training_street,
+        "--epochs",
+        2,
+        "--miner",
+        "full",
+        "--flip",
+        "--brightness",
+        0.2,
+        "--crop-scale",
+        0.7,
+        "--run-dir",
+        run,
+    )
     assert result.exit_code == 0, result.output
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "train.log", "metrics.json", "last.pt", "best.pt",
-                                               "test_results.json"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "train.log",
+        "metrics.json",
+        "last.pt",
+        "best.pt",
+        "test_results.json",
+    }
     metrics = json.loads((run / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["history"]] == [1, 2] and metrics["finished"] == "all epochs"
     assert metrics["history"][0]["cache"]["images"] == 2 * (24 + 8)  # full mining: the database and the queries
-    assert metrics["initial_val_recall"] is not None and str(training_street / "val") in (run / "config.yaml").read_text()
+    assert (
+        metrics["initial_val_recall"] is not None and str(training_street / "val") in (run / "config.yaml").read_text()
+    )
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["train"]["miner"] == "full" and saved["train"]["flip"] is True and saved["model"]["backbone"] == "resnet18_conv4"
+    assert (
+        saved["train"]["miner"] == "full"
+        and saved["train"]["flip"] is True
+        and saved["model"]["backbone"] == "resnet18_conv4"
+    )
 
     out = tmp_path / "eval.json"
-    result = _cli("eval", "--checkpoint", run / "best.pt", "--dataset", training_street, "--out", out, "--latency-runs", 20)
+    result = _cli(
+        "eval", "--checkpoint", run / "best.pt", "--dataset", training_street, "--out", out, "--latency-runs", 20
+    )
     assert result.exit_code == 0, result.output
     evaluated = json.loads(out.read_text())
     assert evaluated["recall"] == metrics["test"]["recall"]
     assert evaluated["model"]["backbone"] == "resnet18_conv4" and evaluated["protocol"]["resize"] == "size=72x96"
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path, training_street):
-    common = [*SMALL, "--train-dataset", training_street, "--epochs", 3, "--queries-per-epoch", 48, "--crop-scale", 0.6,
-              "--flip", "--contrast", 0.3, "--miner", "partial"]
+    common = [
+        *SMALL,
+        "--train-dataset",
+        training_street,
+        "--epochs",
+        3,
+        "--queries-per-epoch",
+        48,
+        "--crop-scale",
+        0.6,
+        "--flip",
+        "--contrast",
+        0.3,
+        "--miner",
+        "partial",
+    ]
     straight = _process("train", *common, "--run-dir", tmp_path / "straight")
     assert straight.wait(timeout=300) == 0, straight.stdout.read()
 
@@ -84,6 +154,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path, training_st
     assert _comparable(json.loads((killed_dir / "metrics.json").read_text())) == _comparable(expected)
 
 
+@pytest.mark.slow
 def test_two_processes_through_torchrun_match_one(tmp_path, training_street):
     common = [*SMALL, "--train-dataset", training_street, "--epochs", 1]
     single = _cli("train", *common, "--run-dir", tmp_path / "one")
@@ -103,10 +174,33 @@ def test_place_grouped_batches_with_a_metric_learning_loss(tmp_path):
     for place in range(6):
         for k in range(3):
             write_image(tmp_path / "places" / f"p{place}" / f"{k}.jpg", seed=place, size=(48, 36))
-    result = _cli("train", "--backbone", "resnet18_conv4", "--aggregator", "netvlad", "--clusters", 4, "--threads", 1,
-                  "--train-places", tmp_path / "places", "--loss", "MultiSimilarityLoss", "--miner", "MultiSimilarityMiner",
-                  "--places-per-batch", 3, "--images-per-place", 2, "--queries-per-epoch", 12, "--epochs", 2,
-                  "--run-dir", tmp_path / "run")
+    result = _cli(
+        "train",
+        "--backbone",
+        "resnet18_conv4",
+        "--aggregator",
+        "netvlad",
+        "--clusters",
+        4,
+        "--threads",
+        1,
+        "--train-places",
+        tmp_path / "places",
+        "--loss",
+        "MultiSimilarityLoss",
+        "--miner",
+        "MultiSimilarityMiner",
+        "--places-per-batch",
+        3,
+        "--images-per-place",
+        2,
+        "--queries-per-epoch",
+        12,
+        "--epochs",
+        2,
+        "--run-dir",
+        tmp_path / "run",
+    )
     assert result.exit_code == 0, result.output
     history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
     assert [e["batches"] for e in history] == [2, 2] and all(e["val_recall"] is None for e in history)
@@ -116,13 +210,25 @@ def test_place_grouped_batches_with_a_metric_learning_loss(tmp_path):
 
 def test_yaml_config_with_flag_overrides(tmp_path, training_street):
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"backbone": "resnet18_conv4", "aggregator": "mac"},
-        "data": {"size": [72, 96]},
-        "train": {"dataset": str(training_street), "epochs": 5, "queries_per_epoch": 8, "refresh_every": 8,
-                  "negatives": 4, "miner": "random", "optimizer": "sgd", "lr": 0.01},
-        "eval": {"threads": 1},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"backbone": "resnet18_conv4", "aggregator": "mac"},
+                "data": {"size": [72, 96]},
+                "train": {
+                    "dataset": str(training_street),
+                    "epochs": 5,
+                    "queries_per_epoch": 8,
+                    "refresh_every": 8,
+                    "negatives": 4,
+                    "miner": "random",
+                    "optimizer": "sgd",
+                    "lr": 0.01,
+                },
+                "eval": {"threads": 1},
+            }
+        )
+    )
     result = _cli("train", "--config", config, "--epochs", 1, "--run-dir", tmp_path / "run")
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
@@ -130,12 +236,15 @@ def test_yaml_config_with_flag_overrides(tmp_path, training_street):
     assert saved["train"]["weight_decay"] == 0.001 and saved["model"]["aggregator"] == "mac"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--loss", "NoSuchLoss"], "unknown train.loss 'NoSuchLoss'"),
-    (["--miner", "hardest"], "unknown train.miner 'hardest'"),
-    (["--train-dataset", "MISSING"], "no train split"),
-    (["--epochs", 0], "train.epochs must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--loss", "NoSuchLoss"], "unknown train.loss 'NoSuchLoss'"),
+        (["--miner", "hardest"], "unknown train.miner 'hardest'"),
+        (["--train-dataset", "MISSING"], "no train split"),
+        (["--epochs", 0], "train.epochs must be >= 1"),
+    ],
+)
 def test_bad_training_config_is_a_one_line_error(tmp_path, training_street, args, message):
     base = ["train", "--backbone", "resnet18_conv4", "--run-dir", tmp_path / "run"]
     if "--train-dataset" not in args:
@@ -149,8 +258,9 @@ def test_bad_training_config_is_a_one_line_error(tmp_path, training_street, args
 def test_resume_refuses_a_changed_config(tmp_path, training_street):
     run = tmp_path / "run"
     assert _cli("train", *SMALL, "--train-dataset", training_street, "--epochs", 1, "--run-dir", run).exit_code == 0
-    result = _cli("train", *SMALL, "--train-dataset", training_street, "--epochs", 1, "--run-dir", run, "--lr", 0.5,
-                  "--resume")
+    result = _cli(
+        "train", *SMALL, "--train-dataset", training_street, "--epochs", 1, "--run-dir", run, "--lr", 0.5, "--resume"
+    )
     assert result.exit_code != 0 and "train.lr: 0.0001 -> 0.5" in result.output
     again = _cli("train", *SMALL, "--train-dataset", training_street, "--epochs", 1, "--run-dir", run)
     assert again.exit_code != 0 and "pass --resume" in again.output

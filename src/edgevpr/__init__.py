@@ -10,8 +10,20 @@ from edgevpr import compat as _compat  # noqa: F401  (must precede any torchvisi
 
 __version__ = "0.1.0"
 __all__ = [
-    "InputContract", "RunConfig", "build_index", "build_model", "contract_of", "evaluate_model", "load_config",
-    "load_index", "quantize_model", "recommend", "resolve_config", "run_sweep", "save_index", "search_index",
+    "InputContract",
+    "RunConfig",
+    "build_index",
+    "build_model",
+    "contract_of",
+    "evaluate_model",
+    "load_config",
+    "load_index",
+    "quantize_model",
+    "recommend",
+    "resolve_config",
+    "run_sweep",
+    "save_index",
+    "search_index",
     "train_model",
 ]
 

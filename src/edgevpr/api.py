@@ -31,8 +31,20 @@ from edgevpr.search.store import load_index, save_index
 from edgevpr.train.loop import train as train_model
 
 __all__ = [
-    "InputContract", "RunConfig", "build_index", "build_model", "contract_of", "evaluate_model", "load_config",
-    "load_index", "quantize_model", "recommend", "resolve_config", "run_sweep", "save_index", "search_index",
+    "InputContract",
+    "RunConfig",
+    "build_index",
+    "build_model",
+    "contract_of",
+    "evaluate_model",
+    "load_config",
+    "load_index",
+    "quantize_model",
+    "recommend",
+    "resolve_config",
+    "run_sweep",
+    "save_index",
+    "search_index",
     "train_model",
 ]
 
@@ -51,8 +63,9 @@ def run_sweep(sweep_file: str | Path, store: str | Path, jobs: int = 1, log=prin
         opened.close()
 
 
-def recommend(store: str | Path, memory_bytes: float, latency_ms: float, map_size: int,
-              dataset: str | None = None) -> dict:
+def recommend(
+    store: str | Path, memory_bytes: float, latency_ms: float, map_size: int, dataset: str | None = None
+) -> dict:
     """``edgevpr recommend``: the stored run with the best Recall@1 that fits the budget."""
     opened = Store(store)
     try:

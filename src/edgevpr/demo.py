@@ -26,12 +26,22 @@ def run_demo(root: str, out: str, threads: int | None = None) -> dict:
     for pretrained in (False, True):
         label = f"efficientnet_lite0+gem {'pretrained' if pretrained else 'untrained'}"
         click.echo(f"evaluating {label} ...")
-        config = load_config(overrides={
-            "model": {"backbone": "efficientnet_lite0", "aggregator": "gem", "pretrained": pretrained,
-                      "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},  # as pretrained, also untrained
-            "data": {"dataset": root},
-            "eval": {"threads": threads, "gallery": str(Path(out).with_name(f"gallery_{'pretrained' if pretrained else 'untrained'}.png"))},
-        })
+        config = load_config(
+            overrides={
+                "model": {
+                    "backbone": "efficientnet_lite0",
+                    "aggregator": "gem",
+                    "pretrained": pretrained,
+                    "mean": (0.5, 0.5, 0.5),
+                    "std": (0.5, 0.5, 0.5),
+                },  # as pretrained, also untrained
+                "data": {"dataset": root},
+                "eval": {
+                    "threads": threads,
+                    "gallery": str(Path(out).with_name(f"gallery_{'pretrained' if pretrained else 'untrained'}.png")),
+                },
+            }
+        )
         results.append(evaluate(config, label=label))
     click.echo(f"protocol: {results[0]['protocol_name']}")
     click.echo(format_table(results))

@@ -14,14 +14,24 @@ from edgevpr.search.store import load_index, save_index
 from edgevpr.search.timing import time_matching
 
 
-def build_from_folder(descriptors: str, spec: str, out: str, metric: str | None = None, params: str | None = None) -> dict:
+def build_from_folder(
+    descriptors: str, spec: str, out: str, metric: str | None = None, params: str | None = None
+) -> dict:
     data = load_descriptor_set(descriptors)
     start = time.perf_counter()
     index = build_index(data.database, spec, metric or data.metric, params)
     seconds = time.perf_counter() - start
     save_index(index, out)
-    return {"index": str(index.spec), "params": index.params, "ntotal": index.ntotal, "dim": index.dim,
-            "metric": index.metric, "build_s": seconds, "memory_bytes": index.memory_bytes(), "path": out}
+    return {
+        "index": str(index.spec),
+        "params": index.params,
+        "ntotal": index.ntotal,
+        "dim": index.dim,
+        "metric": index.metric,
+        "build_s": seconds,
+        "memory_bytes": index.memory_bytes(),
+        "path": out,
+    }
 
 
 def search_folder(index_path: str, descriptors: str, k: int = 20, out: str | None = None) -> dict:
@@ -30,8 +40,12 @@ def search_folder(index_path: str, descriptors: str, k: int = 20, out: str | Non
     _, predictions = index.search(data.queries, k)
     if out:
         write_npy(out, predictions.astype(np.int64))
-    report = {"index": str(index.spec), "queries": len(data.queries), "memory_bytes": index.memory_bytes(),
-              "matching_ms": time_matching(index, data.queries, k)["median_ms"]}
+    report = {
+        "index": str(index.spec),
+        "queries": len(data.queries),
+        "memory_bytes": index.memory_bytes(),
+        "matching_ms": time_matching(index, data.queries, k)["median_ms"],
+    }
     if data.positives is not None:
         report["recall"] = recall_at_n(predictions, data.positives, [n for n in (1, 5, 10, 20) if n <= k])
     return report

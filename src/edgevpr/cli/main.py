@@ -74,15 +74,19 @@ def train_command(config_file, **kwargs):
     metrics = train(config)
     if os.environ.get("RANK", "0") != "0":
         return
-    click.echo(f"run: {metrics['run_dir']} ({metrics['finished']}); best validation Recall@5 "
-               f"{metrics['best_val_recall5']} at epoch {metrics['best_epoch']}")
+    click.echo(
+        f"run: {metrics['run_dir']} ({metrics['finished']}); best validation Recall@5 "
+        f"{metrics['best_val_recall5']} at epoch {metrics['best_epoch']}"
+    )
     if "test" in metrics:
         click.echo(f"test {metrics['test']['protocol_name']}: {metrics['test']['recall']}")
 
 
 def exported_model_options(command):
     """--config, the model options and the resize options of commands that export a model."""
-    command = add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--resize-factor", "--size", "--max-pixels")])(command)
+    command = add_options(
+        [o for o in DATA_OPTIONS if o[0] in ("--resize", "--resize-factor", "--size", "--max-pixels")]
+    )(command)
     command = add_options([o for o in MODEL_OPTIONS if o[0] != "--onnx"])(command)
     return click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")(command)
 
@@ -102,24 +106,30 @@ def quantize_command(config_file, out, threads, **kwargs):
     import edgevpr.research  # noqa: F401  (registers mixed precision and --keep-float)
     from edgevpr.quantize.pipeline import quantize_model
 
-    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS,
-                         QUANTIZE_OPTIONS)
+    config = config_from(
+        config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, QUANTIZE_OPTIONS
+    )
     report = quantize_model(config, None, out)
-    click.echo(f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
-               + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
-               + (f", int8 layout {report['int8_layout']}" if report.get("int8_layout") else "")
-               + f", {report['bn_folded']} BatchNorm layers folded"
-               + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else "")
-               + (f"; int4 biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else ""))
+    click.echo(
+        f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
+        + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
+        + (f", int8 layout {report['int8_layout']}" if report.get("int8_layout") else "")
+        + f", {report['bn_folded']} BatchNorm layers folded"
+        + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else "")
+        + (f"; int4 biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else "")
+    )
 
 
 @main.command("search-precision")
 @exported_model_options
 @add_options(SEARCH_OPTIONS)
 @add_options(_quantize_table(keep=("--calib", "--calibration", "--percentile", "--bias-correction", "--int4-rounding")))
-@click.option("--int8-layout", type=click.Choice(["auto", "u8s8", "u8s7"]), default=None,
-              help="int8 layers' layout, simulated and deployed (see quantize --int8-layout); default auto: exact on "
-                   "this CPU.")
+@click.option(
+    "--int8-layout",
+    type=click.Choice(["auto", "u8s8", "u8s7"]),
+    default=None,
+    help="int8 layers' layout, simulated and deployed (see quantize --int8-layout); default auto: exact on this CPU.",
+)
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @click.option("--out", required=True, type=click.Path(), help="Configuration JSON to write.")
 @user_errors
@@ -127,14 +137,22 @@ def search_precision_command(config_file, int8_layout, threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
     from edgevpr.research.mixed import mixed_options, search_precision
 
-    config = config_from(config_file, kwargs | {"threads": threads, "int8_layout": int8_layout}, MODEL_OPTIONS,
-                         DATA_OPTIONS, [o for o in EVAL_OPTIONS if o[0] == "--threads"], SEARCH_OPTIONS,
-                         QUANTIZE_OPTIONS)
+    config = config_from(
+        config_file,
+        kwargs | {"threads": threads, "int8_layout": int8_layout},
+        MODEL_OPTIONS,
+        DATA_OPTIONS,
+        [o for o in EVAL_OPTIONS if o[0] == "--threads"],
+        SEARCH_OPTIONS,
+        QUANTIZE_OPTIONS,
+    )
     result = search_precision(config, mixed_options(config), out, log=lambda m: click.echo(m, err=True))
     counts = {p: sum(layer["precision"] == p for layer in result["layers"]) for p in ("int4", "int8", "fp16")}
-    click.echo(f"B = {result['budget']:g} ({result['weighting']}): average {result['average_bits']:.2f} bits; "
-               f"{counts['int4']} int4, {counts['int8']} int8, {counts['fp16']} fp16 layers; "
-               f"fitness {result['fitness']:.4g} after {result['evaluations']} evaluations")
+    click.echo(
+        f"B = {result['budget']:g} ({result['weighting']}): average {result['average_bits']:.2f} bits; "
+        f"{counts['int4']} int4, {counts['int8']} int8, {counts['fp16']} fp16 layers; "
+        f"fitness {result['fitness']:.4g} after {result['evaluations']} evaluations"
+    )
     for name, baseline in result.get("baselines", {}).items():
         click.echo(f"  {name}: fitness {baseline['fitness']:.4g}")
     click.echo(f"wrote {out} ({result['seconds']} s)")
@@ -154,12 +172,14 @@ def compare_precisions_command(config_file, threads, out, **kwargs):
     from edgevpr.atomic import write_json
     from edgevpr.evaluate.precisions import compare_precisions, format_rows
 
-    config = config_from(config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS,
-                         QUANTIZE_OPTIONS)
+    config = config_from(
+        config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, QUANTIZE_OPTIONS
+    )
     if not config.quantize.calib:
         raise click.UsageError("Missing option '--calib' (or quantize.calib in the config).")
-    rows = compare_precisions(config, config.quantize.calib, config.quantize.calib_count,
-                              log=lambda m: click.echo(m, err=True))
+    rows = compare_precisions(
+        config, config.quantize.calib, config.quantize.calib_count, log=lambda m: click.echo(m, err=True)
+    )
     click.echo(f"protocol: {rows[0]['protocol_name']}")
     click.echo(format_rows(rows))
     if out:
@@ -183,8 +203,10 @@ def index_build_command(descriptors, spec, out, metric, search_params):
     from edgevpr.cli.index_tasks import build_from_folder
 
     report = build_from_folder(descriptors, spec, out, metric, search_params)
-    click.echo(f"built {report['index']} over {report['ntotal']} x {report['dim']} ({report['metric']}) "
-               f"in {report['build_s']:.2f} s; {report['memory_bytes']} bytes in memory -> {out}")
+    click.echo(
+        f"built {report['index']} over {report['ntotal']} x {report['dim']} ({report['metric']}) "
+        f"in {report['build_s']:.2f} s; {report['memory_bytes']} bytes in memory -> {out}"
+    )
 
 
 @index_group.command("search")
@@ -206,9 +228,15 @@ def index_search_command(index_path, descriptors, k, out):
 @click.option("--memory", "memory_bytes", required=True, type=float, help="Bytes available for the map descriptors.")
 @click.option("--latency-ms", required=True, type=float, help="Time budget per localisation (extraction + matching).")
 @click.option("--map-size", required=True, type=int, help="Number of map images N.")
-@click.option("--extraction-ms", default=0.0, show_default=True, type=float, help="Descriptor extraction time per image.")
-@click.option("--scaling", type=click.Path(), default=None,
-              help="JSON from benchmarks/search_scaling.py (k1, k2 and ANN rows); default: measure k1, k2 now.")
+@click.option(
+    "--extraction-ms", default=0.0, show_default=True, type=float, help="Descriptor extraction time per image."
+)
+@click.option(
+    "--scaling",
+    type=click.Path(),
+    default=None,
+    help="JSON from benchmarks/search_scaling.py (k1, k2 and ANN rows); default: measure k1, k2 now.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @user_errors
 def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, as_json):
@@ -223,7 +251,9 @@ def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, a
 
 @main.command("sweep")
 @click.argument("sweep_file", type=click.Path())
-@click.option("--store", "store_path", required=True, type=click.Path(), help="SQLite results store (created if absent).")
+@click.option(
+    "--store", "store_path", required=True, type=click.Path(), help="SQLite results store (created if absent)."
+)
 @click.option("--jobs", default=1, show_default=True, type=int, help="Local processes running cells at once.")
 @click.option("--ray", "ray_address", default=None, help="Run cells as Ray tasks: 'local' or a cluster ADDRESS.")
 @click.option("--cpus-per-cell", default=1.0, show_default=True, type=float, help="Ray CPUs reserved per cell.")
@@ -241,8 +271,10 @@ def sweep_command(sweep_file, store_path, jobs, ray_address, cpus_per_cell):
         store.close()
     click.echo(f"{summary['ran']} cells run, {summary['skipped']} already stored -> {store_path}")
     if summary["failed"]:
-        raise click.ClickException(f"{len(summary['failed'])} cells failed (not stored; a re-run retries them): "
-                                   + "; ".join(summary["failed"][:3]))
+        raise click.ClickException(
+            f"{len(summary['failed'])} cells failed (not stored; a re-run retries them): "
+            + "; ".join(summary["failed"][:3])
+        )
 
 
 @main.command("recommend")
@@ -251,8 +283,12 @@ def sweep_command(sweep_file, store_path, jobs, ray_address, cpus_per_cell):
 @click.option("--latency-ms", required=True, type=float, help="Budget for extraction + matching per query.")
 @click.option("--map-size", required=True, type=int, help="Map images N.")
 @click.option("--dataset", default=None, help="Only runs on this dataset.")
-@click.option("--scaling", type=click.Path(), default=None,
-              help="JSON of benchmarks/search_scaling.py: exact matching time from k1, k2 (Eq. 12).")
+@click.option(
+    "--scaling",
+    type=click.Path(),
+    default=None,
+    help="JSON of benchmarks/search_scaling.py: exact matching time from k1, k2 (Eq. 12).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @user_errors
 def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, scaling, as_json):

@@ -30,46 +30,88 @@ MODEL_OPTIONS = [
     ("--dim", "model", "dim", dict(type=int, help="FC projection to D dimensions (default: none).")),
     ("--weights", "model", "weights", dict(type=click.Path(), help="Local state dict in the library's layout.")),
     ("--pretrained/--no-pretrained", "model", "pretrained", dict(default=None, help="Library ImageNet weights.")),
-    ("--tf-same-padding/--no-tf-same-padding", "model", "tf_same_padding",
-     dict(default=None, help="TensorFlow 'SAME' padding on stride-2 convolutions.")),
+    (
+        "--tf-same-padding/--no-tf-same-padding",
+        "model",
+        "tf_same_padding",
+        dict(default=None, help="TensorFlow 'SAME' padding on stride-2 convolutions."),
+    ),
     ("--mean", "model", "mean", dict(help="Input mean R,G,B on [0,1] (default ImageNet).")),
     ("--std", "model", "std", dict(help="Input std R,G,B (default ImageNet).")),
     ("--gem-p", "model", "gem_p", dict(type=float, help="GeM initial p (default 3).")),
     ("--clusters", "model", "clusters", dict(type=int, help="NetVLAD clusters K (default 64).")),
     ("--pca", "model", "pca", dict(type=int, help="PCA to D dimensions, fitted on database descriptors.")),
     ("--whiten/--no-whiten", "model", "whiten", dict(default=None, help="PCA-whitening (with --pca).")),
-    ("--dilation", "model", "dilation", dict(help="ghostcnn: dilation rates A,B of stages 1-4 and stage 5 (default 5,2).")),
-    ("--deploy/--no-deploy", "model", "deploy",
-     dict(default=None, help="Re-parameterized inference form (repvgg_lite).")),
-    ("--checkpoint", "model", "checkpoint",
-     dict(type=click.Path(), help="Checkpoint of `edgevpr train` (architecture and weights).")),
+    (
+        "--dilation",
+        "model",
+        "dilation",
+        dict(help="ghostcnn: dilation rates A,B of stages 1-4 and stage 5 (default 5,2)."),
+    ),
+    (
+        "--deploy/--no-deploy",
+        "model",
+        "deploy",
+        dict(default=None, help="Re-parameterized inference form (repvgg_lite)."),
+    ),
+    (
+        "--checkpoint",
+        "model",
+        "checkpoint",
+        dict(type=click.Path(), help="Checkpoint of `edgevpr train` (architecture and weights)."),
+    ),
     ("--onnx", "model", "onnx", dict(type=click.Path(), help="Evaluate this exported ONNX file with ONNX Runtime.")),
 ]
 DATA_OPTIONS = [
     ("--dataset", "data", "dataset", dict(type=click.Path(), help="ROOT with database/ and queries/.")),
     ("--database", "data", "database", dict(type=click.Path(), help="Database image folder.")),
     ("--queries", "data", "queries", dict(type=click.Path(), help="Query image folder.")),
-    ("--tolerance-frames", "data", "tolerance_frames", dict(type=int, help="Frame-aligned: positives within N frames.")),
-    ("--threshold-m", "data", "threshold_m", dict(type=float, help="UTM names: positives within M metres (default 25).")),
+    (
+        "--tolerance-frames",
+        "data",
+        "tolerance_frames",
+        dict(type=int, help="Frame-aligned: positives within N frames."),
+    ),
+    (
+        "--threshold-m",
+        "data",
+        "threshold_m",
+        dict(type=float, help="UTM names: positives within M metres (default 25)."),
+    ),
     ("--ground-truth", "data", "ground_truth", dict(type=click.Path(), help="VPR-Bench ground_truth_new.npy.")),
     ("--frames", "data", "frames", dict(help="Frame-aligned: keep frames FIRST,LAST (inclusive).")),
     ("--resize", "data", "resize", dict(type=int, help="Resize the short side to this many pixels.")),
     ("--resize-factor", "data", "resize_factor", dict(type=float, help="Scale every image by this factor.")),
     ("--size", "data", "size", dict(callback=lambda ctx, param, value: _size(value), help="Resize to HxW.")),
-    ("--skip-bad-images/--no-skip-bad-images", "data", "skip_bad_images",
-     dict(default=None, help="Skip undecodable images and count them, instead of failing.")),
+    (
+        "--skip-bad-images/--no-skip-bad-images",
+        "data",
+        "skip_bad_images",
+        dict(default=None, help="Skip undecodable images and count them, instead of failing."),
+    ),
     ("--max-pixels", "data", "max_pixels", dict(type=int, help="Refuse larger images as decompression bombs.")),
 ]
 EVAL_OPTIONS = [
     ("--out", "eval", "out", dict(type=click.Path(), help="Write the result JSON here.")),
-    ("--save-descriptors", "eval", "save_descriptors", dict(type=click.Path(), help="Write descriptors and ground truth here.")),
+    (
+        "--save-descriptors",
+        "eval",
+        "save_descriptors",
+        dict(type=click.Path(), help="Write descriptors and ground truth here."),
+    ),
     ("--gallery", "eval", "gallery", dict(type=click.Path(), help="Write a PNG of queries and their top-k.")),
     ("--batch-size", "eval", "batch_size", dict(type=int, help="Images per forward pass (default 16).")),
     ("--workers", "eval", "workers", dict(type=int, help="Image decoding processes (default 0).")),
     ("--threads", "eval", "threads", dict(type=int, help="Torch threads (default: torch's choice).")),
-    ("--ort-optimization", "eval", "ort_optimization",
-     dict(type=click.Choice(ORT_OPTIMIZATIONS),
-          help="ONNX Runtime graph optimization for --onnx (default all; none runs a QDQ graph unfused).")),
+    (
+        "--ort-optimization",
+        "eval",
+        "ort_optimization",
+        dict(
+            type=click.Choice(ORT_OPTIMIZATIONS),
+            help="ONNX Runtime graph optimization for --onnx (default all; none runs a QDQ graph unfused).",
+        ),
+    ),
     ("--latency-runs", "eval", "latency_runs", dict(type=int, help="Timed runs for latency (at least 20).")),
     ("--recall-at", "eval", "recall_at", dict(help="Recall@N for these N, e.g. 1,5,10,25 (default 1,5,10,20).")),
     ("--seed", "eval", "seed", dict(type=int, help="Random seed (default 0).")),
@@ -78,51 +120,134 @@ EVAL_OPTIONS = [
 ]
 
 QUANTIZE_OPTIONS = [
-    ("--precision", "quantize", "precision",
-     dict(help="Deployed precision: fp32, fp16, int8, int4 or mixed (from --mixed-config); default int8.")),
-    ("--mixed-config", "quantize", "mixed_config", dict(type=click.Path(), help="Per-layer precisions from `edgevpr search-precision`.")),
-    ("--target", "quantize", "target", dict(type=click.Choice(["cpu", "tensorrt"]),
-                                            help="int8: cpu (QLinearConv) or tensorrt (symmetric QDQ); default cpu.")),
-    ("--calibration", "quantize", "calibration", dict(type=click.Choice(["entropy", "minmax", "percentile"]),
-                                                      help="Activation range rule for int8 (default percentile).")),
+    (
+        "--precision",
+        "quantize",
+        "precision",
+        dict(help="Deployed precision: fp32, fp16, int8, int4 or mixed (from --mixed-config); default int8."),
+    ),
+    (
+        "--mixed-config",
+        "quantize",
+        "mixed_config",
+        dict(type=click.Path(), help="Per-layer precisions from `edgevpr search-precision`."),
+    ),
+    (
+        "--target",
+        "quantize",
+        "target",
+        dict(
+            type=click.Choice(["cpu", "tensorrt"]),
+            help="int8: cpu (QLinearConv) or tensorrt (symmetric QDQ); default cpu.",
+        ),
+    ),
+    (
+        "--calibration",
+        "quantize",
+        "calibration",
+        dict(
+            type=click.Choice(["entropy", "minmax", "percentile"]),
+            help="Activation range rule for int8 (default percentile).",
+        ),
+    ),
     ("--calib", "quantize", "calib", dict(type=click.Path(), help="Folder of calibration images.")),
     ("--calib-count", "quantize", "calib_count", dict(type=int, help="Calibration images used (default 50).")),
-    ("--percentile", "quantize", "percentile", dict(type=float, help="Percentile for --calibration percentile (default 99.999).")),
-    ("--keep-float", "quantize", "keep_float",
-     dict(type=int, help="int8: leave the N layers most sensitive to int8 (measured by simulation) in float (default 0).")),
-    ("--bias-correction/--no-bias-correction", "quantize", "bias_correction",
-     dict(default=None, help="int4 layers: correct each bias for the mean output shift of the int4 weights "
-                             "(default auto: on for --precision int4 with --calib, off in mixed-precision searches).")),
-    ("--int4-rounding", "quantize", "int4_rounding",
-     dict(type=click.Choice(["auto", "gptq", "nearest"]),
-          help="int4 levels: GPTQ on the calibration images or nearest (default auto: gptq for --precision int4 "
-               "with --calib, nearest in mixed-precision searches).")),
-    ("--int8-layout", "quantize", "int8_layout",
-     dict(type=click.Choice(["auto", "u8s8", "u8s7", "s8s8"]),
-          help="int8 --target cpu: u8s8 (full-range weights, exact on VNNI and ARM CPUs), u8s7 (7-bit weights, exact "
-               "on every CPU), s8s8 (exact everywhere, slower); default auto: u8s8 where this CPU sums it exactly, "
-               "else u8s7 (mixed: as the search did).")),
+    (
+        "--percentile",
+        "quantize",
+        "percentile",
+        dict(type=float, help="Percentile for --calibration percentile (default 99.999)."),
+    ),
+    (
+        "--keep-float",
+        "quantize",
+        "keep_float",
+        dict(
+            type=int,
+            help="int8: leave the N layers most sensitive to int8 (measured by simulation) in float (default 0).",
+        ),
+    ),
+    (
+        "--bias-correction/--no-bias-correction",
+        "quantize",
+        "bias_correction",
+        dict(
+            default=None,
+            help="int4 layers: correct each bias for the mean output shift of the int4 weights "
+            "(default auto: on for --precision int4 with --calib, off in mixed-precision searches).",
+        ),
+    ),
+    (
+        "--int4-rounding",
+        "quantize",
+        "int4_rounding",
+        dict(
+            type=click.Choice(["auto", "gptq", "nearest"]),
+            help="int4 levels: GPTQ on the calibration images or nearest (default auto: gptq for --precision int4 "
+            "with --calib, nearest in mixed-precision searches).",
+        ),
+    ),
+    (
+        "--int8-layout",
+        "quantize",
+        "int8_layout",
+        dict(
+            type=click.Choice(["auto", "u8s8", "u8s7", "s8s8"]),
+            help="int8 --target cpu: u8s8 (full-range weights, exact on VNNI and ARM CPUs), u8s7 (7-bit weights, exact "
+            "on every CPU), s8s8 (exact everywhere, slower); default auto: u8s8 where this CPU sums it exactly, "
+            "else u8s7 (mixed: as the search did).",
+        ),
+    ),
 ]
 SEARCH_OPTIONS = [
     ("--budget", "precision_search", "budget", dict(type=float, help="Average bit-width budget B (4 to 16).")),
-    ("--calib-count", "precision_search", "fitness_images",
-     dict(type=int, help="Calibration images L of the fitness sample (default 16).")),
+    (
+        "--calib-count",
+        "precision_search",
+        "fitness_images",
+        dict(type=int, help="Calibration images L of the fitness sample (default 16)."),
+    ),
     ("--population", "precision_search", "population", dict(type=int, help="Population size N (default 20).")),
     ("--sample", "precision_search", "sample", dict(type=int, help="Individuals sampled per step C (default 5).")),
     ("--mutation", "precision_search", "mutation", dict(type=float, help="Mutation probability p_m (default 0.5).")),
     ("--steps", "precision_search", "steps", dict(type=int, help="Steps G (default 200).")),
-    ("--time-limit", "precision_search", "time_limit_s", dict(type=float, help="Stop the search after this many seconds.")),
-    ("--weighting", "precision_search", "weighting", dict(type=click.Choice(["plain", "params"]),
-     help="Average bit-width over layers (plain, default), or weighted by parameters (what memory follows).")),
+    (
+        "--time-limit",
+        "precision_search",
+        "time_limit_s",
+        dict(type=float, help="Stop the search after this many seconds."),
+    ),
+    (
+        "--weighting",
+        "precision_search",
+        "weighting",
+        dict(
+            type=click.Choice(["plain", "params"]),
+            help="Average bit-width over layers (plain, default), or weighted by parameters (what memory follows).",
+        ),
+    ),
     ("--seed", "precision_search", "seed", dict(type=int, help="Search seed (default 0).")),
-    ("--warm-start/--no-warm-start", "precision_search", "warm_start",
-     dict(default=None, help="Start the population with the greedy assignment and uniform int8 (default on).")),
-    ("--fill/--no-fill", "precision_search", "fill",
-     dict(default=None, help="Raise the layers that gain most per bit while budget is unused (default on).")),
+    (
+        "--warm-start/--no-warm-start",
+        "precision_search",
+        "warm_start",
+        dict(default=None, help="Start the population with the greedy assignment and uniform int8 (default on)."),
+    ),
+    (
+        "--fill/--no-fill",
+        "precision_search",
+        "fill",
+        dict(default=None, help="Raise the layers that gain most per bit while budget is unused (default on)."),
+    ),
 ]
 
 TRAIN_OPTIONS = [
-    ("--train-dataset", "train", "dataset", dict(type=click.Path(), help="ROOT with train/database and train/queries.")),
+    (
+        "--train-dataset",
+        "train",
+        "dataset",
+        dict(type=click.Path(), help="ROOT with train/database and train/queries."),
+    ),
     ("--train-database", "train", "database", dict(type=click.Path(), help="Training database folder.")),
     ("--train-queries", "train", "queries", dict(help="Training query folder(s), comma-separated.")),
     ("--train-places", "train", "places", dict(type=click.Path(), help="Place-grouped ROOT/<place>/*.jpg (P x K).")),
@@ -214,4 +339,3 @@ def user_errors(function):
             raise click.ClickException(str(error)) from None
 
     return wrapper
-

@@ -98,7 +98,7 @@ def load_dataset(config: DataConfig) -> VPRDataset:
         if config.tolerance_frames is None:
             raise ConfigError("--frames selects frames of frame-aligned folders; give --tolerance-frames too")
         first, last = frame_range(config.frames, min(len(database_paths), len(query_paths)), str(queries_dir))
-        database_paths, query_paths = database_paths[first:last + 1], query_paths[first:last + 1]
+        database_paths, query_paths = database_paths[first : last + 1], query_paths[first : last + 1]
 
     if config.ground_truth is not None and str(config.ground_truth).endswith(".npz"):
         positives, threshold = load_patchnetvlad_ground_truth(config.ground_truth, database_paths, query_paths)

@@ -39,9 +39,7 @@ def utm_array(paths: list[Path]) -> np.ndarray:
     return np.array([parse_utm(p) for p in paths], dtype=np.float64).reshape(-1, 2)
 
 
-def positives_within_radius(
-    database_utm: np.ndarray, query_utm: np.ndarray, threshold_m: float
-) -> list[np.ndarray]:
+def positives_within_radius(database_utm: np.ndarray, query_utm: np.ndarray, threshold_m: float) -> list[np.ndarray]:
     """For each query, sorted indices of database points within ``threshold_m`` metres."""
     if threshold_m <= 0:
         raise DatasetError(f"threshold must be positive, got {threshold_m} m")

@@ -27,8 +27,9 @@ def _names_match(listed, paths: list[Path]) -> int | None:
     return None
 
 
-def load_patchnetvlad_ground_truth(path: str | Path, database_paths: list[Path],
-                                   query_paths: list[Path]) -> tuple[list[np.ndarray], float]:
+def load_patchnetvlad_ground_truth(
+    path: str | Path, database_paths: list[Path], query_paths: list[Path]
+) -> tuple[list[np.ndarray], float]:
     """Positives per query and the threshold in metres."""
     path = Path(path)
     if not path.is_file():
@@ -40,8 +41,9 @@ def load_patchnetvlad_ground_truth(path: str | Path, database_paths: list[Path],
         raise DatasetError(f"{path}: not a Patch-NetVLAD ground-truth .npz ({error})") from None
     missing = [key for key in ("utmQ", "utmDb", "posDistThr") if key not in contents]
     if missing:
-        raise DatasetError(f"{path}: a Patch-NetVLAD ground truth needs utmQ, utmDb and posDistThr; missing "
-                           f"{', '.join(missing)}")
+        raise DatasetError(
+            f"{path}: a Patch-NetVLAD ground truth needs utmQ, utmDb and posDistThr; missing {', '.join(missing)}"
+        )
     utm_q, utm_db = np.asarray(contents["utmQ"], float), np.asarray(contents["utmDb"], float)
     threshold = float(np.asarray(contents["posDistThr"]).ravel()[0])
     for key, array, paths in (("utmDb", utm_db, database_paths), ("utmQ", utm_q, query_paths)):
@@ -58,6 +60,8 @@ def load_patchnetvlad_ground_truth(path: str | Path, database_paths: list[Path],
             for key, paths in ((db_key, database_paths), (q_key, query_paths)):
                 bad = _names_match(contents[key], paths)
                 if bad is not None:
-                    raise DatasetError(f"{path}: {key}[{bad}] is {Path(str(contents[key][bad])).name}, the folder's "
-                                       f"image {bad} is {paths[bad].name}")
+                    raise DatasetError(
+                        f"{path}: {key}[{bad}] is {Path(str(contents[key][bad])).name}, the folder's "
+                        f"image {bad} is {paths[bad].name}"
+                    )
     return positives_within_radius(utm_db, utm_q, threshold), threshold

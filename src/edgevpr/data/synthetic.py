@@ -43,8 +43,20 @@ class SyntheticSpec:
     val_places: int = 0
 
 
-PALETTE = [(178, 84, 62), (196, 170, 120), (120, 130, 140), (210, 200, 180), (90, 110, 90), (160, 60, 70),
-           (220, 180, 90), (100, 90, 130), (150, 150, 150), (70, 80, 100), (200, 120, 80), (130, 160, 180)]
+PALETTE = [
+    (178, 84, 62),
+    (196, 170, 120),
+    (120, 130, 140),
+    (210, 200, 180),
+    (90, 110, 90),
+    (160, 60, 70),
+    (220, 180, 90),
+    (100, 90, 130),
+    (150, 150, 150),
+    (70, 80, 100),
+    (200, 120, 80),
+    (130, 160, 180),
+]
 
 
 def _colour(rng, jitter=25):
@@ -182,8 +194,9 @@ def generate_synthetic(root: str | Path, spec: SyntheticSpec = SyntheticSpec()) 
     _write_street(root, spec, np.random.default_rng(spec.seed))
     for number, (split, places) in enumerate((("train", spec.train_places), ("val", spec.val_places)), start=1):
         if places:
-            split_spec = replace(spec, num_places=places, query_every=1,
-                                 origin_north=spec.origin_north + 10_000.0 * number)
+            split_spec = replace(
+                spec, num_places=places, query_every=1, origin_north=spec.origin_north + 10_000.0 * number
+            )
             _write_street(root / split, split_spec, np.random.default_rng([spec.seed, number]))
     marker.write_text(json.dumps(asdict(spec), indent=2) + "\n")
     return root
@@ -208,10 +221,21 @@ def _write_street(root: Path, spec: SyntheticSpec, rng: np.random.Generator) -> 
     query_places = np.arange(spec.query_every // 2, spec.num_places, spec.query_every, dtype=np.float64)
     query_places = query_places + rng.uniform(-0.3, 0.3, size=len(query_places))
     conditions = rng.choice(["day", "dusk", "night"], size=len(query_places), p=[0.3, 0.3, 0.4])
-    for number, (place, condition, (east, north)) in enumerate(zip(query_places, conditions, _route(spec, query_places))):
+    for number, (place, condition, (east, north)) in enumerate(
+        zip(query_places, conditions, _route(spec, query_places))
+    ):
         centre = margin + place * spec.step_px
-        image = _view(spec, day, lights, centre, rng, condition, shift_y=rng.uniform(-12, 12),
-                      zoom=rng.uniform(0.75, 1.0), warp=0.06)
+        image = _view(
+            spec,
+            day,
+            lights,
+            centre,
+            rng,
+            condition,
+            shift_y=rng.uniform(-12, 12),
+            zoom=rng.uniform(0.75, 1.0),
+            warp=0.06,
+        )
         picture = _occlude_and_noise(image, rng)
         name = _file_name(spec, east, north, f"q{number:04d}_{condition}")
         picture.save(queries_dir / name, quality=int(rng.integers(60, 90)))

@@ -33,8 +33,11 @@ class TripletSet:
     def trainable(self, negatives: int) -> np.ndarray:
         """Queries with at least one positive and enough negatives."""
         size = len(self.database_paths)
-        keep = [q for q, (pos, near) in enumerate(zip(self.positives, self.non_negatives))
-                if len(pos) and size - len(near) >= negatives]
+        keep = [
+            q
+            for q, (pos, near) in enumerate(zip(self.positives, self.non_negatives))
+            if len(pos) and size - len(near) >= negatives
+        ]
         return np.asarray(keep, dtype=np.int64)
 
 
@@ -55,8 +58,10 @@ def _query_folders(train: TrainConfig) -> tuple[Path, list[Path]]:
         return root / "database", [root / "queries"]
     if train.database and train.queries:
         return Path(train.database), [Path(q) for q in train.queries]
-    raise ConfigError("no training data: give train.dataset ROOT (with train/database and train/queries), "
-                      "train.database and train.queries, or train.places ROOT")
+    raise ConfigError(
+        "no training data: give train.dataset ROOT (with train/database and train/queries), "
+        "train.database and train.queries, or train.places ROOT"
+    )
 
 
 def _flatten(groups: list[list[np.ndarray]]) -> list[np.ndarray]:
@@ -70,16 +75,20 @@ def load_triplet_set(train: TrainConfig) -> TripletSet:
     positives, non_negatives = [], []
     if train.tolerance_frames is not None:
         if train.negative_frames < train.tolerance_frames:
-            raise ConfigError(f"train.negative_frames ({train.negative_frames}) must be >= train.tolerance_frames "
-                              f"({train.tolerance_frames})")
+            raise ConfigError(
+                f"train.negative_frames ({train.negative_frames}) must be >= train.tolerance_frames "
+                f"({train.tolerance_frames})"
+            )
         for folder, queries in zip(query_dirs, queries_by_folder):
             if len(queries) != len(database):
-                raise DatasetError(f"{folder}: {len(queries)} images, but the frame-aligned database "
-                                   f"{database_dir} has {len(database)}")
+                raise DatasetError(
+                    f"{folder}: {len(queries)} images, but the frame-aligned database "
+                    f"{database_dir} has {len(database)}"
+                )
         if train.frames is not None:
             first, last = frame_range(train.frames, len(database), str(database_dir))
-            database = database[first:last + 1]
-            queries_by_folder = [queries[first:last + 1] for queries in queries_by_folder]
+            database = database[first : last + 1]
+            queries_by_folder = [queries[first : last + 1] for queries in queries_by_folder]
         for queries in queries_by_folder:
             positives.append(positives_within_frames(len(database), len(queries), train.tolerance_frames))
             non_negatives.append(positives_within_frames(len(database), len(queries), train.negative_frames))
@@ -91,16 +100,23 @@ def load_triplet_set(train: TrainConfig) -> TripletSet:
             raise ConfigError(f"train.negative_m ({train.negative_m}) must be >= train.positive_m ({train.positive_m})")
         for paths in [database, *queries_by_folder]:
             if not has_utm_names(paths):
-                raise DatasetError(f"{paths[0]}: no '@utm_east@utm_north@' in the file name; for frame-aligned "
-                                   f"training folders give train.tolerance_frames")
+                raise DatasetError(
+                    f"{paths[0]}: no '@utm_east@utm_north@' in the file name; for frame-aligned "
+                    f"training folders give train.tolerance_frames"
+                )
         database_utm = utm_array(database)
         for queries in queries_by_folder:
             query_utm = utm_array(queries)
             positives.append(positives_within_radius(database_utm, query_utm, train.positive_m))
             non_negatives.append(positives_within_radius(database_utm, query_utm, train.negative_m))
         rule = f"positives meters<={train.positive_m:g}, negatives meters>{train.negative_m:g}"
-    return TripletSet(database, [q for queries in queries_by_folder for q in queries],
-                      _flatten(positives), _flatten(non_negatives), rule)
+    return TripletSet(
+        database,
+        [q for queries in queries_by_folder for q in queries],
+        _flatten(positives),
+        _flatten(non_negatives),
+        rule,
+    )
 
 
 def load_place_set(root: str | Path, min_images: int) -> PlaceSet:
@@ -119,6 +135,7 @@ def load_place_set(root: str | Path, min_images: int) -> PlaceSet:
             labels += [len(names)] * len(images)
             names.append(folder.name)
     if len(names) < 2:
-        raise DatasetError(f"{root}: need at least two place folders with {min_images} or more images each, "
-                           f"found {len(names)}")
+        raise DatasetError(
+            f"{root}: need at least two place folders with {min_images} or more images each, found {len(names)}"
+        )
     return PlaceSet(paths, np.asarray(labels, dtype=np.int64), names)

@@ -50,8 +50,7 @@ def _read_npy(path: Path):
             return _ArrayOnlyUnpickler(io.BytesIO(handle.read())).load()
         except Exception as error:  # any unpickling failure means an unusable file
             raise DatasetError(
-                f"{path}: ground truth may hold only integers, lists and integer arrays; "
-                f"it was refused ({error})"
+                f"{path}: ground truth may hold only integers, lists and integer arrays; it was refused ({error})"
             ) from None
 
 

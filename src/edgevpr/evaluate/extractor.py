@@ -30,8 +30,12 @@ class Extractor:
 
 def torch_extractor(model: torch.nn.Module) -> Extractor:
     return Extractor(
-        forward=model, precision="fp32", runtime="pytorch", params=count_params(model),
-        model_bytes=serialized_bytes(model), flops=lambda shape: count_flops(model, shape),
+        forward=model,
+        precision="fp32",
+        runtime="pytorch",
+        params=count_params(model),
+        model_bytes=serialized_bytes(model),
+        flops=lambda shape: count_flops(model, shape),
         latency=lambda shape, runs: time_torch_extraction(model, shape, runs),
     )
 
@@ -53,8 +57,14 @@ def onnx_extractor(path: str, threads: int | None = None, optimization: str = "a
     if meta.get("target"):
         precision = f"{precision}-{meta['target']}"
     return Extractor(
-        forward=model, precision=precision, runtime=runtime_name(optimization), params=int(meta.get("params", 0)),
-        model_bytes=model.file_bytes, flops=lambda shape: int(meta.get("flops", 0)), latency=latency,
-        fixed_size=model.fixed_size, info=meta,
+        forward=model,
+        precision=precision,
+        runtime=runtime_name(optimization),
+        params=int(meta.get("params", 0)),
+        model_bytes=model.file_bytes,
+        flops=lambda shape: int(meta.get("flops", 0)),
+        latency=latency,
+        fixed_size=model.fixed_size,
+        info=meta,
         int8={"int8_layout": layout.name, "int8_kernels": cpu_kernels().family} if layout else None,
     )

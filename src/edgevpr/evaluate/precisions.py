@@ -16,7 +16,8 @@ from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
 from edgevpr.quantize.pipeline import quantize_model
 
-DEFAULT_VARIANTS = [  # (precision, target, calibration[, layers kept in float[, int4 bias correction[, int4 rounding]]])
+# (precision, target, calibration[, layers kept in float[, int4 bias correction[, int4 rounding]]])
+DEFAULT_VARIANTS = [
     ("fp32", None, None),
     ("fp16", None, None),
     ("int8", "cpu", "percentile"),
@@ -39,8 +40,9 @@ def _evaluate_saving(config: RunConfig, folder: Path, name: str) -> tuple[dict, 
     return result, descriptors
 
 
-def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, variants=DEFAULT_VARIANTS,
-                       log=print) -> list[dict]:
+def compare_precisions(
+    config: RunConfig, calib: str, calib_count: int = 50, variants=DEFAULT_VARIANTS, log=print
+) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgevpr-compare-") as scratch:
         folder = Path(scratch)
@@ -48,15 +50,34 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
         reference, reference_desc = _evaluate_saving(config, folder, "torch")
         rows.append(_row(reference, "fp32", None, None, "pytorch", 1.0))
         for precision, target, calibration, *rest in variants:
-            keep_float, bias_correction, rounding = (list(rest) + [0, True, QuantizeConfig.int4_rounding][len(rest):])[:3]
+            keep_float, bias_correction, rounding = (list(rest) + [0, True, QuantizeConfig.int4_rounding][len(rest) :])[
+                :3
+            ]
             corrected = precision == "int4" and bias_correction
             rounding = rounding if precision == "int4" else None
-            name = "_".join(p for p in (precision, target, calibration, f"keep{keep_float}" if keep_float else "",
-                                        "biascorr" if corrected else "", rounding or "") if p)
+            name = "_".join(
+                p
+                for p in (
+                    precision,
+                    target,
+                    calibration,
+                    f"keep{keep_float}" if keep_float else "",
+                    "biascorr" if corrected else "",
+                    rounding or "",
+                )
+                if p
+            )
             log(f"{name} onnxruntime ...")
-            options = QuantizeConfig(precision=precision, target=target or "cpu", calib=calib, calib_count=calib_count,
-                                      calibration=calibration or QuantizeConfig.calibration, keep_float=keep_float,
-                                      bias_correction=bias_correction, int4_rounding=rounding or QuantizeConfig.int4_rounding)
+            options = QuantizeConfig(
+                precision=precision,
+                target=target or "cpu",
+                calib=calib,
+                calib_count=calib_count,
+                calibration=calibration or QuantizeConfig.calibration,
+                keep_float=keep_float,
+                bias_correction=bias_correction,
+                int4_rounding=rounding or QuantizeConfig.int4_rounding,
+            )
             path = folder / f"{name}.onnx"
             quantize_model(copy.deepcopy(config), options, str(path))
             deployed = copy.deepcopy(config)
@@ -64,32 +85,54 @@ def compare_precisions(config: RunConfig, calib: str, calib_count: int = 50, var
             deployed.data.size = deployed.data.resize = None
             result, desc = _evaluate_saving(deployed, folder, name)
             cosine = float(np.mean(np.sum(desc * reference_desc, axis=1)))
-            rows.append(_row(result, precision, target, calibration, "onnxruntime", cosine)
-                        | {"keep_float": keep_float, "bias_correction": corrected, "int4_rounding": rounding,
-                           "r1_vs_fp32": paired_recall_difference(reference["per_query"]["first_positive_rank"],
-                                                                  result["per_query"]["first_positive_rank"])})
+            rows.append(
+                _row(result, precision, target, calibration, "onnxruntime", cosine)
+                | {
+                    "keep_float": keep_float,
+                    "bias_correction": corrected,
+                    "int4_rounding": rounding,
+                    "r1_vs_fp32": paired_recall_difference(
+                        reference["per_query"]["first_positive_rank"], result["per_query"]["first_positive_rank"]
+                    ),
+                }
+            )
     return rows
 
 
 def _row(result: dict, precision, target, calibration, runtime, cosine) -> dict:
-    return {"precision": precision, "target": target, "calibration": calibration, "runtime": runtime,
-            "recall": result["recall"], "model_bytes": result["cost"]["model_bytes"],
-            "extraction_ms": result["cost"]["extraction_ms"], "threads": result["cost"]["threads"],
-            "mean_cosine_to_fp32": cosine, "protocol_name": result["protocol_name"]}
+    return {
+        "precision": precision,
+        "target": target,
+        "calibration": calibration,
+        "runtime": runtime,
+        "recall": result["recall"],
+        "model_bytes": result["cost"]["model_bytes"],
+        "extraction_ms": result["cost"]["extraction_ms"],
+        "threads": result["cost"]["threads"],
+        "mean_cosine_to_fp32": cosine,
+        "protocol_name": result["protocol_name"],
+    }
 
 
 def format_rows(rows: list[dict]) -> str:
-    header = f"{'precision':<9} {'target':<9} {'calibration':<11} {'runtime':<12} {'R@1':>5} {'R@5':>5} {'R@10':>5} " \
-             f"{'model MB':>9} {'extract ms':>10} {'cos fp32':>9} {'R@1 vs fp32: +q/-q, p':>21}"
+    header = (
+        f"{'precision':<9} {'target':<9} {'calibration':<11} {'runtime':<12} {'R@1':>5} {'R@5':>5} {'R@10':>5} "
+        f"{'model MB':>9} {'extract ms':>10} {'cos fp32':>9} {'R@1 vs fp32: +q/-q, p':>21}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
-        calibration = ((r["calibration"] or "-") + (f"+{r['keep_float']}fp" if r.get("keep_float") else "")
-                       + ("+biascorr" if r.get("bias_correction") else "")
-                       + (f"+{r['int4_rounding']}" if r.get("int4_rounding") else ""))
-        lines.append(f"{r['precision']:<9} {r['target'] or '-':<9} {calibration:<11} {r['runtime']:<12} "
-                     f"{r['recall']['1']:5.1f} {r['recall']['5']:5.1f} {r['recall']['10']:5.1f} "
-                     f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f} "
-                     f"{_paired_cell(r.get('r1_vs_fp32')):>21}")
+        calibration = (
+            (r["calibration"] or "-")
+            + (f"+{r['keep_float']}fp" if r.get("keep_float") else "")
+            + ("+biascorr" if r.get("bias_correction") else "")
+            + (f"+{r['int4_rounding']}" if r.get("int4_rounding") else "")
+        )
+        lines.append(
+            f"{r['precision']:<9} {r['target'] or '-':<9} {calibration:<11} {r['runtime']:<12} "
+            f"{r['recall']['1']:5.1f} {r['recall']['5']:5.1f} {r['recall']['10']:5.1f} "
+            f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f} "
+            f"{_paired_cell(r.get('r1_vs_fp32')):>21}"
+        )
     return "\n".join(lines)
 
 

@@ -5,18 +5,23 @@ from __future__ import annotations
 from collections import Counter
 
 
-def build_protocol(dataset_protocol: dict, resize_rule: str, sizes: Counter, precision: str, runtime: str,
-                   int8: dict | None = None) -> dict:
+def build_protocol(
+    dataset_protocol: dict, resize_rule: str, sizes: Counter, precision: str, runtime: str, int8: dict | None = None
+) -> dict:
     """``int8``: for a model with integer layers, its ``int8_layout`` and the ``int8_kernels``
     family it ran on (``runtime.cpu``), which decide whether its sums saturate."""
     common = sizes.most_common(1)[0][0] if sizes else None
-    return dataset_protocol | {
-        "resize": resize_rule,
-        "image_size": list(common) if common else None,  # (H, W) used for the cost block
-        "image_sizes": sorted([list(size) for size in sizes]),
-        "precision": precision,
-        "runtime": runtime,
-    } | (int8 or {})
+    return (
+        dataset_protocol
+        | {
+            "resize": resize_rule,
+            "image_size": list(common) if common else None,  # (H, W) used for the cost block
+            "image_sizes": sorted([list(size) for size in sizes]),
+            "precision": precision,
+            "runtime": runtime,
+        }
+        | (int8 or {})
+    )
 
 
 def protocol_name(protocol: dict) -> str:
@@ -24,8 +29,14 @@ def protocol_name(protocol: dict) -> str:
     an integer model's name ends in its layout and kernel family, ``...:int8-cpu:onnxruntime:u8s8@x86-avx2``."""
     database = protocol["database"].rstrip("/").split("/")[-1]
     queries = protocol["queries"].rstrip("/").split("/")[-1]
-    parts = [protocol["dataset"], f"{database}->{queries}", protocol["positives"], protocol["resize"],
-             protocol["precision"], protocol["runtime"]]
+    parts = [
+        protocol["dataset"],
+        f"{database}->{queries}",
+        protocol["positives"],
+        protocol["resize"],
+        protocol["precision"],
+        protocol["runtime"],
+    ]
     if protocol.get("int8_kernels"):
         parts.append(f"{protocol['int8_layout']}@{protocol['int8_kernels']}")
     return ":".join(parts)

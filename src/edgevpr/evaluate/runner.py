@@ -34,13 +34,21 @@ from edgevpr.search.index import SearchIndex, build_index, search
 from edgevpr.search.timing import database_bytes, time_matching
 
 
-def save_descriptors(folder: str, dataset: VPRDataset, database: np.ndarray, queries: np.ndarray, protocol: dict) -> None:
-    save_descriptor_set(folder, database, queries, "ip", {
-        "protocol": protocol,
-        "database_paths": [str(p) for p in dataset.database_paths],
-        "query_paths": [str(p) for p in dataset.query_paths],
-        "positives": [p.tolist() for p in dataset.positives],
-    })
+def save_descriptors(
+    folder: str, dataset: VPRDataset, database: np.ndarray, queries: np.ndarray, protocol: dict
+) -> None:
+    save_descriptor_set(
+        folder,
+        database,
+        queries,
+        "ip",
+        {
+            "protocol": protocol,
+            "database_paths": [str(p) for p in dataset.database_paths],
+            "query_paths": [str(p) for p in dataset.query_paths],
+            "positives": [p.tolist() for p in dataset.positives],
+        },
+    )
 
 
 def index_bytes(index: SearchIndex) -> int:
@@ -50,11 +58,16 @@ def index_bytes(index: SearchIndex) -> int:
     return index.memory_bytes()
 
 
-def extract_dataset(forward, dataset: VPRDataset, preprocess: InputContract, settings: EvalConfig, data: DataConfig,
-                    label: str = ""):
+def extract_dataset(
+    forward, dataset: VPRDataset, preprocess: InputContract, settings: EvalConfig, data: DataConfig, label: str = ""
+):
     """Database and query descriptors; images skipped as bad are dropped from the dataset."""
-    options = dict(batch_size=settings.batch_size, workers=settings.workers, skip_bad=data.skip_bad_images,
-                   max_pixels=data.max_pixels)
+    options = dict(
+        batch_size=settings.batch_size,
+        workers=settings.workers,
+        skip_bad=data.skip_bad_images,
+        max_pixels=data.max_pixels,
+    )
     db = extract(forward, dataset.database_paths, preprocess, label=f"{label}database", **options)
     q = extract(forward, dataset.query_paths, preprocess, label=f"{label}queries", **options)
     if db.skipped or q.skipped:
@@ -81,8 +94,10 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         extractor = onnx_extractor(config.model.onnx, config.eval.threads, config.eval.ort_optimization)
         fixed = extractor.fixed_size
         if fixed and config.data.size is not None and tuple(config.data.size) != fixed:
-            raise ConfigError(f"{config.model.onnx}: the model takes {fixed[0]}x{fixed[1]} images only; "
-                              f"give --size {fixed[0]}x{fixed[1]} or no resize")
+            raise ConfigError(
+                f"{config.model.onnx}: the model takes {fixed[0]}x{fixed[1]} images only; "
+                f"give --size {fixed[0]}x{fixed[1]} or no resize"
+            )
         origin = {"source": f"stored in {config.model.onnx}"}
         config = adopt_stored_contract(config, extractor.info or {}, config.model.onnx)
         if fixed and config.data.size is None and config.data.resize is None:
@@ -117,8 +132,14 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     ranks = first_positive_ranks(predictions, dataset.positives)
     recall = recall_from_ranks(ranks, config.eval.recall_at)
 
-    protocol = build_protocol(dataset.protocol(), preprocess.rule(), db.sizes + q.sizes, extractor.precision, extractor.runtime,
-                              extractor.int8) | {"contract": preprocess.to_dict(), "contract_source": origin}
+    protocol = build_protocol(
+        dataset.protocol(),
+        preprocess.rule(),
+        db.sizes + q.sizes,
+        extractor.precision,
+        extractor.runtime,
+        extractor.int8,
+    ) | {"contract": preprocess.to_dict(), "contract_source": origin}
     input_shape = (1, 3, *protocol["image_size"])
     search_bytes = index_bytes(index)
     cost = cost_block(

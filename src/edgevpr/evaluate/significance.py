@@ -23,8 +23,9 @@ from scipy.stats import binomtest
 from edgevpr.evaluate.recall import hits_at
 
 
-def paired_recall_difference(ranks_a: np.ndarray, ranks_b: np.ndarray, n: int = 1,
-                             resamples: int = 10_000, seed: int = 0) -> dict:
+def paired_recall_difference(
+    ranks_a: np.ndarray, ranks_b: np.ndarray, n: int = 1, resamples: int = 10_000, seed: int = 0
+) -> dict:
     """R@n of B minus R@n of A (points) on the same queries, from each query's first-positive
     rank (``recall.first_positive_ranks``), with its discordant counts, McNemar p-value and
     95 % paired bootstrap interval."""
@@ -34,10 +35,17 @@ def paired_recall_difference(ranks_a: np.ndarray, ranks_b: np.ndarray, n: int = 
     hit_a, hit_b = hits_at(ranks_a, n), hits_at(ranks_b, n)
     queries = len(hit_a)
     gained, lost = int(np.sum(hit_b & ~hit_a)), int(np.sum(hit_a & ~hit_b))
-    draws = np.random.default_rng(seed).multinomial(queries, [gained / queries, lost / queries,
-                                                              1 - (gained + lost) / queries], size=resamples)
+    draws = np.random.default_rng(seed).multinomial(
+        queries, [gained / queries, lost / queries, 1 - (gained + lost) / queries], size=resamples
+    )
     differences = 100.0 * (draws[:, 0] - draws[:, 1]) / queries
     p_value = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
-    return {"n": n, "queries": queries, "difference": 100.0 * (gained - lost) / queries,
-            "gained": gained, "lost": lost, "mcnemar_p": float(p_value),
-            "ci95": [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))]}
+    return {
+        "n": n,
+        "queries": queries,
+        "difference": 100.0 * (gained - lost) / queries,
+        "gained": gained,
+        "lost": lost,
+        "mcnemar_p": float(p_value),
+        "ci95": [float(np.percentile(differences, 2.5)), float(np.percentile(differences, 97.5))],
+    }

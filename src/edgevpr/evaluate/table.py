@@ -25,6 +25,8 @@ def format_table(results: list[dict]) -> str:
     columns = [MODEL, *(_recall_column(n) for n in ns), *COST_COLUMNS]
     rows = [[name for name, _ in columns]] + [[cell(r) for _, cell in columns] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = [
+        "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -14,9 +14,31 @@ from edgevpr.atomic import atomic_path
 from edgevpr.explore.rules import check_all
 from edgevpr.explore.store import Store
 
-ROW_FIELDS = ("key", "dataset", "protocol_name", "backbone", "aggregator", "descriptor_dim", "image_size", "precision",
-              "runtime", "index_spec", "recall_1", "recall_5", "recall_10", "params", "flops", "model_bytes",
-              "extraction_ms", "matching_ms", "num_database", "database_bytes", "total_ms", "cpu", "threads")
+ROW_FIELDS = (
+    "key",
+    "dataset",
+    "protocol_name",
+    "backbone",
+    "aggregator",
+    "descriptor_dim",
+    "image_size",
+    "precision",
+    "runtime",
+    "index_spec",
+    "recall_1",
+    "recall_5",
+    "recall_10",
+    "params",
+    "flops",
+    "model_bytes",
+    "extraction_ms",
+    "matching_ms",
+    "num_database",
+    "database_bytes",
+    "total_ms",
+    "cpu",
+    "threads",
+)
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -52,16 +74,32 @@ def render(store: Store, map_size: int = 100_000) -> str:
     rule_items = "".join(
         f"<li>{html.escape(r['claim'])}: <b>{html.escape(r['verdict'])}</b>"
         + (f" ({r['pairs']} pairs, mean R@1 difference {r['mean_recall1_difference']:+.1f})" if r["pairs"] else "")
-        + "</li>" for r in rules)
-    machines = sorted({(r["cpu"] or "?", r["int8_kernels"] or "kernels not recorded", ", ".join(r["cpu_flags"] or []))
-                       for r in rows})
-    machine_items = "".join(f"<li>{html.escape(cpu)}: int8 kernels {html.escape(family)}"
-                            + (f" ({html.escape(flags)})" if flags else "") + "</li>" for cpu, family, flags in machines)
-    legend = "".join(f'<span style="color:{c}">&#9679; {p}</span>'
-                     for p, c in (("fp32", "#1f77b4"), ("fp16", "#2ca02c"), ("int8", "#d62728"), ("int4", "#9467bd"),
-                                  ("mixed", "#ff7f0e")))
-    plots = "".join(f'<div id="{name}"></div>' for name in ("p-bytes", "p-extract", "p-total", "p-db", "p-dim",
-                                                            "p-precision", "p-bits"))
+        + "</li>"
+        for r in rules
+    )
+    machines = sorted(
+        {(r["cpu"] or "?", r["int8_kernels"] or "kernels not recorded", ", ".join(r["cpu_flags"] or [])) for r in rows}
+    )
+    machine_items = "".join(
+        f"<li>{html.escape(cpu)}: int8 kernels {html.escape(family)}"
+        + (f" ({html.escape(flags)})" if flags else "")
+        + "</li>"
+        for cpu, family, flags in machines
+    )
+    legend = "".join(
+        f'<span style="color:{c}">&#9679; {p}</span>'
+        for p, c in (
+            ("fp32", "#1f77b4"),
+            ("fp16", "#2ca02c"),
+            ("int8", "#d62728"),
+            ("int4", "#9467bd"),
+            ("mixed", "#ff7f0e"),
+        )
+    )
+    plots = "".join(
+        f'<div id="{name}"></div>'
+        for name in ("p-bytes", "p-extract", "p-total", "p-db", "p-dim", "p-precision", "p-bits")
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgevpr report</title><style>{STYLE}</style></head>
 <body>

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 def cell_settings(row: dict) -> dict:
     """A run's cell as flat ``section.key`` settings, plus its precision."""
     cell = json.loads(row["cell_json"])
-    flat = {f"{section}.{key}": json.dumps(value, sort_keys=True)
-            for section, values in cell["overrides"].items() for key, value in values.items()}
+    flat = {
+        f"{section}.{key}": json.dumps(value, sort_keys=True)
+        for section, values in cell["overrides"].items()
+        for key, value in values.items()
+    }
     flat["precision"] = json.dumps(cell["precision"])
     flat.setdefault("model.backbone", json.dumps(row["backbone"]))  # what a bundle named is still compared
     flat["dataset"] = json.dumps(row["dataset"])
@@ -66,8 +69,13 @@ def check(rule: Rule, rows: list[dict]) -> dict:
     differences = [a["recall_1"] - b["recall_1"] for a, b in pairs]
     mean = sum(differences) / len(differences)
     holds = {"higher": mean > 0, "lower": mean < 0, "within1": all(abs(d) <= 1.0 for d in differences)}[rule.expect]
-    return {"claim": rule.claim, "pairs": len(pairs), "mean_recall1_difference": mean,
-            "differences": differences, "verdict": "holds here" if holds else "does not hold here"}
+    return {
+        "claim": rule.claim,
+        "pairs": len(pairs),
+        "mean_recall1_difference": mean,
+        "differences": differences,
+        "verdict": "holds here" if holds else "does not hold here",
+    }
 
 
 def check_all(rows: list[dict]) -> list[dict]:

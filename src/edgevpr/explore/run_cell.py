@@ -23,7 +23,9 @@ def run_cell(cell: dict) -> dict:
         model_file = str(Path(folder) / "model.onnx")
         quantize_model(config, options, model_file)
         # The exported file carries its input contract (normalisation, resize rule, fixed size).
-        data = {k: v for k, v in cell["overrides"].get("data", {}).items() if k not in ("resize", "size", "resize_factor")}
+        data = {
+            k: v for k, v in cell["overrides"].get("data", {}).items() if k not in ("resize", "size", "resize_factor")
+        }
         deployed = load_config(overrides={"data": data, "eval": cell["overrides"].get("eval", {})})
         deployed.eval.out = deployed.eval.save_descriptors = deployed.eval.gallery = None
         deployed.model.onnx = model_file

@@ -118,7 +118,9 @@ class Store:
                 try:
                     import pandas
                 except ImportError:
-                    raise ConfigError("Parquet export needs pandas and pyarrow (pip install 'edgevpr[explore]')") from None
+                    raise ConfigError(
+                        "Parquet export needs pandas and pyarrow (pip install 'edgevpr[explore]')"
+                    ) from None
                 pandas.DataFrame(rows, columns=FIELDS).to_parquet(temporary, index=False)
             else:
                 raise ConfigError(f"{out}: export to .csv or .parquet")
@@ -133,21 +135,36 @@ def row_from_result(key: str, sweep: str, cell: dict, result: dict, created_at: 
     protocol, cost, recall = result["protocol"], result["cost"], result["recall"]
     environment = result.get("environment", {})
     return {
-        "key": key, "sweep": sweep, "created_at": created_at,
-        "dataset": cell.get("dataset") or protocol["dataset"], "protocol_name": result["protocol_name"],
-        "backbone": result["model"]["backbone"], "aggregator": result["model"]["aggregator"],
+        "key": key,
+        "sweep": sweep,
+        "created_at": created_at,
+        "dataset": cell.get("dataset") or protocol["dataset"],
+        "protocol_name": result["protocol_name"],
+        "backbone": result["model"]["backbone"],
+        "aggregator": result["model"]["aggregator"],
         "descriptor_dim": result["model"]["descriptor_dim"],
         "image_size": "x".join(str(v) for v in protocol["image_size"]),
-        "precision": cell.get("precision") or protocol["precision"], "runtime": protocol["runtime"],
+        "precision": cell.get("precision") or protocol["precision"],
+        "runtime": protocol["runtime"],
         "index_spec": result["search"]["index"],
         **{f"recall_{n}": recall.get(n) for n in ("1", "5", "10", "20")},
-        "params": cost["params"], "flops": cost["flops"], "model_bytes": cost["model_bytes"],
-        "extraction_ms": cost["extraction_ms"], "matching_ms": cost["matching_ms"],
-        "num_database": protocol["num_database"], "database_bytes": cost["database_bytes"],
-        "total_ms": cost["total_ms"], "threads": cost.get("threads"),
-        "cpu": environment.get("cpu"), "gpu": environment.get("gpu"), "git_revision": environment.get("git_revision"),
-        "cell_json": json.dumps(cell, sort_keys=True), "config_json": json.dumps(result["config"], sort_keys=True),
-        "protocol_json": json.dumps(protocol, sort_keys=True), "recall_json": json.dumps(recall),
-        "cost_json": json.dumps(cost, sort_keys=True), "environment_json": json.dumps(environment, sort_keys=True),
+        "params": cost["params"],
+        "flops": cost["flops"],
+        "model_bytes": cost["model_bytes"],
+        "extraction_ms": cost["extraction_ms"],
+        "matching_ms": cost["matching_ms"],
+        "num_database": protocol["num_database"],
+        "database_bytes": cost["database_bytes"],
+        "total_ms": cost["total_ms"],
+        "threads": cost.get("threads"),
+        "cpu": environment.get("cpu"),
+        "gpu": environment.get("gpu"),
+        "git_revision": environment.get("git_revision"),
+        "cell_json": json.dumps(cell, sort_keys=True),
+        "config_json": json.dumps(result["config"], sort_keys=True),
+        "protocol_json": json.dumps(protocol, sort_keys=True),
+        "recall_json": json.dumps(recall),
+        "cost_json": json.dumps(cost, sort_keys=True),
+        "environment_json": json.dumps(environment, sort_keys=True),
         "extra_json": json.dumps(result.get("deployment", {}), sort_keys=True),
     }

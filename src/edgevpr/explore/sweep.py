@@ -35,8 +35,12 @@ def _ray_results(cells: list[Cell], address: str, cpus_per_cell: float):
         raise ConfigError("--ray needs Ray: pip install 'edgevpr[ray]'") from None
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
+        ray.init(
+            address=None if address == "local" else address,
+            include_dashboard=False,
+            log_to_driver=False,
+            **({"num_cpus": os.cpu_count()} if address == "local" else {}),
+        )
     try:
         remote = ray.remote(num_cpus=cpus_per_cell)(run_cell_safely)
         pending = {remote.remote(cell.as_dict()): cell for cell in cells}
@@ -61,12 +65,20 @@ def _local_results(cells: list[Cell]):
         yield cell, run_cell_safely(cell.as_dict())
 
 
-def run_sweep(sweep: Sweep, store: Store, jobs: int = 1, ray: str | None = None, cpus_per_cell: float = 1.0,
-              log: Callable[[str], None] = print) -> dict:
+def run_sweep(
+    sweep: Sweep,
+    store: Store,
+    jobs: int = 1,
+    ray: str | None = None,
+    cpus_per_cell: float = 1.0,
+    log: Callable[[str], None] = print,
+) -> dict:
     finished = store.keys()
     pending = [cell for cell in sweep.cells if cell.key() not in finished]
-    log(f"sweep {sweep.name}: {len(sweep.cells)} cells, {len(sweep.cells) - len(pending)} already in {store.path}, "
-        f"{len(pending)} to run" + (f" on Ray ({ray})" if ray else f" with {jobs} process(es)" if jobs > 1 else ""))
+    log(
+        f"sweep {sweep.name}: {len(sweep.cells)} cells, {len(sweep.cells) - len(pending)} already in {store.path}, "
+        f"{len(pending)} to run" + (f" on Ray ({ray})" if ray else f" with {jobs} process(es)" if jobs > 1 else "")
+    )
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if ray:
@@ -83,6 +95,8 @@ def run_sweep(sweep: Sweep, store: Store, jobs: int = 1, ray: str | None = None,
             continue
         store.add(row_from_result(cell.key(), sweep.name, cell.as_dict(), result, _now()))
         done += 1
-        log(f"[{done + len(failed)}/{len(pending)}] {cell.label}: R@1 {result['recall']['1']:.1f}, "
-            f"{result['cost']['model_bytes'] / 1e6:.2f} MB, {result['cost']['extraction_ms']:.1f} ms")
+        log(
+            f"[{done + len(failed)}/{len(pending)}] {cell.label}: R@1 {result['recall']['1']:.1f}, "
+            f"{result['cost']['model_bytes'] / 1e6:.2f} MB, {result['cost']['extraction_ms']:.1f} ms"
+        )
     return {"cells": len(sweep.cells), "ran": done, "skipped": len(sweep.cells) - len(pending), "failed": failed}

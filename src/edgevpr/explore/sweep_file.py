@@ -40,10 +40,18 @@ from edgevpr.config import QuantizeConfig, load_config, read_yaml
 from edgevpr.errors import ConfigError
 
 SHORTCUTS = {
-    "backbone": "model.backbone", "aggregator": "model.aggregator", "dim": "model.dim", "pca": "model.pca",
-    "whiten": "model.whiten", "weights": "model.weights", "pretrained": "model.pretrained",
-    "resize": "data.resize", "size": "data.size", "resize_factor": "data.resize_factor",
-    "index": "eval.index", "search_params": "eval.search_params",
+    "backbone": "model.backbone",
+    "aggregator": "model.aggregator",
+    "dim": "model.dim",
+    "pca": "model.pca",
+    "whiten": "model.whiten",
+    "weights": "model.weights",
+    "pretrained": "model.pretrained",
+    "resize": "data.resize",
+    "size": "data.size",
+    "resize_factor": "data.resize_factor",
+    "index": "eval.index",
+    "search_params": "eval.search_params",
 }
 QUANTIZE_KEYS = tuple(f.name for f in dataclasses.fields(QuantizeConfig) if f.name != "precision")
 PRECISIONS = ("fp32", "fp16", "int8", "int4", "mixed")
@@ -60,13 +68,21 @@ class Cell:
 
     def key(self) -> str:
         """Hash of everything that defines the cell's result."""
-        payload = {"overrides": self.overrides, "precision": self.precision,
-                   "quantize": self.quantize if self.precision != "fp32" else {}}
+        payload = {
+            "overrides": self.overrides,
+            "precision": self.precision,
+            "quantize": self.quantize if self.precision != "fp32" else {},
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:20]
 
     def as_dict(self) -> dict:
-        return {"overrides": self.overrides, "precision": self.precision, "quantize": self.quantize,
-                "dataset": self.dataset, "label": self.label}
+        return {
+            "overrides": self.overrides,
+            "precision": self.precision,
+            "quantize": self.quantize,
+            "dataset": self.dataset,
+            "label": self.label,
+        }
 
 
 @dataclass
@@ -92,23 +108,29 @@ def _cell(choice: dict, spec: dict, where: str) -> Cell:
         elif name == "dataset":
             datasets = spec.get("datasets") or {}
             if value not in datasets:
-                raise ConfigError(f"{where}: dataset {value!r} is not under datasets: ({', '.join(datasets) or 'none'})")
+                raise ConfigError(
+                    f"{where}: dataset {value!r} is not under datasets: ({', '.join(datasets) or 'none'})"
+                )
             overrides["data"] = {**overrides.get("data", {}), **datasets[value]}
             dataset = value
-        elif name in QUANTIZE_KEYS or (name.startswith("quantize.") and name[len("quantize."):] in QUANTIZE_KEYS):
+        elif name in QUANTIZE_KEYS or (name.startswith("quantize.") and name[len("quantize.") :] in QUANTIZE_KEYS):
             quantize[name.removeprefix("quantize.")] = value
         elif isinstance(value, dict):  # a bundle: {name: ..., model: {...}, data: {...}, eval: {...}}
             unknown = set(value) - {"name", *SECTIONS}
             if unknown:
-                raise ConfigError(f"{where}: a grid value that is a mapping holds name and {', '.join(SECTIONS)} "
-                                  f"sections; found {sorted(unknown)}")
+                raise ConfigError(
+                    f"{where}: a grid value that is a mapping holds name and {', '.join(SECTIONS)} "
+                    f"sections; found {sorted(unknown)}"
+                )
             for section in SECTIONS:
                 _merge(overrides, section, value.get(section) or {})
         else:
             path = SHORTCUTS.get(name, name)
             if "." not in path or path.split(".")[0] not in SECTIONS:
-                raise ConfigError(f"{where}: unknown cell key {name!r}; use {', '.join(sorted(SHORTCUTS))}, "
-                                  f"dataset, precision, {', '.join(QUANTIZE_KEYS)} or section.key")
+                raise ConfigError(
+                    f"{where}: unknown cell key {name!r}; use {', '.join(sorted(SHORTCUTS))}, "
+                    f"dataset, precision, {', '.join(QUANTIZE_KEYS)} or section.key"
+                )
             section, key = path.split(".", 1)
             _merge(overrides, section, {key: value})
     if precision == "mixed" and not quantize.get("mixed_config"):

@@ -45,8 +45,9 @@ class Extraction:
     sizes: Counter = field(default_factory=Counter)  # (H, W) -> count of images
 
 
-def iterate_images(paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS,
-                   label="", skipped=None):
+def iterate_images(
+    paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS, label="", skipped=None
+):
     """Yield ``(indices, stacked tensor)`` for runs of equal-sized images.
 
     A bad image raises its ``ImageError``; with ``skip_bad`` it is appended to ``skipped`` as
@@ -76,7 +77,9 @@ def iterate_images(paths, preprocess, batch_size=16, workers=0, skip_bad=False, 
 
 
 @torch.inference_mode()
-def extract(model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS, label=""):
+def extract(
+    model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS, label=""
+):
     indices, chunks, sizes, skipped = [], [], Counter(), []
     for batch_indices, images in iterate_images(
         paths, preprocess, batch_size, workers, skip_bad, max_pixels, label, skipped
@@ -91,13 +94,16 @@ def extract(model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, 
 
 
 @torch.inference_mode()
-def sample_local_features(backbone, paths, preprocess, per_image=200, max_images=100, seed=0, max_pixels=DEFAULT_MAX_PIXELS):
+def sample_local_features(
+    backbone, paths, preprocess, per_image=200, max_images=100, seed=0, max_pixels=DEFAULT_MAX_PIXELS
+):
     """Random local feature vectors (positions of the backbone's map) from up to ``max_images`` images."""
     rng = np.random.default_rng(seed)
     chosen = [paths[i] for i in sorted(rng.choice(len(paths), size=min(max_images, len(paths)), replace=False))]
     samples = []
-    for _, images in iterate_images(chosen, preprocess, batch_size=1, skip_bad=True, max_pixels=max_pixels,
-                                    label="sampling local features"):
+    for _, images in iterate_images(
+        chosen, preprocess, batch_size=1, skip_bad=True, max_pixels=max_pixels, label="sampling local features"
+    ):
         features = backbone(images)[0].flatten(1).T.numpy()  # (h*w, C)
         take = rng.choice(len(features), size=min(per_image, len(features)), replace=False)
         samples.append(features[take])

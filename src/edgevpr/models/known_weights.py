@@ -15,15 +15,25 @@ from pathlib import Path
 # sha256 of the file -> what it needs (mean, std and padding are the contract's fields)
 KNOWN_FILES = {
     "d8ba5c6a31c5e51d43767414faca8803d58aa74982e03656f3e1295e3f43db1e": {
-        "name": "mobilenet_v2_imagenet_tflite", "backbone": "mobilenetv2",
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "tf_same_padding": True},
+        "name": "mobilenet_v2_imagenet_tflite",
+        "backbone": "mobilenetv2",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "tf_same_padding": True,
+    },
     "46cef2797f0b28d31f544df5ff4f9c74e78b3a4fafbe1d961e72968545fd1688": {
-        "name": "efficientnet_lite0_imagenet", "backbone": "efficientnet_lite0",
-        "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+        "name": "efficientnet_lite0_imagenet",
+        "backbone": "efficientnet_lite0",
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+    },
 }
 # backbone -> the timm model whose pretrained config gives the contract of --pretrained
-TIMM_PRETRAINED = {"efficientnet_lite0": "tf_efficientnet_lite0", "vit": "vit_small_patch16_224",
-                   "ghostcnn": "ghostnet_100"}
+TIMM_PRETRAINED = {
+    "efficientnet_lite0": "tf_efficientnet_lite0",
+    "vit": "vit_small_patch16_224",
+    "ghostcnn": "ghostnet_100",
+}
 
 
 @lru_cache(maxsize=32)

@@ -18,8 +18,14 @@ from edgevpr.models.weights import load_into
 class VPRModel(nn.Module):
     """backbone -> aggregator -> [FC to ``dim``] -> [PCA / PCA-whitening to ``pca``] -> L2."""
 
-    def __init__(self, backbone: nn.Module, aggregator: nn.Module, dim: int | None = None,
-                 pca: int | None = None, whiten: bool = False):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        aggregator: nn.Module,
+        dim: int | None = None,
+        pca: int | None = None,
+        whiten: bool = False,
+    ):
         super().__init__()
         self.backbone = backbone
         self.aggregator = aggregator

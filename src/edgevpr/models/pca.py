@@ -32,8 +32,10 @@ class PCAProjection(nn.Module):
     def fit(self, descriptors: np.ndarray) -> None:
         data = np.asarray(descriptors, dtype=np.float64)
         if len(data) <= self.out_dim:
-            raise ConfigError(f"PCA to {self.out_dim} dimensions needs more than {self.out_dim} descriptors to fit, "
-                              f"got {len(data)} (a larger database, or more calibration images for an export)")
+            raise ConfigError(
+                f"PCA to {self.out_dim} dimensions needs more than {self.out_dim} descriptors to fit, "
+                f"got {len(data)} (a larger database, or more calibration images for an export)"
+            )
         mean = data.mean(axis=0)
         _, singular, components = np.linalg.svd(data - mean, full_matrices=False)
         variances = singular**2 / (len(data) - 1)

@@ -55,8 +55,10 @@ def resolve_config(config: RunConfig, log=None) -> RunConfig:
     resolved = copy.deepcopy(config)
     resolved.model, origin = resolve_model(config.model)
     if log and config.model.weights and not origin["source"].startswith("weights"):
-        log(f"{config.model.weights}: not a weight file edgevpr knows; running under "
-            f"{contract_of(resolved).describe()} (set --mean/--std/--tf-same-padding to change it)")
+        log(
+            f"{config.model.weights}: not a weight file edgevpr knows; running under "
+            f"{contract_of(resolved).describe()} (set --mean/--std/--tf-same-padding to change it)"
+        )
     return resolved
 
 
@@ -94,5 +96,12 @@ def contract_of(config: RunConfig, data: DataConfig | None = None) -> InputContr
     model, _ = resolve_model(config.model)
     if data is None or (data.resize is None and data.size is None and data.resize_factor is None):
         data = config.data
-    return InputContract(data.resize, data.size, model.mean, model.std, data.resize_factor,
-                         "tf_same" if model.tf_same_padding else "symmetric", data.interpolation)
+    return InputContract(
+        data.resize,
+        data.size,
+        model.mean,
+        model.std,
+        data.resize_factor,
+        "tf_same" if model.tf_same_padding else "symmetric",
+        data.interpolation,
+    )

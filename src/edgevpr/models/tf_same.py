@@ -33,16 +33,29 @@ def conv2d_same(x, weight, bias, stride, dilation, groups):
 
 
 @torch.library.custom_op("edgevpr::conv2d_same", mutates_args=())
-def _conv2d_same_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: list[int],
-                    dilation: list[int], groups: int) -> torch.Tensor:
+def _conv2d_same_op(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: list[int],
+    dilation: list[int],
+    groups: int,
+) -> torch.Tensor:
     return conv2d_same(x, weight, bias, stride, dilation, groups)
 
 
 @symbolic_helper.parse_args("v", "v", "v", "is", "is", "i")
 def _conv2d_same_onnx(g, x, weight, bias, stride, dilation, groups):
     inputs = [x, weight] if symbolic_helper._is_none(bias) else [x, weight, bias]
-    return g.op("Conv", *inputs, auto_pad_s="SAME_UPPER", strides_i=stride, dilations_i=dilation, group_i=groups,
-                kernel_shape_i=symbolic_helper._get_tensor_sizes(weight)[-2:])
+    return g.op(
+        "Conv",
+        *inputs,
+        auto_pad_s="SAME_UPPER",
+        strides_i=stride,
+        dilations_i=dilation,
+        group_i=groups,
+        kernel_shape_i=symbolic_helper._get_tensor_sizes(weight)[-2:],
+    )
 
 
 torch.onnx.register_custom_op_symbolic("edgevpr::conv2d_same", _conv2d_same_onnx, 9)
@@ -53,8 +66,9 @@ class Conv2dSame(nn.Conv2d):
 
     def forward(self, x):
         if torch.onnx.is_in_onnx_export():
-            return torch.ops.edgevpr.conv2d_same(x, self.weight, self.bias, list(self.stride), list(self.dilation),
-                                                 self.groups)
+            return torch.ops.edgevpr.conv2d_same(
+                x, self.weight, self.bias, list(self.stride), list(self.dilation), self.groups
+            )
         return conv2d_same(x, self.weight, self.bias, self.stride, self.dilation, self.groups)
 
 

@@ -17,8 +17,9 @@ from torch.func import functional_call
 
 
 @torch.no_grad()
-def output_shifts(model: nn.Module, modules: dict[str, nn.Module], errors: dict[str, torch.Tensor],
-                  batches) -> dict[str, torch.Tensor]:
+def output_shifts(
+    model: nn.Module, modules: dict[str, nn.Module], errors: dict[str, torch.Tensor], batches
+) -> dict[str, torch.Tensor]:
     """For each ``modules[name]``: the mean output change per output channel caused by adding
     ``errors[name]`` to its weight, over the inputs it sees while ``model`` runs ``batches``."""
     sums = {name: torch.zeros(modules[name].weight.shape[0]) for name in modules}
@@ -42,6 +43,7 @@ def output_shifts(model: nn.Module, modules: dict[str, nn.Module], errors: dict[
             moved = change.movedim(channel_dim, -1).reshape(-1, change.shape[channel_dim])
             sums[name] += moved.sum(dim=0)
             counts[name] += moved.shape[0]
+
         return hook
 
     handles = [module.register_forward_pre_hook(hook_for(name)) for name, module in modules.items()]
@@ -54,18 +56,23 @@ def output_shifts(model: nn.Module, modules: dict[str, nn.Module], errors: dict[
     return {name: sums[name] / max(counts[name], 1) for name in modules}
 
 
-def corrected_biases(model: nn.Module, modules: dict[str, nn.Module], quantized: dict[str, torch.Tensor],
-                     batches) -> dict[str, torch.Tensor]:
+def corrected_biases(
+    model: nn.Module, modules: dict[str, nn.Module], quantized: dict[str, torch.Tensor], batches
+) -> dict[str, torch.Tensor]:
     """Each module's bias (zero where it has none) minus the output shift its ``quantized[name]``
     weights would cause; nothing is changed."""
     errors = {name: quantized[name] - modules[name].weight.detach() for name in modules}
     shifts = output_shifts(model, modules, errors, batches)
-    return {name: (module.bias.detach() if module.bias is not None else torch.zeros_like(shifts[name])) - shifts[name]
-            for name, module in modules.items()}
+    return {
+        name: (module.bias.detach() if module.bias is not None else torch.zeros_like(shifts[name])) - shifts[name]
+        for name, module in modules.items()
+    }
 
 
 @torch.no_grad()
-def correct_biases(model: nn.Module, modules: dict[str, nn.Module], quantized: dict[str, torch.Tensor], batches) -> None:
+def correct_biases(
+    model: nn.Module, modules: dict[str, nn.Module], quantized: dict[str, torch.Tensor], batches
+) -> None:
     """Give each module (creating a bias where missing) the bias ``corrected_biases`` computes;
     the weights themselves are left as they are."""
     for name, bias in corrected_biases(model, modules, quantized, batches).items():

@@ -49,8 +49,10 @@ class CalibrationStats:
 def float_tensors(model: onnx.ModelProto) -> list[str]:
     """Names of every float32 tensor produced inside the graph, plus its float inputs."""
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in
-             list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     initializers = {i.name for i in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in initializers]
     for node in model.graph.node:
@@ -78,7 +80,9 @@ def collect(model: onnx.ModelProto, batches, threads: int | None = None, progres
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor as named
     if threads:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(augmented(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        augmented(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     input_name = session.get_inputs()[0].name
     stats = CalibrationStats({n: TensorStats() for n in names})
     for batch in batches():
@@ -144,7 +148,9 @@ def entropy_threshold(hist: np.ndarray, top: float, levels: int = 128) -> float:
     return float(best_i * top / len(hist))
 
 
-def ranges(stats: CalibrationStats, method: str, symmetric: bool, percentile: float = 99.999) -> dict[str, tuple[float, float]]:
+def ranges(
+    stats: CalibrationStats, method: str, symmetric: bool, percentile: float = 99.999
+) -> dict[str, tuple[float, float]]:
     """(lowest, highest) per tensor for the quantizer."""
     if method not in METHODS:
         raise ConfigError(f"unknown calibration {method!r}; use one of {', '.join(METHODS)}")

@@ -22,12 +22,15 @@ class CalibrationImages:
         self.size: tuple[int, int] | None = None
 
     def __call__(self):
-        for indices, images in iterate_images(self.paths, self.contract, batch_size=1, max_pixels=self.max_pixels,
-                                              label="calibration"):
+        for indices, images in iterate_images(
+            self.paths, self.contract, batch_size=1, max_pixels=self.max_pixels, label="calibration"
+        ):
             size = tuple(images.shape[-2:])
             if self.size is not None and size != self.size:
-                raise ConfigError(f"{self.paths[indices[0]]}: calibration image is {size[0]}x{size[1]} after resizing, "
-                                  f"the model is exported at {self.size[0]}x{self.size[1]}; give --size HxW")
+                raise ConfigError(
+                    f"{self.paths[indices[0]]}: calibration image is {size[0]}x{size[1]} after resizing, "
+                    f"the model is exported at {self.size[0]}x{self.size[1]}; give --size HxW"
+                )
             yield images.numpy()
 
     def batch(self, limit: int | None = None) -> torch.Tensor:

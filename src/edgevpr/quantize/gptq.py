@@ -62,8 +62,9 @@ def input_hessians(model: nn.Module, modules: dict[str, nn.Module], images: torc
     ``model``) over ``images`` run one at a time through a channels-last copy of the model."""
     names = {id(module): name for name, module in modules.items()}
     runner = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
-    copies = {names[id(original)]: twin for original, twin in zip(model.modules(), runner.modules())
-              if id(original) in names}
+    copies = {
+        names[id(original)]: twin for original, twin in zip(model.modules(), runner.modules()) if id(original) in names
+    }
     hessians: dict[str, torch.Tensor] = {}
 
     def hook_for(name: str):
@@ -71,12 +72,13 @@ def input_hessians(model: nn.Module, modules: dict[str, nn.Module], images: torc
             patches = input_patches(module, inputs[0]).double()
             update = torch.einsum("bgil,bgjl->gij", patches, patches)
             hessians[name] = hessians[name] + update if name in hessians else update
+
         return hook
 
     handles = [module.register_forward_pre_hook(hook_for(name)) for name, module in copies.items()]
     try:
         for index in range(len(images)):
-            runner(images[index:index + 1].contiguous(memory_format=torch.channels_last))
+            runner(images[index : index + 1].contiguous(memory_format=torch.channels_last))
     finally:
         for handle in handles:
             handle.remove()
@@ -99,10 +101,10 @@ def gptq_int4(weight: torch.Tensor, hessian: torch.Tensor, damp: float = DAMP) -
     upper = _inverse_cholesky(h)
     levels = torch.zeros_like(w)
     for i in range(w.shape[-1]):
-        column = w[:, :, i:i + 1]
-        levels[:, :, i:i + 1] = torch.clamp(torch.round(column / step), -8, 7)
-        error = (column - levels[:, :, i:i + 1] * step) / upper[:, i, i].reshape(groups, 1, 1)
-        w[:, :, i + 1:] -= error * upper[:, i:i + 1, i + 1:]
+        column = w[:, :, i : i + 1]
+        levels[:, :, i : i + 1] = torch.clamp(torch.round(column / step), -8, 7)
+        error = (column - levels[:, :, i : i + 1] * step) / upper[:, i, i].reshape(groups, 1, 1)
+        w[:, :, i + 1 :] -= error * upper[:, i : i + 1, i + 1 :]
     return levels.reshape(weight.shape).numpy().astype(np.int8), scales
 
 
@@ -119,15 +121,17 @@ def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
     raise ValueError("H is not positive definite even with extra damping")
 
 
-def gptq_int4_layers(model: nn.Module, modules: dict[str, nn.Module],
-                     images: torch.Tensor) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def gptq_int4_layers(
+    model: nn.Module, modules: dict[str, nn.Module], images: torch.Tensor
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Layer name -> (int4 levels, scales) by GPTQ on ``images``, for each of ``modules``."""
     hessians = input_hessians(model, modules, images)
     return {name: gptq_int4(module.weight, hessians[name]) for name, module in modules.items()}
 
 
-def int4_levels(model: nn.Module, layers, images: Callable[[], torch.Tensor],
-                rounding: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def int4_levels(
+    model: nn.Module, layers, images: Callable[[], torch.Tensor], rounding: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The int4 (levels, scales) of each of ``layers`` (``simulate.Layer``) by ``rounding``:
     GPTQ on ``images()`` (called only then), or nothing for ``"nearest"`` (its levels are
     computed where used)."""

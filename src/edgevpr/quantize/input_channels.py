@@ -32,8 +32,12 @@ def widen_input_conv(model: onnx.ModelProto, channels: int = CHANNELS) -> bool:
         return False
     quantize = readers[0]
     convs = consumers.get(quantize.output[0], [])
-    if (len(convs) != 1 or convs[0].op_type != "QLinearConv" or convs[0].input[3] not in initializers
-            or len(consumers[convs[0].input[3]]) != 1):  # the weight is rewritten: it must be this conv's alone
+    if (
+        len(convs) != 1
+        or convs[0].op_type != "QLinearConv"
+        or convs[0].input[3] not in initializers
+        or len(consumers[convs[0].input[3]]) != 1
+    ):  # the weight is rewritten: it must be this conv's alone
         return False
     conv = convs[0]
     weight = numpy_helper.to_array(initializers[conv.input[3]])
@@ -48,8 +52,9 @@ def widen_input_conv(model: onnx.ModelProto, channels: int = CHANNELS) -> bool:
     pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, extra, 0, 0], np.int64), widened + "_pads")
     graph.initializer.append(pads)
     zero_point = list(quantize.input[2:3])  # absent: ONNX's default zero point and Pad's default value are 0
-    pad = helper.make_node("Pad", [quantize.output[0], pads.name, *zero_point], [widened], name=widened + "_pad",
-                           mode="constant")
+    pad = helper.make_node(
+        "Pad", [quantize.output[0], pads.name, *zero_point], [widened], name=widened + "_pad", mode="constant"
+    )
     conv.input[0] = widened
     graph.node.insert(list(graph.node).index(quantize) + 1, pad)
     return True

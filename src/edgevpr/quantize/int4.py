@@ -31,8 +31,9 @@ def quantize_int4_symmetric(weight: np.ndarray, axis: int) -> tuple[np.ndarray, 
     return np.moveaxis(q, 0, axis), scale
 
 
-def to_int4_weights(model: onnx.ModelProto, only: set[str] | None = None,
-                    levels: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> onnx.ModelProto:
+def to_int4_weights(
+    model: onnx.ModelProto, only: set[str] | None = None, levels: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+) -> onnx.ModelProto:
     """Return a copy whose large Conv/Gemm/MatMul weights (those of the nodes named in
     ``only``, or all) are int4 with DequantizeLinear: rounded to nearest, or the (levels,
     scales) that ``levels`` gives by node name (levels in PyTorch's (out, in, ...) layout)."""
@@ -51,11 +52,14 @@ def to_int4_weights(model: onnx.ModelProto, only: set[str] | None = None,
         if q.shape != weight.shape:
             raise ValueError(f"{name}: int4 levels of shape {q.shape} for a weight of shape {weight.shape}")
         q_name, s_name, z_name = f"{name}_int4", f"{name}_scale", f"{name}_zero"
-        stored = [helper.make_tensor(q_name, onnx.TensorProto.INT4, q.shape, q.flatten().tolist()),
-                  numpy_helper.from_array(scale, s_name),
-                  helper.make_tensor(z_name, onnx.TensorProto.INT4, scale.shape, [0] * scale.size)]
-        return stored, helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [name], axis=axis,
-                                        name=f"{name}_dequantize")
+        stored = [
+            helper.make_tensor(q_name, onnx.TensorProto.INT4, q.shape, q.flatten().tolist()),
+            numpy_helper.from_array(scale, s_name),
+            helper.make_tensor(z_name, onnx.TensorProto.INT4, scale.shape, [0] * scale.size),
+        ]
+        return stored, helper.make_node(
+            "DequantizeLinear", [q_name, s_name, z_name], [name], axis=axis, name=f"{name}_dequantize"
+        )
 
     return replace_weights(model, int4, only)
 
@@ -66,8 +70,7 @@ def to_fp16_weights(model: onnx.ModelProto, only: set[str] | None = None) -> onn
 
     def fp16(name: str, weight: np.ndarray, axis: int):
         stored = numpy_helper.from_array(weight.astype(np.float16), f"{name}_fp16")
-        return [stored], helper.make_node("Cast", [stored.name], [name], to=onnx.TensorProto.FLOAT,
-                                          name=f"{name}_cast")
+        return [stored], helper.make_node("Cast", [stored.name], [name], to=onnx.TensorProto.FLOAT, name=f"{name}_cast")
 
     return replace_weights(model, fp16, only)
 

@@ -29,8 +29,11 @@ def searchable_layers(model: nn.Module, example: torch.Tensor) -> list[Layer]:
     """Convolutions and linear layers in the order the forward pass runs them."""
     names = {module: name for name, module in model.named_modules()}
     order: list[nn.Module] = []
-    handles = [m.register_forward_pre_hook(lambda module, inputs: order.append(module))
-               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    handles = [
+        m.register_forward_pre_hook(lambda module, inputs: order.append(module))
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
     try:
         model(example)
     finally:
@@ -70,5 +73,3 @@ def node_of_layer(proto: onnx.ModelProto, layers) -> dict[str, str]:
             raise ConfigError(f"layer {layer.name}: {len(found)} ONNX nodes carry its weights; cannot place it")
         mapping[layer.name] = found[0]
     return mapping
-
-

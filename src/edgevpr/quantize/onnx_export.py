@@ -22,8 +22,16 @@ def _export_bytes(model, example: torch.Tensor, dynamic_size: bool, opset: int) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(model, (example,), buffer, input_names=[INPUT], output_names=[OUTPUT],
-                              dynamic_axes={INPUT: axes, OUTPUT: {0: "batch"}}, opset_version=opset, dynamo=False)
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: axes, OUTPUT: {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
         except Exception as error:  # the exporter raises many types for unsupported operators
             message = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
             raise EdgeVPRError(f"cannot export the model to ONNX: {message}") from None

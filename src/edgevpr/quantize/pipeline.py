@@ -72,7 +72,9 @@ def check_options(options: QuantizeConfig) -> None:
     if not 0 < options.percentile <= 100:
         raise ConfigError(f"--percentile must be in (0, 100], got {options.percentile}")
     if options.int4_rounding not in ("auto", *INT4_ROUNDINGS):
-        raise ConfigError(f"unknown int4 rounding {options.int4_rounding!r}; use one of auto, {', '.join(INT4_ROUNDINGS)}")
+        raise ConfigError(
+            f"unknown int4 rounding {options.int4_rounding!r}; use one of auto, {', '.join(INT4_ROUNDINGS)}"
+        )
     if options.int8_layout not in INT8_LAYOUTS:
         raise ConfigError(f"unknown int8 layout {options.int8_layout!r}; use one of {', '.join(INT8_LAYOUTS)}")
     if options.calibration not in calibration.METHODS:
@@ -92,14 +94,23 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) 
     layout = resolve_layout(options.int8_layout)
     torch.manual_seed(config.eval.seed)
     contract = contract_of(config)
-    calib = CalibrationImages(options.calib, options.calib_count, contract, config.data.max_pixels) if options.calib else None
+    calib = (
+        CalibrationImages(options.calib, options.calib_count, contract, config.data.max_pixels)
+        if options.calib
+        else None
+    )
     model, example, folded = prepared_model(config, calib, contract)
     metadata = {
-        "config": config.to_dict(), "contract": contract.to_dict(), "params": count_params(model),
-        "flops": count_flops(model, tuple(example.shape)), "precision": options.precision,
+        "config": config.to_dict(),
+        "contract": contract.to_dict(),
+        "params": count_params(model),
+        "flops": count_flops(model, tuple(example.shape)),
+        "precision": options.precision,
         "target": options.target if options.precision == "int8" else None,
-        "calibration": options.calibration if precision.needs_calibration else None, "bn_folded": folded,
-        "calib_images": None, "descriptor_dim": model.descriptor_dim,
+        "calibration": options.calibration if precision.needs_calibration else None,
+        "bn_folded": folded,
+        "calib_images": None,
+        "descriptor_dim": model.descriptor_dim,
     }
     if precision.integer and not (options.precision == "int8" and options.target == "tensorrt"):
         metadata["int8_layout"] = layout.name
@@ -111,7 +122,10 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) 
     set_metadata(proto, metadata)  # the quantizers do not all keep it
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
-    return {"out": out, "bytes": Path(out).stat().st_size,
-            **{k: metadata.get(k) for k in ("precision", "target", "calibration", "bn_folded", "int8_layout")},
-            "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])],
-            "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0)}
+    return {
+        "out": out,
+        "bytes": Path(out).stat().st_size,
+        **{k: metadata.get(k) for k in ("precision", "target", "calibration", "bn_folded", "int8_layout")},
+        "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])],
+        "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0),
+    }

@@ -59,8 +59,10 @@ class Export:
         if bias_correction:
             self.model.eval()
             modules = {layer.name: layer.module for layer in layers}
-            weights = {name: dequantized(*int4[name]) if name in int4 else quantized_weight(module.weight.detach(), "int4")
-                       for name, module in modules.items()}
+            weights = {
+                name: dequantized(*int4[name]) if name in int4 else quantized_weight(module.weight.detach(), "int4")
+                for name, module in modules.items()
+            }
             correct_biases(self.model, modules, weights, (torch.from_numpy(batch) for batch in self.calib()))
             self.metadata["int4_bias_correction"] = {"layers": len(layers), "images": len(self.calib.paths)}
             proto = export_onnx(self.model, self.example, self.metadata)
@@ -114,16 +116,21 @@ class Int8(Precision):
 
     def quantize(self, export: Export) -> onnx.ModelProto:
         options, stats = export.options, export.calibrate()
-        ranges = calibration.ranges(stats, options.calibration, symmetric=options.target == "tensorrt",
-                                    percentile=options.percentile)
+        ranges = calibration.ranges(
+            stats, options.calibration, symmetric=options.target == "tensorrt", percentile=options.percentile
+        )
         kept = []
         if options.keep_float:
-            uint8_ranges = ranges if options.target == "cpu" else calibration.ranges(
-                stats, options.calibration, symmetric=False, percentile=options.percentile)
+            uint8_ranges = (
+                ranges
+                if options.target == "cpu"
+                else calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+            )
             kept = FLOAT_LAYER_CHOOSERS.get("sensitivity")(export, uint8_ranges, options.keep_float)
             export.metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
-        proto = to_int8(export.proto, ranges, options.target, keep_float=[entry["node"] for entry in kept],
-                        layout=export.layout)
+        proto = to_int8(
+            export.proto, ranges, options.target, keep_float=[entry["node"] for entry in kept], layout=export.layout
+        )
         if options.target == "cpu":
             export.metadata["stem_channels_widened"] = widen_input_conv(proto)
         return proto
@@ -134,8 +141,11 @@ class Int4(Precision):
     def quantize(self, export: Export) -> onnx.ModelProto:
         options, levels = export.options, {}
         if export.calib is not None:
-            layers = [layer for layer in searchable_layers(export.model, export.example)
-                      if layer.module.weight.numel() >= MIN_ELEMENTS]
+            layers = [
+                layer
+                for layer in searchable_layers(export.model, export.example)
+                if layer.module.weight.numel() >= MIN_ELEMENTS
+            ]
             rounding = "gptq" if options.int4_rounding == "auto" else options.int4_rounding
             correct = True if options.bias_correction is None else options.bias_correction
             proto, int4 = export.int4_weights(layers, rounding, correct)

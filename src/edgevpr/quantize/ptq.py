@@ -33,9 +33,15 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     return convert_float_to_float16(model, keep_io_types=True)
 
 
-def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]], target: str = "cpu",
-            keep_float: list[str] | None = None, only: list[str] | None = None, qdq: bool | None = None,
-            layout: Int8Layout = LAYOUTS["u8s8"]) -> onnx.ModelProto:
+def to_int8(
+    model: onnx.ModelProto,
+    tensor_ranges: dict[str, tuple[float, float]],
+    target: str = "cpu",
+    keep_float: list[str] | None = None,
+    only: list[str] | None = None,
+    qdq: bool | None = None,
+    layout: Int8Layout = LAYOUTS["u8s8"],
+) -> onnx.ModelProto:
     """``keep_float``: node names left in float; ``only``: quantize just these nodes;
     ``qdq``: force QDQ (True) or QOperator (False) instead of the target's format; ``layout``:
     the ``cpu`` target's activation type and weight range (``tensorrt`` is symmetric int8)."""
@@ -51,11 +57,15 @@ def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]
         raise ConfigError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     symmetric = target == "tensorrt"
     if qdq and layout.activations == "int8" and not symmetric:
-        raise ConfigError(f"int8 layout {layout.name} needs QLinearConv (--precision int8): in a QDQ graph ONNX "
-                          "Runtime would run its int8 activations as uint8")
+        raise ConfigError(
+            f"int8 layout {layout.name} needs QLinearConv (--precision int8): in a QDQ graph ONNX "
+            "Runtime would run its int8 activations as uint8"
+        )
     signed_activations = symmetric or layout.activations == "int8"
     weight_max = 127 if symmetric else layout.weight_max
-    data = TensorsData(CalibrationMethod.MinMax, {n: (np.float32(lo), np.float32(hi)) for n, (lo, hi) in tensor_ranges.items()})
+    data = TensorsData(
+        CalibrationMethod.MinMax, {n: (np.float32(lo), np.float32(hi)) for n, (lo, hi) in tensor_ranges.items()}
+    )
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer advises pre-processing through the root logger
@@ -66,17 +76,24 @@ def to_int8(model: onnx.ModelProto, tensor_ranges: dict[str, tuple[float, float]
             onnx.save(model, source)
             save_tensors_data(data, cache)
             quantize_static(
-                str(source), str(output), calibration_data_reader=None,
+                str(source),
+                str(output),
+                calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ if (symmetric if qdq is None else qdq) else QuantFormat.QOperator,
                 nodes_to_quantize=only,
-                per_channel=True, reduce_range=weight_max < 127,
+                per_channel=True,
+                reduce_range=weight_max < 127,
                 activation_type=QuantType.QInt8 if signed_activations else QuantType.QUInt8,
-                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                calibration_cache_path=str(cache), nodes_to_exclude=keep_float or [],
-                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
-                               "TensorQuantOverrides": grid_overrides(model, weight_max, 127 if weight_max < 127 else None)},
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                calibration_cache_path=str(cache),
+                nodes_to_exclude=keep_float or [],
+                extra_options={
+                    "ActivationSymmetric": symmetric,
+                    "WeightSymmetric": True,
+                    "TensorQuantOverrides": grid_overrides(model, weight_max, 127 if weight_max < 127 else None),
+                },
             )
             return onnx.load(str(output))
     finally:
         root.setLevel(level)
-

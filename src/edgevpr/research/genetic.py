@@ -128,7 +128,7 @@ class Problem:
                 if precision == PRECISIONS[-1]:
                     continue
                 higher = PRECISIONS[PRECISIONS.index(precision) + 1]
-                raised = assignment[:i] + [higher] + assignment[i + 1:]
+                raised = assignment[:i] + [higher] + assignment[i + 1 :]
                 if not self.feasible(raised):
                     continue
                 gain = self._cost_of_lowering(i, higher)
@@ -207,21 +207,31 @@ def _load(path: Path | None, settings: SearchSettings, fingerprint: str | None) 
     if saved["settings"] != json.loads(json.dumps(asdict(settings))):
         raise ConfigError(f"{path}: a search with other settings; remove it or choose another state file")
     if saved.get("fingerprint") != fingerprint:
-        raise ConfigError(f"{path}: a search of another model, calibration or simulation (its fitness values "
-                          f"do not apply); remove it or choose another state file")
+        raise ConfigError(
+            f"{path}: a search of another model, calibration or simulation (its fitness values "
+            f"do not apply); remove it or choose another state file"
+        )
     state = SearchState(**saved["state"])
     state.population = [(list(a), f) for a, f in state.population]
     return state
 
 
-def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], settings: SearchSettings,
-                   state_path: str | Path | None = None, progress: Callable[[SearchState], None] | None = None,
-                   save_every: int = 10, fingerprint: str | None = None) -> tuple[list[str], float, SearchState]:
+def genetic_search(
+    problem: Problem,
+    fitness: Callable[[list[str]], float],
+    settings: SearchSettings,
+    state_path: str | Path | None = None,
+    progress: Callable[[SearchState], None] | None = None,
+    save_every: int = 10,
+    fingerprint: str | None = None,
+) -> tuple[list[str], float, SearchState]:
     """Algorithm 1. Returns the fittest candidate, its fitness and the final state. The state
     file resumes only a search with the same settings and ``fingerprint`` (what the fitness
     depends on besides the settings)."""
     if settings.population < 2 or not 2 <= settings.sample <= settings.population:
-        raise ConfigError(f"need population >= 2 and 2 <= sample <= population, got {settings.population}, {settings.sample}")
+        raise ConfigError(
+            f"need population >= 2 and 2 <= sample <= population, got {settings.population}, {settings.sample}"
+        )
     if not 0 <= settings.mutation <= 1:
         raise ConfigError(f"mutation probability must be in [0, 1], got {settings.mutation}")
     path = Path(state_path) if state_path else None
@@ -269,8 +279,14 @@ def genetic_search(problem: Problem, fitness: Callable[[list[str]], float], sett
     return best, best_fitness, state
 
 
-def random_search(problem: Problem, fitness: Callable[[list[str]], float], evaluations: int,
-                  seed: int = 0, warm_start: bool = False, fill: bool = False) -> tuple[list[str], float, list[float]]:
+def random_search(
+    problem: Problem,
+    fitness: Callable[[list[str]], float],
+    evaluations: int,
+    seed: int = 0,
+    warm_start: bool = False,
+    fill: bool = False,
+) -> tuple[list[str], float, list[float]]:
     """The best of ``evaluations`` distinct random feasible candidates (the first ones the
     warm-start candidates, if asked; each one filled up to the budget, if asked)."""
     rng, state = np.random.default_rng(seed), SearchState()

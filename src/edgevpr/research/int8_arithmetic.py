@@ -74,8 +74,9 @@ class Int8Arithmetic:
     output_grid: tuple[float, float]
 
     @classmethod
-    def of(cls, weight: torch.Tensor, bias: torch.Tensor | None, input_range, output_range,
-           weight_max: int = 127) -> Int8Arithmetic:
+    def of(
+        cls, weight: torch.Tensor, bias: torch.Tensor | None, input_range, output_range, weight_max: int = 127
+    ) -> Int8Arithmetic:
         scales = channel_scales(weight.numpy(), weight_max)  # the deployed per-channel int8 scales
         shape = (-1,) + (1,) * (weight.dim() - 1)
         levels = torch.clamp(torch.round(weight / torch.from_numpy(scales).reshape(shape)), -128, 127)

@@ -26,9 +26,15 @@ from edgevpr.research.simulate import Simulator
 SAMPLE = 16  # calibration images used to rank the layers
 
 
-def most_sensitive_layers(model: torch.nn.Module, example: torch.Tensor, proto: onnx.ModelProto, calib,
-                          tensor_ranges: dict[str, tuple[float, float]], count: int,
-                          weight_max: int = 127) -> list[dict]:
+def most_sensitive_layers(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    proto: onnx.ModelProto,
+    calib,
+    tensor_ranges: dict[str, tuple[float, float]],
+    count: int,
+    weight_max: int = 127,
+) -> list[dict]:
     """The ``count`` layers whose int8 quantization alone costs most descriptor error, most
     sensitive first: ``{"layer", "node", "error"}``. ``tensor_ranges`` are uint8 ranges by
     ONNX tensor name; ``calib`` is a ``pipeline.CalibrationImages``; ``weight_max`` the int8
@@ -47,5 +53,6 @@ def most_sensitive_layers(model: torch.nn.Module, example: torch.Tensor, proto: 
 @FLOAT_LAYER_CHOOSERS.register("sensitivity")
 def layers_kept_float(export: Export, tensor_ranges: dict[str, tuple[float, float]], count: int) -> list[dict]:
     """``quantize --keep-float N``: the deploy pipeline's hook for the ranking above."""
-    return most_sensitive_layers(export.model, export.example, export.proto, export.calib, tensor_ranges, count,
-                                 export.layout.weight_max)
+    return most_sensitive_layers(
+        export.model, export.example, export.proto, export.calib, tensor_ranges, count, export.layout.weight_max
+    )

@@ -83,19 +83,40 @@ def mixed_options(config: RunConfig) -> MixedOptions:
         raise ConfigError("search-precision needs calibration images: --calib DIR (or quantize.calib)")
     if search.fitness_images < 1:
         raise ConfigError(f"--calib-count must be at least 1, got {search.fitness_images}")
-    settings = SearchSettings(search.budget, search.population, search.sample, search.mutation, search.steps,
-                              search.time_limit_s, search.seed, search.weighting, search.warm_start, search.fill)
-    return MixedOptions(settings, quantize.calib, search.fitness_images, quantize.calibration, quantize.percentile,
-                        bias_correction=bool(quantize.bias_correction),
-                        int4_rounding="nearest" if quantize.int4_rounding == "auto" else quantize.int4_rounding,
-                        int8_layout=quantize.int8_layout)
+    settings = SearchSettings(
+        search.budget,
+        search.population,
+        search.sample,
+        search.mutation,
+        search.steps,
+        search.time_limit_s,
+        search.seed,
+        search.weighting,
+        search.warm_start,
+        search.fill,
+    )
+    return MixedOptions(
+        settings,
+        quantize.calib,
+        search.fitness_images,
+        quantize.calibration,
+        quantize.percentile,
+        bias_correction=bool(quantize.bias_correction),
+        int4_rounding="nearest" if quantize.int4_rounding == "auto" else quantize.int4_rounding,
+        int8_layout=quantize.int8_layout,
+    )
 
 
 def _paths(out: str | Path) -> dict[str, Path]:
     out = Path(out)
     stem = out.with_suffix("")
-    return {"out": out, "sensitivity": Path(f"{stem}.sensitivity.json"), "state": Path(f"{stem}.state.json"),
-            "sensitivity_png": Path(f"{stem}.sensitivity.png"), "bits_png": Path(f"{stem}.bits.png")}
+    return {
+        "out": out,
+        "sensitivity": Path(f"{stem}.sensitivity.json"),
+        "state": Path(f"{stem}.state.json"),
+        "sensitivity_png": Path(f"{stem}.sensitivity.png"),
+        "bits_png": Path(f"{stem}.bits.png"),
+    }
 
 
 def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator, CalibrationImages]:
@@ -116,21 +137,30 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
     proto = export_onnx(model, example, {})
 
     def loaded():  # the images already decoded, one at a time, as `calib()` yields them
-        return (images[i:i + 1].numpy() for i in range(len(images)))
+        return (images[i : i + 1].numpy() for i in range(len(images)))
 
     stats = calibration.collect(proto, loaded, threads=config.eval.threads)
     tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
-    graph = quantized_graph(proto, node_of_layer(proto, layers), tensor_ranges,
-                            resolve_layout(options.int8_layout).weight_max)
+    graph = quantized_graph(
+        proto, node_of_layer(proto, layers), tensor_ranges, resolve_layout(options.int8_layout).weight_max
+    )
     return Simulator(model, layers, graph, images, options.bias_correction, int4), calib
 
 
 def search_signature(config: RunConfig, options: MixedOptions) -> str:
     """What a saved sensitivity or search state depends on besides the search settings."""
-    payload = {"simulation": SIMULATION, "model": config.to_dict()["model"], "data": config.to_dict()["data"], "calib": options.calib,
-               "calib_count": options.calib_count, "calibration": options.calibration, "percentile": options.percentile,
-               "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding,
-               "int8_layout": resolve_layout(options.int8_layout).name}
+    payload = {
+        "simulation": SIMULATION,
+        "model": config.to_dict()["model"],
+        "data": config.to_dict()["data"],
+        "calib": options.calib,
+        "calib_count": options.calib_count,
+        "calibration": options.calibration,
+        "percentile": options.percentile,
+        "bias_correction": options.bias_correction,
+        "int4_rounding": options.int4_rounding,
+        "int8_layout": resolve_layout(options.int8_layout).name,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -151,56 +181,98 @@ def layer_sensitivity(simulator: Simulator, path: Path, signature: str, log: Cal
     return result
 
 
-def search_precision(config: RunConfig, options: MixedOptions, out: str | Path,
-                     log: Callable[[str], None] = print) -> dict:
+def search_precision(
+    config: RunConfig, options: MixedOptions, out: str | Path, log: Callable[[str], None] = print
+) -> dict:
     paths = _paths(out)
     started = time.monotonic()
     simulator, calib = build_simulator(config, options)
-    log(f"{len(simulator.layers)} searchable layers; {len(simulator.images)} calibration images "
-        f"({options.calibration} ranges)")
+    log(
+        f"{len(simulator.layers)} searchable layers; {len(simulator.images)} calibration images "
+        f"({options.calibration} ranges)"
+    )
     sensitivity_file = Path(options.sensitivity_file) if options.sensitivity_file else paths["sensitivity"]
     signature = search_signature(config, options)
     sensitivity = layer_sensitivity(simulator, sensitivity_file, signature, log)
-    plots.per_layer_values({"int4": sensitivity["int4"], "int8": sensitivity["int8"]}, paths["sensitivity_png"],
-                           "descriptor error with one layer quantized")
+    plots.per_layer_values(
+        {"int4": sensitivity["int4"], "int8": sensitivity["int8"]},
+        paths["sensitivity_png"],
+        "descriptor error with one layer quantized",
+    )
     settings = options.search
     resumed = paths["state"].is_file()
-    problem = Problem([layer.params for layer in simulator.layers], {"int4": sensitivity["int4"],
-                      "int8": sensitivity["int8"]}, settings.budget, settings.weighting)
+    problem = Problem(
+        [layer.params for layer in simulator.layers],
+        {"int4": sensitivity["int4"], "int8": sensitivity["int8"]},
+        settings.budget,
+        settings.weighting,
+    )
     with tqdm(total=settings.steps, desc="genetic search", unit="step", leave=False, disable=None) as bar:
+
         def progress(state):
             bar.n = state.step
             bar.set_postfix(best=f"{state.history[-1]:.3g}", evals=state.evaluations)
             bar.refresh()
 
-        best, best_fitness, state = genetic_search(problem, simulator.fitness, settings, paths["state"], progress,
-                                                   fingerprint=signature)
+        best, best_fitness, state = genetic_search(
+            problem, simulator.fitness, settings, paths["state"], progress, fingerprint=signature
+        )
     result = {
-        "format": FORMAT, "budget": settings.budget, "weighting": settings.weighting,
-        "average_bits": problem.average_bits(best), "fitness": best_fitness,
+        "format": FORMAT,
+        "budget": settings.budget,
+        "weighting": settings.weighting,
+        "average_bits": problem.average_bits(best),
+        "fitness": best_fitness,
         **{f"average_bits_{w}": average_bits(best, layer_weights(problem.params, w)) for w in WEIGHTINGS},
-        "calibration": options.calibration, "percentile": options.percentile, "calib": options.calib,
-        "bias_correction": options.bias_correction, "int4_rounding": options.int4_rounding,
-        "int8_layout": resolve_layout(options.int8_layout).name, "calib_count": len(simulator.images),
-        "settings": asdict(settings), "evaluations": state.evaluations,
-        "resumed": resumed, "genetic_seconds": round(state.seconds, 1),  # the search steps, over every run
+        "calibration": options.calibration,
+        "percentile": options.percentile,
+        "calib": options.calib,
+        "bias_correction": options.bias_correction,
+        "int4_rounding": options.int4_rounding,
+        "int8_layout": resolve_layout(options.int8_layout).name,
+        "calib_count": len(simulator.images),
+        "settings": asdict(settings),
+        "evaluations": state.evaluations,
+        "resumed": resumed,
+        "genetic_seconds": round(state.seconds, 1),  # the search steps, over every run
         "history": state.history,
-        "layers": [{"name": layer.name, "precision": precision, "params": layer.params}
-                   for layer, precision in zip(simulator.layers, best)],
-        "model": config.to_dict()["model"], "data": config.to_dict()["data"],
+        "layers": [
+            {"name": layer.name, "precision": precision, "params": layer.params}
+            for layer, precision in zip(simulator.layers, best)
+        ],
+        "model": config.to_dict()["model"],
+        "data": config.to_dict()["data"],
     }
     if options.baselines:
-        _, random_fitness, _ = random_search(problem, simulator.fitness, state.evaluations, settings.seed,
-                                             warm_start=settings.warm_start, fill=settings.fill)
+        _, random_fitness, _ = random_search(
+            problem,
+            simulator.fitness,
+            state.evaluations,
+            settings.seed,
+            warm_start=settings.warm_start,
+            fill=settings.fill,
+        )
         greedy = greedy_by_sensitivity(problem)
         result["baselines"] = {
             "random_search": {"fitness": random_fitness, "evaluations": state.evaluations},
-            "greedy_by_sensitivity": {"fitness": simulator.fitness(greedy), "average_bits": problem.average_bits(greedy)},
-            **{f"uniform_{p}": {"fitness": simulator.fitness(uniform(problem, p)), "average_bits": BITS[p],
-                                "feasible": BITS[p] <= settings.budget} for p in ("int8", "int4")},
+            "greedy_by_sensitivity": {
+                "fitness": simulator.fitness(greedy),
+                "average_bits": problem.average_bits(greedy),
+            },
+            **{
+                f"uniform_{p}": {
+                    "fitness": simulator.fitness(uniform(problem, p)),
+                    "average_bits": BITS[p],
+                    "feasible": BITS[p] <= settings.budget,
+                }
+                for p in ("int8", "int4")
+            },
         }
     result["seconds"] = round(time.monotonic() - started, 1)
     write_json(paths["out"], result)
-    plots.bits_per_layer([BITS[p] for p in best], paths["bits_png"],
-                         f"bits per layer, B = {settings.budget:g} ({settings.weighting}), average {result['average_bits']:.2f}")
+    plots.bits_per_layer(
+        [BITS[p] for p in best],
+        paths["bits_png"],
+        f"bits per layer, B = {settings.budget:g} ({settings.weighting}), average {result['average_bits']:.2f}",
+    )
     return result

@@ -69,14 +69,18 @@ def int8_tensors(proto: onnx.ModelProto, nodes: dict[str, str]) -> dict[str, tup
     for layer, node_name in nodes.items():
         node = by_name[node_name]
         users = consumers.get(node.output[0], [])
-        fused = (users[0] if len(users) == 1 and users[0].op_type in FUSED_ACTIVATIONS
-                 and node.output[0] not in graph_outputs else None)
+        fused = (
+            users[0]
+            if len(users) == 1 and users[0].op_type in FUSED_ACTIVATIONS and node.output[0] not in graph_outputs
+            else None
+        )
         points[layer] = (node.input[0], fused.output[0] if fused else node.output[0], fused.name if fused else None)
     return points
 
 
-def quantized_graph(proto: onnx.ModelProto, nodes: dict[str, str],
-                    tensor_ranges: dict[str, tuple[float, float]], weight_max: int = 127) -> QuantizedGraph:
+def quantized_graph(
+    proto: onnx.ModelProto, nodes: dict[str, str], tensor_ranges: dict[str, tuple[float, float]], weight_max: int = 127
+) -> QuantizedGraph:
     """What an int8 layer's QDQ quantization quantizes (``int8_tensors``; ``nodes`` from
     ``node_of_layer``), the uint8 ranges by ONNX tensor name, the graph's Add nodes and the int8
     layout's weight range: what ``Simulator`` takes."""
@@ -88,20 +92,30 @@ def quantized_graph(proto: onnx.ModelProto, nodes: dict[str, str],
     return QuantizedGraph(tensors, {t: tensor_ranges[t] for t in used if t in tensor_ranges}, adds, weight_max)
 
 
-def to_mixed(proto: onnx.ModelProto, model, example, mixed: dict, ranges: dict,
-             int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
-             layout: Int8Layout = LAYOUTS["u8s8"]) -> tuple[onnx.ModelProto, list[int]]:
+def to_mixed(
+    proto: onnx.ModelProto,
+    model,
+    example,
+    mixed: dict,
+    ranges: dict,
+    int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    layout: Int8Layout = LAYOUTS["u8s8"],
+) -> tuple[onnx.ModelProto, list[int]]:
     """The file ``mixed`` describes; ``int4`` gives int4 (levels, scales) by layer name (GPTQ),
     the other int4 layers round to nearest; ``layout`` is the int8 layers' layout."""
     layers = searchable_layers(model, example)
     names = [layer["name"] for layer in mixed["layers"]]
     if names != [layer.name for layer in layers]:
-        raise ConfigError(f"{mixed['path']}: searched for another model ({len(names)} layers, this one has "
-                          f"{len(layers)}; first difference at "
-                          f"{next((a for a, b in zip(names, [l.name for l in layers]) if a != b), 'the end')})")
+        raise ConfigError(
+            f"{mixed['path']}: searched for another model ({len(names)} layers, this one has "
+            f"{len(layers)}; first difference at "
+            f"{next((a for a, b in zip(names, [layer.name for layer in layers]) if a != b), 'the end')})"
+        )
     nodes = node_of_layer(proto, layers)
-    chosen = {precision: {nodes[layer["name"]] for layer in mixed["layers"] if layer["precision"] == precision}
-              for precision in BITS}
+    chosen = {
+        precision: {nodes[layer["name"]] for layer in mixed["layers"] if layer["precision"] == precision}
+        for precision in BITS
+    }
     points = int8_tensors(proto, nodes)
     fused = {points[layer["name"]][2] for layer in mixed["layers"] if layer["precision"] == "int8"} - {None}
     if chosen["int4"]:
@@ -125,25 +139,34 @@ class MixedPrecision(Precision):
         if not options.mixed_config:
             raise ConfigError("--precision mixed needs --mixed-config FILE (from `edgevpr search-precision`)")
         if options.int8_layout not in QDQ_CHOICES:
-            raise ConfigError(f"int8 layout {options.int8_layout} is for --precision int8; mixed precision takes "
-                              f"{', '.join(QDQ_CHOICES)}")
+            raise ConfigError(
+                f"int8 layout {options.int8_layout} is for --precision int8; mixed precision takes "
+                f"{', '.join(QDQ_CHOICES)}"
+            )
 
     def prepare(self, options: QuantizeConfig) -> QuantizeConfig:
         mixed = read_mixed_config(options.mixed_config)  # the ranges and the int8 layout the search simulated
-        return dataclasses.replace(options, calibration=mixed["calibration"], calib_count=mixed["calib_count"],
-                                   percentile=mixed.get("percentile", options.percentile),
-                                   int8_layout=mixed.get("int8_layout", LEGACY))
+        return dataclasses.replace(
+            options,
+            calibration=mixed["calibration"],
+            calib_count=mixed["calib_count"],
+            percentile=mixed.get("percentile", options.percentile),
+            int8_layout=mixed.get("int8_layout", LEGACY),
+        )
 
     def quantize(self, export: Export) -> onnx.ModelProto:
         options, mixed = export.options, read_mixed_config(export.options.mixed_config)
-        ranges = calibration.ranges(export.calibrate(), options.calibration, symmetric=False,
-                                    percentile=options.percentile)
+        ranges = calibration.ranges(
+            export.calibrate(), options.calibration, symmetric=False, percentile=options.percentile
+        )
         int4_names = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
         # after calibration: the search calibrated the uncorrected model
         layers = [layer for layer in searchable_layers(export.model, export.example) if layer.name in int4_names]
-        proto, int4 = export.int4_weights(layers, mixed.get("int4_rounding", "nearest"),
-                                          mixed.get("bias_correction", False))
-        proto, export.metadata["layer_bits"] = to_mixed(proto, export.model, export.example, mixed, ranges, int4,
-                                                        export.layout)
+        proto, int4 = export.int4_weights(
+            layers, mixed.get("int4_rounding", "nearest"), mixed.get("bias_correction", False)
+        )
+        proto, export.metadata["layer_bits"] = to_mixed(
+            proto, export.model, export.example, mixed, ranges, int4, export.layout
+        )
         export.metadata["mixed"] = {k: mixed[k] for k in ("budget", "weighting", "average_bits", "fitness")}
         return proto

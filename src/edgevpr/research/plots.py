@@ -62,8 +62,8 @@ def per_layer_values(series: dict[str, list[float]], path: str | Path, title: st
             y = height - bottom - (math.log10(v) - low) / (high - low) * (height - bottom - top)
             x0 = left + i * step + k * step / len(series)
             draw.rectangle([x0, y, x0 + max(1, step / len(series) - 1), height - bottom], fill=colours[k % 3])
-    draw.text((5, top), f"{10 ** high:.1e}", fill="black")
-    draw.text((5, height - bottom - 10), f"{10 ** low:.1e}", fill="black")
+    draw.text((5, top), f"{10**high:.1e}", fill="black")
+    draw.text((5, height - bottom - 10), f"{10**low:.1e}", fill="black")
     return _save(image, path)
 
 

@@ -91,7 +91,7 @@ class QuantizedAdd(TorchFunctionMode):
 
 def _batches(images: torch.Tensor, size: int = 8):
     for start in range(0, len(images), size):
-        yield images[start:start + size]
+        yield images[start : start + size]
 
 
 class Simulator:
@@ -102,29 +102,45 @@ class Simulator:
     round to nearest; with ``bias_correction`` an int4 layer's bias is corrected on ``images``
     (layers without a bias get a zero one)."""
 
-    def __init__(self, model: nn.Module, layers: list[Layer], graph: QuantizedGraph | None,
-                 images: torch.Tensor, bias_correction: bool = False,
-                 int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: list[Layer],
+        graph: QuantizedGraph | None,
+        images: torch.Tensor,
+        bias_correction: bool = False,
+        int4: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ):
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.layers, self.graph = layers, graph or QuantizedGraph({}, {}, {})
         self.images = images.contiguous(memory_format=torch.channels_last)
         self.original = {layer.name: layer.module.weight.detach().clone() for layer in layers}
-        self.variants = {(layer.name, p): quantized_weight(self.original[layer.name], p)
-                         for layer in layers for p in ("int4", "fp16")}
+        self.variants = {
+            (layer.name, p): quantized_weight(self.original[layer.name], p)
+            for layer in layers
+            for p in ("int4", "fp16")
+        }
         self.variants |= {(name, "int4"): dequantized(*levels) for name, levels in (int4 or {}).items()}
         self.modes = {layer.name: "fp32" for layer in layers}
         if bias_correction:
             for layer in layers:
                 if layer.module.bias is None:
                     layer.module.bias = nn.Parameter(torch.zeros(layer.module.weight.shape[0]), requires_grad=False)
-        self.original_bias = {layer.name: None if layer.module.bias is None else layer.module.bias.detach().clone()
-                              for layer in layers}
+        self.original_bias = {
+            layer.name: None if layer.module.bias is None else layer.module.bias.detach().clone() for layer in layers
+        }
         ranges = self.graph.ranges
-        self.int8 = {layer.name: Int8Arithmetic.of(self.original[layer.name], self.original_bias[layer.name],
-                                                   ranges[self.graph.tensors[layer.name][0]],
-                                                   ranges[self.graph.tensors[layer.name][1]],
-                                                   self._weight_levels(layer.module))
-                     for layer in layers if layer.name in self.graph.tensors}
+        self.int8 = {
+            layer.name: Int8Arithmetic.of(
+                self.original[layer.name],
+                self.original_bias[layer.name],
+                ranges[self.graph.tensors[layer.name][0]],
+                ranges[self.graph.tensors[layer.name][1]],
+                self._weight_levels(layer.module),
+            )
+            for layer in layers
+            if layer.name in self.graph.tensors
+        }
         self.biases: dict[tuple[str, str], torch.Tensor] = {}
         forward = self.model.forward
 
@@ -135,17 +151,21 @@ class Simulator:
 
         self.model.forward = quantized_forward
         # the layer hooks quantize in place, so the caller's images are copied first
-        self.model.register_forward_pre_hook(lambda module, inputs: (inputs[0].clone(memory_format=torch.channels_last),
-                                                                     *inputs[1:]))
+        self.model.register_forward_pre_hook(
+            lambda module, inputs: (inputs[0].clone(memory_format=torch.channels_last), *inputs[1:])
+        )
         for layer in layers:
             layer.module.register_forward_pre_hook(self._input_hook(layer.name))
             layer.module.register_forward_hook(self._output_hook(layer.name))
         self.reference = self.descriptors()
         self.evaluations = 0
         if bias_correction:
-            biases = corrected_biases(self.model, {layer.name: layer.module for layer in layers},
-                                      {layer.name: self.variants[(layer.name, "int4")] for layer in layers},
-                                      _batches(self.images))
+            biases = corrected_biases(
+                self.model,
+                {layer.name: layer.module for layer in layers},
+                {layer.name: self.variants[(layer.name, "int4")] for layer in layers},
+                _batches(self.images),
+            )
             self.biases |= {(name, "int4"): bias for name, bias in biases.items()}
 
     def _weight_levels(self, module: nn.Module) -> int:
@@ -156,7 +176,10 @@ class Simulator:
     def _input_hook(self, name: str):
         def hook(module, inputs):
             if self.modes[name] == "int8":  # the layer runs on the levels; the output hook dequantizes them
-                tagged(quantize_levels(inputs[0], self.int8[name].input_grid, in_place=True), self.graph.tensors[name][0])
+                tagged(
+                    quantize_levels(inputs[0], self.int8[name].input_grid, in_place=True), self.graph.tensors[name][0]
+                )
+
         return hook
 
     def _output_hook(self, name: str):
@@ -173,6 +196,7 @@ class Simulator:
                     module.weight.data = high
             inputs[0].mul_(np.float32(arithmetic.input_grid[0]))  # what every later reader of the input sees
             return tagged(arithmetic.requantize(output, low), self.graph.tensors[name][1])
+
         return hook
 
     @torch.no_grad()

@@ -25,20 +25,36 @@ import platform
 from dataclasses import dataclass
 
 # x86-64 System V: cpuid(leaf=edi, subleaf=esi, out=rdx) stores eax, ebx, ecx, edx at out[0..3]
-_CPUID = bytes.fromhex("53" "89f8" "89f1" "4989d0" "0fa2" "418900" "41895804" "41894808" "4189500c" "5b" "c3")
+_CPUID = bytes.fromhex("5389f889f14989d00fa241890041895804418948084189500c5bc3")
 # xgetbv(ecx=edi) returns edx:eax in rax
-_XGETBV = bytes.fromhex("89f9" "0f01d0" "48c1e220" "4809d0" "c3")
+_XGETBV = bytes.fromhex("89f90f01d048c1e2204809d0c3")
 
 # (leaf, subleaf, register index eax=0 ebx=1 ecx=2 edx=3, bit) of the flags we name
 _X86_BITS = {
-    "fma": (1, 0, 2, 12), "avx": (1, 0, 2, 28), "osxsave": (1, 0, 2, 27),
-    "avx2": (7, 0, 1, 5), "avx512f": (7, 0, 1, 16), "avx512bw": (7, 0, 1, 30), "avx512vl": (7, 0, 1, 31),
-    "avx512_vnni": (7, 0, 2, 11), "amx_int8": (7, 0, 3, 25), "avx_vnni": (7, 1, 0, 4),
+    "fma": (1, 0, 2, 12),
+    "avx": (1, 0, 2, 28),
+    "osxsave": (1, 0, 2, 27),
+    "avx2": (7, 0, 1, 5),
+    "avx512f": (7, 0, 1, 16),
+    "avx512bw": (7, 0, 1, 30),
+    "avx512vl": (7, 0, 1, 31),
+    "avx512_vnni": (7, 0, 2, 11),
+    "amx_int8": (7, 0, 3, 25),
+    "avx_vnni": (7, 1, 0, 4),
 }
 # the names /proc/cpuinfo gives the same flags
-_PROC_NAMES = {"fma": "fma", "avx": "avx", "osxsave": "osxsave", "avx2": "avx2", "avx512f": "avx512f",
-               "avx512bw": "avx512bw", "avx512vl": "avx512vl", "avx512_vnni": "avx512_vnni", "amx_int8": "amx_int8",
-               "avx_vnni": "avx_vnni"}
+_PROC_NAMES = {
+    "fma": "fma",
+    "avx": "avx",
+    "osxsave": "osxsave",
+    "avx2": "avx2",
+    "avx512f": "avx512f",
+    "avx512bw": "avx512bw",
+    "avx512vl": "avx512vl",
+    "avx512_vnni": "avx512_vnni",
+    "amx_int8": "amx_int8",
+    "avx_vnni": "avx_vnni",
+}
 
 EXACT_FAMILIES = ("x86-avx512-vnni", "x86-avx-vnni", "arm64-dotprod", "arm64-neon")
 
@@ -58,8 +74,13 @@ class CpuKernels:
         return self.family in EXACT_FAMILIES
 
     def to_dict(self) -> dict:
-        return {"arch": self.arch, "flags": list(self.flags), "int8_kernels": self.family,
-                "u8s8_exact": self.u8s8_exact, "source": self.source}
+        return {
+            "arch": self.arch,
+            "flags": list(self.flags),
+            "int8_kernels": self.family,
+            "u8s8_exact": self.u8s8_exact,
+            "source": self.source,
+        }
 
 
 def _executable(code: bytes, restype, *argtypes):
@@ -82,8 +103,11 @@ def _x86_flags_from_cpuid() -> set[str]:
 
     top = registers(0, 0)[0]
     leaves = {(leaf, sub): registers(leaf, sub) for leaf, sub in {(1, 0), (7, 0), (7, 1)} if leaf <= top}
-    flags = {name for name, (leaf, sub, reg, bit) in _X86_BITS.items()
-             if (leaf, sub) in leaves and leaves[(leaf, sub)][reg] >> bit & 1}
+    flags = {
+        name
+        for name, (leaf, sub, reg, bit) in _X86_BITS.items()
+        if (leaf, sub) in leaves and leaves[(leaf, sub)][reg] >> bit & 1
+    }
     xcr0 = xgetbv(0) if "osxsave" in flags else 0
     if xcr0 & 0x6 != 0x6:  # the OS does not save YMM state: no AVX of any kind
         flags -= {"avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}

@@ -46,9 +46,14 @@ class Int8Layout:
         return not (self.runs_as_u8s8 and self.weight_max > 64) or kernels.u8s8_exact
 
 
-LAYOUTS = {layout.name: layout for layout in (Int8Layout("u8s8", "uint8", 127, True),
-                                             Int8Layout("u8s7", "uint8", 64, True),
-                                             Int8Layout("s8s8", "int8", 127, False))}
+LAYOUTS = {
+    layout.name: layout
+    for layout in (
+        Int8Layout("u8s8", "uint8", 127, True),
+        Int8Layout("u8s7", "uint8", 64, True),
+        Int8Layout("s8s8", "int8", 127, False),
+    )
+}
 TENSORRT = Int8Layout("s8s8-qdq", "int8", 127, True)  # the tensorrt target's symmetric QDQ file
 CHOICES = ("auto", *LAYOUTS)
 QDQ_CHOICES = ("auto", "u8s8", "u8s7")  # mixed precision (QDQ): int8 activations would run as u8s8
@@ -82,8 +87,13 @@ def saturation_warning(path, metadata: dict, kernels: CpuKernels | None = None) 
     layout = layout_of(metadata)
     if layout is None or layout.exact_on(kernels):
         return None
-    remedy = ("quantize it with --target cpu for this CPU" if layout is TENSORRT
-              else "quantize it again here with --int8-layout auto (or u8s7)")
-    return (f"warning: {path} holds full-range int8 weights ({layout.name}), whose products ONNX Runtime adds in "
-            f"saturating 16-bit pairs on this CPU ({kernels.family}, no VNNI); MobileNetV2 + GeM lost "
-            f"{SATURATED_R1_LOSS:g} points of R@1 on Gardens Point this way: {remedy}")
+    remedy = (
+        "quantize it with --target cpu for this CPU"
+        if layout is TENSORRT
+        else "quantize it again here with --int8-layout auto (or u8s7)"
+    )
+    return (
+        f"warning: {path} holds full-range int8 weights ({layout.name}), whose products ONNX Runtime adds in "
+        f"saturating 16-bit pairs on this CPU ({kernels.family}, no VNNI); MobileNetV2 + GeM lost "
+        f"{SATURATED_R1_LOSS:g} points of R@1 on Gardens Point this way: {remedy}"
+    )

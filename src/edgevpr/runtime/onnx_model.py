@@ -20,8 +20,9 @@ METADATA_KEY = "edgevpr"  # the metadata_props entry holding the file's JSON met
 # ONNX Runtime's graph optimization levels. "none" runs a QDQ graph as written: dequantize, float
 # operator, quantize; from "extended" on, ONNX Runtime fuses those into integer kernels, whose
 # rounding differs (the simulated quantization of `edgevpr search-precision` reproduces the latter)
-OPTIMIZATION_LEVELS = dict(zip(ORT_OPTIMIZATIONS, ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC",
-                                                   "ORT_DISABLE_ALL")))
+OPTIMIZATION_LEVELS = dict(
+    zip(ORT_OPTIMIZATIONS, ("ORT_ENABLE_ALL", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_BASIC", "ORT_DISABLE_ALL"))
+)
 
 
 # ONNX Runtime's WeightBiasQuantization pass quantizes, per tensor to int8, the float weights of
@@ -42,8 +43,9 @@ class OnnxModel:
         import onnxruntime as ort
 
         if optimization not in OPTIMIZATION_LEVELS:
-            raise ConfigError(f"unknown ONNX Runtime optimization {optimization!r}; use one of "
-                              f"{', '.join(OPTIMIZATION_LEVELS)}")
+            raise ConfigError(
+                f"unknown ONNX Runtime optimization {optimization!r}; use one of {', '.join(OPTIMIZATION_LEVELS)}"
+            )
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"{self.path}: ONNX model not found")
@@ -61,8 +63,9 @@ class OnnxModel:
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.threads = options.intra_op_num_threads
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"],
-                                            disabled_optimizers=KEEP_FLOAT_WEIGHTS)
+        self.session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"], disabled_optimizers=KEEP_FLOAT_WEIGHTS
+        )
         shape = self.session.get_inputs()[0].shape
         self.fixed_size = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None
 
@@ -70,8 +73,10 @@ class OnnxModel:
         array = images.numpy() if torch.is_tensor(images) else images
         if self.fixed_size and tuple(array.shape[-2:]) != self.fixed_size:
             (h, w), (fh, fw) = array.shape[-2:], self.fixed_size
-            raise ConfigError(f"{self.path}: the model takes {fh}x{fw} images only, this one is {h}x{w} after "
-                              f"resizing; give --size {fh}x{fw}")
+            raise ConfigError(
+                f"{self.path}: the model takes {fh}x{fw} images only, this one is {h}x{w} after "
+                f"resizing; give --size {fh}x{fw}"
+            )
         return self.session.run(None, {INPUT: np.ascontiguousarray(array, dtype=np.float32)})[0].astype(np.float32)
 
     def eval(self):

@@ -32,8 +32,9 @@ def quick_cost_model() -> MatchingCostModel:
     return fit_cost_model(rows, source="measured now, N in {100k, 300k}, D in {256, 512, 1024}")
 
 
-def advise(memory_bytes: float, latency_ms: float, map_size: int, extraction_ms: float = 0.0,
-           scaling: dict | None = None) -> dict:
+def advise(
+    memory_bytes: float, latency_ms: float, map_size: int, extraction_ms: float = 0.0, scaling: dict | None = None
+) -> dict:
     if min(memory_bytes, latency_ms, map_size) <= 0:
         raise ConfigError("--memory, --latency-ms and --map-size must be positive")
     if scaling is not None:
@@ -45,7 +46,12 @@ def advise(memory_bytes: float, latency_ms: float, map_size: int, extraction_ms:
     limit = min(d_memory, d_latency)
     fitting = [d for d in STANDARD_DIMS if d <= limit]
     answer = {
-        "budget": {"memory_bytes": memory_bytes, "latency_ms": latency_ms, "map_size": map_size, "extraction_ms": extraction_ms},
+        "budget": {
+            "memory_bytes": memory_bytes,
+            "latency_ms": latency_ms,
+            "map_size": map_size,
+            "extraction_ms": extraction_ms,
+        },
         "cost_model": model.to_dict(),
         "eq11_max_dim_memory": d_memory,
         "eq12_max_dim_latency": d_latency,
@@ -70,7 +76,10 @@ def _ann_choice(scaling: dict | None, memory_bytes: float, matching_budget_ms: f
     the map size (a conservative rule for inverted files), fit the budget."""
     rows = (scaling or {}).get("ann", [])
     if not rows:
-        return {"found": False, "reason": "exact search does not fit, and no ANN measurements were given (--scaling FILE)"}
+        return {
+            "found": False,
+            "reason": "exact search does not fit, and no ANN measurements were given (--scaling FILE)",
+        }
     candidates = []
     for row in rows:
         scale = map_size / row["n"]
@@ -87,24 +96,30 @@ def _ann_choice(scaling: dict | None, memory_bytes: float, matching_budget_ms: f
 def format_advice(answer: dict) -> str:
     budget, model = answer["budget"], answer["cost_model"]
     lines = [
-        f"budget: {budget['memory_bytes'] / 1e6:.1f} MB, {budget['latency_ms']:.1f} ms, map of {budget['map_size']} images, "
+        f"budget: {budget['memory_bytes'] / 1e6:.1f} MB, {budget['latency_ms']:.1f} ms, "
+        f"map of {budget['map_size']} images, "
         f"extraction {budget['extraction_ms']:.1f} ms",
         f"exact search cost model: k1 = {model['k1_ms'] * 1e6:.3f} ns per dimension per image, "
         f"k2 = {model['k2_ms'] * 1e6:.3f} ns per image ({model['source']})",
         f"Eq. 11 (memory) allows D <= {math.floor(answer['eq11_max_dim_memory'])}; "
-        f"Eq. 12 (latency) allows D <= {max(math.floor(answer['eq12_max_dim_latency']), 0)}; binding: {answer['binding']}",
+        f"Eq. 12 (latency) allows D <= {max(math.floor(answer['eq12_max_dim_latency']), 0)}; "
+        f"binding: {answer['binding']}",
     ]
     exact = answer["exact"]
     if exact:
-        lines.append(f"use D = {exact['dim']} with exact search: {exact['database_bytes'] / 1e6:.1f} MB, "
-                     f"matching {exact['matching_ms']:.2f} ms, total {exact['total_ms']:.2f} ms")
+        lines.append(
+            f"use D = {exact['dim']} with exact search: {exact['database_bytes'] / 1e6:.1f} MB, "
+            f"matching {exact['matching_ms']:.2f} ms, total {exact['total_ms']:.2f} ms"
+        )
         return "\n".join(lines)
     lines.append("exact search cannot meet the budget at any D >= 32")
     ann = answer["ann"]
     if ann and ann.get("found"):
-        lines.append(f"use index {ann['index']} (D = {ann['d']}): about {ann['expected_memory_bytes'] / 1e6:.1f} MB, "
-                     f"{ann['expected_matching_ms']:.2f} ms per query; it finds the exact nearest neighbour for "
-                     f"{100 * ann['nn_recall']:.1f} % of queries (recall cost about {ann['recall_cost_points']:.1f} points)")
+        lines.append(
+            f"use index {ann['index']} (D = {ann['d']}): about {ann['expected_memory_bytes'] / 1e6:.1f} MB, "
+            f"{ann['expected_matching_ms']:.2f} ms per query; it finds the exact nearest neighbour for "
+            f"{100 * ann['nn_recall']:.1f} % of queries (recall cost about {ann['recall_cost_points']:.1f} points)"
+        )
     else:
         lines.append(f"no index fits: {ann['reason'] if ann else 'no ANN data'}")
     return "\n".join(lines)

@@ -26,7 +26,9 @@ def save_descriptor_set(folder, database, queries, metric: str = "ip", ground_tr
     write_npy(folder / "database.npy", database)
     if queries is not None:
         write_npy(folder / "queries.npy", queries)
-    write_json(folder / "descriptors.json", {"dim": int(database.shape[1]), "metric": metric, "normalized": metric == "ip"})
+    write_json(
+        folder / "descriptors.json", {"dim": int(database.shape[1]), "metric": metric, "normalized": metric == "ip"}
+    )
     if ground_truth is not None:
         write_json(folder / "ground_truth.json", ground_truth)
 
@@ -55,5 +57,12 @@ def load_descriptor_set(folder: str | Path, need_queries: bool = False) -> Descr
     metric = json.loads(meta_path.read_text()).get("metric", "ip") if meta_path.is_file() else "ip"
     positives = None
     if (folder / "ground_truth.json").is_file():
-        positives = [np.asarray(p, dtype=np.int64) for p in json.loads((folder / "ground_truth.json").read_text())["positives"]]
-    return DescriptorSet(np.asarray(database, dtype=np.float32), None if queries is None else np.asarray(queries, dtype=np.float32), metric, positives)
+        positives = [
+            np.asarray(p, dtype=np.int64) for p in json.loads((folder / "ground_truth.json").read_text())["positives"]
+        ]
+    return DescriptorSet(
+        np.asarray(database, dtype=np.float32),
+        None if queries is None else np.asarray(queries, dtype=np.float32),
+        metric,
+        positives,
+    )

@@ -112,14 +112,23 @@ def rerank(vectors, queries: np.ndarray, shortlist: np.ndarray, k: int, metric: 
     safe = np.where(valid, shortlist, 0)
     order_rows = np.argsort(safe, axis=1)  # sorted row access is kinder to a memory map
     sorted_ids = np.take_along_axis(safe, order_rows, axis=1)
-    scores = np.take_along_axis(exact_scores(vectors, queries, sorted_ids, metric), np.argsort(order_rows, axis=1), axis=1)
+    scores = np.take_along_axis(
+        exact_scores(vectors, queries, sorted_ids, metric), np.argsort(order_rows, axis=1), axis=1
+    )
     scores = np.where(valid, scores, -np.inf)
     best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, best, axis=1), np.take_along_axis(shortlist, best, axis=1)
 
 
-def build_index(database: np.ndarray, spec: str | IndexSpec = "Flat", metric: str = "ip", params: str | None = None,
-                progress: bool = False, max_train: int | None = None, seed: int = 0) -> SearchIndex:
+def build_index(
+    database: np.ndarray,
+    spec: str | IndexSpec = "Flat",
+    metric: str = "ip",
+    params: str | None = None,
+    progress: bool = False,
+    max_train: int | None = None,
+    seed: int = 0,
+) -> SearchIndex:
     """Train (on at most ``max_train`` random rows, if given) and fill an index."""
     spec = IndexSpec.parse(spec) if isinstance(spec, str) else spec
     if metric not in METRICS:
@@ -157,7 +166,9 @@ def set_params(index: SearchIndex, params: str) -> None:
         try:
             faiss.ParameterSpace().set_index_parameters(index.index, params)
         except RuntimeError as error:
-            raise ConfigError(f"search parameters {params!r} do not fit index {index.spec}: {str(error).strip().splitlines()[-1]}") from None
+            raise ConfigError(
+                f"search parameters {params!r} do not fit index {index.spec}: {str(error).strip().splitlines()[-1]}"
+            ) from None
     index.params = params
 
 

@@ -34,15 +34,18 @@ def save_index(index: SearchIndex, path: str | Path) -> None:
         write_npy(vectors_file(path), np.asarray(index.vectors, dtype=np.float32))
     with atomic_path(path) as tmp:
         faiss.write_index(index.index, str(tmp))
-    write_json(sidecar(path), {
-        "format": FORMAT,
-        "spec": str(index.spec),
-        "metric": index.metric,
-        "dim": index.dim,
-        "ntotal": index.ntotal,
-        "params": index.params,
-        "vectors": vectors_file(path).name if index.spec.rerank else None,
-    })
+    write_json(
+        sidecar(path),
+        {
+            "format": FORMAT,
+            "spec": str(index.spec),
+            "metric": index.metric,
+            "dim": index.dim,
+            "ntotal": index.ntotal,
+            "params": index.params,
+            "vectors": vectors_file(path).name if index.spec.rerank else None,
+        },
+    )
 
 
 def load_index(path: str | Path, dim: int | None = None, metric: str | None = None) -> SearchIndex:

@@ -39,9 +39,11 @@ class Augment:
         """(3, H, W) on [0, 1] -> augmented (3, H, W) on [0, 1], same size."""
         if self.crop_scale < 1:
             image = self._resized_crop(image, generator)
-        for amount, adjust in ((self.brightness, functional.adjust_brightness),
-                               (self.contrast, functional.adjust_contrast),
-                               (self.saturation, functional.adjust_saturation)):
+        for amount, adjust in (
+            (self.brightness, functional.adjust_brightness),
+            (self.contrast, functional.adjust_contrast),
+            (self.saturation, functional.adjust_saturation),
+        ):
             if amount:
                 image = adjust(image, _uniform(generator, max(0.0, 1 - amount), 1 + amount))
         return functional.horizontal_flip(image) if flip else image

@@ -40,13 +40,25 @@ class Batches(Dataset):
         shapes = {tuple(t.shape) for t in tensors}
         if len(shapes) > 1:
             sizes = ", ".join(sorted(f"{s[1]}x{s[2]}" for s in shapes))
-            raise DatasetError(f"{items[0][0]}: training images of one batch differ in size after resizing "
-                               f"({sizes}); give --size HxW so that they agree")
+            raise DatasetError(
+                f"{items[0][0]}: training images of one batch differ in size after resizing "
+                f"({sizes}); give --size HxW so that they agree"
+            )
         return torch.stack(tensors)
 
 
-def batch_loader(batches: list[list[Item]], preprocess: InputContract, augment: Augment, workers: int = 0,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DataLoader:
+def batch_loader(
+    batches: list[list[Item]],
+    preprocess: InputContract,
+    augment: Augment,
+    workers: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DataLoader:
     """Batches in order, decoded ahead by ``workers`` processes."""
-    return DataLoader(Batches(batches, preprocess, augment, max_pixels), batch_size=None, shuffle=False,
-                      num_workers=workers, persistent_workers=False)
+    return DataLoader(
+        Batches(batches, preprocess, augment, max_pixels),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=False,
+    )

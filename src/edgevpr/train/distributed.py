@@ -108,8 +108,13 @@ def relaunch_with_torchrun(train: TrainConfig, arguments: list[str], entry_modul
         raise ConfigError(f"train.distributed must be none or torchrun, got {train.distributed!r}")
     if train.nproc < 1 or train.nnodes < 1:
         raise ConfigError(f"train.nproc and train.nnodes must be >= 1, got {train.nproc}, {train.nnodes}")
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={train.nproc}",
-               f"--nnodes={train.nnodes}"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={train.nproc}",
+        f"--nnodes={train.nnodes}",
+    ]
     if train.nnodes == 1:
         command.append("--standalone")
     elif train.rdzv_endpoint:

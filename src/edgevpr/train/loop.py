@@ -72,8 +72,16 @@ def _check(config: RunConfig) -> None:
     train = config.train
     if train.optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown train.optimizer {train.optimizer!r}; choose {', '.join(OPTIMIZERS)}")
-    positive = ("batch_triplets", "negatives", "epochs", "queries_per_epoch", "patience", "refresh_every",
-                "places_per_batch", "images_per_place")
+    positive = (
+        "batch_triplets",
+        "negatives",
+        "epochs",
+        "queries_per_epoch",
+        "patience",
+        "refresh_every",
+        "places_per_batch",
+        "images_per_place",
+    )
     for name in positive:
         if getattr(train, name) < 1:
             raise ConfigError(f"train.{name} must be >= 1, got {getattr(train, name)}")
@@ -103,8 +111,10 @@ class Trainer:
         if self.by_places:
             self.places = load_place_set(train.places, train.images_per_place)
             if train.places_per_batch > len(self.places.place_names):
-                raise ConfigError(f"train.places_per_batch ({train.places_per_batch}) exceeds the "
-                                  f"{len(self.places.place_names)} places in {train.places}")
+                raise ConfigError(
+                    f"train.places_per_batch ({train.places_per_batch}) exceeds the "
+                    f"{len(self.places.place_names)} places in {train.places}"
+                )
             self.place_images = [np.flatnonzero(self.places.labels == p) for p in range(len(self.places.place_names))]
             self.metric_loss = metric_learning_loss(train.loss, train.margin)
             self.batch_miner = metric_learning_miner(train.miner)
@@ -115,8 +125,10 @@ class Trainer:
             self.miner = Miner(train.miner, self.data, train.negatives, train.cache_database)
             self.trainable = self.data.trainable(train.negatives)
             if len(self.trainable) == 0:
-                raise DatasetError(f"{self.data.query_paths[0].parent}: no training query has both a positive "
-                                   f"({self.data.rule}) and {train.negatives} negatives")
+                raise DatasetError(
+                    f"{self.data.query_paths[0].parent}: no training query has both a positive "
+                    f"({self.data.rule}) and {train.negatives} negatives"
+                )
             init_paths = self.data.database_paths
 
         torch.manual_seed(train.seed)
@@ -133,20 +145,34 @@ class Trainer:
         if train.optimizer == "adam":
             self.optimizer = torch.optim.Adam(trainable, lr=train.lr, weight_decay=train.weight_decay)
         else:
-            self.optimizer = torch.optim.SGD(trainable, lr=train.lr, momentum=train.momentum,
-                                             weight_decay=train.weight_decay)
-        self.state = {"epoch": 0, "best_score": None, "best_epoch": None, "stale": 0, "finished": None,
-                      "initial_val": None, "history": []}
+            self.optimizer = torch.optim.SGD(
+                trainable, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+            )
+        self.state = {
+            "epoch": 0,
+            "best_score": None,
+            "best_epoch": None,
+            "stale": 0,
+            "finished": None,
+            "initial_val": None,
+            "history": [],
+        }
         if train.resume:
             self._resume()
-        self.log.info(f"run folder {self.folder.path}; {context.world} process(es) on {context.device}; "
-                      f"{sum(p.numel() for p in trainable)} trainable parameters, {frozen} frozen in "
-                      f"{train.freeze_stages} stage(s)" + (", BatchNorm frozen" if train.frozen_bn else ""))
+        self.log.info(
+            f"run folder {self.folder.path}; {context.world} process(es) on {context.device}; "
+            f"{sum(p.numel() for p in trainable)} trainable parameters, {frozen} frozen in "
+            f"{train.freeze_stages} stage(s)" + (", BatchNorm frozen" if train.frozen_bn else "")
+        )
 
     # -- state ---------------------------------------------------------------------------
     def _payload(self, with_optimizer: bool) -> dict:
-        payload = {"config": plain(self.config), "contract": self.preprocess.to_dict(), "model": self.model.state_dict(),
-                   "state": self.state}
+        payload = {
+            "config": plain(self.config),
+            "contract": self.preprocess.to_dict(),
+            "model": self.model.state_dict(),
+            "state": self.state,
+        }
         if with_optimizer:
             payload["optimizer"] = self.optimizer.state_dict()
         return payload
@@ -183,11 +209,18 @@ class Trainer:
         paths = [self.data.database_paths[i] for i in database] + [self.data.query_paths[i] for i in queries]
         mine = self.ctx.share(paths)
         settings = self.config.eval
-        rows = extract(self._forward_cpu, mine, self.preprocess, settings.batch_size, settings.workers,
-                       max_pixels=self.config.data.max_pixels, label="mining cache").descriptors
+        rows = extract(
+            self._forward_cpu,
+            mine,
+            self.preprocess,
+            settings.batch_size,
+            settings.workers,
+            max_pixels=self.config.data.max_pixels,
+            label="mining cache",
+        ).descriptors
         rows = self.ctx.gather_rows(rows, len(paths))
         set_training(self.model, self.config.train.frozen_bn)
-        return rows[: len(database)], rows[len(database):]
+        return rows[: len(database)], rows[len(database) :]
 
     def _epoch_queries(self, rng: np.random.Generator) -> np.ndarray:
         count = self.config.train.queries_per_epoch
@@ -197,14 +230,18 @@ class Trainer:
     def _triplet_items(self, triplet, rng):
         flip = bool(self.config.train.flip and rng.random() < 0.5)
         seeds = rng.integers(0, 2**31 - 1, size=2 + len(triplet.negatives))
-        paths = [self.data.query_paths[triplet.query], self.data.database_paths[triplet.positive],
-                 *(self.data.database_paths[n] for n in triplet.negatives)]
+        paths = [
+            self.data.query_paths[triplet.query],
+            self.data.database_paths[triplet.positive],
+            *(self.data.database_paths[n] for n in triplet.negatives),
+        ]
         return [(path, flip, int(seed)) for path, seed in zip(paths, seeds)]
 
     def _train_steps(self, batches, step, progress, deadline) -> list[float]:
         losses = []
-        loader = batch_loader(batches, self.preprocess, self.augment, self.config.eval.workers,
-                              self.config.data.max_pixels)
+        loader = batch_loader(
+            batches, self.preprocess, self.augment, self.config.eval.workers, self.config.data.max_pixels
+        )
         for images in loader:
             loss = step(images.to(self.ctx.device))
             self.optimizer.zero_grad(set_to_none=True)
@@ -230,11 +267,11 @@ class Trainer:
         queries = self._epoch_queries(rng)
         losses, costs = [], []
         for start in range(0, len(queries), train.refresh_every):
-            triplets, cost = self.miner.mine(queries[start:start + train.refresh_every], self.describe, rng)
+            triplets, cost = self.miner.mine(queries[start : start + train.refresh_every], self.describe, rng)
             costs.append(dataclasses.asdict(cost))
             batches = []
             for first in range(0, len(triplets), train.batch_triplets):
-                batch = [self._triplet_items(t, rng) for t in triplets[first:first + train.batch_triplets]]
+                batch = [self._triplet_items(t, rng) for t in triplets[first : first + train.batch_triplets]]
                 share = self.ctx.share(batch)
                 if len(batch) >= self.ctx.world:
                     batches.append([item for items in share for item in items])
@@ -254,7 +291,7 @@ class Trainer:
                 items.append((self.places.paths[image], flip, int(rng.integers(0, 2**31 - 1))))
                 labels.append(int(place))
         per_place = train.images_per_place
-        groups = [(items[i:i + per_place], labels[i:i + per_place]) for i in range(0, len(items), per_place)]
+        groups = [(items[i : i + per_place], labels[i : i + per_place]) for i in range(0, len(items), per_place)]
         share = self.ctx.share(groups)
         return [x for g, _ in share for x in g], [y for _, g in share for y in g]
 
@@ -275,8 +312,10 @@ class Trainer:
         train = self.config.train
         if self.by_places:
             return math.ceil(train.queries_per_epoch / (train.places_per_batch * train.images_per_place))
-        return sum(math.ceil(min(train.refresh_every, train.queries_per_epoch - s) / train.batch_triplets)
-                   for s in range(0, train.queries_per_epoch, train.refresh_every))
+        return sum(
+            math.ceil(min(train.refresh_every, train.queries_per_epoch - s) / train.batch_triplets)
+            for s in range(0, train.queries_per_epoch, train.refresh_every)
+        )
 
     def run(self) -> dict:
         train = self.config.train
@@ -290,8 +329,13 @@ class Trainer:
             rng = np.random.default_rng([train.seed, epoch])
             set_training(self.model, train.frozen_bn)
             started = time.perf_counter()
-            with tqdm(total=self._steps_per_epoch(), desc=f"epoch {epoch + 1}/{train.epochs}", unit="batch",
-                      leave=False, disable=None if self.ctx.main else True) as progress:
+            with tqdm(
+                total=self._steps_per_epoch(),
+                desc=f"epoch {epoch + 1}/{train.epochs}",
+                unit="batch",
+                leave=False,
+                disable=None if self.ctx.main else True,
+            ) as progress:
                 run_epoch = self.pk_epoch if self.by_places else self.triplet_epoch
                 losses, costs = run_epoch(rng, progress, deadline)
             losses = self.ctx.mean_over_processes(losses)  # one collective per epoch, not per step
@@ -309,19 +353,30 @@ class Trainer:
             state["best_score"], state["best_epoch"], state["stale"] = list(score), epoch + 1, 0
         elif recall is not None:
             state["stale"] += 1
-        entry = {"epoch": epoch + 1, "batches": len(losses), "loss": float(np.mean(losses)) if losses else None,
-                 "val_recall": recall, "seconds": round(seconds, 2)}
+        entry = {
+            "epoch": epoch + 1,
+            "batches": len(losses),
+            "loss": float(np.mean(losses)) if losses else None,
+            "val_recall": recall,
+            "seconds": round(seconds, 2),
+        }
         if costs:
-            entry["cache"] = {"builds": len(costs), "images": sum(c["images"] for c in costs),
-                              "seconds": round(sum(c["seconds"] for c in costs), 2),
-                              "max_bytes": max(c["bytes"] for c in costs)}
+            entry["cache"] = {
+                "builds": len(costs),
+                "images": sum(c["images"] for c in costs),
+                "seconds": round(sum(c["seconds"] for c in costs), 2),
+                "max_bytes": max(c["bytes"] for c in costs),
+            }
         state["history"].append(entry)
         if state["stale"] >= train.patience:
             state["finished"] = f"early stop: validation Recall@5 not better for {train.patience} epochs"
         elif state["epoch"] >= train.epochs and not state["finished"]:
             state["finished"] = "all epochs"
-        self.log.info(f"epoch {epoch + 1}: loss {entry['loss']}, validation recall {recall}"
-                      + (f", cache {entry['cache']}" if costs else "") + f", {seconds:.1f} s")
+        self.log.info(
+            f"epoch {epoch + 1}: loss {entry['loss']}, validation recall {recall}"
+            + (f", cache {entry['cache']}" if costs else "")
+            + f", {seconds:.1f} s"
+        )
         if self.ctx.main:
             if improved or recall is None:
                 save_checkpoint(self.folder.best, self._payload(with_optimizer=False))
@@ -334,22 +389,35 @@ class Trainer:
 
     def _metrics(self, test: dict | None = None) -> dict:
         state = self.state
-        metrics = {"run_dir": str(self.folder.path), "finished": state["finished"], "epochs": state["epoch"],
-                   "best_epoch": state["best_epoch"], "best_val_recall5": self._best_recall5(),
-                   "initial_val_recall": state["initial_val"], "history": state["history"]}
+        metrics = {
+            "run_dir": str(self.folder.path),
+            "finished": state["finished"],
+            "epochs": state["epoch"],
+            "best_epoch": state["best_epoch"],
+            "best_val_recall5": self._best_recall5(),
+            "initial_val_recall": state["initial_val"],
+            "history": state["history"],
+        }
         if test is not None:
-            metrics["test"] = {"checkpoint": test["config"]["model"]["checkpoint"],
-                               "protocol_name": test["protocol_name"], "recall": test["recall"]}
+            metrics["test"] = {
+                "checkpoint": test["config"]["model"]["checkpoint"],
+                "protocol_name": test["protocol_name"],
+                "recall": test["recall"],
+            }
         return metrics
 
     def _finish(self) -> dict:
-        self.log.info(f"finished ({self.state['finished']}); best validation Recall@5 {self._best_recall5()} "
-                      f"at epoch {self.state['best_epoch']}")
+        self.log.info(
+            f"finished ({self.state['finished']}); best validation Recall@5 {self._best_recall5()} "
+            f"at epoch {self.state['best_epoch']}"
+        )
         test = None
         if self.ctx.main and has_data(self.config.data):
-            config = dataclasses.replace(self.config, model=dataclasses.replace(
-                self.config.model, checkpoint=str(self.folder.best)), eval=dataclasses.replace(
-                self.config.eval, out=str(self.folder.path / "test_results.json")))
+            config = dataclasses.replace(
+                self.config,
+                model=dataclasses.replace(self.config.model, checkpoint=str(self.folder.best)),
+                eval=dataclasses.replace(self.config.eval, out=str(self.folder.path / "test_results.json")),
+            )
             test = evaluate(config)
             self.log.info(f"test ({test['protocol_name']}): recall {test['recall']}")
         metrics = self._metrics(test)

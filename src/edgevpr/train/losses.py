@@ -40,28 +40,36 @@ def triplet_loss(name: str):
     if name == "triplet_cosine":
         return triplet_cosine
     _metric_learning_class("losses", name, "loss")  # an unknown name fails here
-    raise ConfigError(f"train.loss {name!r} is a pytorch-metric-learning loss: it needs place-grouped data "
-                      f"(train.places); triplet data takes {', '.join(TRIPLET_LOSSES)}")
+    raise ConfigError(
+        f"train.loss {name!r} is a pytorch-metric-learning loss: it needs place-grouped data "
+        f"(train.places); triplet data takes {', '.join(TRIPLET_LOSSES)}"
+    )
 
 
 def _metric_learning_class(module_name: str, name: str, kind: str):
     try:
         module = __import__(f"pytorch_metric_learning.{module_name}", fromlist=[name])
     except ImportError:
-        raise ConfigError(f"train.{kind} {name!r} needs pytorch-metric-learning (pip install pytorch-metric-learning)") from None
+        raise ConfigError(
+            f"train.{kind} {name!r} needs pytorch-metric-learning (pip install pytorch-metric-learning)"
+        ) from None
     cls = getattr(module, name, None)
     if not inspect.isclass(cls):
         known = sorted(n for n in dir(module) if n[0].isupper() and n.endswith(kind.capitalize()))
-        raise ConfigError(f"unknown train.{kind} {name!r}; ours: {', '.join(TRIPLET_LOSSES) if kind == 'loss' else 'none'}; "
-                          f"pytorch-metric-learning's: {', '.join(known)}")
+        raise ConfigError(
+            f"unknown train.{kind} {name!r}; ours: {', '.join(TRIPLET_LOSSES) if kind == 'loss' else 'none'}; "
+            f"pytorch-metric-learning's: {', '.join(known)}"
+        )
     return cls
 
 
 def metric_learning_loss(name: str, margin: float | None = None):
     """A pytorch-metric-learning loss by class name; ``margin`` is passed where the class takes one."""
     if name in TRIPLET_LOSSES:
-        raise ConfigError(f"train.loss {name!r} needs triplet data (train.dataset or train.database + train.queries), "
-                          f"not place-grouped batches; use e.g. TripletMarginLoss or MultiSimilarityLoss")
+        raise ConfigError(
+            f"train.loss {name!r} needs triplet data (train.dataset or train.database + train.queries), "
+            f"not place-grouped batches; use e.g. TripletMarginLoss or MultiSimilarityLoss"
+        )
     cls = _metric_learning_class("losses", name, "loss")
     kwargs = {"margin": margin} if margin is not None and "margin" in inspect.signature(cls).parameters else {}
     return cls(**kwargs)

@@ -55,7 +55,9 @@ class Miner:
         if strategy not in MINERS:
             raise ConfigError(f"unknown train.miner {strategy!r} for triplet data; choose {', '.join(MINERS)}")
         if negatives < 1 or cache_database < negatives:
-            raise ConfigError(f"train.negatives ({negatives}) must be >= 1 and <= train.cache_database ({cache_database})")
+            raise ConfigError(
+                f"train.negatives ({negatives}) must be >= 1 and <= train.cache_database ({cache_database})"
+            )
         self.strategy, self.data, self.negatives, self.cache_database = strategy, triplets, negatives, cache_database
 
     def _database_cache(self, queries: np.ndarray, rng) -> np.ndarray:
@@ -68,13 +70,16 @@ class Miner:
             return np.union1d(sample, positives)
         return np.unique(positives)
 
-    def mine(self, queries: np.ndarray, describe: Describe, rng: np.random.Generator) -> tuple[list[Triplet], CacheCost]:
+    def mine(
+        self, queries: np.ndarray, describe: Describe, rng: np.random.Generator
+    ) -> tuple[list[Triplet], CacheCost]:
         """Triplets for ``queries`` (in their order), from a cache built with ``describe``."""
         started = time.perf_counter()
         cached = self._database_cache(queries, rng)
         database, query_descriptors = describe(cached, queries)
-        cost = CacheCost(len(cached) + len(queries), time.perf_counter() - started,
-                         int(database.nbytes + query_descriptors.nbytes))
+        cost = CacheCost(
+            len(cached) + len(queries), time.perf_counter() - started, int(database.nbytes + query_descriptors.nbytes)
+        )
         position = np.full(len(self.data.database_paths), -1, dtype=np.int64)
         position[cached] = np.arange(len(cached))
         similarity = query_descriptors @ database.T  # (Q, cached)
@@ -92,8 +97,12 @@ class Miner:
                 hardest = hardest[np.isfinite(scores[hardest])]
                 negatives = cached[hardest]
                 if len(negatives) < self.negatives:  # too few valid negatives in the cache
-                    extra = _random_negatives(rng, len(self.data.database_paths),
-                                              np.union1d(excluded, negatives), self.negatives - len(negatives))
+                    extra = _random_negatives(
+                        rng,
+                        len(self.data.database_paths),
+                        np.union1d(excluded, negatives),
+                        self.negatives - len(negatives),
+                    )
                     negatives = np.concatenate([negatives, extra])
             triplets.append(Triplet(int(query), positive, tuple(int(n) for n in negatives)))
         return triplets, cost

@@ -1,10 +1,10 @@
 """A training run's folder: the resolved config, the log, per-epoch metrics and checkpoints.
 
-    RUN/config.yaml     the resolved config (what --resume checks against)
-    RUN/train.log       everything the run printed
-    RUN/metrics.json    one entry per finished epoch, plus the final test result
-    RUN/last.pt         written at the end of every epoch (what --resume continues from)
-    RUN/best.pt         the model with the best validation Recall@5 so far
+RUN/config.yaml     the resolved config (what --resume checks against)
+RUN/train.log       everything the run printed
+RUN/metrics.json    one entry per finished epoch, plus the final test result
+RUN/last.pt         written at the end of every epoch (what --resume continues from)
+RUN/best.pt         the model with the best validation Recall@5 so far
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ class RunFolder:
                 raise ConfigError(f"{config_file}: --resume needs the same config; changed: {'; '.join(changed[:4])}")
         elif main:
             if self.last.exists():
-                raise ConfigError(f"{self.path}: already holds a run; pass --resume to continue it or choose "
-                                  f"another --run-dir")
+                raise ConfigError(
+                    f"{self.path}: already holds a run; pass --resume to continue it or choose another --run-dir"
+                )
             self.path.mkdir(parents=True, exist_ok=True)
             with atomic_path(config_file) as temporary:
                 temporary.write_text(yaml.safe_dump(plain(config), sort_keys=False))

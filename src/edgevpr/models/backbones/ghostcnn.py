@@ -41,10 +41,21 @@ GHOSTNET_STAGES = (
     ((3, 16, 16, 0.0, 1),),
     ((3, 48, 24, 0.0, 2), (3, 72, 24, 0.0, 1)),
     ((5, 72, 40, 0.25, 2), (5, 120, 40, 0.25, 1)),
-    ((3, 240, 80, 0.0, 2), (3, 200, 80, 0.0, 1), (3, 184, 80, 0.0, 1), (3, 184, 80, 0.0, 1),
-     (3, 480, 112, 0.25, 1), (3, 672, 112, 0.25, 1)),
-    ((5, 672, 160, 0.25, 2), (5, 960, 160, 0.0, 1), (5, 960, 160, 0.25, 1), (5, 960, 160, 0.0, 1),
-     (5, 960, 160, 0.25, 1)),
+    (
+        (3, 240, 80, 0.0, 2),
+        (3, 200, 80, 0.0, 1),
+        (3, 184, 80, 0.0, 1),
+        (3, 184, 80, 0.0, 1),
+        (3, 480, 112, 0.25, 1),
+        (3, 672, 112, 0.25, 1),
+    ),
+    (
+        (5, 672, 160, 0.25, 2),
+        (5, 960, 160, 0.0, 1),
+        (5, 960, 160, 0.25, 1),
+        (5, 960, 160, 0.0, 1),
+        (5, 960, 160, 0.25, 1),
+    ),
 )
 # timm groups the same blocks differently (its checkpoints' "blocks.i.j" names): sizes of its groups
 TIMM_GROUPS = (1, 1, 1, 1, 1, 1, 5, 1, 4)
@@ -68,16 +79,25 @@ def _conv_bn(in_channels, out_channels, kernel, stride=1, dilation=1, groups=1, 
 class GhostModule(nn.Module):
     """n output maps: m intrinsic maps from the primary convolution, the rest from cheap depthwise ones."""
 
-    def __init__(self, in_channels: int, out_channels: int, relu: bool, dilation: int = 1, primary_kernel: int = 1,
-                 ratio: int = 2, cheap_kernel: int = 3):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        relu: bool,
+        dilation: int = 1,
+        primary_kernel: int = 1,
+        ratio: int = 2,
+        cheap_kernel: int = 3,
+    ):
         super().__init__()
         self.out_channels = out_channels
         intrinsic = math.ceil(out_channels / ratio)
         primary_dilation = dilation if primary_kernel > 1 else 1
         cheap_dilation = 1 if primary_kernel > 1 else dilation
         self.primary_conv = _conv_bn(in_channels, intrinsic, primary_kernel, dilation=primary_dilation, relu=relu)
-        self.cheap_operation = _conv_bn(intrinsic, intrinsic * (ratio - 1), cheap_kernel, dilation=cheap_dilation,
-                                        groups=intrinsic, relu=relu)
+        self.cheap_operation = _conv_bn(
+            intrinsic, intrinsic * (ratio - 1), cheap_kernel, dilation=cheap_dilation, groups=intrinsic, relu=relu
+        )
 
     def forward(self, x):
         intrinsic = self.primary_conv(x)
@@ -101,12 +121,23 @@ class SqueezeExcite(nn.Module):
 
 
 class GhostBottleneck(nn.Module):
-    def __init__(self, in_channels: int, kernel: int, expansion: int, out_channels: int, se_ratio: float,
-                 stride: int, dilation: int = 1, primary_kernel: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        kernel: int,
+        expansion: int,
+        out_channels: int,
+        se_ratio: float,
+        stride: int,
+        dilation: int = 1,
+        primary_kernel: int = 1,
+    ):
         super().__init__()
         self.ghost1 = GhostModule(in_channels, expansion, relu=True, dilation=dilation, primary_kernel=primary_kernel)
         if stride > 1:
-            self.conv_dw = nn.Conv2d(expansion, expansion, kernel, stride, (kernel - 1) // 2, groups=expansion, bias=False)
+            self.conv_dw = nn.Conv2d(
+                expansion, expansion, kernel, stride, (kernel - 1) // 2, groups=expansion, bias=False
+            )
             self.bn_dw = nn.BatchNorm2d(expansion)
         else:
             self.conv_dw = self.bn_dw = None
@@ -154,8 +185,18 @@ class GhostCNN(nn.Module):
         for stage, rows in enumerate(GHOSTNET_STAGES):
             rate = dilation[0] if stage < len(GHOSTNET_STAGES) - 1 else dilation[1]
             for kernel, expansion, out_channels, se_ratio, stride in rows:
-                bottlenecks.append(GhostBottleneck(in_channels, kernel, expansion, out_channels, se_ratio, stride,
-                                                   dilation=rate, primary_kernel=primary_kernel))
+                bottlenecks.append(
+                    GhostBottleneck(
+                        in_channels,
+                        kernel,
+                        expansion,
+                        out_channels,
+                        se_ratio,
+                        stride,
+                        dilation=rate,
+                        primary_kernel=primary_kernel,
+                    )
+                )
                 in_channels = out_channels
         groups, start = [], 0
         for size in TIMM_GROUPS:

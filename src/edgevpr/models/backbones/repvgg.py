@@ -69,8 +69,16 @@ class RepVGGBlock(nn.Module):
     @torch.no_grad()
     def reparameterize(self) -> None:
         kernel, bias = self.equivalent_kernel()
-        self.fused = nn.Conv2d(self.in_channels, self.out_channels, 3, self.stride, padding=1, bias=True,
-                               device=kernel.device, dtype=kernel.dtype)
+        self.fused = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            3,
+            self.stride,
+            padding=1,
+            bias=True,
+            device=kernel.device,
+            dtype=kernel.dtype,
+        )
         self.fused.weight.copy_(kernel)
         self.fused.bias.copy_(bias)
         del self.dense, self.pointwise, self.identity
@@ -103,7 +111,9 @@ def repvgg_lite(config):
     if config.weights is not None:
         load_into(net, load_state_dict_file(config.weights), config.weights)
     elif config.pretrained:
-        raise ConfigError(no_pretrained("repvgg_lite", "RepVGG-A0 ImageNet weights are on model hubs, unreachable offline"))
+        raise ConfigError(
+            no_pretrained("repvgg_lite", "RepVGG-A0 ImageNet weights are on model hubs, unreachable offline")
+        )
     if getattr(config, "deploy", False):
         net.eval().reparameterize()
     return FeatureBackbone(net, net.out_channels)

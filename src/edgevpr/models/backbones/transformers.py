@@ -31,11 +31,14 @@ class ViTBackbone(nn.Module):
         import timm
 
         try:
-            self.net = timm.create_model(name, pretrained=pretrained and weights is None, num_classes=0,
-                                         dynamic_img_size=True)
+            self.net = timm.create_model(
+                name, pretrained=pretrained and weights is None, num_classes=0, dynamic_img_size=True
+            )
         except Exception as error:  # hub errors come in many types
-            raise ConfigError(f"cannot create {name} ({error.__class__.__name__}: {error}); "
-                              f"offline, pass a local state dict with --weights PATH") from None
+            raise ConfigError(
+                f"cannot create {name} ({error.__class__.__name__}: {error}); "
+                f"offline, pass a local state dict with --weights PATH"
+            ) from None
         if weights is not None:
             load_into(self.net, load_state_dict_file(weights), weights)
         self.out_channels = self.net.num_features
@@ -101,8 +104,11 @@ class CCT(nn.Module):
         tokenizer, channels = [], 3
         for index in range(conv_layers):
             out = dim if index == conv_layers - 1 else 64
-            tokenizer += [nn.Conv2d(channels, out, kernel, stride=2, padding=kernel // 2, bias=False), nn.ReLU(),
-                          nn.MaxPool2d(3, stride=2, padding=1)]
+            tokenizer += [
+                nn.Conv2d(channels, out, kernel, stride=2, padding=kernel // 2, bias=False),
+                nn.ReLU(),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            ]
             channels = out
         self.tokenizer = nn.Sequential(*tokenizer)
         self.blocks = nn.Sequential(*[EncoderBlock(dim, heads, mlp_ratio) for _ in range(layers)])
