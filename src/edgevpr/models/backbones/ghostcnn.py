@@ -12,7 +12,7 @@ y_ij = Phi_ij(y'_i); the identity y'_i is kept, and the concatenation is cut to 
 convolution where the stride is 2, squeeze-and-excitation where Table 1 marks SE, and a
 projection module (no ReLU), with an identity or depthwise+pointwise shortcut.
 
-Dilation. Seed 002 dilates the Ghost modules with rate a in stages 1-4 and b in stage 5 (its
+Dilation. Gong et al. 2021 dilate the Ghost modules with rate a in stages 1-4 and b in stage 5 (its
 best: a, b = 5, 2). GhostNet's primary convolutions are 1x1, where a dilation changes
 nothing, and a 3x3 primary would multiply the trunk's cost several times, against the
 paper's claims (-99.04 % FLOPs, -80.16 % params against VGG16-NetVLAD; see
