@@ -19,8 +19,9 @@ def _example() -> str:
 def test_the_python_example_runs(tmp_path, monkeypatch, capsys):
     from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
 
-    generate_synthetic(tmp_path / "edgevpr-demo", SyntheticSpec(num_places=30, query_every=3, width=96, height=72,
-                                                                step_px=24))
+    generate_synthetic(
+        tmp_path / "edgevpr-demo", SyntheticSpec(num_places=30, query_every=3, width=96, height=72, step_px=24)
+    )
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(_example(), str(README), "exec"), namespace)

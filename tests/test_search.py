@@ -94,10 +94,13 @@ def test_interrupted_write_keeps_previous_index(tmp_path, vectors, monkeypatch):
     monkeypatch.setattr(faiss, "write_index", dying_write)
     with pytest.raises(KeyboardInterrupt):
         save_index(build_index(database[:100], "Flat"), path)
-    assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.faiss", "map.faiss.json"]
+    assert path.read_bytes() == before  # the manifest still names the old parts
+    assert len(list(tmp_path.glob("map.faiss.v*.faiss"))) == 2  # the old part and the broken new one
     monkeypatch.undo()
     assert load_index(path).ntotal == 3000
+    save_index(build_index(database[:100], "Flat"), path)  # the next write removes the leftovers
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "map.faiss" and len(list(tmp_path.iterdir())) == 2
+    assert load_index(path).ntotal == 100
 
 
 def test_cli_build_and_search(tmp_path, vectors):
@@ -141,3 +144,39 @@ def test_cli_build_and_search(tmp_path, vectors):
         main, ["index", "search", "--index", str(tmp_path / "m.faiss"), "--descriptors", str(tmp_path / "other")]
     )
     assert wrong.exit_code == 1 and "index has dimension 32, descriptors have 16" in wrong.output
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_step_of_index_build_leaves_the_old_or_the_new_index(tmp_path, vectors):
+    """Re-ranking index over a re-ranking index of another content: after a kill at every
+    step of the write, the index answers exactly as the old one or exactly as the new one."""
+    from tests.killpoints import kill_at_every_step
+
+    database, queries = vectors
+    old_db, new_db = database[:1500], database[1500:]
+    np.save(tmp_path / "new.npy", new_db)
+    path = tmp_path / "map.faiss"
+    save_index(build_index(old_db, "PQ4,Rerank50"), path)
+    old_answers = load_index(path).search(queries, 5)[1]
+    new_answers = build_index(new_db, "PQ4,Rerank50").search(queries, 5)[1]
+    script = "\n".join(
+        [
+            "import numpy as np",
+            "from edgevpr.search.index import build_index",
+            "from edgevpr.search.store import save_index",
+            f"save_index(build_index(np.load({str(tmp_path / 'new.npy')!r}), 'PQ4,Rerank50'), {str(path)!r})",
+        ]
+    )
+    states = []
+
+    def check(killed_at):
+        answers = load_index(path).search(queries, 5)[1]
+        state = (
+            "old" if np.array_equal(answers, old_answers) else "new" if np.array_equal(answers, new_answers) else "mix"
+        )
+        states.append(state)
+        assert state != "mix", f"killed at step {killed_at}: a mix of the old and new index"
+
+    steps = kill_at_every_step(script, check)
+    assert steps >= 4 and states[0] == "old" and states[-1] == "new"
+    assert len(list(tmp_path.glob("map.faiss.v*"))) == 2  # the last write removed every leftover part

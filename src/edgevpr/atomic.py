@@ -1,21 +1,68 @@
-"""Write files so that a crash never leaves a half-written file in place of a good one."""
+"""Write files so that a crash never leaves a half-written file in place of a good one, and
+multi-file artefacts (an index with its vectors, a map) change as a unit.
+
+- ``atomic_path``: one file, written under a temporary name and renamed into place. The
+  temporary name carries the writer's pid, so the next write of the same file removes what a
+  killed writer left (``.NAME.PID.XXXX.tmp``) and nothing a live one is writing.
+- ``part_path`` and ``commit``: each part of a new version is written under a fresh name
+  (``NAME.vTOKEN.SUFFIX``); the version becomes current when its manifest, which names those
+  parts, is renamed into place, one atomic step. A kill before that leaves the previous
+  version whole; after it, the new one. ``commit`` then removes the parts no manifest names.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporaries of ``target`` whose writer has died; returns them."""
+    removed = []
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _fsync_directory(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block
+    succeeds. ``durable``: flush the file and the folder to disk before and after the rename."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -23,14 +70,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
+        if durable:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, target)
+        if durable:
+            _fsync_directory(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def write_json(path: str | os.PathLike, payload) -> None:
-    with atomic_path(path) as tmp:
+def write_json(path: str | os.PathLike, payload, durable: bool = False) -> None:
+    with atomic_path(path, durable) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
@@ -40,3 +92,32 @@ def write_npy(path: str | os.PathLike, array) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, array)
+
+
+def part_path(manifest: str | os.PathLike, suffix: str) -> Path:
+    """A fresh name beside ``manifest`` for one part of a new version: ``NAME.vTOKEN SUFFIX``."""
+    manifest = Path(manifest)
+    return manifest.with_name(f"{manifest.name}.v{secrets.token_hex(6)}{suffix}")
+
+
+def commit(manifest: str | os.PathLike, payload: dict, parts: Iterable[Path]) -> None:
+    """Make a version current: flush its ``parts`` (files written by ``part_path``), rename the
+    manifest ``payload`` into place, then remove the parts of other versions."""
+    manifest = Path(manifest)
+    keep = set()
+    for part in parts:
+        with open(part, "rb") as handle:
+            os.fsync(handle.fileno())
+        keep.add(part.name)
+    write_json(manifest, payload, durable=True)
+    remove_old_parts(manifest, keep)
+
+
+def remove_old_parts(manifest: Path, keep: set[str]) -> list[Path]:
+    """Remove ``NAME.v*`` parts beside ``manifest`` that are not in ``keep``."""
+    removed = []
+    for part in manifest.parent.glob(f"{manifest.name}.v*"):
+        if part.name not in keep and part.is_file():
+            part.unlink(missing_ok=True)
+            removed.append(part)
+    return removed

@@ -1,8 +1,13 @@
-"""Saving and loading a ``SearchIndex``: the faiss file, a JSON sidecar naming its spec,
-metric and dimension, and for re-ranking the full vectors as a ``.npy`` memory-mapped on load.
+"""Saving and loading a ``SearchIndex`` as one unit.
 
-Every file is written to a temporary name and renamed, so an interrupted write leaves the
-previous index whole.
+The path given (``--out map.faiss``) holds a small JSON manifest: format, spec, metric,
+dimension, entry count, search parameters, and the names of the parts of this version: the
+faiss file and, for re-ranking, the full vectors (``.npy``, memory-mapped on load). The parts
+are written under fresh names first and the manifest renamed into place last
+(``atomic.commit``), so a kill at any moment leaves the previous index or the new one, never
+a mix; parts of older versions are removed after the commit.
+
+Files of format 1 (a raw faiss file with a ``.json`` sidecar and ``.vectors.npy``) still load.
 """
 
 from __future__ import annotations
@@ -13,39 +18,62 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from edgevpr.atomic import atomic_path, write_json, write_npy
+from edgevpr.atomic import commit, part_path
 from edgevpr.errors import ConfigError
 from edgevpr.search.index import IndexSpec, SearchIndex, set_params
 
-FORMAT = "edgevpr-index/1"
+FORMAT = "edgevpr-index/2"
+LEGACY_FORMAT = "edgevpr-index/1"
 
 
 def sidecar(path: Path) -> Path:
+    """Format 1: the JSON beside the raw faiss file."""
     return path.with_name(path.name + ".json")
-
-
-def vectors_file(path: Path) -> Path:
-    return path.with_name(path.name + ".vectors.npy")
 
 
 def save_index(index: SearchIndex, path: str | Path) -> None:
     path = Path(path)
+    faiss_part = part_path(path, ".faiss")
+    faiss.write_index(index.index, str(faiss_part))
+    parts = [faiss_part]
     if index.spec.rerank:
-        write_npy(vectors_file(path), np.asarray(index.vectors, dtype=np.float32))
-    with atomic_path(path) as tmp:
-        faiss.write_index(index.index, str(tmp))
-    write_json(
-        sidecar(path),
-        {
-            "format": FORMAT,
-            "spec": str(index.spec),
-            "metric": index.metric,
-            "dim": index.dim,
-            "ntotal": index.ntotal,
-            "params": index.params,
-            "vectors": vectors_file(path).name if index.spec.rerank else None,
-        },
-    )
+        vectors_part = part_path(path, ".vectors.npy")
+        with open(vectors_part, "wb") as handle:
+            np.save(handle, np.asarray(index.vectors, dtype=np.float32))
+        parts.append(vectors_part)
+    manifest = {
+        "format": FORMAT,
+        "spec": str(index.spec),
+        "metric": index.metric,
+        "dim": index.dim,
+        "ntotal": index.ntotal,
+        "params": index.params,
+        "faiss": faiss_part.name,
+        "vectors": parts[1].name if index.spec.rerank else None,
+    }
+    commit(path, manifest, parts)
+    sidecar(path).unlink(missing_ok=True)  # a format-1 sidecar of an index this one replaced
+
+
+def _manifest(path: Path) -> tuple[dict, Path]:
+    """The index's manifest and the faiss file it names (format 2, or format 1's sidecar)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1)
+    where = path
+    if head != b"{":  # format 1: the path is the faiss file itself
+        where = sidecar(path)
+        if not where.is_file():
+            raise ConfigError(f"{path}: no {where.name} beside it; build the index with `edgevpr index build`")
+    try:
+        meta = json.loads(where.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{where}: not an index manifest ({error.__class__.__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, LEGACY_FORMAT):
+        raise ConfigError(f"{where}: unknown index format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    missing = [k for k in ("spec", "metric", "dim", "ntotal", "params") if k not in meta]
+    if missing:
+        raise ConfigError(f"{where}: index manifest lacks {', '.join(missing)}")
+    return meta, (path.with_name(meta["faiss"]) if meta["format"] == FORMAT else path)
 
 
 def load_index(path: str | Path, dim: int | None = None, metric: str | None = None) -> SearchIndex:
@@ -53,25 +81,29 @@ def load_index(path: str | Path, dim: int | None = None, metric: str | None = No
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: index file not found")
-    if not sidecar(path).is_file():
-        raise ConfigError(f"{path}: no {sidecar(path).name} beside it; build the index with `edgevpr index build`")
-    meta = json.loads(sidecar(path).read_text())
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{sidecar(path)}: unknown format {meta.get('format')!r}")
+    meta, faiss_file = _manifest(path)
     if dim is not None and meta["dim"] != dim:
         raise ConfigError(f"{path}: index has dimension {meta['dim']}, descriptors have {dim}")
     if metric is not None and meta["metric"] != metric:
         raise ConfigError(f"{path}: index was built for metric {meta['metric']}, descriptors use {metric}")
+    if not faiss_file.is_file():
+        raise ConfigError(f"{path}: its faiss file {faiss_file.name} is missing")
     try:
-        raw = faiss.read_index(str(path))
+        raw = faiss.read_index(str(faiss_file))
     except RuntimeError as error:
-        raise ConfigError(f"{path}: not a readable faiss index ({str(error).strip().splitlines()[-1]})") from None
+        raise ConfigError(f"{faiss_file}: not a readable faiss index ({str(error).strip().splitlines()[-1]})") from None
     if raw.d != meta["dim"] or raw.ntotal != meta["ntotal"]:
-        raise ConfigError(f"{path}: index does not match its sidecar {sidecar(path).name} (d, ntotal)")
+        raise ConfigError(f"{path}: the faiss file {faiss_file.name} does not match the manifest (d, ntotal)")
     vectors = None
     spec = IndexSpec.parse(meta["spec"])
     if spec.rerank:
-        vectors = np.load(path.with_name(meta["vectors"]), mmap_mode="r")
+        vectors_path = path.with_name(meta["vectors"] or "")
+        if not meta["vectors"] or not vectors_path.is_file():
+            raise ConfigError(f"{path}: its re-ranking vectors {meta['vectors']} are missing")
+        try:
+            vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            raise ConfigError(f"{vectors_path}: not a .npy of vectors ({error})") from None
         if vectors.shape != (raw.ntotal, raw.d):
             raise ConfigError(f"{path}: re-ranking vectors have shape {vectors.shape}, expected {(raw.ntotal, raw.d)}")
     index = SearchIndex(raw, spec, meta["metric"], vectors=vectors)
