@@ -72,6 +72,7 @@ class EvalConfig:
     ort_optimization: str = "all"  # ONNX Runtime graph optimization: all | extended | basic | none
     latency_runs: int = 30
     index: str = "Flat"  # faiss factory string, optionally ending in ",RerankK"
+    sequence: int = 1  # frame-aligned queries: match sequences of this many frames (SeqSLAM-style); 1 = single frames
     search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
     seed: int = 0
     out: str | None = None

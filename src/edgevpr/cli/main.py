@@ -348,5 +348,10 @@ def list_command():
     click.echo("aggregators: " + ", ".join(AGGREGATORS.names()))
 
 
+from edgevpr.cli.maps import localize_command, map_group  # noqa: E402  (registered below)
+
+main.add_command(map_group)
+main.add_command(localize_command)
+
 if __name__ == "__main__":
     main()

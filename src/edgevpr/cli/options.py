@@ -114,6 +114,12 @@ EVAL_OPTIONS = [
     ),
     ("--latency-runs", "eval", "latency_runs", dict(type=int, help="Timed runs for latency (at least 20).")),
     ("--recall-at", "eval", "recall_at", dict(help="Recall@N for these N, e.g. 1,5,10,25 (default 1,5,10,20).")),
+    (
+        "--sequence",
+        "eval",
+        "sequence",
+        dict(type=int, help="Frame-aligned queries: sequence matching over L frames (SeqSLAM-style; default 1)."),
+    ),
     ("--seed", "eval", "seed", dict(type=int, help="Random seed (default 0).")),
     ("--index", "eval", "index", dict(help="faiss factory string, e.g. IVF1024,PQ64,Rerank100 (default Flat).")),
     ("--search-params", "eval", "search_params", dict(help="faiss search parameters, e.g. nprobe=32.")),

@@ -31,6 +31,7 @@ from edgevpr.models.resolve import (
 )
 from edgevpr.search.descriptors import save_descriptor_set
 from edgevpr.search.index import SearchIndex, build_index, search
+from edgevpr.search.sequence import sequence_similarity
 from edgevpr.search.timing import database_bytes, time_matching
 
 
@@ -82,9 +83,30 @@ def recall_only(forward, data: DataConfig, preprocess: InputContract, settings: 
     return recall_at_n(predictions, dataset.positives, settings.recall_at)
 
 
+def sequence_predictions(
+    database: np.ndarray, queries: np.ndarray, dataset: VPRDataset, length: int, k: int
+) -> np.ndarray:
+    """Top-k database indices by sequence matching (``search.sequence``) over the queries in
+    order; only frame-aligned traversals have an order to match along."""
+    if not dataset.positive_rule.startswith("frames<="):
+        raise ConfigError(
+            f"--sequence {length} needs frame-aligned folders (--tolerance-frames), "
+            f"not positives by {dataset.positive_rule}"
+        )
+    scores = sequence_similarity(queries @ database.T, length)
+    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+def sequence_rule(dataset: VPRDataset, length: int) -> dict:
+    """The positive rule names the sequence length when it is more than one frame."""
+    return {"positives": f"{dataset.positive_rule},sequence={length}", "sequence": length} if length > 1 else {}
+
+
 def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
     """Recall@N and the cost block of ``config``'s model (or of ``model``, already built) under
     its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed."""
+    if config.eval.sequence < 1:
+        raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
         raise ConfigError(f"--recall-at needs positive N, got {','.join(map(str, config.eval.recall_at)) or 'none'}")
     torch.manual_seed(config.eval.seed)
@@ -128,12 +150,15 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
 
     index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
     k = max(config.eval.recall_at)
-    _, predictions = search(index, q.descriptors, k)
+    if config.eval.sequence > 1:
+        predictions = sequence_predictions(db.descriptors, q.descriptors, dataset, config.eval.sequence, k)
+    else:
+        _, predictions = search(index, q.descriptors, k)
     ranks = first_positive_ranks(predictions, dataset.positives)
     recall = recall_from_ranks(ranks, config.eval.recall_at)
 
     protocol = build_protocol(
-        dataset.protocol(),
+        dataset.protocol() | sequence_rule(dataset, config.eval.sequence),
         preprocess.rule(),
         db.sizes + q.sizes,
         extractor.precision,

@@ -18,6 +18,7 @@ from edgevpr.config import (
     RunConfig,
 )
 from edgevpr.contract import InputContract
+from edgevpr.errors import ConfigError
 from edgevpr.models.known_weights import known_file, pretrained_contract
 
 CONTRACT_FIELDS = ("mean", "std", "tf_same_padding")
@@ -105,3 +106,11 @@ def contract_of(config: RunConfig, data: DataConfig | None = None) -> InputContr
         "tf_same" if model.tf_same_padding else "symmetric",
         data.interpolation,
     )
+
+
+def stored_contract(stored: dict, where: str) -> InputContract:
+    """The input contract an artefact's metadata holds (``contract``, or the ``config`` of
+    files made before contracts were stored), or a one-line error naming ``where``."""
+    if "contract" not in stored and not stored.get("config"):
+        raise ConfigError(f"{where}: carries no input contract (not made by edgevpr?)")
+    return contract_of(adopt_stored_contract(RunConfig(), stored, where))

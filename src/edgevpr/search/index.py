@@ -177,3 +177,35 @@ def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(index, SearchIndex):
         return index.search(queries, k)
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
+
+
+def check_fits(spec: IndexSpec, count: int, where: str) -> None:
+    """One line, before any work, when a map of ``count`` entries is too small to train
+    ``spec`` (inverted lists need at least one training vector per list, product quantizers
+    2**bits per codebook), with a spec that fits."""
+    needs = []
+    for match in re.finditer(r"IVF(\d+)", spec.factory):
+        needs.append((int(match.group(1)), f"{match.group(1)} inverted lists"))
+    for match in re.finditer(r"IMI2x(\d+)", spec.factory):
+        needs.append((2 ** int(match.group(1)), f"2^{match.group(1)} cells per IMI half"))
+    for match in re.finditer(r"PQ\d+(?:x(\d+))?", spec.factory):
+        bits = int(match.group(1) or 8)
+        needs.append((2**bits, f"{2**bits} centroids per PQ codebook"))
+    short = [(need, what) for need, what in needs if count < need]
+    if short:
+        need, what = max(short)
+        raise ConfigError(
+            f"{where}: index {spec} needs at least {need} vectors to train its {what}; "
+            f"the map has {count}: use {suggest_spec(count)}"
+        )
+
+
+def suggest_spec(count: int) -> str:
+    """An index for ``count`` entries: exact search while it is small, else inverted lists of
+    about 39 training vectors per list (faiss's own advice), with PQ and exact re-ranking from
+    a quarter of a million entries."""
+    if count < 10_000:
+        return "Flat"
+    lists = 2 ** int(np.log2(max(count // 39, 1)))
+    lists = min(lists, 65536)
+    return f"IVF{lists},Flat" if count < 250_000 else f"IVF{lists},PQ64,Rerank1000"

@@ -1,0 +1,167 @@
+"""``edgevpr map build|add|info|export-hloc`` and ``edgevpr localize``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgevpr.atomic import atomic_path
+from edgevpr.cli.options import DATA_OPTIONS, MODEL_OPTIONS, add_options, config_from, user_errors
+
+
+@click.group("map")
+def map_group():
+    """Build a map once (model + contract + descriptors + index + positions), then localize."""
+
+
+@map_group.command("build")
+@click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint of `edgevpr train` as the map's model.")
+@click.option("--onnx", type=click.Path(), default=None, help="ONNX file (any precision) as the map's model.")
+@click.option("--config", "config_file", type=click.Path(), help="YAML recipe of the model (e.g. configs/...).")
+@add_options([o for o in MODEL_OPTIONS if o[0] not in ("--onnx", "--checkpoint")])
+@add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--size", "--resize-factor", "--max-pixels")])
+@click.option("--images", required=True, type=click.Path(), help="Folder of the map's images.")
+@click.option("--positions", type=click.Path(), default=None, help="CSV name,x,y[,heading] or name,lat,lon.")
+@click.option("--index", default="Flat", show_default=True, help="faiss factory string, optionally ending in ,RerankK.")
+@click.option("--search-params", default=None, help="faiss search parameters, e.g. nprobe=32.")
+@click.option("--threads", type=int, default=None, help="Threads for extraction.")
+@click.option("--out", required=True, type=click.Path(), help="Map folder to create.")
+@user_errors
+def map_build_command(checkpoint, onnx, config_file, images, positions, index, search_params, threads, out, **kwargs):
+    """Extract every image of --images with the model, index them and write the map folder."""
+    from edgevpr.maps import Map, ModelSource
+
+    if checkpoint and onnx:
+        raise click.UsageError("give --checkpoint or --onnx, not both")
+    config = None if (checkpoint or onnx) else config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS)
+    built = Map.build(
+        ModelSource(onnx, checkpoint, config),
+        images,
+        out,
+        positions,
+        index,
+        search_params,
+        threads,
+        log=lambda m: click.echo(m, err=True),
+    )
+    _echo_info(built.info())
+
+
+@map_group.command("add")
+@click.argument("map_dir", type=click.Path())
+@click.option("--images", required=True, type=click.Path(), help="Folder of the images to add.")
+@click.option("--positions", type=click.Path(), default=None, help="CSV name,x,y[,heading] or name,lat,lon.")
+@click.option("--threads", type=int, default=None, help="Threads for extraction.")
+@user_errors
+def map_add_command(map_dir, images, positions, threads):
+    """Append images to a map as a new version (the previous one stays usable until it is whole)."""
+    from edgevpr.maps import Map
+
+    updated = Map.load(map_dir, threads).add(images, positions, log=lambda m: click.echo(m, err=True))
+    _echo_info(updated.info())
+
+
+@map_group.command("info")
+@click.argument("map_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@click.option("--threads", type=int, default=None, help="Threads for the latency measurement.")
+@user_errors
+def map_info_command(map_dir, as_json, threads):
+    """What a map holds, its bytes, and its per-frame latency measured on this machine."""
+    from edgevpr.maps import Map
+
+    loaded = Map.load(map_dir, threads)
+    info = loaded.info() | {"latency": loaded.expected_latency()}
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        _echo_info(info)
+
+
+@map_group.command("export-hloc")
+@click.argument("map_dir", type=click.Path())
+@click.option("--queries", required=True, type=click.Path(), help="Folder of query images.")
+@click.option("--top-k", default=20, show_default=True, type=int, help="Map images paired with each query.")
+@click.option("--out", required=True, type=click.Path(), help="Folder for global-feats.h5 and pairs.txt.")
+@user_errors
+def map_export_hloc_command(map_dir, queries, top_k, out):
+    """hloc's global-descriptor HDF5 and retrieval pairs file, for hloc / COLMAP."""
+    from edgevpr.maps import Map
+    from edgevpr.maps.hloc import export_hloc
+
+    report = export_hloc(Map.load(map_dir), queries, out, top_k)
+    click.echo(
+        f"wrote {report['features']} ({report['database']} map + {report['queries']} query descriptors) and "
+        f"{report['pairs']} ({report['pairs_written']} pairs)"
+    )
+
+
+def _echo_info(info: dict) -> None:
+    megabytes = sum(info["bytes"].values()) / 1e6
+    click.echo(
+        f"map {info['folder']}: {info['images']} images ({info['positions']} positions), "
+        f"{info['descriptor_dim']}-D, index {info['index']['spec']}, model {info['model']['kind']} "
+        f"{info['model']['precision']}, {megabytes:.1f} MB on disk, index {info['index_memory_bytes'] / 1e6:.1f} MB "
+        f"in memory; known above score {info['known']['min_score']:.3f}"
+    )
+    if "latency" in info:
+        latency = info["latency"]
+        click.echo(
+            f"per frame here: extraction {latency['extract_ms']:.1f} ms + search {latency['search_ms']:.3f} ms "
+            f"at {latency['image_size'][0]}x{latency['image_size'][1]}"
+        )
+
+
+@click.command("localize")
+@click.argument("map_dir", type=click.Path())
+@click.argument("images", nargs=-1, type=click.Path())
+@click.option(
+    "--images", "folder", type=click.Path(), default=None, help="Localize every image of this folder, in order."
+)
+@click.option("--top-k", default=5, show_default=True, type=int, help="Map entries reported per frame.")
+@click.option(
+    "--rerank-k", default=0, show_default=True, type=int, help="Re-rank this many candidates (needs patches)."
+)
+@click.option(
+    "--sequence",
+    "length",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Sequence matching over the last L frames (SeqSLAM-style); 1 = single frames.",
+)
+@click.option(
+    "--min-score", type=float, default=None, help="Known/unknown threshold (default: the map's calibrated one)."
+)
+@click.option("--jsonl", type=click.Path(), default=None, help="Write the JSON lines here instead of standard output.")
+@click.option("--threads", type=int, default=None, help="Threads for extraction.")
+@user_errors
+def localize_command(map_dir, images, folder, top_k, rerank_k, length, min_score, jsonl, threads):
+    """One JSON line per image: its top-k map entries with positions and scores, known or not,
+    and the milliseconds of each stage."""
+    from edgevpr.data.images import list_images
+    from edgevpr.errors import ConfigError
+    from edgevpr.maps import Localizer, Map
+
+    paths = [Path(p) for p in images] + (list_images(folder) if folder else [])
+    if not paths:
+        raise click.UsageError("give images (IMAGE... or --images DIR)")
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {top_k}")
+    loaded = Map.load(map_dir, threads)
+    if rerank_k and not loaded.manifest.get("patches"):
+        raise ConfigError(
+            f"{map_dir}: the map holds no patch descriptors to re-rank with (--rerank-k needs a map "
+            f"built with a re-ranker)"
+        )
+    localizer = Localizer(loaded, length, top_k, min_score=min_score)
+    if not jsonl:
+        for path in paths:
+            click.echo(json.dumps(localizer(path)))
+        return
+    with atomic_path(jsonl) as tmp, open(tmp, "w") as output:  # the file appears whole, or not at all
+        for path in paths:
+            output.write(json.dumps(localizer(path)) + "\n")
+    click.echo(f"{len(paths)} frames localized -> {jsonl}", err=True)

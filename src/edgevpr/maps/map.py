@@ -1,0 +1,475 @@
+"""A map: a model, its input contract, the descriptors of the map's images, a faiss index over
+them, the images' names and positions, built once and then localized against.
+
+Every version of a map is a set of parts (``map.json.vTOKEN.*``) named by ``map.json``, which
+is written last (``atomic.commit``): building or adding to a map and being killed at any
+moment leaves the previous map usable."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from PIL import Image
+
+import edgevpr
+from edgevpr.atomic import commit, part_path
+from edgevpr.config import DEFAULT_MAX_PIXELS, RunConfig
+from edgevpr.data.images import list_images, load_rgb
+from edgevpr.errors import ConfigError, DatasetError
+from edgevpr.extraction.extract import extract
+from edgevpr.maps.known import calibrate_min_score
+from edgevpr.maps.manifest import FORMAT, manifest_path, read_manifest
+from edgevpr.maps.model_file import KINDS, LoadedModel, load_model, save_torch_model, sha256_of
+from edgevpr.maps.positions import distance, positions_for
+from edgevpr.models.initialise import initialise_aggregator
+from edgevpr.models.resolve import contract_of, resolve_config
+from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, set_params
+from edgevpr.search.sequence import DEFAULT_VELOCITIES, sequence_scores_for
+
+
+@dataclass
+class ModelSource:
+    """Where ``map build`` takes its model: an ONNX file, a checkpoint, or a run config to build."""
+
+    onnx: str | None = None
+    checkpoint: str | None = None
+    config: RunConfig | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _protocol(model: LoadedModel, images: str) -> dict:
+    name = ":".join(
+        [Path(images).name or "map", model.contract.rule(), model.precision, model.runtime]
+        + ([f"{model.int8['int8_layout']}@{model.int8['int8_kernels']}"] if model.int8 else [])
+    )
+    return {
+        "name": name,
+        "precision": model.precision,
+        "runtime": model.runtime,
+        "resize": model.contract.rule(),
+        **(model.int8 or {}),
+    }
+
+
+class Map:
+    """A loaded map (``Map.load``), or one being built (``Map.build``)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict,
+        model: LoadedModel,
+        descriptors: np.ndarray,
+        index: SearchIndex,
+        names: list[str],
+        positions: list,
+        sources: list[str],
+    ):
+        self.folder, self.manifest, self.model = folder, manifest, model
+        self.descriptors, self.index = descriptors, index
+        self.names, self.positions, self.sources = names, positions, sources
+
+    # -- building ----------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        source: ModelSource,
+        images: str | Path,
+        out: str | Path,
+        positions: str | None = None,
+        index: str = "Flat",
+        params: str | None = None,
+        threads: int | None = None,
+        batch_size: int = 16,
+        max_pixels: int | None = None,
+        log=None,
+    ) -> Map:
+        """Extract every image of ``images`` with the model of ``source``, index the descriptors
+        and write the map folder ``out`` (which must not hold a map already)."""
+        out = Path(out)
+        if manifest_path(out).exists():
+            raise ConfigError(f"{out}: already holds a map; add images with `edgevpr map add`, or choose another --out")
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out}: exists and is not a folder")
+        spec = IndexSpec.parse(index)
+        paths = list_images(images)
+        check_fits(spec, len(paths), where=f"{images}")
+        kind, place = positions_for(paths, positions)
+        out.mkdir(parents=True, exist_ok=True)
+        model_part = part_path(manifest_path(out), ".onnx" if source.onnx else ".pt")
+        config = None
+        if source.onnx or source.checkpoint:
+            given = Path(source.onnx or source.checkpoint)
+            if not given.is_file():
+                raise ConfigError(f"{given}: model file not found")
+            model_part.write_bytes(given.read_bytes())
+            model = load_model(model_part, "onnx" if source.onnx else "checkpoint", threads, str(out))
+        else:
+            config = resolve_config(source.config or RunConfig())
+            model = cls._built_model(config, paths, model_part, threads, max_pixels)
+        descriptors, size = cls._extract(model, paths, batch_size, max_pixels, log)
+        return cls._commit(
+            out,
+            model,
+            model_part,
+            descriptors,
+            spec,
+            params,
+            [p.name for p in paths],
+            place,
+            kind,
+            [str(images)] * len(paths),
+            created=_now(),
+            images_label=str(images),
+            image_size=size,
+        )
+
+    @staticmethod
+    def _built_model(config: RunConfig, paths, model_part: Path, threads, max_pixels) -> LoadedModel:
+        """A model built from a config: clusters initialised and PCA fitted on the map's images,
+        saved as a checkpoint part, then loaded as every map loads its model."""
+        from edgevpr.models import build_model
+
+        model = build_model(config.model).eval()
+        contract = contract_of(config)
+        limit = max_pixels or config.data.max_pixels
+        initialise_aggregator(model, paths, contract, config.eval.seed, limit)
+        if model.pca is not None and not bool(model.pca.fitted):
+            model.pca.fit(extract(model, paths, contract, max_pixels=limit, label="fitting PCA").descriptors)
+        save_torch_model(model, config.to_dict(), contract, model_part)
+        return load_model(model_part, "checkpoint", threads)
+
+    @staticmethod
+    def _extract(model: LoadedModel, paths, batch_size: int, max_pixels: int | None, log) -> tuple[np.ndarray, list]:
+        """The images' descriptors and the most common image size after resizing."""
+        if model.fixed_size and model.contract.size is None:
+            raise ConfigError(f"the model takes {model.fixed_size} images only and its contract names no size")
+        extraction = extract(
+            model,
+            paths,
+            model.contract,
+            batch_size=batch_size,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+            label="map images",
+        )
+        if log:
+            log(f"extracted {len(paths)} images -> {extraction.descriptors.shape[1]}-D descriptors")
+        return extraction.descriptors, list(extraction.sizes.most_common(1)[0][0])
+
+    @classmethod
+    def _commit(
+        cls,
+        out: Path,
+        model: LoadedModel,
+        model_part: Path,
+        descriptors: np.ndarray,
+        spec: IndexSpec,
+        params: str | None,
+        names: list[str],
+        positions: list,
+        kind: str,
+        sources: list[str],
+        created: str,
+        images_label: str,
+        image_size: list,
+        previous: dict | None = None,
+    ) -> Map:
+        manifest_file = manifest_path(out)
+        descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
+        if not np.isfinite(descriptors).all():
+            raise DatasetError(f"{out}: the model gave NaN or infinite descriptors; check the model and its contract")
+        vectors_part = part_path(manifest_file, ".npy")
+        with open(vectors_part, "wb") as handle:
+            np.save(handle, descriptors)
+        vectors = np.load(vectors_part, mmap_mode="r")
+        index = build_index(descriptors, spec, params=params)
+        index.vectors = vectors if spec.rerank else None
+        index_part = part_path(manifest_file, ".faiss")
+        faiss.write_index(index.index, str(index_part))
+        images_part = part_path(manifest_file, ".images.json")
+        images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
+        known = calibrate_min_score(index, descriptors, positions, kind)
+        manifest = {
+            "format": FORMAT,
+            "edgevpr_version": edgevpr.__version__,
+            "created": created,
+            "updated": _now(),
+            "model": {
+                "file": model_part.name,
+                "kind": model.kind,
+                "sha256": sha256_of(model_part),
+                "precision": model.precision,
+                "runtime": model.runtime,
+            },
+            "contract": model.contract.to_dict(),
+            "descriptors": {
+                "file": vectors_part.name,
+                "count": len(descriptors),
+                "dim": int(descriptors.shape[1]),
+                "dtype": "float32",
+                "metric": "ip",
+            },
+            "index": {"file": index_part.name, "spec": str(spec), "params": index.params},
+            "images": {"file": images_part.name, "folders": sorted(set(sources))},
+            "positions": {"kind": kind},
+            "known": known,
+            "image_size": image_size,  # the most common (H, W) after resizing: what `map info` times
+            "protocol": _protocol(model, images_label) if previous is None else previous["protocol"],
+            "patches": None,
+        }
+        commit(manifest_file, manifest, [model_part, vectors_part, index_part, images_part])
+        return cls(out, manifest, model, vectors, index, names, positions, sources)
+
+    def add(
+        self,
+        images: str | Path,
+        positions: str | None = None,
+        batch_size: int = 16,
+        max_pixels: int | None = None,
+        log=None,
+    ) -> Map:
+        """A new version of this map with the images of ``images`` appended (same model and
+        contract); the index is rebuilt over every descriptor. Returns the new map."""
+        paths = list_images(images)
+        kind, place = positions_for(paths, positions, first_frame=len(self.names))
+        if kind != self.manifest["positions"]["kind"]:
+            held = self.manifest["positions"]["kind"]
+            raise ConfigError(f"{images}: positions of kind {kind}, the map {self.folder} holds {held}")
+        duplicate = sorted(set(self.names) & {p.name for p in paths})
+        if duplicate and kind != "frame":
+            raise ConfigError(f"{images}: {duplicate[0]} is in the map already ({len(duplicate)} names repeat)")
+        new, _ = self._extract(self.model, paths, batch_size, max_pixels, log)
+        descriptors = np.concatenate([np.asarray(self.descriptors), new])
+        spec = IndexSpec.parse(self.manifest["index"]["spec"])
+        check_fits(spec, len(descriptors), where=str(self.folder))
+        model_part = self.folder / self.manifest["model"]["file"]
+        return self._commit(
+            self.folder,
+            self.model,
+            model_part,
+            descriptors,
+            spec,
+            self.manifest["index"]["params"],
+            self.names + [p.name for p in paths],
+            self.positions + place,
+            kind,
+            self.sources + [str(images)] * len(paths),
+            self.manifest["created"],
+            str(images),
+            self.manifest["image_size"],
+            previous=self.manifest,
+        )
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | Path, threads: int | None = None) -> Map:
+        """A map folder, checked part by part: every problem is one line naming the file."""
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        where = str(manifest_path(folder))
+        model_file = folder / manifest["model"]["file"]
+        if manifest["model"]["kind"] not in KINDS:
+            raise ConfigError(f"{where}: unknown model kind {manifest['model']['kind']!r}")
+        if not model_file.is_file():
+            raise ConfigError(f"{where}: its model file {model_file.name} is missing")
+        if sha256_of(model_file) != manifest["model"]["sha256"]:
+            raise ConfigError(f"{model_file}: not the model this map was built with (SHA-256 differs)")
+        model = load_model(model_file, manifest["model"]["kind"], threads, where)
+        if model.contract.to_dict() != manifest["contract"]:
+            raise ConfigError(f"{model_file}: its input contract differs from the one the map was built with")
+        shape = (manifest["descriptors"]["count"], manifest["descriptors"]["dim"])
+        descriptors = cls._array(folder / manifest["descriptors"]["file"], shape, where)
+        index = cls._index(folder / manifest["index"]["file"], manifest, shape, where)
+        spec = IndexSpec.parse(manifest["index"]["spec"])
+        index.vectors = descriptors if spec.rerank else None
+        images = cls._images(folder / manifest["images"]["file"], shape[0], where)
+        return cls(
+            folder, manifest, model, descriptors, index, images["names"], images["positions"], images.get("sources", [])
+        )
+
+    @staticmethod
+    def _array(path: Path, shape: tuple[int, int], where: str) -> np.ndarray:
+        if not path.is_file():
+            raise ConfigError(f"{where}: its descriptor file {path.name} is missing")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as error:
+            raise ConfigError(f"{path}: not a descriptor array ({error})") from None
+        if array.shape != shape:
+            raise ConfigError(f"{path}: descriptors of shape {array.shape}, the manifest says {shape}")
+        return array
+
+    @staticmethod
+    def _index(path: Path, manifest: dict, shape: tuple[int, int], where: str) -> SearchIndex:
+        if not path.is_file():
+            raise ConfigError(f"{where}: its index file {path.name} is missing")
+        try:
+            raw = faiss.read_index(str(path))
+        except RuntimeError:
+            raise ConfigError(f"{path}: not a readable faiss index") from None
+        if (raw.ntotal, raw.d) != shape:
+            raise ConfigError(f"{path}: index of {raw.ntotal} x {raw.d}, the manifest says {shape[0]} x {shape[1]}")
+        index = SearchIndex(raw, IndexSpec.parse(manifest["index"]["spec"]), manifest["descriptors"]["metric"])
+        set_params(index, manifest["index"]["params"])
+        return index
+
+    @staticmethod
+    def _images(path: Path, count: int, where: str) -> dict:
+        try:
+            images = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: its image list {path.name} is missing") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ConfigError(f"{path}: not valid JSON") from None
+        sizes = (len(images.get("names", [])), len(images.get("positions", []))) if isinstance(images, dict) else ()
+        if sizes != (count, count):
+            raise ConfigError(f"{path}: needs {count} names and positions, as the manifest says")
+        return images
+
+    # -- using -------------------------------------------------------------------------------
+    def expected_latency(self, runs: int = 20) -> dict:
+        """Median milliseconds of extraction (on an image of the map's usual size) and of one
+        search, measured now on this machine."""
+        from edgevpr.timing import time_extraction
+
+        image = torch.zeros(1, 3, *self.manifest["image_size"])
+        probe = np.asarray(self.descriptors[:1], dtype=np.float32)
+        extraction = time_extraction(lambda: self.model(image), runs)
+        search = time_extraction(lambda: self.index.search(probe, 5), runs)
+        return {
+            "image_size": self.manifest["image_size"],
+            "extract_ms": extraction["median_ms"],
+            "search_ms": search["median_ms"],
+            "total_ms": extraction["median_ms"] + search["median_ms"],
+        }
+
+    def info(self) -> dict:
+        """What the map holds and its bytes on disk and in memory."""
+        files = {
+            section: self.folder / self.manifest[section]["file"]
+            for section in ("model", "descriptors", "index", "images")
+        }
+        return {
+            "folder": str(self.folder),
+            "images": len(self.names),
+            "positions": self.manifest["positions"]["kind"],
+            "model": self.manifest["model"],
+            "contract": self.manifest["contract"],
+            "descriptor_dim": self.manifest["descriptors"]["dim"],
+            "index": self.manifest["index"],
+            "known": self.manifest["known"],
+            "protocol": self.manifest["protocol"],
+            "bytes": {name: path.stat().st_size for name, path in files.items()},
+            "index_memory_bytes": self.index.memory_bytes(),
+            "created": self.manifest["created"],
+            "updated": self.manifest["updated"],
+        }
+
+    def describe(self, image) -> tuple[np.ndarray, dict]:
+        """The descriptor of one image (a path, a PIL image, or an H x W x 3 uint8 array) and the
+        decode and extraction milliseconds."""
+        start = time.perf_counter()
+        if isinstance(image, (str, Path)):
+            picture = load_rgb(image)
+        elif isinstance(image, Image.Image):
+            picture = image.convert("RGB")
+        else:
+            array = np.asarray(image)
+            if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+                raise ConfigError(f"an image array must be H x W x 3 uint8 RGB, got {array.shape} {array.dtype}")
+            picture = Image.fromarray(array)
+        tensor = self.model.contract(picture)[None]
+        decoded = time.perf_counter()
+        descriptor = np.asarray(self.model(tensor), dtype=np.float32)[0]
+        extracted = time.perf_counter()
+        return descriptor, {"decode": 1000 * (decoded - start), "extract": 1000 * (extracted - decoded)}
+
+    def matches(self, scores: np.ndarray, ids: np.ndarray, top_k: int) -> list[dict]:
+        return [
+            {"name": self.names[i], "position": self.positions[i], "score": float(s)}
+            for s, i in zip(scores[:top_k], ids[:top_k])
+            if i >= 0
+        ]
+
+    def localize(self, image, top_k: int = 5, min_score: float | None = None, name: str | None = None) -> dict:
+        """One frame against the map: its top-k entries (names, positions, scores), whether the
+        place is known (best score >= ``min_score``, by default the map's calibrated one) and
+        the milliseconds of each stage."""
+        start = time.perf_counter()
+        descriptor, ms = self.describe(image)
+        searched = time.perf_counter()
+        scores, ids = self.index.search(descriptor[None], top_k)
+        ms["search"] = 1000 * (time.perf_counter() - searched)
+        ms["rerank"] = 0.0
+        ms["total"] = 1000 * (time.perf_counter() - start)
+        return self._answer(name or _name_of(image), scores[0], ids[0], top_k, min_score, ms)
+
+    def _answer(self, name: str, scores, ids, top_k: int, min_score: float | None, ms: dict) -> dict:
+        threshold = self.manifest["known"]["min_score"] if min_score is None else min_score
+        matches = self.matches(scores, ids, top_k)
+        return {
+            "query": name,
+            "matches": matches,
+            "known": bool(matches and matches[0]["score"] >= threshold),
+            "ms": {key: round(value, 3) for key, value in ms.items()},
+        }
+
+    def distance(self, a: int, position: list[float]) -> float:
+        return distance(self.manifest["positions"]["kind"], self.positions[a], position)
+
+
+class Localizer:
+    """Frames one by one, as a robot sees them: each frame's matches come from sequence
+    matching over the last ``length`` frames (SeqSLAM-style, ``search.sequence``) among the
+    index's ``candidates`` best entries. ``length`` 1 is single-frame localization."""
+
+    def __init__(
+        self,
+        map_: Map,
+        length: int = 1,
+        top_k: int = 5,
+        candidates: int = 50,
+        min_score: float | None = None,
+        velocities: tuple[float, ...] = DEFAULT_VELOCITIES,
+    ):
+        if length < 1:
+            raise ConfigError(f"--sequence must be >= 1, got {length}")
+        self.map, self.length, self.top_k, self.min_score, self.velocities = map_, length, top_k, min_score, velocities
+        self.candidates = max(candidates, top_k)
+        self.history: list[np.ndarray] = []
+        self.typical: list[float] = []  # each frame's median similarity to the map (search.sequence)
+
+    def __call__(self, image, name: str | None = None) -> dict:
+        start = time.perf_counter()
+        descriptor, ms = self.map.describe(image)
+        self.history = (self.history + [descriptor])[-self.length :]
+        searched = time.perf_counter()
+        scores, ids = self.map.index.search(descriptor[None], self.candidates)
+        scores, ids = scores[0], ids[0]
+        ms["search"] = 1000 * (time.perf_counter() - searched)
+        if self.length > 1 and len(self.history) > 1:
+            matched = time.perf_counter()
+            valid = ids >= 0
+            sequence = sequence_scores_for(
+                np.stack(self.history), self.map.descriptors, ids[valid], self.length, self.velocities
+            )
+            order = np.argsort(-sequence, kind="stable")
+            scores, ids = sequence[order], ids[valid][order]
+            ms["sequence"] = 1000 * (time.perf_counter() - matched)
+        ms["rerank"] = 0.0
+        ms["total"] = 1000 * (time.perf_counter() - start)
+        return self.map._answer(name or _name_of(image), scores, ids, self.top_k, self.min_score, ms)
+
+
+def _name_of(image) -> str:
+    return Path(image).name if isinstance(image, (str, Path)) else "frame"
