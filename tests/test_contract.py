@@ -135,3 +135,11 @@ def test_the_shared_mobilenet_file_is_known():
     config = load_config(overrides={"model": {"backbone": "mobilenetv2", "weights": str(MOBILENET_TFLITE)}})
     contract = contract_of(config)
     assert contract.mean == (0.5,) * 3 and contract.std == (0.5,) * 3 and contract.padding == "tf_same"
+
+
+def test_the_public_api_is_declared_once_and_complete():
+    import edgevpr
+    import edgevpr.api
+
+    assert sorted(edgevpr.__all__) == sorted(edgevpr.api.__all__)
+    assert all(callable(getattr(edgevpr, name)) for name in edgevpr.__all__)

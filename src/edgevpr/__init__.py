@@ -4,13 +4,17 @@ The public API (``edgevpr.api``) loads on first use, so that ``import edgevpr`` 
 command stay quick: ``edgevpr.load_config``, ``build_model``, ``evaluate_model``,
 ``train_model``, ``quantize_model``, ``build_index``, ``load_index``, ``save_index``,
 ``search_index``, ``run_sweep``, ``recommend``, ``contract_of``, ``resolve_config``,
+``Map`` (build, load, add, localize), ``Localizer`` (frames of a stream), ``ModelSource``,
 ``InputContract``, ``RunConfig``."""
 
 from edgevpr import compat as _compat  # noqa: F401  (must precede any torchvision or timm import)
 
 __version__ = "0.1.0"
-__all__ = [
+__all__ = [  # the public API, defined in edgevpr.api
     "InputContract",
+    "Localizer",
+    "Map",
+    "ModelSource",
     "RunConfig",
     "build_index",
     "build_model",

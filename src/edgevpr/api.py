@@ -4,10 +4,11 @@
     config = edgevpr.load_config("configs/mobilenetv2_gem.yaml", overrides={"data": {...}})
     result = edgevpr.evaluate_model(config)            # the JSON `edgevpr eval` writes
     edgevpr.quantize_model(config, "model.onnx")       # config.quantize says how
+    index = edgevpr.build_index(descriptors, "IVF1024,PQ64,Rerank1000")
+    place = edgevpr.Map.load("my-map").localize("frame.jpg")
 
 The names differ from the subpackages (``edgevpr.evaluate``, ``edgevpr.quantize``, ...), which
-Python would otherwise return in their place.
-    index = edgevpr.build_index(descriptors, "IVF1024,PQ64,Rerank1000")
+Python would otherwise return in their place. ``edgevpr.__all__`` lists the same names.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edgevpr.explore.recommend import recommend as _recommend
 from edgevpr.explore.store import Store
 from edgevpr.explore.sweep import run_sweep as _run_sweep
 from edgevpr.explore.sweep_file import load_sweep
+from edgevpr.maps import Localizer, Map, ModelSource
 from edgevpr.models import build_model
 from edgevpr.models.resolve import contract_of, resolve_config
 from edgevpr.quantize.pipeline import quantize_model as _quantize_model
@@ -32,6 +34,9 @@ from edgevpr.train.loop import train as train_model
 
 __all__ = [
     "InputContract",
+    "Localizer",
+    "Map",
+    "ModelSource",
     "RunConfig",
     "build_index",
     "build_model",
