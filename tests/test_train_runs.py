@@ -14,6 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from edgevpr.cli import main
+from edgevpr.config import load_config
 from tests.conftest import write_image
 
 SMALL = [
@@ -264,3 +265,25 @@ def test_resume_refuses_a_changed_config(tmp_path, training_street):
     assert result.exit_code != 0 and "train.lr: 0.0001 -> 0.5" in result.output
     again = _cli("train", *SMALL, "--train-dataset", training_street, "--epochs", 1, "--run-dir", run)
     assert again.exit_code != 0 and "pass --resume" in again.output
+
+
+def test_a_run_whose_every_epoch_is_worse_keeps_the_starting_model(tmp_path, training_street, monkeypatch):
+    from edgevpr.models import build_model
+    from edgevpr.models.checkpoint import read_checkpoint
+    from edgevpr.train import loop
+
+    recalls = iter([{"1": 50.0, "5": 90.0}, {"1": 40.0, "5": 70.0}, {"1": 45.0, "5": 80.0}])
+    monkeypatch.setattr(loop.Trainer, "validate", lambda self: next(recalls))
+    run = tmp_path / "run"
+    result = _cli("train", *SMALL, "--train-dataset", training_street, "--epochs", 2, "--run-dir", run)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 0 and metrics["best_val_recall5"] == 90.0 and metrics["epochs"] == 2
+    torch.manual_seed(0)
+    config = read_checkpoint(run / "best.pt")["config"]
+    start = build_model(load_config(overrides={"model": config["model"]}).model).state_dict()
+    best = read_checkpoint(run / "best.pt")["model"]
+    last = read_checkpoint(run / "last.pt")["model"]
+    assert all(torch.equal(best[k], start[k]) for k in start)  # best.pt is the model before training
+    assert not all(torch.equal(last[k], start[k]) for k in start)
+    assert "no epoch beat the model before training" in (run / "train.log").read_text()

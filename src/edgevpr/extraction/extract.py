@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from edgevpr.config import DEFAULT_MAX_PIXELS
 from edgevpr.contract import InputContract
 from edgevpr.data.images import load_rgb
 from edgevpr.errors import ImageError
+from edgevpr.progress import Progress
 
 
 class ImageFiles(Dataset):
@@ -55,7 +55,7 @@ def iterate_images(
     loader = DataLoader(
         ImageFiles(paths, preprocess, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_as_list
     )
-    with tqdm(total=len(paths), desc=label, unit="img", leave=False, disable=None) as progress:
+    with Progress(len(paths), label or "images", "img") as progress:
         for batch in loader:
             good = []
             for index, item in batch:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import onnx
 import torch
-from tqdm import tqdm
 
 from edgevpr.config import QuantizeConfig, RunConfig
 from edgevpr.errors import ConfigError
+from edgevpr.progress import Progress
 from edgevpr.quantize import calibration
 from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.calibration_images import CalibrationImages
@@ -44,7 +44,7 @@ class Export:
     metadata: dict
 
     def calibrate(self) -> calibration.CalibrationStats:
-        with tqdm(total=2 * len(self.calib.paths), desc="calibrating", unit="img", leave=False, disable=None) as bar:
+        with Progress(2 * len(self.calib.paths), "calibrating", "img") as bar:
             stats = calibration.collect(self.proto, self.calib, threads=self.config.eval.threads, progress=bar.update)
         self.metadata["calib_images"] = stats.images
         return stats

@@ -16,8 +16,8 @@ import copy
 import numpy as np
 import onnx
 import torch
-from tqdm import tqdm
 
+from edgevpr.progress import Progress
 from edgevpr.quantize.layers import node_of_layer, searchable_layers
 from edgevpr.quantize.precisions import FLOAT_LAYER_CHOOSERS, Export
 from edgevpr.research.mixed_export import quantized_graph
@@ -44,7 +44,7 @@ def most_sensitive_layers(
     nodes = node_of_layer(proto, layers)
     images = calib.batch(SAMPLE)
     simulator = Simulator(copied, layers, quantized_graph(proto, nodes, tensor_ranges, weight_max), images)
-    with tqdm(total=len(layers), desc="int8 sensitivity", unit="layer", leave=False, disable=None) as bar:
+    with Progress(len(layers), "int8 sensitivity", "layer") as bar:
         errors = simulator.one_layer_errors("int8", "fp32", bar.update)
     order = np.argsort(errors)[::-1][:count]
     return [{"layer": layers[i].name, "node": nodes[layers[i].name], "error": float(errors[i])} for i in order]

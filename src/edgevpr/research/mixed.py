@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 
 from edgevpr.atomic import write_json
 from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.models.resolve import contract_of
+from edgevpr.progress import Progress
 from edgevpr.quantize import calibration
 from edgevpr.quantize.calibration_images import CalibrationImages
 from edgevpr.quantize.gptq import int4_levels
@@ -173,7 +173,7 @@ def layer_sensitivity(simulator: Simulator, path: Path, signature: str, log: Cal
             return saved
     names = [layer.name for layer in simulator.layers]
     result = {"signature": signature, "layers": names, "params": [layer.params for layer in simulator.layers]}
-    with tqdm(total=2 * len(names), desc="layer sensitivity", unit="eval", leave=False, disable=None) as bar:
+    with Progress(2 * len(names), "layer sensitivity", "eval") as bar:
         for precision in ("int4", "int8"):
             result[precision] = simulator.one_layer_errors(precision, "fp16", bar.update)
     result["fp16_everywhere"] = -simulator.fitness(["fp16"] * len(names))
@@ -207,12 +207,10 @@ def search_precision(
         settings.budget,
         settings.weighting,
     )
-    with tqdm(total=settings.steps, desc="genetic search", unit="step", leave=False, disable=None) as bar:
+    with Progress(settings.steps, "genetic search", "step") as bar:
 
         def progress(state):
-            bar.n = state.step
-            bar.set_postfix(best=f"{state.history[-1]:.3g}", evals=state.evaluations)
-            bar.refresh()
+            bar.set(state.step, best=f"{state.history[-1]:.3g}", evaluations=state.evaluations)
 
         best, best_fitness, state = genetic_search(
             problem, simulator.fitness, settings, paths["state"], progress, fingerprint=signature

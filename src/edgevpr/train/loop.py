@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from edgevpr.config import DataConfig, RunConfig
 from edgevpr.data.train_sets import load_place_set, load_triplet_set
@@ -34,6 +33,7 @@ from edgevpr.models import build_model
 from edgevpr.models.checkpoint import read_checkpoint, save_checkpoint
 from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.resolve import contract_of, resolve_config
+from edgevpr.progress import Progress
 from edgevpr.train.augment import Augment
 from edgevpr.train.batches import batch_loader
 from edgevpr.train.distributed import Context, context_from_environment
@@ -248,8 +248,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             losses.append(float(loss.detach()))
-            progress.update(1)
-            progress.set_postfix(loss=f"{np.mean(losses):.4f}")
+            progress.set(progress.n + 1, loss=f"{np.mean(losses):.4f}")
             # decided together: a process that stopped alone would leave the others in an all-reduce
             if deadline is not None and self.ctx.any_process(time.monotonic() > deadline):
                 self.state["finished"] = "time limit"
@@ -317,24 +316,30 @@ class Trainer:
             for s in range(0, train.queries_per_epoch, train.refresh_every)
         )
 
+    def _start_from_the_untrained_model(self) -> None:
+        """The model before training is validated and is the first candidate for best.pt, so
+        that a run whose every epoch is worse keeps the model it started from."""
+        recall = self.state["initial_val"] = self.validate()
+        self.log.info(f"before training: validation recall {recall}")
+        if recall is not None:
+            self.state["best_score"], self.state["best_epoch"] = [recall["5"], recall["1"]], 0
+        if self.ctx.main:
+            save_checkpoint(self.folder.best, self._payload(with_optimizer=False))
+        self.ctx.barrier()
+
     def run(self) -> dict:
         train = self.config.train
         deadline = time.monotonic() + 60 * train.max_minutes if train.max_minutes else None
         if self.state["epoch"] == 0 and self.state["initial_val"] is None and not self.state["finished"]:
-            self.state["initial_val"] = self.validate()  # the start of the curve; best.pt is a trained epoch
-            self.log.info(f"before training: validation recall {self.state['initial_val']}")
+            self._start_from_the_untrained_model()
         while self.state["epoch"] < train.epochs and not self.state["finished"]:
             epoch = self.state["epoch"]
             torch.manual_seed(train.seed * 100_003 + epoch)
             rng = np.random.default_rng([train.seed, epoch])
             set_training(self.model, train.frozen_bn)
             started = time.perf_counter()
-            with tqdm(
-                total=self._steps_per_epoch(),
-                desc=f"epoch {epoch + 1}/{train.epochs}",
-                unit="batch",
-                leave=False,
-                disable=None if self.ctx.main else True,
+            with Progress(
+                self._steps_per_epoch(), f"epoch {epoch + 1}/{train.epochs}", "batch", enabled=self.ctx.main
             ) as progress:
                 run_epoch = self.pk_epoch if self.by_places else self.triplet_epoch
                 losses, costs = run_epoch(rng, progress, deadline)
@@ -411,6 +416,8 @@ class Trainer:
             f"finished ({self.state['finished']}); best validation Recall@5 {self._best_recall5()} "
             f"at epoch {self.state['best_epoch']}"
         )
+        if self.state["best_epoch"] == 0 and self.state["epoch"] > 0:
+            self.log.info("no epoch beat the model before training: best.pt is the starting model")
         test = None
         if self.ctx.main and has_data(self.config.data):
             config = dataclasses.replace(
