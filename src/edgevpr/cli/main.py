@@ -32,11 +32,15 @@ def eval_command(config_file, **kwargs):
     """Recall@N and the cost block of a model on a dataset."""
     from edgevpr.evaluate.runner import evaluate
     from edgevpr.evaluate.table import format_table
+    from edgevpr.timing import contention_warning
 
     config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
     result = evaluate(config)
     click.echo(f"protocol: {result['protocol_name']}")
     click.echo(format_table([result]))
+    warning = contention_warning(result["cost"]["timing"], "extraction")
+    if warning:
+        click.echo(warning, err=True)
     if config.eval.out:
         click.echo(f"results: {config.eval.out}")
 
@@ -290,12 +294,18 @@ def sweep_command(sweep_file, store_path, jobs, ray_address, cpus_per_cell):
     help="JSON of benchmarks/search_scaling.py: exact matching time from k1, k2 (Eq. 12).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.option(
+    "--write-config",
+    type=click.Path(),
+    default=None,
+    help="Write the recommended run as a YAML recipe for eval/quantize/map build --config.",
+)
 @user_errors
-def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, scaling, as_json):
+def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, scaling, as_json, write_config):
     """The stored configuration with the best Recall@1 that fits the budget."""
     import json
 
-    from edgevpr.explore.recommend import format_recommendation, recommend
+    from edgevpr.explore.recommend import format_recommendation, recommend, write_recipe
     from edgevpr.explore.store import Store
     from edgevpr.search.advise import load_scaling
     from edgevpr.search.cost_model import fit_cost_model
@@ -305,9 +315,15 @@ def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, s
         measured = load_scaling(scaling)
         cost_model = fit_cost_model(measured["exact"], source=measured.get("source", scaling))
     store = Store(store_path)
-    answer = recommend(store.rows(), memory_bytes, latency_ms, map_size, dataset, cost_model)
+    rows = store.rows()
     store.close()
+    answer = recommend(rows, memory_bytes, latency_ms, map_size, dataset, cost_model)
     click.echo(json.dumps(answer, indent=2) if as_json else format_recommendation(answer))
+    if write_config:
+        if not answer["fits"]:
+            raise click.ClickException("nothing fits the budget: no recipe written")
+        write_recipe(next(row for row in rows if row["key"] == answer["best"]["key"]), write_config, answer)
+        click.echo(f"recipe: {write_config}", err=True)
 
 
 @main.command("report")

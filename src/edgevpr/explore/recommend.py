@@ -4,7 +4,14 @@ runner-up, and, when nothing fits, which constraint binds and by how much."""
 
 from __future__ import annotations
 
+import json
+
 from edgevpr.explore.pareto import device_bytes_at, total_ms_at
+
+
+def timed_on_busy_machine(row: dict) -> bool:
+    """Whether a stored run's latency was measured while other work kept the machine busy."""
+    return bool(json.loads(row.get("cost_json") or "{}").get("timing", {}).get("contended"))
 
 
 def _describe(row: dict, map_size: int, cost_model=None) -> dict:
@@ -30,6 +37,7 @@ def _describe(row: dict, map_size: int, cost_model=None) -> dict:
             "database_bytes_measured": row["database_bytes"],
             "cpu": row["cpu"],
             "threads": row["threads"],
+            "timed_on_busy_machine": timed_on_busy_machine(row),
         },
     }
 
@@ -131,6 +139,11 @@ def format_recommendation(answer: dict) -> str:
                 f"extraction {d['evidence']['extraction_ms']:.1f} ms, "
                 f"matching {d['evidence']['matching_ms_measured']:.3f} ms "
                 f"at {d['evidence']['measured_map_size']} images)"
+                + (
+                    " [timed on a busy machine: latency likely inflated]"
+                    if d["evidence"]["timed_on_busy_machine"]
+                    else ""
+                )
             )
         return "\n".join(lines)
     lines = [head, f"none of {answer['considered']} stored runs fits."]
@@ -147,3 +160,42 @@ def format_recommendation(answer: dict) -> str:
                 f"{_megabytes(b['over_by_memory'])} and {b['over_by_latency']:.1f} ms"
             )
     return "\n".join(lines)
+
+
+def recipe_of(row: dict) -> dict:
+    """A stored run as a YAML recipe that `eval --config`, `quantize --config` and `map build
+    --config` accept: its resolved model, data and eval sections (the model is rebuilt from
+    them deterministically) and, for a quantized run, the quantize section it was deployed with."""
+    config = json.loads(row["config_json"])
+    cell = json.loads(row.get("cell_json") or "{}")
+    model = {k: v for k, v in config["model"].items() if k not in ("onnx", "checkpoint")}
+    recipe = {
+        "model": model,
+        "data": config["data"],
+        "eval": {k: config["eval"][k] for k in ("index", "search_params", "recall_at", "latency_runs", "seed")},
+    }
+    precision = cell.get("precision") or "fp32"
+    if precision != "fp32":
+        recipe["quantize"] = {"precision": precision, **cell.get("quantize", {})}
+    return recipe
+
+
+def write_recipe(row: dict, path, answer: dict) -> None:
+    """``recipe_of(row)`` to ``path``, headed by what it was recommended for."""
+    import yaml
+
+    from edgevpr.atomic import atomic_path
+
+    best, budget, recipe = answer["best"], answer["budget"], recipe_of(row)
+    rebuild = (
+        "edgevpr quantize --config THIS --out model.onnx, then edgevpr eval --onnx model.onnx"
+        if "quantize" in recipe
+        else "edgevpr eval --config THIS"
+    )
+    head = (
+        f"# edgevpr recommend: {_name(best)} (store row {row['key']}), R@1 {best['recall']['1']:.1f} under\n"
+        f"# {row['protocol_name']}\n# for {_megabytes(budget['memory_bytes'])} and {budget['latency_ms']:g} ms "
+        f"at a map of {budget['map_size']} images. {rebuild} reproduces it.\n"
+    )
+    with atomic_path(path) as tmp:
+        tmp.write_text(head + yaml.safe_dump(recipe, sort_keys=False))

@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from edgevpr.atomic import atomic_path
+from edgevpr.explore.recommend import timed_on_busy_machine
 from edgevpr.explore.rules import check_all
 from edgevpr.explore.store import Store
 
@@ -61,6 +62,7 @@ def _rows(store: Store) -> list[dict]:
         environment = json.loads(row["environment_json"] or "{}")
         item["int8_kernels"] = environment.get("int8_kernels")  # None: stored before kernels were recorded
         item["cpu_flags"] = environment.get("cpu_flags")
+        item["busy"] = timed_on_busy_machine(row)  # its latency was measured while other work ran
         rows.append(item)
     return rows
 
@@ -105,7 +107,8 @@ def render(store: Store, map_size: int = 100_000) -> str:
 <body>
 <h1>edgevpr report</h1>
 <p>{len(rows)} runs from <code>{html.escape(str(store.path))}</code>. Dashed lines are Pareto fronts
-(higher recall, lower cost). Matching time and database memory are projected linearly from the
+(higher recall, lower cost). Hollow points were timed while other work kept the machine busy.
+Matching time and database memory are projected linearly from the
 measured map size to N. Hover a point for its configuration; click a column to sort.</p>
 <p>Dataset <select id="dataset"></select> &nbsp; map size N <input id="mapsize" type="number" min="1" step="1000">
 <span class="legend">{legend}</span></p>

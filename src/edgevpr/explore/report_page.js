@@ -65,9 +65,11 @@ function scatter(id, title, points, xLabel, options) {
                 "data-front": front.length}, svg);
   }
   points.forEach((p, i) => {
-    const dot = el("circle", {cx: sx(xs[i]), cy: sy(p.y), r: 5, fill: COLOURS[p.row.precision] || "#777",
-                              "fill-opacity": 0.8, class: "point"}, svg);
-    el("title", {}, dot).textContent = `${label(p.row)}\nR@1 ${p.y.toFixed(1)}, ${xLabel} ${categories ? p.x : human(p.x)}`;
+    const colour = COLOURS[p.row.precision] || "#777";  // a run timed on a busy machine is drawn hollow
+    const dot = el("circle", {cx: sx(xs[i]), cy: sy(p.y), r: 5, fill: p.row.busy ? "white" : colour, stroke: colour,
+                              "stroke-width": p.row.busy ? 2 : 0, "fill-opacity": 0.8, class: "point"}, svg);
+    el("title", {}, dot).textContent = `${label(p.row)}\nR@1 ${p.y.toFixed(1)}, ${xLabel} ${categories ? p.x : human(p.x)}` +
+      (p.row.busy ? "\ntimed on a busy machine: latency likely inflated" : "");
   });
 }
 function label(row) {
@@ -113,7 +115,7 @@ function drawBits(rows) {
 const COLUMNS = [["backbone", "backbone"], ["aggregator", "aggregator"], ["descriptor_dim", "D"], ["precision", "precision"],
   ["index_spec", "index"], ["image_size", "image"], ["dataset", "dataset"], ["recall_1", "R@1"], ["recall_5", "R@5"],
   ["recall_10", "R@10"], ["model_bytes", "model bytes"], ["extraction_ms", "extraction ms"], ["matching_ms", "matching ms"],
-  ["database_bytes", "database bytes"], ["params", "params"], ["flops", "FLOPs"], ["int8_kernels", "int8 kernels"]];
+  ["database_bytes", "database bytes"], ["params", "params"], ["flops", "FLOPs"], ["int8_kernels", "int8 kernels"], ["busy", "timed busy"]];
 let sortKey = "recall_1", sortDown = true;
 function fillTable(rows) {
   const table = document.getElementById("runs");
@@ -137,7 +139,8 @@ function fillTable(rows) {
     for (const [key] of COLUMNS) {
       const v = row[key];
       const digits = key.startsWith("recall") ? 1 : key.endsWith("_ms") ? 2 : 0;
-      tr.insertCell().textContent = typeof v === "number" ? v.toFixed(digits) : (v ?? "");
+      tr.insertCell().textContent = typeof v === "boolean" ? (v ? "yes" : "") :
+        typeof v === "number" ? v.toFixed(digits) : (v ?? "");
     }
   }
 }

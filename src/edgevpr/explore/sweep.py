@@ -14,6 +14,7 @@ from edgevpr.errors import ConfigError, EdgeVPRError
 from edgevpr.explore.run_cell import run_cell
 from edgevpr.explore.store import Store, row_from_result
 from edgevpr.explore.sweep_file import Cell, Sweep
+from edgevpr.timing import contention_warning
 
 
 def _now() -> str:
@@ -99,4 +100,7 @@ def run_sweep(
             f"[{done + len(failed)}/{len(pending)}] {cell.label}: R@1 {result['recall']['1']:.1f}, "
             f"{result['cost']['model_bytes'] / 1e6:.2f} MB, {result['cost']['extraction_ms']:.1f} ms"
         )
+        warning = contention_warning(result["cost"].get("timing", {}), cell.label)
+        if warning:
+            log(warning)
     return {"cells": len(sweep.cells), "ran": done, "skipped": len(sweep.cells) - len(pending), "failed": failed}
