@@ -167,3 +167,49 @@ def test_a_failing_cell_is_reported_not_stored_and_others_go_on(tmp_path, tiny_s
     result = _cli("sweep", sweep_file, "--store", store_path)
     assert result.exit_code != 0 and "1 cells failed" in result.output and "missing.pth" in result.output
     assert len(Store(store_path).rows()) == 1
+
+
+@pytest.mark.slow
+def test_recommend_writes_a_recipe_that_rebuilds_the_stored_model(tmp_path, tiny_street):
+    sweep_file, store_path = (
+        _sweep_file(tmp_path, tiny_street, {"aggregator": ["gem"], "precision": ["int8"]}),
+        tmp_path / "s.db",
+    )
+    assert _cli("sweep", sweep_file, "--store", store_path).exit_code == 0
+    stored = Store(store_path).rows()[0]
+    recipe = tmp_path / "best.yaml"
+    chosen = _cli(
+        "recommend",
+        "--store",
+        store_path,
+        "--memory",
+        1e9,
+        "--latency-ms",
+        1e5,
+        "--map-size",
+        100,
+        "--write-config",
+        recipe,
+    )
+    assert chosen.exit_code == 0, chosen.output
+    assert recipe.read_text().startswith("# edgevpr recommend: squeezenet+gem")
+    model = tmp_path / "m.onnx"
+    assert _cli("quantize", "--config", recipe, "--out", model).exit_code == 0
+    out = tmp_path / "r.json"
+    rerun = _cli("eval", "--onnx", model, "--dataset", tiny_street, "--latency-runs", 20, "--out", out)
+    assert rerun.exit_code == 0, rerun.output
+    assert json.loads(out.read_text())["recall"]["1"] == stored["recall_1"]
+    nothing = _cli(
+        "recommend",
+        "--store",
+        store_path,
+        "--memory",
+        1,
+        "--latency-ms",
+        1,
+        "--map-size",
+        100,
+        "--write-config",
+        tmp_path / "none.yaml",
+    )
+    assert nothing.exit_code != 0 and "no recipe written" in nothing.output and not (tmp_path / "none.yaml").exists()
