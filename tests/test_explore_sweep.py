@@ -213,3 +213,74 @@ def test_recommend_writes_a_recipe_that_rebuilds_the_stored_model(tmp_path, tiny
         tmp_path / "none.yaml",
     )
     assert nothing.exit_code != 0 and "no recipe written" in nothing.output and not (tmp_path / "none.yaml").exists()
+
+
+def test_a_cell_raising_anything_is_recorded_and_the_next_cells_run(tmp_path, tiny_street):
+    sweep_file = _sweep_file(tmp_path, tiny_street, grid={"resize": [4, 72]})  # 4 px: the backbone raises
+    store_path = tmp_path / "runs.db"
+    first = _cli("sweep", sweep_file, "--store", store_path)
+    assert first.exit_code != 0 and "1 cells failed" in first.output and "Traceback" not in first.output
+    store = Store(store_path)
+    assert len(store.rows()) == 1
+    (failure,) = store.failures()
+    assert failure["label"] == "resize=4" and failure["attempts"] == 1 and "\n" not in failure["error"]
+    again = _cli("sweep", sweep_file, "--store", store_path)
+    assert "retrying 1 that failed before" in again.output and again.exit_code != 0
+    assert Store(store_path).failures()[0]["attempts"] == 2 and len(Store(store_path).rows()) == 1
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_store_compute_each_cell_once(tmp_path, tiny_street):
+    sweep_file = _sweep_file(tmp_path, tiny_street, grid={"aggregator": ["gem", "mac", "spoc"], "dim": [None, 32]})
+    store_path = tmp_path / "runs.db"
+    command = [sys.executable, "-m", "edgevpr.cli", "sweep", str(sweep_file), "--store", str(store_path)]
+    sweeps = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=600)[0] for process in sweeps]
+    assert all(process.returncode == 0 for process in sweeps), outputs
+    computed = [
+        [line.split("] ", 1)[1].split(":")[0] for line in out.splitlines() if ": R@1 " in line] for out in outputs
+    ]
+    assert len(computed[0]) + len(computed[1]) == 6 and not set(computed[0]) & set(computed[1])
+    assert len(Store(store_path).rows()) == 6
+
+
+@pytest.mark.slow
+def test_killing_a_pool_sweep_takes_its_workers_with_it(tmp_path, tiny_street):
+    sweep_file = _sweep_file(tmp_path, tiny_street, grid={"aggregator": ["gem", "mac", "spoc"], "dim": [None, 32]})
+    command = [
+        sys.executable,
+        "-m",
+        "edgevpr.cli",
+        "sweep",
+        str(sweep_file),
+        "--store",
+        str(tmp_path / "r.db"),
+        "--jobs",
+        "2",
+    ]
+    parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers, deadline = [], time.time() + 120
+    while time.time() < deadline and len(workers) < 2:
+        children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+        workers = [int(pid) for pid in children]
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the pool never started its workers"
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    time.sleep(5)
+    alive = [
+        pid
+        for pid in workers
+        if os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]
+    ]
+    assert alive == []
+
+
+def test_any_exception_of_a_cell_becomes_one_error_line(monkeypatch):
+    from edgevpr.explore import sweep
+
+    def explode(cell):
+        raise ZeroDivisionError("division by zero\nsecond line")
+
+    monkeypatch.setattr(sweep, "run_cell", explode)
+    assert sweep.run_cell_safely({}) == {"error": "ZeroDivisionError: division by zero"}

@@ -5,13 +5,20 @@ the protocol, recall, the cost block and the environment, as JSON, with the colu
 analysis filters on copied out. A row is written in one transaction, with SQLite's full
 synchronous journal, so killing a sweep loses at most the cell in flight and never leaves a
 half-written row.
+
+Two more tables serve sweeps: ``leases`` (a cell being computed, and by which process: two
+sweeps on one store never compute the same cell; a lease of a process that is gone is taken
+over) and ``failures`` (a cell whose last attempt failed, with its error line and attempts).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
 import sqlite3
+import time
 from pathlib import Path
 
 from edgevpr.errors import ConfigError
@@ -76,6 +83,11 @@ class Store:
             self.connection.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
             self.connection.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
             self.connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.connection.execute("CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, owner TEXT, since TEXT)")
+            self.connection.execute(
+                "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, sweep TEXT, label TEXT, error TEXT, "
+                "attempts INTEGER, at TEXT)"
+            )
         version = self.connection.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()[0]
         if int(version) != SCHEMA_VERSION:
             raise ConfigError(f"{self.path}: store schema {version}, this edgevpr reads {SCHEMA_VERSION}")
@@ -83,17 +95,83 @@ class Store:
     def keys(self) -> set[str]:
         return {row[0] for row in self.connection.execute("SELECT key FROM runs")}
 
+    def _write(self, sql: str, params=()) -> None:
+        """One statement in its own transaction; a failed write (a full disk) is one line."""
+        try:
+            with self.connection:
+                self.connection.execute(sql, params)
+        except sqlite3.OperationalError as error:
+            raise ConfigError(f"{self.path}: cannot write the store ({error}); finished rows are kept") from None
+
     def add(self, row: dict) -> None:
-        """Insert one run in its own transaction; an existing key is left untouched."""
+        """Insert one run in its own transaction (and forget its failures and lease); an existing
+        key is left untouched."""
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"unknown store columns {sorted(unknown)}")
         names = list(row)
-        with self.connection:
-            self.connection.execute(
-                f"INSERT OR IGNORE INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                [row[name] for name in names],
-            )
+        try:
+            with self.connection:
+                self.connection.execute(
+                    f"INSERT OR IGNORE INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                    [row[name] for name in names],
+                )
+                self.connection.execute("DELETE FROM failures WHERE key = ?", (row["key"],))
+                self.connection.execute("DELETE FROM leases WHERE key = ?", (row["key"],))
+        except sqlite3.OperationalError as error:
+            raise ConfigError(f"{self.path}: cannot write the store ({error}); finished rows are kept") from None
+
+    # -- leases and failures, for sweeps ---------------------------------------------------
+    @staticmethod
+    def owner() -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+    @staticmethod
+    def _owner_alive(owner: str) -> bool:
+        host, _, pid = owner.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return True  # another machine's process: its lease stands
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def claim(self, key: str, owner: str | None = None) -> bool:
+        """Take the lease of a cell not yet stored and not being computed by a live process."""
+        owner = owner or self.owner()
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                if self.connection.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone():
+                    return False
+                held = self.connection.execute("SELECT owner FROM leases WHERE key = ?", (key,)).fetchone()
+                if held and held[0] != owner and self._owner_alive(held[0]):
+                    return False
+                self.connection.execute(
+                    "INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (key, owner, time.strftime("%Y-%m-%dT%H:%M:%S"))
+                )
+                return True
+            finally:
+                self.connection.commit()
+        except sqlite3.OperationalError as error:
+            raise ConfigError(f"{self.path}: cannot take a lease ({error})") from None
+
+    def release(self, key: str, owner: str | None = None) -> None:
+        self._write("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner or self.owner()))
+
+    def record_failure(self, key: str, sweep: str, label: str, error: str) -> None:
+        self._write(
+            "INSERT INTO failures VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET error = excluded.error, "
+            "attempts = attempts + 1, at = excluded.at",
+            (key, sweep, label, error, time.strftime("%Y-%m-%dT%H:%M:%S")),
+        )
+
+    def failures(self) -> list[dict]:
+        cursor = self.connection.execute("SELECT key, sweep, label, error, attempts, at FROM failures ORDER BY at")
+        return [dict(zip(("key", "sweep", "label", "error", "attempts", "at"), row)) for row in cursor]
 
     def rows(self, where: str = "", params: tuple = ()) -> list[dict]:
         cursor = self.connection.execute(f"SELECT * FROM runs {where} ORDER BY created_at, key", params)
