@@ -153,4 +153,4 @@ def test_recall_at_any_n_follows_into_table_and_json(tmp_path, tiny_street):
     bad = CliRunner().invoke(
         main, ["eval", "--backbone", "squeezenet", "--dataset", str(tiny_street), "--recall-at", "0,5"]
     )
-    assert bad.exit_code != 0 and "--recall-at needs positive N" in bad.output
+    assert bad.exit_code != 0 and "eval.recall_at must be >= 1, got 0" in bad.output

@@ -108,3 +108,19 @@ def test_bad_image_skipped_and_counted_on_request(tmp_path):
     assert protocol["num_database"] == 5 and protocol["num_queries"] == 3
     assert len(protocol["skipped_images"]) == 1 and protocol["skipped_images"][0].startswith(str(bad))
     assert result["cost"]["database_bytes"] == 5 * 512 * 4
+
+
+def test_broken_links_are_listed_and_refused_or_skipped_never_dropped(tmp_path):
+    from edgevpr.data.images import list_images, load_rgb
+    from edgevpr.errors import ImageError
+
+    write_image(tmp_path / "Image000.jpg", 0)
+    (tmp_path / "Image003.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (tmp_path / "loop_a.jpg").symlink_to(tmp_path / "loop_b.jpg")
+    (tmp_path / "loop_b.jpg").symlink_to(tmp_path / "loop_a.jpg")
+    listed = [p.name for p in list_images(tmp_path)]
+    assert listed == ["Image000.jpg", "Image003.jpg", "loop_a.jpg", "loop_b.jpg"]
+    with pytest.raises(ImageError, match=r"Image003\.jpg: broken symbolic link"):
+        load_rgb(tmp_path / "Image003.jpg")
+    with pytest.raises(ImageError, match=r"loop_a\.jpg: symbolic link loop"):
+        load_rgb(tmp_path / "loop_a.jpg")

@@ -121,3 +121,44 @@ def remove_old_parts(manifest: Path, keep: set[str]) -> list[Path]:
             part.unlink(missing_ok=True)
             removed.append(part)
     return removed
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", keys: Iterable[str] = ()) -> dict:
+    """A JSON object from a side file, or one line naming the file and what is wrong with it
+    (missing, not JSON, not an object, lacking ``keys``)."""
+    from edgevpr.errors import ConfigError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a valid {what} ({error.__class__.__name__})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a {what}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a valid {what} (a JSON {type(data).__name__}, expected an object)")
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise ConfigError(f"{path}: not a valid {what} (lacks {', '.join(missing)})")
+    return data
+
+
+def check_output(path: str | os.PathLike | None, option: str, folder: bool = False) -> None:
+    """Before any work: one line when an output path cannot be written as asked (a folder where
+    a file is expected or the reverse, or a parent that is a file)."""
+    from edgevpr.errors import ConfigError
+
+    if path is None:
+        return
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise ConfigError(f"{path}: {option} names a file; give a folder")
+    if not folder and path.is_dir():
+        raise ConfigError(f"{path}: {option} names a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{path}: {option} is inside {parent}, which is a file")
+            break

@@ -258,10 +258,14 @@ def read_yaml(path: str | Path, what: str = "config file"):
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
-    """Defaults, then the YAML file, then command-line overrides."""
+    """Defaults, then the YAML file, then command-line overrides; every number is then checked
+    against its range (``edgevpr.validate``) before anything runs."""
+    from edgevpr.validate import check_config
+
     config = RunConfig()
     if path is not None:
         apply_overrides(config, read_yaml(path) or {}, where=str(path))
     if overrides:
         apply_overrides(config, overrides, where="command line")
+    check_config(config)
     return config

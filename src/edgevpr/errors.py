@@ -20,3 +20,12 @@ class ImageError(EdgeVPRError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class OutputError(EdgeVPRError):
+    """Writing a finished result failed (a full disk, say); ``result`` holds what was computed,
+    so the caller can still show it."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgevpr.atomic import check_output
 from edgevpr.cli.options import (
     DATA_OPTIONS,
     EVAL_OPTIONS,
@@ -15,6 +16,7 @@ from edgevpr.cli.options import (
     config_from,
     user_errors,
 )
+from edgevpr.validate import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_number
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -30,12 +32,18 @@ def main():
 @user_errors
 def eval_command(config_file, **kwargs):
     """Recall@N and the cost block of a model on a dataset."""
+    from edgevpr.errors import OutputError
     from edgevpr.evaluate.runner import evaluate
     from edgevpr.evaluate.table import format_table
     from edgevpr.timing import contention_warning
 
     config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS)
-    result = evaluate(config)
+    try:
+        result = evaluate(config)
+    except OutputError as error:  # computed, but not saved: show it, then say why
+        click.echo(f"protocol: {error.result['protocol_name']}")
+        click.echo(format_table([error.result]))
+        raise
     click.echo(f"protocol: {result['protocol_name']}")
     click.echo(format_table([result]))
     warning = contention_warning(result["cost"]["timing"], "extraction")
@@ -101,6 +109,13 @@ def exported_model_options(command):
     return click.option("--config", "config_file", type=click.Path(), help="YAML config; flags override it.")(command)
 
 
+def check_budget(memory_bytes: float, latency_ms: float, map_size: int) -> None:
+    """A device budget's numbers, finite and positive, before any work."""
+    check_number(memory_bytes, "--memory", POSITIVE)
+    check_number(latency_ms, "--latency-ms", POSITIVE)
+    check_number(map_size, "--map-size", AT_LEAST_ONE)
+
+
 def _quantize_table(keep: tuple[str, ...] | None = None):
     return [o for o in QUANTIZE_OPTIONS if keep is None or o[0].split("/")[0] in keep]
 
@@ -145,6 +160,7 @@ def quantize_command(config_file, out, threads, **kwargs):
 @user_errors
 def search_precision_command(config_file, int8_layout, threads, out, **kwargs):
     """Per-layer int4/int8/fp16 by genetic search under an average bit-width budget."""
+    check_output(out, "--out")
     from edgevpr.research.mixed import mixed_options, search_precision
 
     config = config_from(
@@ -178,6 +194,7 @@ def search_precision_command(config_file, int8_layout, threads, out, **kwargs):
 @user_errors
 def compare_precisions_command(config_file, threads, out, **kwargs):
     """fp32, fp16, int8 (each calibration and target) and int4 of one model, side by side."""
+    check_output(out, "--out")
     import edgevpr.research  # noqa: F401  (registers --keep-float)
     from edgevpr.atomic import write_json
     from edgevpr.evaluate.precisions import compare_precisions, format_rows
@@ -251,6 +268,8 @@ def index_search_command(index_path, descriptors, k, out):
 @user_errors
 def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, as_json):
     """Descriptor size (Grainge et al. 2024 Eq. 11-12) and, if exact search cannot fit, an ANN index."""
+    check_budget(memory_bytes, latency_ms, map_size)
+    check_number(extraction_ms, "--extraction-ms", NON_NEGATIVE)
     import json
 
     from edgevpr.search.advise import advise, format_advice, load_scaling
@@ -309,6 +328,8 @@ def sweep_command(sweep_file, store_path, jobs, ray_address, cpus_per_cell):
 @user_errors
 def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, scaling, as_json, write_config):
     """The stored configuration with the best Recall@1 that fits the budget."""
+    check_budget(memory_bytes, latency_ms, map_size)
+    check_output(write_config, "--write-config")
     import json
 
     from edgevpr.explore.recommend import format_recommendation, recommend, write_recipe
@@ -339,6 +360,8 @@ def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, s
 @user_errors
 def report_command(store_path, out, map_size):
     """A self-contained HTML page: Pareto fronts, design rules, sortable runs."""
+    check_number(map_size, "--map-size", AT_LEAST_ONE)
+    check_output(out, "--out")
     from edgevpr.explore.report import write_report
     from edgevpr.explore.store import Store
 
@@ -353,6 +376,7 @@ def report_command(store_path, out, map_size):
 @user_errors
 def export_command(store_path, out):
     """Export the results store to CSV or Parquet."""
+    check_output(out, "--out")
     from edgevpr.explore.store import Store
 
     store = Store(store_path)

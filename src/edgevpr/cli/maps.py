@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgevpr.atomic import atomic_path
+from edgevpr.atomic import atomic_path, check_output
 from edgevpr.cli.options import DATA_OPTIONS, MODEL_OPTIONS, add_options, config_from, user_errors
 
 
@@ -145,6 +145,7 @@ def localize_command(map_dir, images, folder, top_k, rerank_k, length, min_score
     from edgevpr.errors import ConfigError
     from edgevpr.maps import Localizer, Map
 
+    check_output(jsonl, "--jsonl")
     paths = [Path(p) for p in images] + (list_images(folder) if folder else [])
     if not paths:
         raise click.UsageError("give images (IMAGE... or --images DIR)")

@@ -6,6 +6,7 @@ dataclass defaults.
 
 from __future__ import annotations
 
+import errno
 import functools
 
 import click
@@ -333,8 +334,18 @@ def config_from(config_file, kwargs: dict, *tables):
     return load_config(config_file, overrides_from(kwargs, *tables))
 
 
+STORAGE_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
 def user_errors(function):
-    """Turn expected errors into a one-line message and exit status 2."""
+    """Turn expected errors into one line and exit status 1: edgevpr's own errors, and the
+    storage errors of writing results (a full disk, a read-only folder), naming the file."""
     from edgevpr.errors import EdgeVPRError
 
     @functools.wraps(function)
@@ -343,5 +354,14 @@ def user_errors(function):
             return function(*args, **kwargs)
         except EdgeVPRError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            if error.errno not in STORAGE_ERRORS:
+                raise
+            where = error.filename or "writing"
+            raise click.ClickException(
+                f"{where}: {STORAGE_ERRORS[error.errno]}; files written before are kept"
+            ) from None
+        except MemoryError:
+            raise click.ClickException("out of memory: give a smaller --size/--resize, --batch-size or map") from None
 
     return wrapper

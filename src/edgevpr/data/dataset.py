@@ -94,6 +94,12 @@ def load_dataset(config: DataConfig) -> VPRDataset:
     if len(chosen) > 1:
         raise ConfigError(f"choose one positive rule, got {', '.join('--' + c.replace('_', '-') for c in chosen)}")
     database_paths, query_paths = list_images(database_dir), list_images(queries_dir)
+    if config.tolerance_frames is not None and config.frames is None and len(database_paths) != len(query_paths):
+        raise DatasetError(
+            f"{queries_dir}: frame-aligned folders must hold as many images, but {database_dir} has "
+            f"{len(database_paths)} and {queries_dir} has {len(query_paths)}; give --frames FIRST,LAST to use those "
+            f"frames of both"
+        )
     if config.frames is not None:
         if config.tolerance_frames is None:
             raise ConfigError("--frames selects frames of frame-aligned folders; give --tolerance-frames too")

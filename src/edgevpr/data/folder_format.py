@@ -6,6 +6,7 @@ a radius search over UTM coordinates, as in the benchmark's reference code.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +23,17 @@ def parse_utm(path: str | Path) -> tuple[float, float]:
     if len(fields) < 3:
         raise DatasetError(f"{path}: file name has no '@utm_east@utm_north@' fields")
     try:
-        return float(fields[1]), float(fields[2])
+        east, north = float(fields[1]), float(fields[2])
     except ValueError:
         raise DatasetError(f"{path}: UTM fields {fields[1]!r}, {fields[2]!r} are not numbers") from None
+    if not (math.isfinite(east) and math.isfinite(north)):
+        raise DatasetError(f"{path}: UTM fields {fields[1]!r}, {fields[2]!r} are not finite numbers")
+    return east, north
 
 
 def has_utm_names(paths: list[Path]) -> bool:
-    try:
-        parse_utm(paths[0])
-    except DatasetError:
-        return False
-    return True
+    """Whether the names carry '@east@north@' fields (whose values ``parse_utm`` then checks)."""
+    return bool(paths) and len(Path(paths[0]).name.split("@")) >= 3
 
 
 def utm_array(paths: list[Path]) -> np.ndarray:

@@ -7,6 +7,7 @@ become RGB. Corrupt, truncated, empty and oversized (decompression-bomb) files r
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from pathlib import Path
@@ -49,6 +50,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     path = Path(path)
     try:
+        if path.is_symlink() and not path.exists():
+            try:
+                path.resolve(strict=True)
+            except RuntimeError:  # a loop of links
+                raise ImageError(path, "symbolic link loop") from None
+            except OSError:
+                raise ImageError(path, f"broken symbolic link (to {os.readlink(path)})") from None
         if path.stat().st_size == 0:
             raise ImageError(path, "empty file")
         with warnings.catch_warnings():
@@ -68,6 +76,8 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
         raise
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
+    except RuntimeError as error:  # pathlib's "Symlink loop"
+        raise ImageError(path, f"symbolic link loop ({error})") from None
     except UnidentifiedImageError:
         raise ImageError(path, "not a readable image (corrupt or unknown format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -82,12 +92,23 @@ def natural_key(path: Path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
 
 
+def _listed(path: Path) -> bool:
+    """An image file, or a symbolic link named like one that leads nowhere (listed, so that
+    reading it fails in one line or, with --skip-bad-images, it is counted, never dropped)."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    try:
+        return path.is_file() or (path.is_symlink() and not path.exists())
+    except OSError:  # a loop of links
+        return path.is_symlink()
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """All images below ``folder`` (recursive), in natural order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: image folder not found")
-    paths = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    paths = [p for p in folder.rglob("*") if _listed(p)]
     if not paths:
         raise DatasetError(f"{folder}: no .jpg, .jpeg or .png images found")
     return sorted(paths, key=natural_key)

@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import torch
 
-from edgevpr.atomic import write_json
+from edgevpr.atomic import check_output, write_json
 from edgevpr.config import DataConfig, EvalConfig, RunConfig
 from edgevpr.contract import InputContract
 from edgevpr.data.dataset import VPRDataset, load_dataset
-from edgevpr.errors import ConfigError
+from edgevpr.errors import ConfigError, OutputError
 from edgevpr.evaluate.cost import cost_block
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
@@ -30,7 +30,7 @@ from edgevpr.models.resolve import (
     resolve_config,
 )
 from edgevpr.search.descriptors import save_descriptor_set
-from edgevpr.search.index import SearchIndex, build_index, search
+from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, search
 from edgevpr.search.sequence import sequence_similarity
 from edgevpr.search.timing import database_bytes, time_matching
 
@@ -105,6 +105,9 @@ def sequence_rule(dataset: VPRDataset, length: int) -> dict:
 def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
     """Recall@N and the cost block of ``config``'s model (or of ``model``, already built) under
     its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed."""
+    check_output(config.eval.out, "--out")
+    check_output(config.eval.gallery, "--gallery")
+    check_output(config.eval.save_descriptors, "--save-descriptors", folder=True)
     if config.eval.sequence < 1:
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
@@ -148,6 +151,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
         extractor = torch_extractor(model)
 
+    check_fits(IndexSpec.parse(config.eval.index), len(db.descriptors), where=f"--index {config.eval.index}")
     index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
     k = max(config.eval.recall_at)
     if config.eval.sequence > 1:
@@ -199,10 +203,15 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         result["deployment"] = {k: v for k, v in extractor.info.items() if k != "config"}
     if label:
         result["label"] = label
-    if config.eval.save_descriptors:
-        save_descriptors(config.eval.save_descriptors, dataset, db.descriptors, q.descriptors, protocol)
-    if config.eval.gallery:
-        save_gallery(config.eval.gallery, dataset.query_paths, dataset.database_paths, predictions, dataset.positives)
-    if config.eval.out:
-        write_json(config.eval.out, result)
+    try:
+        if config.eval.out:
+            write_json(config.eval.out, result)
+        if config.eval.save_descriptors:
+            save_descriptors(config.eval.save_descriptors, dataset, db.descriptors, q.descriptors, protocol)
+        if config.eval.gallery:
+            save_gallery(
+                config.eval.gallery, dataset.query_paths, dataset.database_paths, predictions, dataset.positives
+            )
+    except OSError as error:  # the numbers are computed: hand them back with the error
+        raise OutputError(f"{error.filename or 'writing the results'}: {error.strerror or error}", result) from None
     return result

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from edgevpr.config import DEFAULT_MAX_PIXELS
 from edgevpr.contract import InputContract
 from edgevpr.data.images import load_rgb
-from edgevpr.errors import ImageError
+from edgevpr.errors import ConfigError, ImageError
 from edgevpr.progress import Progress
 
 
@@ -77,6 +77,19 @@ def iterate_images(
 
 
 @torch.inference_mode()
+def _forward(model, images: torch.Tensor, first: Path):
+    """The model on one batch; a model that cannot take these images (too small for its
+    strides, say) is one line naming the image size and the first file."""
+    try:
+        return model(images)
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[0][:160] if str(error).strip() else error.__class__.__name__
+        height, width = images.shape[-2:]
+        raise ConfigError(
+            f"{first}: the model cannot run on {height}x{width} images ({detail}); check --size/--resize"
+        ) from None
+
+
 def extract(
     model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS, label=""
 ):
@@ -84,7 +97,7 @@ def extract(
     for batch_indices, images in iterate_images(
         paths, preprocess, batch_size, workers, skip_bad, max_pixels, label, skipped
     ):
-        out = model(images)
+        out = _forward(model, images, paths[batch_indices[0]])
         chunks.append(out.float().numpy() if torch.is_tensor(out) else np.asarray(out, dtype=np.float32))
         indices.extend(batch_indices)
         sizes[tuple(images.shape[-2:])] += len(batch_indices)

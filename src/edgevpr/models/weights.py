@@ -18,7 +18,8 @@ def torch_file(path: str | Path, what: str):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ConfigError(f"{path}: not a readable {what} ({error.__class__.__name__}: {error})") from None
+        first = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise ConfigError(f"{path}: not a readable {what} ({error.__class__.__name__}: {first})") from None
 
 
 def load_state_dict_file(path: str | Path) -> dict:

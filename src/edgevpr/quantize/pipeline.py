@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from edgevpr.atomic import atomic_path
+from edgevpr.atomic import atomic_path, check_output
 from edgevpr.config import QuantizeConfig, RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.extraction.extract import extract
@@ -88,6 +88,7 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) 
     """Write the deployed ONNX file of ``config``'s model to ``out`` (atomically); ``options``
     default to ``config.quantize``. Neither argument is changed."""
     options = options or config.quantize
+    check_output(out, "--out")
     check_options(options)
     precision = PRECISIONS.get(options.precision)()
     options = precision.prepare(options)

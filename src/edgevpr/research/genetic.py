@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgevpr.atomic import write_json
+from edgevpr.atomic import read_json, write_json
 from edgevpr.errors import ConfigError
 from edgevpr.research.simulate import BITS, PRECISIONS
 
@@ -203,7 +203,7 @@ def _save(path: Path | None, settings: SearchSettings, state: SearchState, finge
 def _load(path: Path | None, settings: SearchSettings, fingerprint: str | None) -> SearchState | None:
     if path is None or not path.is_file():
         return None
-    saved = json.loads(path.read_text())
+    saved = read_json(path, "search state", ("settings", "state"))
     if saved["settings"] != json.loads(json.dumps(asdict(settings))):
         raise ConfigError(f"{path}: a search with other settings; remove it or choose another state file")
     if saved.get("fingerprint") != fingerprint:

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from edgevpr.atomic import write_json
+from edgevpr.atomic import read_json, write_json
 from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.models.resolve import contract_of
@@ -167,7 +167,7 @@ def search_signature(config: RunConfig, options: MixedOptions) -> str:
 def layer_sensitivity(simulator: Simulator, path: Path, signature: str, log: Callable[[str], None]) -> dict:
     """Descriptor error with one layer at int4 (and int8), every other layer in fp16; saved."""
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = read_json(path, "layer sensitivity file")
         if saved.get("signature") == signature:
             log(f"layer sensitivity: reusing {path}")
             return saved

@@ -63,9 +63,16 @@ class OnnxModel:
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
         options.intra_op_num_threads = threads or torch.get_num_threads()
         self.threads = options.intra_op_num_threads
-        self.session = ort.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"], disabled_optimizers=KEEP_FLOAT_WEIGHTS
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"], disabled_optimizers=KEEP_FLOAT_WEIGHTS
+            )
+        except Exception as error:  # ONNX Runtime raises its own types for invalid graphs
+            detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else error.__class__.__name__
+            raise ConfigError(f"{self.path}: ONNX Runtime cannot run this model ({detail})") from None
+        names = [tensor.name for tensor in self.session.get_inputs()]
+        if names != [INPUT]:
+            raise ConfigError(f"{self.path}: not an edgevpr model (inputs {names}, expected one named {INPUT!r})")
         shape = self.session.get_inputs()[0].shape
         self.fixed_size = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None
 

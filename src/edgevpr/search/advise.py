@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+from edgevpr.atomic import read_json
 from edgevpr.errors import ConfigError
 from edgevpr.search.cost_model import (
     STANDARD_DIMS,
@@ -20,9 +20,7 @@ def load_scaling(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: scaling file not found (write one with benchmarks/search_scaling.py)")
-    data = json.loads(path.read_text())
-    if "exact" not in data:
-        raise ConfigError(f"{path}: no 'exact' measurements in this scaling file")
+    data = read_json(path, "scaling file", ("exact",))
     return data
 
 

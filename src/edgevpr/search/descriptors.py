@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgevpr.atomic import write_json, write_npy
+from edgevpr.atomic import read_json, write_json, write_npy
 from edgevpr.errors import DatasetError
 
 
@@ -40,7 +39,27 @@ def _array(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: not a .npy array ({error})") from None
     if array.ndim != 2:
         raise DatasetError(f"{path}: expected a (N, D) array, got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise DatasetError(f"{path}: holds no descriptors (shape {array.shape})")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DatasetError(f"{path}: descriptors must be floating point, got {array.dtype}")
+    bad = np.flatnonzero(~np.isfinite(np.asarray(array)).all(axis=1))
+    if bad.size:
+        raise DatasetError(f"{path}: row {bad[0]} holds NaN or infinite values ({bad.size} rows)")
     return array
+
+
+def _positives(rows, count: int, path: Path) -> list[np.ndarray]:
+    if not isinstance(rows, list):
+        raise DatasetError(f"{path}: positives must be a list of lists of database indices")
+    positives = []
+    for number, row in enumerate(rows):
+        if not isinstance(row, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in row):
+            raise DatasetError(f"{path}: row {number} of positives is not a list of integers")
+        if row and not 0 <= min(row) <= max(row) < count:
+            raise DatasetError(f"{path}: row {number} names database index {max(row)}, the database has {count}")
+        positives.append(np.asarray(row, dtype=np.int64))
+    return positives
 
 
 def load_descriptor_set(folder: str | Path, need_queries: bool = False) -> DescriptorSet:
@@ -54,12 +73,13 @@ def load_descriptor_set(folder: str | Path, need_queries: bool = False) -> Descr
     if queries is not None and queries.shape[1] != database.shape[1]:
         raise DatasetError(f"{folder}: queries have dimension {queries.shape[1]}, database {database.shape[1]}")
     meta_path = folder / "descriptors.json"
-    metric = json.loads(meta_path.read_text()).get("metric", "ip") if meta_path.is_file() else "ip"
+    metric = read_json(meta_path, "descriptor set description").get("metric", "ip") if meta_path.is_file() else "ip"
+    if metric not in ("ip", "l2"):
+        raise DatasetError(f"{meta_path}: unknown metric {metric!r}; use ip or l2")
     positives = None
     if (folder / "ground_truth.json").is_file():
-        positives = [
-            np.asarray(p, dtype=np.int64) for p in json.loads((folder / "ground_truth.json").read_text())["positives"]
-        ]
+        truth = read_json(folder / "ground_truth.json", "ground-truth file", ("positives",))
+        positives = _positives(truth["positives"], len(database), folder / "ground_truth.json")
     return DescriptorSet(
         np.asarray(database, dtype=np.float32),
         None if queries is None else np.asarray(queries, dtype=np.float32),
