@@ -17,10 +17,8 @@ from tests.test_explore_analysis import _row
 def test_a_checkpoint_is_old_or_new_after_a_kill_at_any_step(tmp_path):
     path = tmp_path / "best.pt"
     save_checkpoint(path, {"model": {"w": torch.zeros(1000)}, "config": {}, "state": {"epoch": 1}})
-    script = (
-        "import torch\nfrom edgevpr.models.checkpoint import save_checkpoint\n"
-        f"save_checkpoint({str(path)!r}, {{'model': {{'w': torch.ones(1000)}}, 'config': {{}}, 'state': {{'epoch': 2}}}})\n"
-    )
+    payload = "{'model': {'w': torch.ones(1000)}, 'config': {}, 'state': {'epoch': 2}}"
+    script = f"import torch\nfrom edgevpr.models.checkpoint import save_checkpoint\nsave_checkpoint({str(path)!r}, {payload})\n"
     seen = []
 
     def check(killed_at):
