@@ -18,7 +18,13 @@ def test_a_checkpoint_is_old_or_new_after_a_kill_at_any_step(tmp_path):
     path = tmp_path / "best.pt"
     save_checkpoint(path, {"model": {"w": torch.zeros(1000)}, "config": {}, "state": {"epoch": 1}})
     payload = "{'model': {'w': torch.ones(1000)}, 'config': {}, 'state': {'epoch': 2}}"
-    script = f"import torch\nfrom edgevpr.models.checkpoint import save_checkpoint\nsave_checkpoint({str(path)!r}, {payload})\n"
+    script = "\n".join(
+        [
+            "import torch",
+            "from edgevpr.models.checkpoint import save_checkpoint",
+            f"save_checkpoint({str(path)!r}, {payload})",
+        ]
+    )
     seen = []
 
     def check(killed_at):
