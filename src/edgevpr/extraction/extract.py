@@ -51,11 +51,11 @@ def iterate_images(
     """Yield ``(indices, stacked tensor)`` for runs of equal-sized images.
 
     A bad image raises its ``ImageError``; with ``skip_bad`` it is appended to ``skipped`` as
-    "path: reason" instead."""
+    "path: reason" instead. ``label`` None shows no progress (a caller that shows its own)."""
     loader = DataLoader(
         ImageFiles(paths, preprocess, max_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_as_list
     )
-    with Progress(len(paths), label or "images", "img") as progress:
+    with Progress(len(paths), label or "images", "img", enabled=label is not None) as progress:
         for batch in loader:
             good = []
             for index, item in batch:
