@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from quantization_gardens_point import SHARED, model_overrides
 
+from edgevpr import charts
 from edgevpr.atomic import write_json
 from edgevpr.config import QuantizeConfig, load_config
 from edgevpr.evaluate.environment import environment
@@ -34,7 +35,6 @@ from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
 from edgevpr.quantize.gptq import INT4_ROUNDINGS
 from edgevpr.quantize.pipeline import quantize_model
-from edgevpr.research import plots
 from edgevpr.research.genetic import (
     WEIGHTINGS,
     Problem,
@@ -236,7 +236,7 @@ def main() -> int:
                 "protocol_name": fp32["protocol_name"],
             },
         )
-        plots.bits_per_layer(
+        charts.bits_per_layer(
             [{"int4": 4, "int8": 8, "fp16": 16}[layer["precision"]] for layer in found["layers"]],
             f"benchmarks/results/mixed_bits_B{budget:g}{tag}.png",
             f"MobileNetV2+GeM bits per layer, B = {budget:g} ({weighting}), average {found['average_bits']:.2f}",
@@ -255,7 +255,7 @@ def main() -> int:
             f"{found['genetic_seconds']:.0f} s over all runs)"
         )
     if points:
-        plots.line(
+        charts.line(
             sorted(points),
             f"benchmarks/results/mixed_recall_vs_budget{tag}.png",
             f"MobileNetV2+GeM, Gardens Point night, int4 {rounding}" + (", bias correction" if corrected else ""),

@@ -45,6 +45,8 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
+    protocol: str | None = None  # a registered protocol (`edgevpr protocols`) or its YAML file; needs data_root
+    data_root: str | None = None  # the folder holding the protocols' datasets (../shared/data, say)
     dataset: str | None = None  # ROOT with database/ and queries/ (folder format)
     database: str | None = None
     queries: str | None = None
@@ -78,6 +80,7 @@ class EvalConfig:
     out: str | None = None
     save_descriptors: str | None = None
     gallery: str | None = None
+    pr_curve: str | None = None  # PNG of the top-1 precision-recall curve
 
 
 @dataclass

@@ -384,6 +384,32 @@ def export_command(store_path, out):
     store.close()
 
 
+@main.command("protocols")
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON.")
+def protocols_command(as_json):
+    """The registered evaluation protocols: folders, positives, counts, fingerprint."""
+    import dataclasses
+    import json
+
+    from edgevpr.data.protocols import registered
+
+    protocols = registered()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(p) for p in protocols.values()], indent=2))
+        return
+    for protocol in protocols.values():
+        rule = ", ".join(f"{k} {v}" for k, v in protocol.positives.items())
+        counts = (
+            f"{protocol.num_database} / {protocol.num_queries} images" if protocol.num_database else "counts not pinned"
+        )
+        pinned = f"fingerprint {protocol.fingerprint[:12]}" if protocol.fingerprint else "no fingerprint"
+        click.echo(
+            f"{protocol.name} (v{protocol.version}): {protocol.database} -> {protocol.queries}; {rule}; "
+            f"{counts}; {pinned}"
+        )
+        click.echo(f"    {protocol.description}")
+
+
 @main.command("list")
 def list_command():
     """The registered backbones and aggregators."""

@@ -64,6 +64,8 @@ MODEL_OPTIONS = [
     ("--onnx", "model", "onnx", dict(type=click.Path(), help="Evaluate this exported ONNX file with ONNX Runtime.")),
 ]
 DATA_OPTIONS = [
+    ("--protocol", "data", "protocol", dict(help="A registered protocol (`edgevpr protocols`) or its YAML file.")),
+    ("--data-root", "data", "data_root", dict(type=click.Path(), help="Folder holding the protocols' datasets.")),
     ("--dataset", "data", "dataset", dict(type=click.Path(), help="ROOT with database/ and queries/.")),
     ("--database", "data", "database", dict(type=click.Path(), help="Database image folder.")),
     ("--queries", "data", "queries", dict(type=click.Path(), help="Query image folder.")),
@@ -101,6 +103,7 @@ EVAL_OPTIONS = [
         dict(type=click.Path(), help="Write descriptors and ground truth here."),
     ),
     ("--gallery", "eval", "gallery", dict(type=click.Path(), help="Write a PNG of queries and their top-k.")),
+    ("--pr-curve", "eval", "pr_curve", dict(type=click.Path(), help="Write the top-1 precision-recall curve as PNG.")),
     ("--batch-size", "eval", "batch_size", dict(type=int, help="Images per forward pass (default 16).")),
     ("--workers", "eval", "workers", dict(type=int, help="Image decoding processes (default 0).")),
     ("--threads", "eval", "threads", dict(type=int, help="Torch threads (default: torch's choice).")),

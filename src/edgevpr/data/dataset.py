@@ -17,6 +17,7 @@ from edgevpr.data.folder_format import (
 )
 from edgevpr.data.images import list_images
 from edgevpr.data.patchnetvlad_gt import load_patchnetvlad_ground_truth
+from edgevpr.data.protocols import RULES, check_dataset, find_protocol
 from edgevpr.data.sequences import positives_within_frames
 from edgevpr.data.vprbench import load_vprbench_ground_truth
 from edgevpr.errors import ConfigError, DatasetError
@@ -33,6 +34,7 @@ class VPRDataset:
     positives: list[np.ndarray]  # per query, sorted database indices
     positive_rule: str  # e.g. "meters<=25", "frames<=2", "ground_truth=FILE"
     skipped: list[str] = field(default_factory=list)
+    registered: dict | None = None  # the protocol it was checked against: name, version
 
     def subset(self, database_keep: np.ndarray, query_keep: np.ndarray, skipped: list[str]) -> "VPRDataset":
         """Drop database and query images (e.g. undecodable ones) and renumber the positives."""
@@ -61,7 +63,7 @@ class VPRDataset:
             "positives": self.positive_rule,
             "queries_without_positives": int(sum(len(p) == 0 for p in self.positives)),
             "skipped_images": list(self.skipped),
-        }
+        } | ({"registered_protocol": self.registered} if self.registered else {})
 
 
 def frame_range(frames, available: int, where: str) -> tuple[int, int]:
@@ -89,6 +91,8 @@ def _folders(config: DataConfig) -> tuple[Path, Path, Path, str]:
 
 
 def load_dataset(config: DataConfig) -> VPRDataset:
+    if config.protocol:
+        return _load_protocol(config)
     root, database_dir, queries_dir, name = _folders(config)
     chosen = [opt for opt in ("tolerance_frames", "threshold_m", "ground_truth") if getattr(config, opt) is not None]
     if len(chosen) > 1:
@@ -138,3 +142,27 @@ def load_dataset(config: DataConfig) -> VPRDataset:
         positives=positives,
         positive_rule=rule,
     )
+
+
+def _load_protocol(config: DataConfig) -> VPRDataset:
+    """The dataset of a registered protocol under ``data_root``, checked against its counts and
+    fingerprint; its name is the protocol's, so results group by it."""
+    protocol = find_protocol(config.protocol)
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ("dataset", "database", "queries", *RULES)
+        if getattr(config, name) is not None
+    ]
+    if given:
+        raise ConfigError(f"--protocol {protocol.name} fixes the folders and positives; drop {', '.join(given)}")
+    if not config.data_root:
+        raise ConfigError(f"--protocol {protocol.name} needs --data-root DIR (the folder holding {protocol.database})")
+    folders = replace(config, protocol=None, **protocol.data_overrides(config.data_root))
+    for folder in (folders.database, folders.queries):
+        if not Path(folder).is_dir():
+            raise DatasetError(f"{folder}: not found; protocol {protocol.name} expects it under --data-root")
+    dataset = load_dataset(folders)
+    check_dataset(
+        protocol, Path(dataset.database_dir), dataset.database_paths, Path(dataset.queries_dir), dataset.query_paths
+    )
+    return replace(dataset, name=protocol.name, registered={"name": protocol.name, "version": protocol.version})

@@ -34,7 +34,7 @@ DEFAULT_VARIANTS = [
 def _evaluate_saving(config: RunConfig, folder: Path, name: str) -> tuple[dict, np.ndarray]:
     config = copy.deepcopy(config)
     config.eval.save_descriptors = str(folder / name)
-    config.eval.out = config.eval.gallery = None
+    config.eval.out = config.eval.gallery = config.eval.pr_curve = None
     result = evaluate(config)
     descriptors = np.concatenate([np.load(folder / name / "database.npy"), np.load(folder / name / "queries.npy")])
     return result, descriptors

@@ -16,6 +16,7 @@ from edgevpr.evaluate.cost import cost_block
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.gallery import save_gallery
+from edgevpr.evaluate.pr import metrics_block, plot_pr_curve
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import first_positive_ranks, recall_at_n, recall_from_ranks
 from edgevpr.extraction.extract import extract
@@ -94,7 +95,8 @@ def sequence_predictions(
             f"not positives by {dataset.positive_rule}"
         )
     scores = sequence_similarity(queries @ database.T, length)
-    return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), order
 
 
 def sequence_rule(dataset: VPRDataset, length: int) -> dict:
@@ -107,6 +109,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed."""
     check_output(config.eval.out, "--out")
     check_output(config.eval.gallery, "--gallery")
+    check_output(config.eval.pr_curve, "--pr-curve")
     check_output(config.eval.save_descriptors, "--save-descriptors", folder=True)
     if config.eval.sequence < 1:
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
@@ -155,10 +158,11 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
     k = max(config.eval.recall_at)
     if config.eval.sequence > 1:
-        predictions = sequence_predictions(db.descriptors, q.descriptors, dataset, config.eval.sequence, k)
+        scores, predictions = sequence_predictions(db.descriptors, q.descriptors, dataset, config.eval.sequence, k)
     else:
-        _, predictions = search(index, q.descriptors, k)
+        scores, predictions = search(index, q.descriptors, k)
     ranks = first_positive_ranks(predictions, dataset.positives)
+    metrics = metrics_block(scores, predictions, dataset.positives, [n for n in (1, 5, 10) if n <= k])
     recall = recall_from_ranks(ranks, config.eval.recall_at)
 
     protocol = build_protocol(
@@ -193,6 +197,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
             "onnx": config.model.onnx,
         },
         "recall": recall,
+        "metrics": metrics,  # top-1 precision-recall (VPR-Bench) and mAP@k: evaluate.pr
         "per_query": {"first_positive_rank": ranks.tolist()},  # for paired comparisons (evaluate.significance)
         "cost": cost,
         "search": {"index": str(index.spec), "params": index.params, "memory_bytes": search_bytes},
@@ -208,6 +213,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
             write_json(config.eval.out, result)
         if config.eval.save_descriptors:
             save_descriptors(config.eval.save_descriptors, dataset, db.descriptors, q.descriptors, protocol)
+        if config.eval.pr_curve:
+            plot_pr_curve(metrics, config.eval.pr_curve, result["protocol_name"])
         if config.eval.gallery:
             save_gallery(
                 config.eval.gallery, dataset.query_paths, dataset.database_paths, predictions, dataset.positives

@@ -63,6 +63,7 @@ def _rows(store: Store) -> list[dict]:
         item["int8_kernels"] = environment.get("int8_kernels")  # None: stored before kernels were recorded
         item["cpu_flags"] = environment.get("cpu_flags")
         item["busy"] = timed_on_busy_machine(row)  # its latency was measured while other work ran
+        item["auc_pr"] = json.loads(row.get("metrics_json") or "{}").get("auc_pr")
         rows.append(item)
     return rows
 

@@ -114,7 +114,7 @@ function drawBits(rows) {
 }
 const COLUMNS = [["backbone", "backbone"], ["aggregator", "aggregator"], ["descriptor_dim", "D"], ["precision", "precision"],
   ["index_spec", "index"], ["image_size", "image"], ["dataset", "dataset"], ["recall_1", "R@1"], ["recall_5", "R@5"],
-  ["recall_10", "R@10"], ["model_bytes", "model bytes"], ["extraction_ms", "extraction ms"], ["matching_ms", "matching ms"],
+  ["recall_10", "R@10"], ["auc_pr", "AUC-PR"], ["model_bytes", "model bytes"], ["extraction_ms", "extraction ms"], ["matching_ms", "matching ms"],
   ["database_bytes", "database bytes"], ["params", "params"], ["flops", "FLOPs"], ["int8_kernels", "int8 kernels"], ["busy", "timed busy"]];
 let sortKey = "recall_1", sortDown = true;
 function fillTable(rows) {
@@ -138,7 +138,7 @@ function fillTable(rows) {
     const tr = body.insertRow();
     for (const [key] of COLUMNS) {
       const v = row[key];
-      const digits = key.startsWith("recall") ? 1 : key.endsWith("_ms") ? 2 : 0;
+      const digits = key.startsWith("recall") ? 1 : key.endsWith("_ms") ? 2 : key === "auc_pr" ? 3 : 0;
       tr.insertCell().textContent = typeof v === "boolean" ? (v ? "yes" : "") :
         typeof v === "number" ? v.toFixed(digits) : (v ?? "");
     }

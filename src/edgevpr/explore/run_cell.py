@@ -15,7 +15,7 @@ from edgevpr.quantize.pipeline import quantize_model
 def run_cell(cell: dict) -> dict:
     """``cell`` is ``Cell.as_dict()``; returns what ``edgevpr eval --out`` would write."""
     config = load_config(overrides=cell["overrides"])
-    config.eval.out = config.eval.save_descriptors = config.eval.gallery = None
+    config.eval.out = config.eval.save_descriptors = config.eval.gallery = config.eval.pr_curve = None
     if cell["precision"] == "fp32":
         return evaluate(config, label=cell["label"])
     options = load_config(overrides={"quantize": {"precision": cell["precision"], **cell["quantize"]}}).quantize
@@ -27,7 +27,7 @@ def run_cell(cell: dict) -> dict:
             k: v for k, v in cell["overrides"].get("data", {}).items() if k not in ("resize", "size", "resize_factor")
         }
         deployed = load_config(overrides={"data": data, "eval": cell["overrides"].get("eval", {})})
-        deployed.eval.out = deployed.eval.save_descriptors = deployed.eval.gallery = None
+        deployed.eval.out = deployed.eval.save_descriptors = deployed.eval.gallery = deployed.eval.pr_curve = None
         deployed.model.onnx = model_file
         result = evaluate(deployed, label=cell["label"])
     result["deployment"] = {**result.get("deployment", {}), "quantize": cell["quantize"]}

@@ -60,6 +60,7 @@ COLUMNS = {  # name -> SQL type; JSON columns end in _json
     "cost_json": "TEXT",
     "environment_json": "TEXT",
     "extra_json": "TEXT",
+    "metrics_json": "TEXT",  # top-1 precision-recall and mAP@k (evaluate.pr); added to older stores on open
 }
 FIELDS = list(COLUMNS)
 
@@ -88,6 +89,10 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS failures (key TEXT PRIMARY KEY, sweep TEXT, label TEXT, error TEXT, "
                 "attempts INTEGER, at TEXT)"
             )
+        present = {row[1] for row in self.connection.execute("PRAGMA table_info(runs)")}
+        for name in COLUMNS.keys() - present:  # columns added since the store was made
+            with self.connection:
+                self.connection.execute(f"ALTER TABLE runs ADD COLUMN {name} {COLUMNS[name]}")
         version = self.connection.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()[0]
         if int(version) != SCHEMA_VERSION:
             raise ConfigError(f"{self.path}: store schema {version}, this edgevpr reads {SCHEMA_VERSION}")
@@ -245,4 +250,5 @@ def row_from_result(key: str, sweep: str, cell: dict, result: dict, created_at: 
         "cost_json": json.dumps(cost, sort_keys=True),
         "environment_json": json.dumps(environment, sort_keys=True),
         "extra_json": json.dumps(result.get("deployment", {}), sort_keys=True),
+        "metrics_json": json.dumps({k: v for k, v in result.get("metrics", {}).items() if k != "pr_curve"}),
     }

@@ -23,7 +23,11 @@ class CalibrationImages:
 
     def __call__(self):
         for indices, images in iterate_images(
-            self.paths, self.contract, batch_size=1, max_pixels=self.max_pixels, label=None  # its caller shows progress
+            self.paths,
+            self.contract,
+            batch_size=1,
+            max_pixels=self.max_pixels,
+            label=None,  # its caller shows progress
         ):
             size = tuple(images.shape[-2:])
             if self.size is not None and size != self.size:

@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from edgevpr import charts
 from edgevpr.atomic import read_json, write_json
 from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
@@ -32,7 +33,6 @@ from edgevpr.quantize.gptq import int4_levels
 from edgevpr.quantize.layers import node_of_layer, searchable_layers
 from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import prepared_model
-from edgevpr.research import plots
 from edgevpr.research.genetic import (
     WEIGHTINGS,
     Problem,
@@ -194,7 +194,7 @@ def search_precision(
     sensitivity_file = Path(options.sensitivity_file) if options.sensitivity_file else paths["sensitivity"]
     signature = search_signature(config, options)
     sensitivity = layer_sensitivity(simulator, sensitivity_file, signature, log)
-    plots.per_layer_values(
+    charts.per_layer_values(
         {"int4": sensitivity["int4"], "int8": sensitivity["int8"]},
         paths["sensitivity_png"],
         "descriptor error with one layer quantized",
@@ -268,7 +268,7 @@ def search_precision(
         }
     result["seconds"] = round(time.monotonic() - started, 1)
     write_json(paths["out"], result)
-    plots.bits_per_layer(
+    charts.bits_per_layer(
         [BITS[p] for p in best],
         paths["bits_png"],
         f"bits per layer, B = {settings.budget:g} ({settings.weighting}), average {result['average_bits']:.2f}",

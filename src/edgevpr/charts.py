@@ -85,3 +85,21 @@ def line(points: list[tuple[float, float]], path: str | Path, title: str, xlabel
     draw.text((width // 2 - 30, height - 16), xlabel, fill="black")
     draw.text((5, top - 14), ylabel, fill="black")
     return _save(image, path)
+
+
+def curve(xs: list[float], ys: list[float], path: str | Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """A curve on the unit square (a precision-recall curve), with a grid every 0.2."""
+    width, height, left, bottom, top, right = 440, 360, 50, 40, 46, 20
+    image, draw = _canvas(width, height, title)
+    sx = lambda x: left + x * (width - left - right)  # noqa: E731
+    sy = lambda y: height - bottom - y * (height - bottom - top)  # noqa: E731
+    for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        draw.line([(sx(tick), sy(0)), (sx(tick), sy(1))], fill=(225, 225, 225))
+        draw.line([(sx(0), sy(tick)), (sx(1), sy(tick))], fill=(225, 225, 225))
+        draw.text((sx(tick) - 8, height - bottom + 6), f"{tick:.1f}", fill="black")
+        draw.text((12, sy(tick) - 6), f"{tick:.1f}", fill="black")
+    draw.line([(sx(0), sy(1)), (sx(0), sy(0)), (sx(1), sy(0))], fill="black")
+    draw.line([(sx(x), sy(y)) for x, y in zip(xs, ys)], fill=(31, 119, 180), width=2)
+    draw.text((width // 2 - 20, height - 18), xlabel, fill="black")
+    draw.text((4, top - 18), ylabel, fill="black")
+    return _save(image, path)
