@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from edgevpr.cli import main
@@ -124,3 +125,58 @@ def test_eval_writes_metrics_and_a_pr_curve(tmp_path, tiny_street):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     listing = CliRunner().invoke(main, ["protocols"])
     assert listing.exit_code == 0 and "gardens_point/day_right-night_right/frames2 (v1)" in listing.output
+
+
+def test_crops_follow_the_test_methods():
+    from edgevpr.evaluate.test_time import crops_of
+
+    image = torch.arange(3 * 4 * 6, dtype=torch.float32).reshape(3, 4, 6)
+    assert crops_of(image, "single").shape == (1, 3, 4, 6)
+    centre = crops_of(image, "central_crop")
+    assert centre.shape == (1, 3, 4, 4) and torch.equal(centre[0], image[:, :, 1:5])
+    five = crops_of(image, "five_crops")
+    assert five.shape == (5, 3, 4, 4) and torch.equal(five[1], image[:, :, 2:]) and torch.equal(five[4], centre[0])
+
+
+def test_nearest_crop_and_majority_voting_merge_the_crops():
+    from edgevpr.evaluate.test_time import search_with_crops
+    from edgevpr.search.index import build_index
+
+    database = np.eye(4, dtype=np.float32)
+    # one query, five crops: three point at entry 2, two (more strongly) at entry 1
+    crops = np.array(
+        [[[0, 0.9, 0.1, 0], [0, 0.95, 0, 0.05], [0, 0.2, 0.8, 0], [0, 0.1, 0.85, 0], [0, 0, 0.7, 0.3]]],
+        dtype=np.float32,
+    )
+    crops /= np.linalg.norm(crops, axis=-1, keepdims=True)
+    index = build_index(database, "Flat")
+    _, nearest = search_with_crops(index, crops, "nearest_crop", 3)
+    _, voted = search_with_crops(index, crops, "maj_voting", 3)
+    assert nearest[0, 0] == 1 and voted[0, 0] == 2  # best single score against most votes
+    assert len(set(nearest[0])) == 3 and len(set(voted[0])) == 3  # each entry once
+    _, averaged = search_with_crops(index, crops, "five_crops", 2)
+    assert averaged[0, 0] == 2
+
+
+def test_eval_with_a_test_method_names_it_and_costs_its_crops(tmp_path, tiny_street):
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--backbone",
+            "squeezenet",
+            "--dataset",
+            str(tiny_street),
+            "--latency-runs",
+            "20",
+            "--test-method",
+            "nearest_crop",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["protocol"]["resize"].endswith(",test=nearest_crop") and ",test=nearest_crop" in saved["protocol_name"]
+    assert saved["cost"]["searches_per_query"] == 5 and saved["cost"]["query_extraction_ms"] > 0

@@ -75,6 +75,7 @@ class EvalConfig:
     latency_runs: int = 30
     index: str = "Flat"  # faiss factory string, optionally ending in ",RerankK"
     sequence: int = 1  # frame-aligned queries: match sequences of this many frames (SeqSLAM-style); 1 = single frames
+    test_method: str = "single"  # queries from crops: single | central_crop | five_crops | nearest_crop | maj_voting
     search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
     seed: int = 0
     out: str | None = None

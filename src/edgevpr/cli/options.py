@@ -103,6 +103,15 @@ EVAL_OPTIONS = [
         dict(type=click.Path(), help="Write descriptors and ground truth here."),
     ),
     ("--gallery", "eval", "gallery", dict(type=click.Path(), help="Write a PNG of queries and their top-k.")),
+    (
+        "--test-method",
+        "eval",
+        "test_method",
+        dict(
+            type=click.Choice(["single", "central_crop", "five_crops", "nearest_crop", "maj_voting"]),
+            help="Queries from crops (Berton et al. 2022's test-time methods; default single).",
+        ),
+    ),
     ("--pr-curve", "eval", "pr_curve", dict(type=click.Path(), help="Write the top-1 precision-recall curve as PNG.")),
     ("--batch-size", "eval", "batch_size", dict(type=int, help="Images per forward pass (default 16).")),
     ("--workers", "eval", "workers", dict(type=int, help="Image decoding processes (default 0).")),

@@ -19,6 +19,7 @@ from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.pr import metrics_block, plot_pr_curve
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import first_positive_ranks, recall_at_n, recall_from_ranks
+from edgevpr.evaluate.test_time import CROPS, crop_descriptors, search_with_crops
 from edgevpr.extraction.extract import extract
 from edgevpr.models import VPRModel, build_model
 from edgevpr.models.checkpoint import architecture_of, read_checkpoint
@@ -111,6 +112,10 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     check_output(config.eval.gallery, "--gallery")
     check_output(config.eval.pr_curve, "--pr-curve")
     check_output(config.eval.save_descriptors, "--save-descriptors", folder=True)
+    if config.eval.test_method not in CROPS:
+        raise ConfigError(f"unknown --test-method {config.eval.test_method!r}; use one of {', '.join(CROPS)}")
+    if config.eval.test_method != "single" and config.eval.sequence > 1:
+        raise ConfigError("--test-method and --sequence do not combine; choose one")
     if config.eval.sequence < 1:
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
@@ -157,8 +162,12 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     check_fits(IndexSpec.parse(config.eval.index), len(db.descriptors), where=f"--index {config.eval.index}")
     index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
     k = max(config.eval.recall_at)
+    method = config.eval.test_method
     if config.eval.sequence > 1:
         scores, predictions = sequence_predictions(db.descriptors, q.descriptors, dataset, config.eval.sequence, k)
+    elif method != "single":  # the queries described from crops (evaluate.test_time)
+        crops = crop_descriptors(extractor.forward, dataset.query_paths, preprocess, method, config.data.max_pixels)
+        scores, predictions = search_with_crops(index, crops, method, k)
     else:
         scores, predictions = search(index, q.descriptors, k)
     ranks = first_positive_ranks(predictions, dataset.positives)
@@ -167,7 +176,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
 
     protocol = build_protocol(
         dataset.protocol() | sequence_rule(dataset, config.eval.sequence),
-        preprocess.rule(),
+        preprocess.rule() + ("" if method == "single" else f",test={method}"),
         db.sizes + q.sizes,
         extractor.precision,
         extractor.runtime,
@@ -175,14 +184,25 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     ) | {"contract": preprocess.to_dict(), "contract_source": origin}
     input_shape = (1, 3, *protocol["image_size"])
     search_bytes = index_bytes(index)
+    matching = time_matching(index, q.descriptors, k)
+    searches = CROPS[method] if method in ("nearest_crop", "maj_voting") else 1
     cost = cost_block(
         params=extractor.params,
         flops=extractor.flops(input_shape),
         model_bytes=extractor.model_bytes,
         extraction=extractor.latency(input_shape, config.eval.latency_runs),
-        matching=time_matching(index, q.descriptors, k),
+        matching=matching | {"median_ms": matching["median_ms"] * searches},
         database_size=search_bytes,
     )
+    if method != "single":  # a query costs its crops, as one batch
+        side = min(protocol["image_size"])
+        per_query = extractor.latency((CROPS[method], 3, side, side), config.eval.latency_runs)
+        cost |= {
+            "test_method": method,
+            "query_extraction_ms": per_query["median_ms"],
+            "searches_per_query": searches,
+            "total_ms": per_query["median_ms"] + cost["matching_ms"],
+        }
     source = extractor.info.get("config", {}).get("model", {}) if extractor.info else {}
     model_config = source or config.to_dict()["model"]
     result = {
