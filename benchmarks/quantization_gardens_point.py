@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import edgevpr.research  # noqa: F401  (registers the sensitivity ranking --keep-float uses)
 from edgevpr.atomic import write_json
 from edgevpr.config import QuantizeConfig, load_config
 from edgevpr.evaluate.cost import torch_runner

@@ -10,10 +10,11 @@ from click.testing import CliRunner
 
 from edgevpr.cli import main
 from edgevpr.config import load_config
+from edgevpr.data.positions_csv import read_positions_csv
 from edgevpr.errors import ConfigError, DatasetError
 from edgevpr.maps import Localizer, Map, ModelSource
 from edgevpr.maps.known import calibrate_min_score
-from edgevpr.maps.positions import positions_for, read_positions_csv
+from edgevpr.maps.positions import positions_for
 from edgevpr.search.index import build_index
 from edgevpr.search.sequence import sequence_scores_for, sequence_similarity
 from tests.conftest import write_image

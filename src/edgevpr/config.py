@@ -78,6 +78,7 @@ class EvalConfig:
     test_method: str = "single"  # queries from crops: single | central_crop | five_crops | nearest_crop | maj_voting
     search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
     seed: int = 0
+    repeat: int = 1  # runs with seeds seed, seed+1, ...: the result adds their mean and spread (evaluate.repeats)
     out: str | None = None
     save_descriptors: str | None = None
     gallery: str | None = None
@@ -145,6 +146,7 @@ class QuantizeConfig:
     calibration: str = "percentile"  # minmax | percentile | entropy; percentile measured best on Gardens Point
     calib: str | None = None  # folder of calibration images (int8, mixed; int4 for GPTQ and bias correction)
     calib_count: int = 50  # calibration images used (mixed: the count the search used)
+    calib_seed: int | None = None  # None: the first calib_count images by name; a seed: that many drawn at random
     percentile: float = 99.999  # of |x|, for calibration percentile
     mixed_config: str | None = None  # mixed: per-layer precisions from `edgevpr search-precision`
     keep_float: int = 0  # int8: leave this many of the most sensitive layers in float (edgevpr.research)

@@ -42,6 +42,7 @@ RANGES = {
         "threads": AT_LEAST_ONE,
         "latency_runs": (">= 20 (latency is a median of at least 20 runs)", lambda v: v >= 20),
         "sequence": AT_LEAST_ONE,
+        "repeat": AT_LEAST_ONE,
     },
     "train": {
         "tolerance_frames": NON_NEGATIVE,
@@ -74,6 +75,7 @@ RANGES = {
     "val": {},  # as data, below
     "quantize": {
         "calib_count": AT_LEAST_ONE,
+        "calib_seed": NON_NEGATIVE,
         "percentile": ("in (0, 100]", lambda v: 0 < v <= 100),
         "keep_float": NON_NEGATIVE,
     },

@@ -33,6 +33,7 @@ def main():
 def eval_command(config_file, **kwargs):
     """Recall@N and the cost block of a model on a dataset."""
     from edgevpr.errors import OutputError
+    from edgevpr.evaluate.repeats import format_repeats
     from edgevpr.evaluate.runner import evaluate
     from edgevpr.evaluate.table import format_table
     from edgevpr.timing import contention_warning
@@ -46,6 +47,8 @@ def eval_command(config_file, **kwargs):
         raise
     click.echo(f"protocol: {result['protocol_name']}")
     click.echo(format_table([result]))
+    if "repeats" in result:
+        click.echo(format_repeats(result["repeats"]))
     warning = contention_warning(result["cost"]["timing"], "extraction")
     if warning:
         click.echo(warning, err=True)
@@ -191,13 +194,20 @@ def search_precision_command(config_file, int8_layout, threads, out, **kwargs):
 @add_options(_quantize_table(keep=("--calib", "--calib-count")))
 @click.option("--threads", type=int, default=None, help="Threads for PyTorch and ONNX Runtime.")
 @click.option("--out", type=click.Path(), default=None, help="Write the rows as JSON.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Quantize each calibrating variant R times on calibration images drawn with seeds 0..R-1.",
+)
 @user_errors
-def compare_precisions_command(config_file, threads, out, **kwargs):
+def compare_precisions_command(config_file, threads, out, repeat, **kwargs):
     """fp32, fp16, int8 (each calibration and target) and int4 of one model, side by side."""
     check_output(out, "--out")
     import edgevpr.research  # noqa: F401  (registers --keep-float)
     from edgevpr.atomic import write_json
-    from edgevpr.evaluate.precisions import compare_precisions, format_rows
+    from edgevpr.evaluate.precisions import compare_precisions, format_rows, format_spreads
 
     config = config_from(
         config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, QUANTIZE_OPTIONS
@@ -205,10 +215,16 @@ def compare_precisions_command(config_file, threads, out, **kwargs):
     if not config.quantize.calib:
         raise click.UsageError("Missing option '--calib' (or quantize.calib in the config).")
     rows = compare_precisions(
-        config, config.quantize.calib, config.quantize.calib_count, log=lambda m: click.echo(m, err=True)
+        config,
+        config.quantize.calib,
+        config.quantize.calib_count,
+        log=lambda m: click.echo(m, err=True),
+        repeat=repeat,
     )
     click.echo(f"protocol: {rows[0]['protocol_name']}")
     click.echo(format_rows(rows))
+    if repeat > 1:
+        click.echo(format_spreads(rows))
     if out:
         write_json(out, rows)
 
@@ -420,10 +436,12 @@ def list_command():
     click.echo("aggregators: " + ", ".join(AGGREGATORS.names()))
 
 
+from edgevpr.cli.convert import convert_command  # noqa: E402  (registered below)
 from edgevpr.cli.maps import localize_command, map_group  # noqa: E402  (registered below)
 
 main.add_command(map_group)
 main.add_command(localize_command)
+main.add_command(convert_command)
 
 if __name__ == "__main__":
     main()

@@ -134,6 +134,12 @@ EVAL_OPTIONS = [
         dict(type=int, help="Frame-aligned queries: sequence matching over L frames (SeqSLAM-style; default 1)."),
     ),
     ("--seed", "eval", "seed", dict(type=int, help="Random seed (default 0).")),
+    (
+        "--repeat",
+        "eval",
+        "repeat",
+        dict(type=int, help="Run R times with seeds seed..seed+R-1 and report mean and std (default 1)."),
+    ),
     ("--index", "eval", "index", dict(help="faiss factory string, e.g. IVF1024,PQ64,Rerank100 (default Flat).")),
     ("--search-params", "eval", "search_params", dict(help="faiss search parameters, e.g. nprobe=32.")),
 ]
@@ -171,6 +177,12 @@ QUANTIZE_OPTIONS = [
     ),
     ("--calib", "quantize", "calib", dict(type=click.Path(), help="Folder of calibration images.")),
     ("--calib-count", "quantize", "calib_count", dict(type=int, help="Calibration images used (default 50).")),
+    (
+        "--calib-seed",
+        "quantize",
+        "calib_seed",
+        dict(type=int, help="Draw the calibration images at random with this seed (default: the first by name)."),
+    ),
     (
         "--percentile",
         "quantize",

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevpr.config import DataConfig
+from edgevpr.data.descriptor import DESCRIPTOR, positive_rule, read_descriptor
 from edgevpr.data.folder_format import (
     DEFAULT_THRESHOLD_M,
     has_utm_names,
@@ -17,6 +18,7 @@ from edgevpr.data.folder_format import (
 )
 from edgevpr.data.images import list_images
 from edgevpr.data.patchnetvlad_gt import load_patchnetvlad_ground_truth
+from edgevpr.data.positives_file import is_positives_file, read_positives
 from edgevpr.data.protocols import RULES, check_dataset, find_protocol
 from edgevpr.data.sequences import positives_within_frames
 from edgevpr.data.vprbench import load_vprbench_ground_truth
@@ -82,7 +84,8 @@ def _folders(config: DataConfig) -> tuple[Path, Path, Path, str]:
         root = Path(config.dataset)
         if not root.is_dir():
             raise DatasetError(f"{root}: dataset folder not found")
-        return root, root / "database", root / "queries", root.name
+        descriptor = read_descriptor(root) or {"database": "database", "queries": "queries"}
+        return root, root / descriptor["database"], root / descriptor["queries"], root.name
     if not (config.database and config.queries):
         raise ConfigError("no dataset: give --dataset ROOT, or both --database DIR and --queries DIR")
     database, queries = Path(config.database), Path(config.queries)
@@ -90,14 +93,28 @@ def _folders(config: DataConfig) -> tuple[Path, Path, Path, str]:
     return root, database, queries, root.name or "dataset"
 
 
+def check_descriptor_counts(descriptor: dict, root: Path, num_database: int, num_queries: int) -> None:
+    for what, found in (("database", num_database), ("queries", num_queries)):
+        expected = descriptor.get(f"num_{what}")
+        if expected is not None and expected != found:
+            raise DatasetError(
+                f"{root / DESCRIPTOR}: lists {expected} {what} images, {root / descriptor[what]} holds {found}"
+            )
+
+
 def load_dataset(config: DataConfig) -> VPRDataset:
     if config.protocol:
         return _load_protocol(config)
     root, database_dir, queries_dir, name = _folders(config)
     chosen = [opt for opt in ("tolerance_frames", "threshold_m", "ground_truth") if getattr(config, opt) is not None]
+    descriptor = read_descriptor(root) if config.dataset else None
+    if descriptor and not chosen:  # a converted dataset carries its positive rule (data.descriptor)
+        config = replace(config, **positive_rule(descriptor, root))
     if len(chosen) > 1:
         raise ConfigError(f"choose one positive rule, got {', '.join('--' + c.replace('_', '-') for c in chosen)}")
     database_paths, query_paths = list_images(database_dir), list_images(queries_dir)
+    if descriptor:
+        check_descriptor_counts(descriptor, root, len(database_paths), len(query_paths))
     if config.tolerance_frames is not None and config.frames is None and len(database_paths) != len(query_paths):
         raise DatasetError(
             f"{queries_dir}: frame-aligned folders must hold as many images, but {database_dir} has "
@@ -110,7 +127,10 @@ def load_dataset(config: DataConfig) -> VPRDataset:
         first, last = frame_range(config.frames, min(len(database_paths), len(query_paths)), str(queries_dir))
         database_paths, query_paths = database_paths[first : last + 1], query_paths[first : last + 1]
 
-    if config.ground_truth is not None and str(config.ground_truth).endswith(".npz"):
+    if config.ground_truth is not None and is_positives_file(config.ground_truth):
+        positives = read_positives(config.ground_truth, len(database_paths), len(query_paths))
+        rule = f"ground_truth={Path(config.ground_truth).name}"
+    elif config.ground_truth is not None and str(config.ground_truth).endswith(".npz"):
         positives, threshold = load_patchnetvlad_ground_truth(config.ground_truth, database_paths, query_paths)
         rule = f"meters<={threshold:g},ground_truth={Path(config.ground_truth).name}"
     elif config.ground_truth is not None:

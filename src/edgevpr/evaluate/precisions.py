@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevpr.config import QuantizeConfig, RunConfig
+from edgevpr.evaluate.repeats import summarise_runs
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
 from edgevpr.quantize.pipeline import quantize_model
@@ -41,8 +42,12 @@ def _evaluate_saving(config: RunConfig, folder: Path, name: str) -> tuple[dict, 
 
 
 def compare_precisions(
-    config: RunConfig, calib: str, calib_count: int = 50, variants=DEFAULT_VARIANTS, log=print
+    config: RunConfig, calib: str, calib_count: int = 50, variants=DEFAULT_VARIANTS, log=print, repeat: int = 1
 ) -> list[dict]:
+    """One row per variant. With ``repeat`` > 1, each variant that calibrates is quantized
+    ``repeat`` times on calibration images drawn with seeds 0..repeat-1 (``quantize.calib_seed``);
+    its row is the first draw's, with ``repeats`` holding the mean and spread of every run
+    (``evaluate.repeats``)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="edgevpr-compare-") as scratch:
         folder = Path(scratch)
@@ -67,7 +72,6 @@ def compare_precisions(
                 )
                 if p
             )
-            log(f"{name} onnxruntime ...")
             options = QuantizeConfig(
                 precision=precision,
                 target=target or "cpu",
@@ -78,15 +82,18 @@ def compare_precisions(
                 bias_correction=bias_correction,
                 int4_rounding=rounding or QuantizeConfig.int4_rounding,
             )
-            path = folder / f"{name}.onnx"
-            quantize_model(copy.deepcopy(config), options, str(path))
-            deployed = copy.deepcopy(config)
-            deployed.model.onnx = str(path)
-            deployed.data.size = deployed.data.resize = None
-            result, desc = _evaluate_saving(deployed, folder, name)
-            cosine = float(np.mean(np.sum(desc * reference_desc, axis=1)))
+            calibrates = precision == "int8" or corrected or rounding in ("gptq", "auto")
+            seeds = list(range(repeat)) if calibrates and repeat > 1 else [None]
+            runs = []
+            for seed in seeds:
+                log(f"{name} onnxruntime{'' if seed is None else f' (calibration seed {seed})'} ...")
+                options.calib_seed = seed
+                result, desc = _quantized_result(config, options, folder, name)
+                runs.append((result, desc))
+            result, desc = runs[0]
+            row = _row(result, precision, target, calibration, "onnxruntime", _mean_cosine(desc, reference_desc))
             rows.append(
-                _row(result, precision, target, calibration, "onnxruntime", cosine)
+                row
                 | {
                     "keep_float": keep_float,
                     "bias_correction": corrected,
@@ -95,8 +102,22 @@ def compare_precisions(
                         reference["per_query"]["first_positive_rank"], result["per_query"]["first_positive_rank"]
                     ),
                 }
+                | ({"repeats": summarise_runs([r for r, _ in runs], seeds)} if len(runs) > 1 else {})
             )
     return rows
+
+
+def _mean_cosine(descriptors: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.mean(np.sum(descriptors * reference, axis=1)))
+
+
+def _quantized_result(config: RunConfig, options: QuantizeConfig, folder: Path, name: str):
+    path = folder / f"{name}.onnx"
+    quantize_model(copy.deepcopy(config), options, str(path))
+    deployed = copy.deepcopy(config)
+    deployed.model.onnx = str(path)
+    deployed.data.size = deployed.data.resize = None
+    return _evaluate_saving(deployed, folder, name)
 
 
 def _row(result: dict, precision, target, calibration, runtime, cosine) -> dict:
@@ -129,7 +150,7 @@ def format_rows(rows: list[dict]) -> str:
         )
         lines.append(
             f"{r['precision']:<9} {r['target'] or '-':<9} {calibration:<11} {r['runtime']:<12} "
-            f"{r['recall']['1']:5.1f} {r['recall']['5']:5.1f} {r['recall']['10']:5.1f} "
+            f"{_recall_cell(r, '1')} {_recall_cell(r, '5')} {_recall_cell(r, '10')} "
             f"{r['model_bytes'] / 1e6:9.2f} {r['extraction_ms']:10.1f} {r['mean_cosine_to_fp32']:9.4f} "
             f"{_paired_cell(r.get('r1_vs_fp32')):>21}"
         )
@@ -140,3 +161,25 @@ def _paired_cell(comparison: dict | None) -> str:
     if comparison is None:  # the reference row, or a row measured before the comparison existed
         return "-"
     return f"+{comparison['gained']}/-{comparison['lost']}, p {comparison['mcnemar_p']:.2f}"
+
+
+def _recall_cell(row: dict, n: str) -> str:
+    """Recall at ``n``; over repeated calibrations, their mean (the spread is printed below the table)."""
+    repeats = row.get("repeats")
+    return f"{(repeats['recall'][n]['mean'] if repeats else row['recall'][n]):5.1f}"
+
+
+def format_spreads(rows: list[dict]) -> str:
+    """The spread over calibration draws of each repeated row, one line each."""
+    lines = []
+    for r in rows:
+        if r.get("repeats"):
+            block = r["repeats"]
+            cells = ", ".join(
+                f"R@{n} {block['recall'][n]['mean']:.1f} +/- {block['recall'][n]['std']:.1f}" for n in ("1", "5", "10")
+            )
+            lines.append(
+                f"{r['precision']} {r['target'] or '-'} {r['calibration'] or '-'}: {cells} "
+                f"over {block['runs']} calibration draws"
+            )
+    return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 
 import numpy as np
@@ -19,6 +20,7 @@ from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.pr import metrics_block, plot_pr_curve
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import first_positive_ranks, recall_at_n, recall_from_ranks
+from edgevpr.evaluate.repeats import summarise_runs
 from edgevpr.evaluate.test_time import CROPS, crop_descriptors, search_with_crops
 from edgevpr.extraction.extract import extract
 from edgevpr.models import VPRModel, build_model
@@ -105,6 +107,14 @@ def sequence_rule(dataset: VPRDataset, length: int) -> dict:
     return {"positives": f"{dataset.positive_rule},sequence={length}", "sequence": length} if length > 1 else {}
 
 
+def _evaluate_quietly(config: RunConfig, model: VPRModel | None, label: str | None, seed: int) -> dict:
+    """One more run of ``config`` with another seed, writing nothing (``--repeat``)."""
+    config = copy.deepcopy(config)
+    config.eval.seed, config.eval.repeat = seed, 1
+    config.eval.out = config.eval.save_descriptors = config.eval.gallery = config.eval.pr_curve = None
+    return evaluate(config, copy.deepcopy(model), label)
+
+
 def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
     """Recall@N and the cost block of ``config``'s model (or of ``model``, already built) under
     its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed."""
@@ -120,6 +130,9 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
         raise ConfigError(f"--recall-at needs positive N, got {','.join(map(str, config.eval.recall_at)) or 'none'}")
+    if config.eval.repeat < 1:
+        raise ConfigError(f"--repeat must be >= 1, got {config.eval.repeat}")
+    others = [_evaluate_quietly(config, model, label, config.eval.seed + i) for i in range(1, config.eval.repeat)]
     torch.manual_seed(config.eval.seed)
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
@@ -160,7 +173,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         extractor = torch_extractor(model)
 
     check_fits(IndexSpec.parse(config.eval.index), len(db.descriptors), where=f"--index {config.eval.index}")
-    index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params)
+    index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params, seed=config.eval.seed)
     k = max(config.eval.recall_at)
     method = config.eval.test_method
     if config.eval.sequence > 1:
@@ -228,6 +241,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         result["deployment"] = {k: v for k, v in extractor.info.items() if k != "config"}
     if label:
         result["label"] = label
+    if others:  # evaluate.repeats: mean and spread over seeds
+        result["repeats"] = summarise_runs([result, *others], [config.eval.seed + i for i in range(len(others) + 1)])
     try:
         if config.eval.out:
             write_json(config.eval.out, result)

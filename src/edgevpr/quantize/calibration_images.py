@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 
 from edgevpr.data.images import list_images
@@ -13,11 +14,16 @@ from edgevpr.extraction.extract import iterate_images
 
 
 class CalibrationImages:
-    """The first ``count`` images of ``folder`` through ``contract``; ``size`` (when set) is
+    """``count`` images of ``folder`` through ``contract``: the first by name, or, given a
+    ``seed``, drawn at random without replacement (kept in name order). ``size`` (when set) is
     the only size they may have after resizing."""
 
-    def __init__(self, folder: str, count: int, contract, max_pixels: int):
-        self.paths = list_images(folder)[:count]
+    def __init__(self, folder: str, count: int, contract, max_pixels: int, seed: int | None = None):
+        paths = list_images(folder)
+        if seed is not None and count < len(paths):
+            chosen = np.random.default_rng(seed).choice(len(paths), size=count, replace=False)
+            paths = [paths[i] for i in sorted(chosen)]
+        self.paths = paths[:count]
         self.contract, self.max_pixels = contract, max_pixels
         self.size: tuple[int, int] | None = None
 

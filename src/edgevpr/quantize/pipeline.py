@@ -96,7 +96,7 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) 
     torch.manual_seed(config.eval.seed)
     contract = contract_of(config)
     calib = (
-        CalibrationImages(options.calib, options.calib_count, contract, config.data.max_pixels)
+        CalibrationImages(options.calib, options.calib_count, contract, config.data.max_pixels, options.calib_seed)
         if options.calib
         else None
     )
@@ -111,6 +111,7 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) 
         "calibration": options.calibration if precision.needs_calibration else None,
         "bn_folded": folded,
         "calib_images": None,
+        "calib_seed": options.calib_seed,
         "descriptor_dim": model.descriptor_dim,
     }
     if precision.integer and not (options.precision == "int8" and options.target == "tensorrt"):
