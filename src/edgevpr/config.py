@@ -77,6 +77,10 @@ class EvalConfig:
     sequence: int = 1  # frame-aligned queries: match sequences of this many frames (SeqSLAM-style); 1 = single frames
     test_method: str = "single"  # queries from crops: single | central_crop | five_crops | nearest_crop | maj_voting
     search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
+    descriptor_bits: int = 32  # bits per dimension in the map: 32 | 16 | 8 | 1 (search.descriptor_bits)
+    int8_scale: str = "dimension"  # descriptor_bits 8: one scale per dimension, or "global"
+    descriptor_fit: str | None = None  # descriptor_bits 1: images to fit the binary rotation on
+    binary_rotation: str = "itq"  # descriptor_bits 1: itq (Gong and Lazebnik 2011) | random
     seed: int = 0
     repeat: int = 1  # runs with seeds seed, seed+1, ...: the result adds their mean and spread (evaluate.repeats)
     out: str | None = None

@@ -43,6 +43,7 @@ RANGES = {
         "latency_runs": (">= 20 (latency is a median of at least 20 runs)", lambda v: v >= 20),
         "sequence": AT_LEAST_ONE,
         "repeat": AT_LEAST_ONE,
+        "descriptor_bits": ("one of 32, 16, 8, 1", lambda v: v in (32, 16, 8, 1)),
     },
     "train": {
         "tolerance_frames": NON_NEGATIVE,

@@ -142,6 +142,30 @@ EVAL_OPTIONS = [
     ),
     ("--index", "eval", "index", dict(help="faiss factory string, e.g. IVF1024,PQ64,Rerank100 (default Flat).")),
     ("--search-params", "eval", "search_params", dict(help="faiss search parameters, e.g. nprobe=32.")),
+    (
+        "--descriptor-bits",
+        "eval",
+        "descriptor_bits",
+        dict(type=click.Choice(["32", "16", "8", "1"]), help="Bits per dimension in the map (default 32)."),
+    ),
+    (
+        "--int8-scale",
+        "eval",
+        "int8_scale",
+        dict(type=click.Choice(["dimension", "global"]), help="--descriptor-bits 8: scale per dimension or global."),
+    ),
+    (
+        "--descriptor-fit",
+        "eval",
+        "descriptor_fit",
+        dict(type=click.Path(), help="--descriptor-bits 1: images to fit the binary rotation on (not the database)."),
+    ),
+    (
+        "--binary-rotation",
+        "eval",
+        "binary_rotation",
+        dict(type=click.Choice(["itq", "random"]), help="--descriptor-bits 1: ITQ (default) or random rotation."),
+    ),
 ]
 
 QUANTIZE_OPTIONS = [

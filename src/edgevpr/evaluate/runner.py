@@ -14,6 +14,7 @@ from edgevpr.contract import InputContract
 from edgevpr.data.dataset import VPRDataset, load_dataset
 from edgevpr.errors import ConfigError, OutputError
 from edgevpr.evaluate.cost import cost_block
+from edgevpr.evaluate.descriptor_codec import fit_binary_codec
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.gallery import save_gallery
@@ -33,8 +34,9 @@ from edgevpr.models.resolve import (
     contract_origin,
     resolve_config,
 )
+from edgevpr.search.descriptor_bits import implied_bits, storage_spec
 from edgevpr.search.descriptors import save_descriptor_set
-from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, search
+from edgevpr.search.index import SearchIndex, build_index, check_fits, search
 from edgevpr.search.sequence import sequence_similarity
 from edgevpr.search.timing import database_bytes, time_matching
 
@@ -172,8 +174,12 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
         extractor = torch_extractor(model)
 
-    check_fits(IndexSpec.parse(config.eval.index), len(db.descriptors), where=f"--index {config.eval.index}")
-    index = build_index(db.descriptors, config.eval.index, params=config.eval.search_params, seed=config.eval.seed)
+    spec = storage_spec(config.eval.index, config.eval.descriptor_bits, config.eval.int8_scale)
+    check_fits(spec, len(db.descriptors), where=f"--index {config.eval.index}")
+    codec = None
+    if spec.binary:  # evaluate.descriptor_codec: the rotation is fitted on other images
+        codec = fit_binary_codec(extractor.forward, config, preprocess, db.descriptors.shape[1], dataset.database_dir)
+    index = build_index(db.descriptors, spec, params=config.eval.search_params, seed=config.eval.seed, codec=codec)
     k = max(config.eval.recall_at)
     method = config.eval.test_method
     if config.eval.sequence > 1:
@@ -195,6 +201,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         extractor.runtime,
         extractor.int8,
     ) | {"contract": preprocess.to_dict(), "contract_source": origin}
+    if codec is not None:
+        protocol["descriptor_codec"] = codec.describe()
     input_shape = (1, 3, *protocol["image_size"])
     search_bytes = index_bytes(index)
     matching = time_matching(index, q.descriptors, k)
@@ -233,7 +241,13 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         "metrics": metrics,  # top-1 precision-recall (VPR-Bench) and mAP@k: evaluate.pr
         "per_query": {"first_positive_rank": ranks.tolist()},  # for paired comparisons (evaluate.significance)
         "cost": cost,
-        "search": {"index": str(index.spec), "params": index.params, "memory_bytes": search_bytes},
+        "search": {
+            "index": str(index.spec),
+            "params": index.params,
+            "memory_bytes": search_bytes,
+            "descriptor_bits": implied_bits(spec, config.eval.descriptor_bits),
+        }
+        | ({"codec": codec.describe()} if codec is not None else {}),
         "config": config.to_dict(),
         "environment": environment(),
     }

@@ -18,9 +18,12 @@ import faiss
 import numpy as np
 
 from edgevpr.errors import ConfigError
+from edgevpr.search.binary_codes import BinaryCodec, similarity
 
 METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 DEFAULT_PARAMS = {"IVF": "nprobe=16", "IMI": "nprobe=256", "HNSW": "efSearch=128"}
+BINARY_PREFIXES = ("BFlat", "BIVF", "BHNSW")
+UNIFORM_SQ8 = "SQ8uniform"  # int8 storage with one scale for all dimensions (faiss QT_8bit_uniform)
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ class IndexSpec:
     def __str__(self) -> str:
         return self.factory + (f",Rerank{self.rerank}" if self.rerank else "")
 
+    @property
+    def binary(self) -> bool:
+        """A faiss binary index (``BFlat``, ``BIVF1024``, ``BHNSW32``): Hamming distances over
+        codes of a ``search.binary_codes`` codec."""
+        return self.factory.startswith(BINARY_PREFIXES)
+
     def faiss_metric(self, metric: str) -> int:
         if self.factory.startswith("IMI"):
             return faiss.METRIC_L2  # the only metric faiss's IMI supports
@@ -65,10 +74,12 @@ class SearchIndex:
     metric: str  # the descriptors' metric: "ip" or "l2"
     params: str = ""
     vectors: np.ndarray | None = field(default=None, repr=False)  # full vectors for re-ranking
+    codec: BinaryCodec | None = field(default=None, repr=False)  # binary indexes: float -> codes
 
     @property
     def dim(self) -> int:
-        return self.index.d
+        """The dimension of the float descriptors it takes (a binary index holds codes)."""
+        return self.codec.dim if self.codec is not None else self.index.d
 
     @property
     def ntotal(self) -> int:
@@ -86,6 +97,13 @@ class SearchIndex:
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise ConfigError(f"queries have dimension {queries.shape[-1]}, the index has {self.dim}")
         k = min(k, self.ntotal)
+        if self.codec is not None:
+            codes = self.codec.encode(queries)
+            if not self.spec.rerank:
+                distances, ids = self.index.search(codes, k)
+                return similarity(distances, self.codec.bits), ids
+            _, shortlist = self.index.search(codes, max(k, self.spec.rerank))
+            return rerank(self.vectors, queries, shortlist, k, self.metric)
         if not self.spec.rerank:
             scores, ids = self.index.search(queries, k)
             return self._converted(scores), ids
@@ -93,7 +111,10 @@ class SearchIndex:
         return rerank(self.vectors, queries, shortlist, k, self.metric)
 
     def memory_bytes(self) -> int:
-        """Bytes the index holds in memory (its serialized size); re-ranking vectors stay on disk."""
+        """Bytes the index holds in memory (its serialized size, plus a binary codec's rotation);
+        re-ranking vectors stay on disk."""
+        if self.codec is not None:
+            return int(faiss.serialize_index_binary(self.index).nbytes) + self.codec.nbytes
         return int(faiss.serialize_index(self.index).nbytes)
 
 
@@ -128,16 +149,24 @@ def build_index(
     progress: bool = False,
     max_train: int | None = None,
     seed: int = 0,
+    codec: BinaryCodec | None = None,
 ) -> SearchIndex:
-    """Train (on at most ``max_train`` random rows, if given) and fill an index."""
+    """Train (on at most ``max_train`` random rows, if given) and fill an index; a binary spec
+    takes the ``codec`` that turns descriptors into codes."""
     spec = IndexSpec.parse(spec) if isinstance(spec, str) else spec
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; use ip or l2")
+    if spec.binary:
+        return build_binary_index(database, spec, metric, params, codec, max_train, seed)
     database = np.ascontiguousarray(database, dtype=np.float32)
     try:
-        index = faiss.index_factory(database.shape[1], spec.factory, spec.faiss_metric(metric))
+        index = faiss.index_factory(
+            database.shape[1], spec.factory.replace(UNIFORM_SQ8, "SQ8"), spec.faiss_metric(metric)
+        )
     except RuntimeError as error:
         raise ConfigError(f"faiss cannot build index {spec.factory!r}: {str(error).strip().splitlines()[-1]}") from None
+    if UNIFORM_SQ8 in spec.factory:
+        _uniform_scale(index)
     index.verbose = progress
     _skip_polysemous_training(index)
     if not index.is_trained:
@@ -152,6 +181,44 @@ def build_index(
     return built
 
 
+def _uniform_scale(index: faiss.Index) -> None:
+    """int8 storage with one range for every dimension instead of one per dimension."""
+    for candidate in (index, faiss.try_extract_index_ivf(index), getattr(faiss.downcast_index(index), "storage", None)):
+        if candidate is not None and hasattr(faiss.downcast_index(candidate), "sq"):
+            faiss.downcast_index(candidate).sq.qtype = faiss.ScalarQuantizer.QT_8bit_uniform
+
+
+def build_binary_index(
+    database: np.ndarray,
+    spec: IndexSpec,
+    metric: str,
+    params: str | None,
+    codec: BinaryCodec | None,
+    max_train: int | None = None,
+    seed: int = 0,
+) -> SearchIndex:
+    if codec is None:
+        raise ConfigError(
+            f"index {spec} holds binary codes: give --descriptor-bits 1 with the descriptors to fit "
+            f"its rotation on (--descriptor-fit DIR)"
+        )
+    codes = codec.encode(database)
+    try:
+        index = faiss.index_binary_factory(codec.bits, spec.factory)
+    except RuntimeError as error:
+        raise ConfigError(f"faiss cannot build index {spec.factory!r}: {str(error).strip().splitlines()[-1]}") from None
+    if not index.is_trained:
+        sample = codes
+        if max_train is not None and len(codes) > max_train:
+            sample = codes[np.sort(np.random.default_rng(seed).choice(len(codes), size=max_train, replace=False))]
+        index.train(sample)
+    index.add(codes)
+    vectors = np.ascontiguousarray(database, dtype=np.float32) if spec.rerank else None
+    built = SearchIndex(index, spec, metric, vectors=vectors, codec=codec)
+    set_params(built, spec.default_params() if params is None else params)
+    return built
+
+
 def _skip_polysemous_training(index: faiss.Index) -> None:
     """PQ indexes from the factory also train polysemous codes, which we never use (4x slower)."""
     for candidate in (index, faiss.try_extract_index_ivf(index)):
@@ -162,7 +229,9 @@ def _skip_polysemous_training(index: faiss.Index) -> None:
 
 
 def set_params(index: SearchIndex, params: str) -> None:
-    if params:
+    if params and index.codec is not None:
+        _set_binary_params(index, params)
+    elif params:
         try:
             faiss.ParameterSpace().set_index_parameters(index.index, params)
         except RuntimeError as error:
@@ -172,11 +241,38 @@ def set_params(index: SearchIndex, params: str) -> None:
     index.params = params
 
 
+def _set_binary_params(index: SearchIndex, params: str) -> None:
+    """``nprobe=N`` (BIVF) and ``efSearch=N`` (BHNSW): faiss's ParameterSpace takes float indexes only."""
+    raw = index.index
+    for item in params.split(","):
+        name, _, value = item.partition("=")
+        target = raw if name.strip() == "nprobe" else getattr(raw, "hnsw", None)
+        if not value.strip().isdigit() or target is None or not hasattr(target, name.strip()):
+            raise ConfigError(f"search parameters {params!r} do not fit index {index.spec}")
+        setattr(target, name.strip(), int(value))
+
+
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Search a ``SearchIndex`` (or a bare faiss index)."""
     if isinstance(index, SearchIndex):
         return index.search(queries, k)
+    if isinstance(index, faiss.IndexBinary):
+        return search_codes(index, queries, k)
     return index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, index.ntotal))
+
+
+def search_codes(index: faiss.IndexBinary, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """A bare binary index searched with packed codes: (similarity 1 - 2h/B, ids)."""
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8:
+        raise ConfigError(
+            f"a binary index of {index.d} bits takes packed uint8 codes, got {codes.dtype} "
+            f"queries; encode float descriptors with the index's codec"
+        )
+    if codes.ndim != 2 or codes.shape[1] * 8 != index.d:
+        raise ConfigError(f"codes of {codes.shape[-1] * 8} bits given to a binary index of {index.d} bits")
+    distances, ids = index.search(np.ascontiguousarray(codes), min(k, index.ntotal))
+    return similarity(distances, index.d), ids
 
 
 def check_fits(spec: IndexSpec, count: int, where: str) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgevpr.atomic import commit, part_path
 from edgevpr.errors import ConfigError
+from edgevpr.search.binary_codes import BinaryCodec
 from edgevpr.search.index import IndexSpec, SearchIndex, set_params
 
 FORMAT = "edgevpr-index/2"
@@ -34,13 +35,23 @@ def sidecar(path: Path) -> Path:
 def save_index(index: SearchIndex, path: str | Path) -> None:
     path = Path(path)
     faiss_part = part_path(path, ".faiss")
-    faiss.write_index(index.index, str(faiss_part))
-    parts = [faiss_part]
+    codec_part = None
+    if index.codec is not None:
+        faiss.write_index_binary(index.index, str(faiss_part))
+        codec_part = part_path(path, ".codec.npz")
+        index.codec.save(codec_part)
+    else:
+        faiss.write_index(index.index, str(faiss_part))
+    parts = [faiss_part] + ([codec_part] if codec_part else [])
     if index.spec.rerank:
         vectors_part = part_path(path, ".vectors.npy")
         with open(vectors_part, "wb") as handle:
-            np.save(handle, np.asarray(index.vectors, dtype=np.float32))
+            np.save(
+                handle, np.asarray(index.vectors, dtype=np.float16 if index.vectors.dtype == np.float16 else np.float32)
+            )
         parts.append(vectors_part)
+    else:
+        vectors_part = None
     manifest = {
         "format": FORMAT,
         "spec": str(index.spec),
@@ -49,7 +60,8 @@ def save_index(index: SearchIndex, path: str | Path) -> None:
         "ntotal": index.ntotal,
         "params": index.params,
         "faiss": faiss_part.name,
-        "vectors": parts[1].name if index.spec.rerank else None,
+        "vectors": vectors_part.name if vectors_part else None,
+        "codec": codec_part.name if codec_part else None,
     }
     commit(path, manifest, parts)
     sidecar(path).unlink(missing_ok=True)  # a format-1 sidecar of an index this one replaced
@@ -88,14 +100,22 @@ def load_index(path: str | Path, dim: int | None = None, metric: str | None = No
         raise ConfigError(f"{path}: index was built for metric {meta['metric']}, descriptors use {metric}")
     if not faiss_file.is_file():
         raise ConfigError(f"{path}: its faiss file {faiss_file.name} is missing")
+    spec = IndexSpec.parse(meta["spec"])
+    codec = None
+    if spec.binary:
+        codec_path = path.with_name(meta.get("codec") or "")
+        if not meta.get("codec") or not codec_path.is_file():
+            raise ConfigError(f"{path}: its binary codec {meta.get('codec')} is missing")
+        codec = BinaryCodec.load(codec_path)
     try:
-        raw = faiss.read_index(str(faiss_file))
+        raw = (faiss.read_index_binary if spec.binary else faiss.read_index)(str(faiss_file))
     except RuntimeError as error:
         raise ConfigError(f"{faiss_file}: not a readable faiss index ({str(error).strip().splitlines()[-1]})") from None
-    if raw.d != meta["dim"] or raw.ntotal != meta["ntotal"]:
+    if (codec.dim if codec else raw.d) != meta["dim"] or raw.ntotal != meta["ntotal"]:
         raise ConfigError(f"{path}: the faiss file {faiss_file.name} does not match the manifest (d, ntotal)")
+    if codec is not None and codec.bits != raw.d:
+        raise ConfigError(f"{path}: the codec gives {codec.bits}-bit codes, the binary index holds {raw.d} bits")
     vectors = None
-    spec = IndexSpec.parse(meta["spec"])
     if spec.rerank:
         vectors_path = path.with_name(meta["vectors"] or "")
         if not meta["vectors"] or not vectors_path.is_file():
@@ -104,8 +124,10 @@ def load_index(path: str | Path, dim: int | None = None, metric: str | None = No
             vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
         except ValueError as error:
             raise ConfigError(f"{vectors_path}: not a .npy of vectors ({error})") from None
-        if vectors.shape != (raw.ntotal, raw.d):
-            raise ConfigError(f"{path}: re-ranking vectors have shape {vectors.shape}, expected {(raw.ntotal, raw.d)}")
-    index = SearchIndex(raw, spec, meta["metric"], vectors=vectors)
+        if vectors.shape != (raw.ntotal, meta["dim"]):
+            raise ConfigError(
+                f"{path}: re-ranking vectors have shape {vectors.shape}, expected {(raw.ntotal, meta['dim'])}"
+            )
+    index = SearchIndex(raw, spec, meta["metric"], vectors=vectors, codec=codec)
     set_params(index, meta["params"])
     return index
