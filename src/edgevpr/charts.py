@@ -3,19 +3,38 @@ line of points."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from edgevpr.atomic import atomic_path
 
 COLOURS = {4: (148, 103, 189), 8: (214, 39, 40), 16: (44, 160, 44), 32: (31, 119, 180)}
 
 
+FONT_SIZE = 11  # Pillow's scalable default font; its 10 px default draws spaces 2 px wide
+
+
+def _wrapped(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """``text`` with line breaks after ':', ',' or ' ' wherever a line would pass ``width`` px."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for piece in re.findall(r"[^:, ]*[:, ]?", paragraph):
+            if line and draw.textlength(line + piece) > width:
+                lines.append(line.rstrip())
+                line = ""
+            line += piece
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
 def _canvas(width: int, height: int, title: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((10, 6), title, fill="black")
+    draw.font = ImageFont.load_default(size=FONT_SIZE)
+    draw.multiline_text((10, 4), _wrapped(draw, title, width - 20), fill="black", spacing=2)
     return image, draw
 
 
@@ -89,7 +108,7 @@ def line(points: list[tuple[float, float]], path: str | Path, title: str, xlabel
 
 def curve(xs: list[float], ys: list[float], path: str | Path, title: str, xlabel: str, ylabel: str) -> Path:
     """A curve on the unit square (a precision-recall curve), with a grid every 0.2."""
-    width, height, left, bottom, top, right = 440, 360, 50, 40, 46, 20
+    width, height, left, bottom, top, right = 440, 380, 50, 40, 66, 20
     image, draw = _canvas(width, height, title)
     sx = lambda x: left + x * (width - left - right)  # noqa: E731
     sy = lambda y: height - bottom - y * (height - bottom - top)  # noqa: E731

@@ -87,7 +87,7 @@ def plot_pr_curve(block: dict, path, title: str) -> None:
         block["pr_curve"]["recall"],
         block["pr_curve"]["precision"],
         path,
-        f"{title[:70]}\n{summary}",
+        f"{title}\n{summary}",
         "recall",
         "precision",
     )
