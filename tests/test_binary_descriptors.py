@@ -136,3 +136,41 @@ def test_eval_with_binary_descriptors(tmp_path, tiny_street, training_street):
         main, base + ["--descriptor-bits", "1", "--descriptor-fit", str(tiny_street / "database")]
     )
     assert same.exit_code == 1 and "is the evaluated database" in same.output
+
+
+def test_a_binary_map_localizes_and_keeps_its_codec_when_images_are_added(tmp_path, tiny_street, training_street):
+    from edgevpr.config import load_config
+    from edgevpr.maps import Map, ModelSource
+
+    source = ModelSource(
+        config=load_config(overrides={"model": {"backbone": "squeezenet"}, "data": {"size": (72, 96)}})
+    )
+    images = sorted((tiny_street / "database").iterdir())
+    first = tmp_path / "first"
+    first.mkdir()
+    for path in images[:20]:
+        (first / path.name).symlink_to(path)
+    built = Map.build(
+        source,
+        first,
+        tmp_path / "map",
+        index="Flat,Rerank5",
+        descriptor_bits=1,
+        descriptor_fit=str(training_street / "train" / "database"),
+    )
+    assert built.manifest["index"]["spec"] == "BFlat,Rerank5" and built.manifest["index"]["descriptor_bits"] == 1
+    answer = built.localize(images[3])
+    assert answer["matches"][0]["name"] == images[3].name
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    for path in images[20:]:
+        (rest / path.name).symlink_to(path)
+    grown = Map.load(tmp_path / "map").add(rest)
+    reloaded = Map.load(tmp_path / "map")
+    assert reloaded.index.ntotal == len(images) and np.array_equal(
+        reloaded.index.codec.rotation, built.index.codec.rotation
+    )
+    assert reloaded.localize(images[25])["matches"][0]["name"] == images[25].name
+    assert grown.info()["index_memory_bytes"] < len(images) * built.index.dim * 4 / 8 + built.index.codec.nbytes + 4096
+    with pytest.raises(ConfigError, match="descriptor-fit"):
+        Map.build(source, first, tmp_path / "map2", descriptor_bits=1)

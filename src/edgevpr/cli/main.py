@@ -240,12 +240,30 @@ def index_group():
 @click.option("--out", required=True, type=click.Path(), help="Index file to write (atomically).")
 @click.option("--metric", type=click.Choice(["ip", "l2"]), default=None, help="Default: the descriptors' metric.")
 @click.option("--search-params", default=None, help="faiss search parameters, e.g. nprobe=32.")
+@click.option(
+    "--descriptor-bits", type=click.Choice(["32", "16", "8", "1"]), default="32", help="Bits per dimension stored."
+)
+@click.option("--fit-descriptors", type=click.Path(), default=None, help="Bits 1: descriptors to fit the rotation on.")
+@click.option("--binary-rotation", type=click.Choice(["itq", "random"]), default="itq", show_default=True)
+@click.option("--int8-scale", type=click.Choice(["dimension", "global"]), default="dimension", show_default=True)
 @user_errors
-def index_build_command(descriptors, spec, out, metric, search_params):
+def index_build_command(
+    descriptors, spec, out, metric, search_params, descriptor_bits, fit_descriptors, binary_rotation, int8_scale
+):
     """Build an index over DIR/database.npy and save it."""
     from edgevpr.cli.index_tasks import build_from_folder
 
-    report = build_from_folder(descriptors, spec, out, metric, search_params)
+    report = build_from_folder(
+        descriptors,
+        spec,
+        out,
+        metric,
+        search_params,
+        int(descriptor_bits),
+        fit_descriptors,
+        binary_rotation,
+        int8_scale,
+    )
     click.echo(
         f"built {report['index']} over {report['ntotal']} x {report['dim']} ({report['metric']}) "
         f"in {report['build_s']:.2f} s; {report['memory_bytes']} bytes in memory -> {out}"

@@ -27,9 +27,28 @@ def map_group():
 @click.option("--index", default="Flat", show_default=True, help="faiss factory string, optionally ending in ,RerankK.")
 @click.option("--search-params", default=None, help="faiss search parameters, e.g. nprobe=32.")
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
+@click.option(
+    "--descriptor-bits", type=click.Choice(["32", "16", "8", "1"]), default="32", help="Bits per dimension stored."
+)
+@click.option("--descriptor-fit", type=click.Path(), default=None, help="Bits 1: images to fit the rotation on.")
+@click.option("--binary-rotation", type=click.Choice(["itq", "random"]), default="itq", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Map folder to create.")
 @user_errors
-def map_build_command(checkpoint, onnx, config_file, images, positions, index, search_params, threads, out, **kwargs):
+def map_build_command(
+    checkpoint,
+    onnx,
+    config_file,
+    images,
+    positions,
+    index,
+    search_params,
+    threads,
+    descriptor_bits,
+    descriptor_fit,
+    binary_rotation,
+    out,
+    **kwargs,
+):
     """Extract every image of --images with the model, index them and write the map folder."""
     from edgevpr.maps import Map, ModelSource
 
@@ -45,6 +64,9 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, index, s
         search_params,
         threads,
         log=lambda m: click.echo(m, err=True),
+        descriptor_bits=int(descriptor_bits),
+        descriptor_fit=descriptor_fit,
+        binary_rotation=binary_rotation,
     )
     _echo_info(built.info())
 

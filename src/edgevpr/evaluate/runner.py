@@ -34,7 +34,7 @@ from edgevpr.models.resolve import (
     contract_origin,
     resolve_config,
 )
-from edgevpr.search.descriptor_bits import implied_bits, storage_spec
+from edgevpr.search.descriptor_bits import storage_spec, stored_bits
 from edgevpr.search.descriptors import save_descriptor_set
 from edgevpr.search.index import SearchIndex, build_index, check_fits, search
 from edgevpr.search.sequence import sequence_similarity
@@ -245,7 +245,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
             "index": str(index.spec),
             "params": index.params,
             "memory_bytes": search_bytes,
-            "descriptor_bits": implied_bits(spec, config.eval.descriptor_bits),
+            "descriptor_bits": stored_bits(spec),
         }
         | ({"codec": codec.describe()} if codec is not None else {}),
         "config": config.to_dict(),

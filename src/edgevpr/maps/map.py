@@ -30,6 +30,8 @@ from edgevpr.maps.model_file import KINDS, LoadedModel, load_model, save_torch_m
 from edgevpr.maps.positions import distance, positions_for
 from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.resolve import contract_of, resolve_config
+from edgevpr.search.binary_codes import BinaryCodec, fit_codec
+from edgevpr.search.descriptor_bits import storage_spec, stored_bits
 from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, set_params
 from edgevpr.search.sequence import DEFAULT_VELOCITIES, sequence_scores_for
 
@@ -93,17 +95,26 @@ class Map:
         batch_size: int = 16,
         max_pixels: int | None = None,
         log=None,
+        descriptor_bits: int = 32,
+        descriptor_fit: str | None = None,
+        binary_rotation: str = "itq",
+        int8_scale: str = "dimension",
     ) -> Map:
         """Extract every image of ``images`` with the model of ``source``, index the descriptors
-        and write the map folder ``out`` (which must not hold a map already)."""
+        and write the map folder ``out`` (which must not hold a map already). With
+        ``descriptor_bits`` 1 the binary rotation is fitted on the images of ``descriptor_fit``."""
         out = Path(out)
         if manifest_path(out).exists():
             raise ConfigError(f"{out}: already holds a map; add images with `edgevpr map add`, or choose another --out")
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out}: exists and is not a folder")
-        spec = IndexSpec.parse(index)
+        spec = storage_spec(index, descriptor_bits, int8_scale)
         paths = list_images(images)
         check_fits(spec, len(paths), where=f"{images}")
+        if spec.binary and not descriptor_fit:
+            raise ConfigError(
+                f"index {spec} holds binary codes: give --descriptor-fit DIR (images other than the map's)"
+            )
         kind, place = positions_for(paths, positions)
         out.mkdir(parents=True, exist_ok=True)
         model_part = part_path(manifest_path(out), ".onnx" if source.onnx else ".pt")
@@ -118,6 +129,11 @@ class Map:
             config = resolve_config(source.config or RunConfig())
             model = cls._built_model(config, paths, model_part, threads, max_pixels)
         descriptors, size = cls._extract(model, paths, batch_size, max_pixels, log)
+        codec = None
+        if spec.binary:
+            fit, _ = cls._extract(model, list_images(descriptor_fit), batch_size, max_pixels, log)
+            dim = descriptors.shape[1]
+            codec = fit_codec(fit, dim - dim % 8, binary_rotation, fitted_on=str(descriptor_fit))
         return cls._commit(
             out,
             model,
@@ -132,6 +148,7 @@ class Map:
             created=_now(),
             images_label=str(images),
             image_size=size,
+            codec=codec,
         )
 
     @staticmethod
@@ -183,6 +200,7 @@ class Map:
         images_label: str,
         image_size: list,
         previous: dict | None = None,
+        codec: BinaryCodec | None = None,
     ) -> Map:
         manifest_file = manifest_path(out)
         descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
@@ -192,10 +210,16 @@ class Map:
         with open(vectors_part, "wb") as handle:
             np.save(handle, descriptors)
         vectors = np.load(vectors_part, mmap_mode="r")
-        index = build_index(descriptors, spec, params=params)
+        index = build_index(descriptors, spec, params=params, codec=codec)
         index.vectors = vectors if spec.rerank else None
         index_part = part_path(manifest_file, ".faiss")
-        faiss.write_index(index.index, str(index_part))
+        parts = [model_part, vectors_part, index_part]
+        if codec is not None:
+            faiss.write_index_binary(index.index, str(index_part))
+            parts.append(part_path(manifest_file, ".codec.npz"))
+            codec.save(parts[-1])
+        else:
+            faiss.write_index(index.index, str(index_part))
         images_part = part_path(manifest_file, ".images.json")
         images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
         known = calibrate_min_score(index, descriptors, positions, kind)
@@ -219,7 +243,13 @@ class Map:
                 "dtype": "float32",
                 "metric": "ip",
             },
-            "index": {"file": index_part.name, "spec": str(spec), "params": index.params},
+            "index": {
+                "file": index_part.name,
+                "spec": str(spec),
+                "params": index.params,
+                "codec": parts[3].name if codec is not None else None,
+                "descriptor_bits": stored_bits(spec),
+            },
             "images": {"file": images_part.name, "folders": sorted(set(sources))},
             "positions": {"kind": kind},
             "known": known,
@@ -227,7 +257,7 @@ class Map:
             "protocol": _protocol(model, images_label) if previous is None else previous["protocol"],
             "patches": None,
         }
-        commit(manifest_file, manifest, [model_part, vectors_part, index_part, images_part])
+        commit(manifest_file, manifest, parts + [images_part])
         return cls(out, manifest, model, vectors, index, names, positions, sources)
 
     def add(
@@ -250,6 +280,7 @@ class Map:
             raise ConfigError(f"{images}: {duplicate[0]} is in the map already ({len(duplicate)} names repeat)")
         new, _ = self._extract(self.model, paths, batch_size, max_pixels, log)
         descriptors = np.concatenate([np.asarray(self.descriptors), new])
+        codec = self.index.codec  # the rotation stays the one fitted when the map was built
         spec = IndexSpec.parse(self.manifest["index"]["spec"])
         check_fits(spec, len(descriptors), where=str(self.folder))
         model_part = self.folder / self.manifest["model"]["file"]
@@ -268,6 +299,7 @@ class Map:
             str(images),
             self.manifest["image_size"],
             previous=self.manifest,
+            codec=codec,
         )
 
     # -- loading -----------------------------------------------------------------------------
@@ -313,13 +345,21 @@ class Map:
     def _index(path: Path, manifest: dict, shape: tuple[int, int], where: str) -> SearchIndex:
         if not path.is_file():
             raise ConfigError(f"{where}: its index file {path.name} is missing")
+        spec = IndexSpec.parse(manifest["index"]["spec"])
+        codec = None
+        if spec.binary:
+            codec_file = path.with_name(manifest["index"].get("codec") or "")
+            if not manifest["index"].get("codec") or not codec_file.is_file():
+                raise ConfigError(f"{where}: its binary codec {manifest['index'].get('codec')} is missing")
+            codec = BinaryCodec.load(codec_file)
         try:
-            raw = faiss.read_index(str(path))
+            raw = (faiss.read_index_binary if spec.binary else faiss.read_index)(str(path))
         except RuntimeError:
             raise ConfigError(f"{path}: not a readable faiss index") from None
-        if (raw.ntotal, raw.d) != shape:
-            raise ConfigError(f"{path}: index of {raw.ntotal} x {raw.d}, the manifest says {shape[0]} x {shape[1]}")
-        index = SearchIndex(raw, IndexSpec.parse(manifest["index"]["spec"]), manifest["descriptors"]["metric"])
+        dim = codec.dim if codec is not None else raw.d
+        if (raw.ntotal, dim) != shape:
+            raise ConfigError(f"{path}: index of {raw.ntotal} x {dim}, the manifest says {shape[0]} x {shape[1]}")
+        index = SearchIndex(raw, spec, manifest["descriptors"]["metric"], codec=codec)
         set_params(index, manifest["index"]["params"])
         return index
 

@@ -61,7 +61,13 @@ def _binary_factory(factory: str) -> str | None:
     return None
 
 
-def implied_bits(spec: IndexSpec | str, bits: int) -> int:
-    """The bits a run stores: a binary spec means 1 whatever the default said."""
+def stored_bits(spec: IndexSpec | str) -> int:
+    """Bits per dimension an index of ``spec`` stores (1, 8, 16; 32 for float and PQ specs)."""
     spec = IndexSpec.parse(spec) if isinstance(spec, str) else spec
-    return 1 if spec.binary else bits
+    if spec.binary:
+        return 1
+    if "SQfp16" in spec.factory:
+        return 16
+    if "SQ8" in spec.factory:
+        return 8
+    return 32
