@@ -90,3 +90,26 @@ def test_advise_cli_with_scaling_file(tmp_path):
     assert "use D = 1024 with exact search" in result.output and "binding: latency" in result.output
     with pytest.raises(ConfigError):
         advise(memory_bytes=0, latency_ms=1, map_size=1)
+
+
+def test_advise_weighs_binary_descriptors_with_their_own_constants():
+    scaling = _scaling()
+    k1_binary = K1 / 20  # Hamming distances: 1 bit per dimension, popcount over 64 at a time
+    scaling["exact_bits"] = {
+        "1": [{"n": n, "d": d, "ms": n * (k1_binary * d + K2)} for n in (100_000, 300_000) for d in (256, 1024)]
+    }
+    answer = advise(memory_bytes=20e6, latency_ms=40, map_size=100_000, scaling=scaling, descriptor_bits=(32, 1))
+    rows = {row["bits"]: row for row in answer["by_bits"]}
+    assert rows[32]["max_dim_memory"] == pytest.approx(50)  # 20 MB / (1e5 x 4 B): float barely fits D = 32
+    assert rows[1]["max_dim_memory"] == pytest.approx(1600) and rows[1]["dim"] == 1024
+    assert rows[1]["cost_model"]["k1_ms"] == pytest.approx(k1_binary)
+    assert rows[1]["database_bytes"] == 100_000 * 1024 / 8
+    with pytest.raises(ConfigError, match="descriptor-bits"):
+        advise(memory_bytes=20e6, latency_ms=40, map_size=100_000, scaling=scaling, descriptor_bits=(4,))
+
+
+def test_binary_matching_is_measured_when_no_scaling_file_has_it():
+    from edgevpr.search.cost_model import measure_exact_matching
+
+    rows = measure_exact_matching(sizes=(2000,), dims=(256,), queries=3, bits=1)
+    assert rows[0]["bits"] == 1 and rows[0]["ms"] > 0

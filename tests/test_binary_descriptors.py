@@ -174,3 +174,48 @@ def test_a_binary_map_localizes_and_keeps_its_codec_when_images_are_added(tmp_pa
     assert grown.info()["index_memory_bytes"] < len(images) * built.index.dim * 4 / 8 + built.index.codec.nbytes + 4096
     with pytest.raises(ConfigError, match="descriptor-fit"):
         Map.build(source, first, tmp_path / "map2", descriptor_bits=1)
+
+
+def test_a_sweep_treats_descriptor_bits_as_an_axis(tmp_path, tiny_street, training_street):
+    import yaml
+
+    from edgevpr.explore.pareto import device_bytes_at
+    from edgevpr.explore.store import Store
+
+    spec = {
+        "name": "bits",
+        "base": {
+            "model": {"backbone": "squeezenet"},
+            "data": {"dataset": str(tiny_street), "resize": 72},
+            "eval": {"latency_runs": 20, "threads": 1, "descriptor_fit": str(training_street / "train" / "database")},
+        },
+        "grid": {"descriptor_bits": [32, 8, 1]},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["sweep", str(path), "--store", str(tmp_path / "runs.db")])
+    assert result.exit_code == 0, result.output
+    rows = {row["descriptor_bits"]: row for row in Store(tmp_path / "runs.db").rows()}
+    assert set(rows) == {32, 8, 1} and rows[1]["index_spec"] == "BFlat" and rows[8]["index_spec"] == "SQ8"
+    per_entry = {bits: rows[bits]["database_bytes"] / rows[bits]["num_database"] for bits in rows}
+    dim = rows[32]["descriptor_dim"]
+    assert per_entry[32] == dim * 4 and per_entry[8] == pytest.approx(dim, rel=0.05)
+    assert per_entry[1] == pytest.approx(dim / 8, rel=0.05)  # the codec is a fixed cost, not per entry
+    assert rows[1]["index_fixed_bytes"] > 0 and rows[32]["index_fixed_bytes"] == 0
+    at_million = {bits: device_bytes_at(rows[bits], 1_000_000) for bits in rows}
+    assert at_million[1] < at_million[8] < at_million[32]
+    report = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--store",
+            str(tmp_path / "runs.db"),
+            "--memory",
+            "2e9",
+            "--latency-ms",
+            "1e4",
+            "--map-size",
+            "1000000",
+        ],
+    )
+    assert report.exit_code == 0, report.output

@@ -45,8 +45,9 @@ def test_report_renders_and_sorts_in_chromium(tmp_path):
         assert int(page.locator("#p-bytes path.front").get_attribute("data-front")) >= 2
         assert page.locator("#p-precision circle.point").count() == 5
         assert page.locator("#runs tbody tr").count() == 5
-        first_recall = lambda: page.locator("#runs tbody tr").first.locator("td").nth(7).inner_text()  # noqa: E731
+        first_recall = lambda: page.locator("#runs tbody tr").first.locator("td").nth(8).inner_text()  # noqa: E731
         assert first_recall() == "52.0"  # sorted by R@1, highest first
+        assert page.locator("#runs tbody tr").first.locator("td").nth(3).inner_text() == "32"  # bits per dimension
         page.locator("#runs th", has_text="R@1").first.click()
         assert first_recall() == "30.0"  # the click reversed the order
         page.locator("#runs th", has_text="backbone").click()

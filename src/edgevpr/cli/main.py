@@ -298,9 +298,15 @@ def index_search_command(index_path, descriptors, k, out):
     default=None,
     help="JSON from benchmarks/search_scaling.py (k1, k2 and ANN rows); default: measure k1, k2 now.",
 )
+@click.option(
+    "--descriptor-bits",
+    default="32",
+    show_default=True,
+    help="Bit widths to weigh, e.g. 32,16,8,1 (constants not in --scaling are measured now).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @user_errors
-def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, as_json):
+def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, descriptor_bits, as_json):
     """Descriptor size (Grainge et al. 2024 Eq. 11-12) and, if exact search cannot fit, an ANN index."""
     check_budget(memory_bytes, latency_ms, map_size)
     check_number(extraction_ms, "--extraction-ms", NON_NEGATIVE)
@@ -308,7 +314,11 @@ def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, a
 
     from edgevpr.search.advise import advise, format_advice, load_scaling
 
-    answer = advise(memory_bytes, latency_ms, map_size, extraction_ms, load_scaling(scaling) if scaling else None)
+    try:
+        bits = tuple(int(b) for b in descriptor_bits.split(",") if b.strip())
+    except ValueError:
+        raise click.BadParameter(f"{descriptor_bits!r} is not a list of integers", param_hint="--descriptor-bits")
+    answer = advise(memory_bytes, latency_ms, map_size, extraction_ms, load_scaling(scaling) if scaling else None, bits)
     click.echo(json.dumps(answer, indent=2) if as_json else format_advice(answer))
 
 

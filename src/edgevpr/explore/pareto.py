@@ -41,7 +41,8 @@ def total_ms_at(row: dict, map_size: int, cost_model=None) -> float:
 
 
 def device_bytes_at(row: dict, map_size: int) -> float:
-    return row["model_bytes"] + database_bytes_at(row, map_size)
+    """Model, map descriptors at ``map_size`` and the index's fixed bytes (centroids, rotation)."""
+    return row["model_bytes"] + database_bytes_at(row, map_size) + (row.get("index_fixed_bytes") or 0)
 
 
 AXES = {  # name -> (label, cost of a row at a map size)

@@ -20,6 +20,7 @@ def _describe(row: dict, map_size: int, cost_model=None) -> dict:
         "backbone": row["backbone"],
         "aggregator": row["aggregator"],
         "descriptor_dim": row["descriptor_dim"],
+        "descriptor_bits": row.get("descriptor_bits") or 32,
         "precision": row["precision"],
         "runtime": row["runtime"],
         "index": row["index_spec"],
@@ -115,7 +116,9 @@ def _megabytes(value: float) -> str:
 
 
 def _name(d: dict) -> str:
-    dim = d["descriptor_dim"]
+    dim = (
+        d["descriptor_dim"] if d.get("descriptor_bits", 32) == 32 else f"{d['descriptor_dim']}x{d['descriptor_bits']}b"
+    )
     return f"{d['backbone']}+{d['aggregator']} D={dim} {d['precision']} {d['index']} {d['image_size']}"
 
 

@@ -22,6 +22,8 @@ ROW_FIELDS = (
     "backbone",
     "aggregator",
     "descriptor_dim",
+    "descriptor_bits",
+    "index_fixed_bytes",
     "image_size",
     "precision",
     "runtime",
@@ -64,6 +66,8 @@ def _rows(store: Store) -> list[dict]:
         item["cpu_flags"] = environment.get("cpu_flags")
         item["busy"] = timed_on_busy_machine(row)  # its latency was measured while other work ran
         item["auc_pr"] = json.loads(row.get("metrics_json") or "{}").get("auc_pr")
+        item["descriptor_bits"] = item["descriptor_bits"] or 32  # rows stored before the column existed
+        item["index_fixed_bytes"] = item["index_fixed_bytes"] or 0
         rows.append(item)
     return rows
 
@@ -101,7 +105,7 @@ def render(store: Store, map_size: int = 100_000) -> str:
     )
     plots = "".join(
         f'<div id="{name}"></div>'
-        for name in ("p-bytes", "p-extract", "p-total", "p-db", "p-dim", "p-precision", "p-bits")
+        for name in ("p-bytes", "p-extract", "p-total", "p-db", "p-dim", "p-precision", "p-descbits", "p-bits")
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>edgevpr report</title><style>{STYLE}</style></head>

@@ -73,7 +73,7 @@ function scatter(id, title, points, xLabel, options) {
   });
 }
 function label(row) {
-  return `${row.backbone}+${row.aggregator} D=${row.descriptor_dim} ${row.precision} ${row.index_spec} ${row.image_size}`;
+  return `${row.backbone}+${row.aggregator} D=${row.descriptor_dim}x${row.descriptor_bits}b ${row.precision} ${row.index_spec} ${row.image_size}`;
 }
 function selectedRows() {
   const dataset = document.getElementById("dataset").value;
@@ -82,7 +82,7 @@ function selectedRows() {
 function mapSize() { return Math.max(1, Number(document.getElementById("mapsize").value) || 1); }
 function projected(row, n) {
   const matching = row.matching_ms * n / row.num_database;
-  return {total: row.extraction_ms + matching, database: row.database_bytes / row.num_database * n};
+  return {total: row.extraction_ms + matching, database: row.database_bytes / row.num_database * n + row.index_fixed_bytes};
 }
 function draw() {
   const rows = selectedRows(), n = mapSize();
@@ -94,6 +94,8 @@ function draw() {
   scatter("p-dim", "Recall vs descriptor size", pts(r => r.descriptor_dim), "descriptor dimensions", {log: true});
   const precisions = ["fp32", "fp16", "int8", "int4", "mixed"].filter(p => rows.some(r => r.precision === p));
   scatter("p-precision", "Recall vs precision", pts(r => r.precision), "precision", {categories: precisions});
+  const bits = [32, 16, 8, 1].filter(b => rows.some(r => r.descriptor_bits === b));
+  scatter("p-descbits", "Recall vs descriptor bits per dimension", pts(r => r.descriptor_bits), "bits", {categories: bits});
   drawBits(rows);
   fillTable(rows);
 }
@@ -112,7 +114,7 @@ function drawBits(rows) {
     });
   }
 }
-const COLUMNS = [["backbone", "backbone"], ["aggregator", "aggregator"], ["descriptor_dim", "D"], ["precision", "precision"],
+const COLUMNS = [["backbone", "backbone"], ["aggregator", "aggregator"], ["descriptor_dim", "D"], ["descriptor_bits", "bits/dim"], ["precision", "precision"],
   ["index_spec", "index"], ["image_size", "image"], ["dataset", "dataset"], ["recall_1", "R@1"], ["recall_5", "R@5"],
   ["recall_10", "R@10"], ["auc_pr", "AUC-PR"], ["model_bytes", "model bytes"], ["extraction_ms", "extraction ms"], ["matching_ms", "matching ms"],
   ["database_bytes", "database bytes"], ["params", "params"], ["flops", "FLOPs"], ["int8_kernels", "int8 kernels"], ["busy", "timed busy"]];

@@ -61,6 +61,8 @@ COLUMNS = {  # name -> SQL type; JSON columns end in _json
     "environment_json": "TEXT",
     "extra_json": "TEXT",
     "metrics_json": "TEXT",  # top-1 precision-recall and mAP@k (evaluate.pr); added to older stores on open
+    "descriptor_bits": "INTEGER",  # bits per dimension in the map (search.descriptor_bits); 32 before it existed
+    "index_fixed_bytes": "INTEGER",  # trained index parameters and binary rotation: fixed, whatever the map size
 }
 FIELDS = list(COLUMNS)
 
@@ -251,4 +253,6 @@ def row_from_result(key: str, sweep: str, cell: dict, result: dict, created_at: 
         "environment_json": json.dumps(environment, sort_keys=True),
         "extra_json": json.dumps(result.get("deployment", {}), sort_keys=True),
         "metrics_json": json.dumps({k: v for k, v in result.get("metrics", {}).items() if k != "pr_curve"}),
+        "descriptor_bits": result["search"].get("descriptor_bits", 32),
+        "index_fixed_bytes": cost.get("index_fixed_bytes", 0),
     }

@@ -24,21 +24,57 @@ def load_scaling(path: str | Path) -> dict:
     return data
 
 
-def quick_cost_model() -> MatchingCostModel:
-    """k1, k2 measured here and now on a small grid (a few seconds)."""
-    rows = measure_exact_matching(sizes=(100_000, 300_000), dims=(256, 512, 1024), queries=10)
-    return fit_cost_model(rows, source="measured now, N in {100k, 300k}, D in {256, 512, 1024}")
+def quick_cost_model(bits: int = 32) -> MatchingCostModel:
+    """k1, k2 measured here and now on a small grid (a few seconds), at ``bits`` per dimension."""
+    rows = measure_exact_matching(sizes=(100_000, 300_000), dims=(256, 512, 1024), queries=10, bits=bits)
+    return fit_cost_model(
+        rows, source=f"measured now at {bits} bits, N in {{100k, 300k}}, D in {{256, 512, 1024}}", bits=bits
+    )
+
+
+def cost_model_for(scaling: dict | None, bits: int) -> MatchingCostModel:
+    """From the scaling file's rows at ``bits`` (``exact`` holds float32's), else measured now."""
+    rows = (scaling or {}).get("exact") if bits == 32 else (scaling or {}).get("exact_bits", {}).get(str(bits))
+    if rows:
+        return fit_cost_model(rows, source=(scaling or {}).get("source", "scaling file"), bits=bits)
+    return quick_cost_model(bits)
+
+
+def bits_row(
+    model: MatchingCostModel, bits: int, memory_bytes: float, latency_ms: float, map_size: int, extraction_ms: float
+) -> dict:
+    """Eq. 11 and 12 at ``bits`` per dimension: the largest standard D and what it costs."""
+    d_memory = max_dim_for_memory(memory_bytes, map_size, bits / 8)
+    d_latency = model.max_dim_for_latency(latency_ms, extraction_ms, map_size)
+    fitting = [d for d in STANDARD_DIMS if d <= min(d_memory, d_latency)]
+    row = {"bits": bits, "max_dim_memory": d_memory, "max_dim_latency": d_latency, "cost_model": model.to_dict()}
+    if fitting:
+        dim = fitting[-1]
+        matching = model.matching_ms(map_size, dim)
+        row |= {
+            "dim": dim,
+            "database_bytes": map_size * dim * bits / 8,
+            "matching_ms": matching,
+            "total_ms": extraction_ms + matching,
+        }
+    return row
 
 
 def advise(
-    memory_bytes: float, latency_ms: float, map_size: int, extraction_ms: float = 0.0, scaling: dict | None = None
+    memory_bytes: float,
+    latency_ms: float,
+    map_size: int,
+    extraction_ms: float = 0.0,
+    scaling: dict | None = None,
+    descriptor_bits: tuple[int, ...] = (32,),
 ) -> dict:
+    """``descriptor_bits``: the bit widths to consider besides float32 (``by_bits`` in the answer)."""
     if min(memory_bytes, latency_ms, map_size) <= 0:
         raise ConfigError("--memory, --latency-ms and --map-size must be positive")
-    if scaling is not None:
-        model = fit_cost_model(scaling["exact"], source=scaling.get("source", "scaling file"))
-    else:
-        model = quick_cost_model()
+    unknown = [b for b in descriptor_bits if b not in (32, 16, 8, 1)]
+    if unknown:
+        raise ConfigError(f"--descriptor-bits takes 32, 16, 8 and 1, got {unknown[0]}")
+    model = cost_model_for(scaling, 32)
     d_memory = max_dim_for_memory(memory_bytes, map_size)
     d_latency = model.max_dim_for_latency(latency_ms, extraction_ms, map_size)
     limit = min(d_memory, d_latency)
@@ -54,6 +90,17 @@ def advise(
         "eq11_max_dim_memory": d_memory,
         "eq12_max_dim_latency": d_latency,
         "binding": "memory" if d_memory <= d_latency else "latency",
+        "by_bits": [
+            bits_row(
+                model if bits == 32 else cost_model_for(scaling, bits),
+                bits,
+                memory_bytes,
+                latency_ms,
+                map_size,
+                extraction_ms,
+            )
+            for bits in sorted(set(descriptor_bits) | {32}, reverse=True)
+        ],
     }
     if fitting:
         dim = fitting[-1]
@@ -103,6 +150,15 @@ def format_advice(answer: dict) -> str:
         f"Eq. 12 (latency) allows D <= {max(math.floor(answer['eq12_max_dim_latency']), 0)}; "
         f"binding: {answer['binding']}",
     ]
+    for row in answer["by_bits"]:
+        if row["bits"] == 32:
+            continue
+        lines.append(
+            f"at {row['bits']} bits per dimension: D = {row['dim']}, {row['database_bytes'] / 1e6:.1f} MB, "
+            f"matching {row['matching_ms']:.2f} ms"
+            if "dim" in row
+            else f"at {row['bits']} bits per dimension: no D >= 32 fits"
+        )
     exact = answer["exact"]
     if exact:
         lines.append(

@@ -40,15 +40,15 @@ class MatchingCostModel:
         return asdict(self)
 
 
-def max_dim_for_memory(memory_bytes: float, num_images: int, bytes_per_element: int = 4) -> float:
-    """Eq. 11 solved for D."""
+def max_dim_for_memory(memory_bytes: float, num_images: int, bytes_per_element: float = 4) -> float:
+    """Eq. 11 solved for D (``bytes_per_element`` = bits / 8: 4, 2, 1 or 1/8)."""
     return memory_bytes / (num_images * bytes_per_element)
 
 
-def fit_cost_model(measurements: list[dict], source: str = "") -> MatchingCostModel:
+def fit_cost_model(measurements: list[dict], source: str = "", bits: int = 32) -> MatchingCostModel:
     """Least squares of ms = k1 * (N D) + k2 * N over rows {n, d, ms}, on the rows whose map
-    exceeds the caches when there are at least two of them."""
-    large = [m for m in measurements if m["n"] * m["d"] * 4 >= CACHE_BYTES]
+    (``bits`` per element) exceeds the caches when there are at least two of them."""
+    large = [m for m in measurements if m["n"] * m["d"] * bits / 8 >= CACHE_BYTES]
     rows = large if len(large) >= 2 else measurements
     n = np.array([m["n"] for m in rows], dtype=np.float64)
     d = np.array([m["d"] for m in rows], dtype=np.float64)
@@ -59,8 +59,12 @@ def fit_cost_model(measurements: list[dict], source: str = "") -> MatchingCostMo
     return MatchingCostModel(float(k1), float(max(k2, 0.0)), source)
 
 
-def measure_exact_matching(sizes, dims, queries: int = 20, seed: int = 0) -> list[dict]:
-    """Median single-query exact search time for each (N, D), on random unit vectors."""
+def measure_exact_matching(sizes, dims, queries: int = 20, seed: int = 0, bits: int = 32) -> list[dict]:
+    """Median single-query exhaustive search time for each (N, D), on random unit vectors
+    stored at ``bits`` per dimension (``search.descriptor_bits``: float, fp16, int8 or binary
+    codes compared by Hamming distance, the query binarised as part of the search)."""
+    from edgevpr.search.binary_codes import fit_codec
+    from edgevpr.search.descriptor_bits import storage_spec
     from edgevpr.search.index import build_index
     from edgevpr.search.timing import time_matching
 
@@ -71,6 +75,9 @@ def measure_exact_matching(sizes, dims, queries: int = 20, seed: int = 0) -> lis
             database = rng.standard_normal((n, d), dtype=np.float32)
             database /= np.linalg.norm(database, axis=1, keepdims=True)
             probe = database[:queries] + 0.01
-            timing = time_matching(build_index(database, "Flat"), probe, 20, max_queries=queries)
-            rows.append({"n": n, "d": d, "ms": timing["median_ms"]})
+            spec = storage_spec("Flat", bits)
+            codec = fit_codec(database[: max(d, 256)], d, "random", seed=seed) if spec.binary else None
+            timing = time_matching(build_index(database, spec, codec=codec), probe, 20, max_queries=queries)
+            rows.append({"n": n, "d": d, "ms": timing["median_ms"], "bits": bits})
+            del database
     return rows

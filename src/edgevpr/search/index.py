@@ -110,6 +110,14 @@ class SearchIndex:
         _, shortlist = self.index.search(queries, max(k, self.spec.rerank))
         return rerank(self.vectors, queries, shortlist, k, self.metric)
 
+    def fixed_bytes(self) -> int:
+        """Bytes that do not grow with the map: trained parameters (coarse centroids, codebooks,
+        scalar ranges, graph entry) and a binary codec's rotation; what an empty trained copy holds."""
+        empty = (faiss.clone_binary_index if self.codec is not None else faiss.clone_index)(self.index)
+        empty.reset()
+        serialize = faiss.serialize_index_binary if self.codec is not None else faiss.serialize_index
+        return int(serialize(empty).nbytes) + (self.codec.nbytes if self.codec is not None else 0)
+
     def memory_bytes(self) -> int:
         """Bytes the index holds in memory (its serialized size, plus a binary codec's rotation);
         re-ranking vectors stay on disk."""
