@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from distractors import distractors
 from quantization_gardens_point import model_overrides
 
 from edgevpr.atomic import write_json
@@ -69,21 +70,6 @@ def gardens_point_descriptors(shared: Path, folder: Path, queries: str) -> None:
         }
     )
     evaluate(config)
-
-
-def distractors(real: np.ndarray, count: int, rng, chunk: int = 100_000) -> np.ndarray:
-    mean = real.mean(axis=0)
-    centred = real - mean
-    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
-    scales = singular / np.sqrt(len(real) - 1)
-    residual = np.sqrt(max(centred.var(axis=0).sum() - (scales**2).sum(), 0.0) / real.shape[1] + 1e-6)
-    out = np.empty((count, real.shape[1]), dtype=np.float32)
-    for start in range(0, count, chunk):
-        rows = min(chunk, count - start)
-        z = rng.standard_normal((rows, len(scales))).astype(np.float32) * scales
-        block = mean + z @ directions + residual * rng.standard_normal((rows, real.shape[1]), dtype=np.float32)
-        out[start : start + rows] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return out
 
 
 def table(database, queries, positives, specs, folder: Path) -> list[dict]:

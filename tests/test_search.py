@@ -180,3 +180,19 @@ def test_a_kill_at_any_step_of_index_build_leaves_the_old_or_the_new_index(tmp_p
     steps = kill_at_every_step(script, check)
     assert steps >= 4 and states[0] == "old" and states[-1] == "new"
     assert len(list(tmp_path.glob("map.faiss.v*"))) == 2  # the last write removed every leftover part
+
+
+def test_memory_mapped_rerank_vectors_are_linked_not_copied(tmp_path):
+    """A map of millions of fp16 vectors already on disk is saved by a hard link."""
+    vectors = np.random.default_rng(0).standard_normal((500, 16)).astype(np.float16)
+    np.save(tmp_path / "v.npy", vectors)
+    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    index = build_index(np.asarray(mapped, dtype=np.float32), "IVF4,Flat,Rerank10")
+    index.vectors = mapped
+    save_index(index, tmp_path / "i.faiss")
+    assert (tmp_path / "v.npy").stat().st_nlink == 2
+    loaded = load_index(tmp_path / "i.faiss")
+    assert loaded.vectors.dtype == np.float16
+    assert np.array_equal(
+        loaded.search(vectors[:5].astype(np.float32), 3)[1], index.search(vectors[:5].astype(np.float32), 3)[1]
+    )

@@ -13,6 +13,7 @@ Files of format 1 (a raw faiss file with a ``.json`` sidecar and ``.vectors.npy`
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import faiss
@@ -45,10 +46,10 @@ def save_index(index: SearchIndex, path: str | Path) -> None:
     parts = [faiss_part] + ([codec_part] if codec_part else [])
     if index.spec.rerank:
         vectors_part = part_path(path, ".vectors.npy")
-        with open(vectors_part, "wb") as handle:
-            np.save(
-                handle, np.asarray(index.vectors, dtype=np.float16 if index.vectors.dtype == np.float16 else np.float32)
-            )
+        if not _link_npy(index.vectors, vectors_part):
+            dtype = np.float16 if index.vectors.dtype == np.float16 else np.float32
+            with open(vectors_part, "wb") as handle:
+                np.save(handle, np.asarray(index.vectors, dtype=dtype))
         parts.append(vectors_part)
     else:
         vectors_part = None
@@ -65,6 +66,26 @@ def save_index(index: SearchIndex, path: str | Path) -> None:
     }
     commit(path, manifest, parts)
     sidecar(path).unlink(missing_ok=True)  # a format-1 sidecar of an index this one replaced
+
+
+def _link_npy(vectors, target: Path) -> bool:
+    """Hard-link the ``.npy`` that ``vectors`` memory-maps whole (a map of millions of vectors
+    is not copied again); False when they are not such a map or the file system refuses."""
+    filename = getattr(vectors, "filename", None)
+    if not isinstance(vectors, np.memmap) or not filename or vectors.dtype not in (np.float16, np.float32):
+        return False
+    try:
+        with open(filename, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(handle)
+            header = handle.tell()
+        if (shape, fortran, dtype) != (vectors.shape, False, vectors.dtype) or vectors.offset != header:
+            return False
+        os.link(filename, target)
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _manifest(path: Path) -> tuple[dict, Path]:
