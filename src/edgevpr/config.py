@@ -81,6 +81,11 @@ class EvalConfig:
     int8_scale: str = "dimension"  # descriptor_bits 8: one scale per dimension, or "global"
     descriptor_fit: str | None = None  # descriptor_bits 1: images to fit the binary rotation on
     binary_rotation: str = "itq"  # descriptor_bits 1: itq (Gong and Lazebnik 2011) | random
+    rerank: str | None = None  # second stage: a registered re-ranker (ransac, rapid, attention, ...)
+    rerank_k: int = 100  # candidates of the first stage it re-orders
+    matcher: str | None = None  # --rerank attention: the file of `edgevpr train-matcher`
+    patch_size: tuple[int, ...] = (3,)  # patch descriptors: window sizes in feature cells
+    patch_stride: tuple[int, ...] = (1,)  # one stride per size
     seed: int = 0
     repeat: int = 1  # runs with seeds seed, seed+1, ...: the result adds their mean and spread (evaluate.repeats)
     out: str | None = None

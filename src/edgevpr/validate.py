@@ -44,6 +44,9 @@ RANGES = {
         "sequence": AT_LEAST_ONE,
         "repeat": AT_LEAST_ONE,
         "descriptor_bits": ("one of 32, 16, 8, 1", lambda v: v in (32, 16, 8, 1)),
+        "rerank_k": AT_LEAST_ONE,
+        "patch_size": AT_LEAST_ONE,
+        "patch_stride": AT_LEAST_ONE,
     },
     "train": {
         "tolerance_frames": NON_NEGATIVE,

@@ -456,20 +456,25 @@ def protocols_command(as_json):
 
 @main.command("list")
 def list_command():
-    """The registered backbones and aggregators."""
+    """The registered backbones, aggregators and re-rankers."""
     import edgevpr.models  # noqa: F401
     from edgevpr.models.registry import AGGREGATORS, BACKBONES
+    from edgevpr.rerank import RERANKERS
 
     click.echo("backbones:   " + ", ".join(BACKBONES.names()))
     click.echo("aggregators: " + ", ".join(AGGREGATORS.names()))
+    click.echo("re-rankers:  " + ", ".join(RERANKERS.names()))
 
 
 from edgevpr.cli.convert import convert_command  # noqa: E402  (registered below)
 from edgevpr.cli.maps import localize_command, map_group  # noqa: E402  (registered below)
+from edgevpr.cli.matcher import export_matcher_command, train_matcher_command  # noqa: E402
 
 main.add_command(map_group)
 main.add_command(localize_command)
 main.add_command(convert_command)
+main.add_command(train_matcher_command)
+main.add_command(export_matcher_command)
 
 if __name__ == "__main__":
     main()

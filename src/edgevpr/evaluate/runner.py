@@ -22,6 +22,7 @@ from edgevpr.evaluate.pr import metrics_block, plot_pr_curve
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
 from edgevpr.evaluate.recall import first_positive_ranks, recall_at_n, recall_from_ranks
 from edgevpr.evaluate.repeats import summarise_runs
+from edgevpr.evaluate.second_stage import SecondStage
 from edgevpr.evaluate.test_time import CROPS, crop_descriptors, search_with_crops
 from edgevpr.extraction.extract import extract
 from edgevpr.models import VPRModel, build_model
@@ -133,6 +134,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         raise ConfigError("--test-method and --sequence do not combine; choose one")
     if config.eval.sequence < 1:
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
+    second = SecondStage.configured(config)  # a bad --rerank name fails here, before any work
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
         raise ConfigError(f"--recall-at needs positive N, got {','.join(map(str, config.eval.recall_at)) or 'none'}")
     if config.eval.repeat < 1:
@@ -171,7 +173,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         initialise_aggregator(model, dataset.database_paths, preprocess, config.eval.seed, config.data.max_pixels)
         extractor = torch_extractor(model)
 
-    db, q, dataset = extract_dataset(extractor.forward, dataset, preprocess, config.eval, config.data)
+    forward = second.forward(model, config) if second else extractor.forward
+    db, q, dataset = extract_dataset(forward, dataset, preprocess, config.eval, config.data)
     if not config.model.onnx and model.pca is not None and not bool(model.pca.fitted):
         model.pca.fit(db.descriptors)  # learned on the database, then part of the model
         db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
@@ -191,7 +194,10 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         crops = crop_descriptors(extractor.forward, dataset.query_paths, preprocess, method, config.data.max_pixels)
         scores, predictions = search_with_crops(index, crops, method, k)
     else:
-        scores, predictions = search(index, q.descriptors, k)
+        scores, predictions = search(index, q.descriptors, max(k, second.k) if second else k)
+    if second:  # evaluate.second_stage: the top-K re-ordered by the re-ranker
+        scores, predictions = second.rerank(predictions, q, db)
+        scores, predictions = scores[:, :k], predictions[:, :k]
     ranks = first_positive_ranks(predictions, dataset.positives)
     metrics = metrics_block(scores, predictions, dataset.positives, [n for n in (1, 5, 10) if n <= k])
     recall = recall_from_ranks(ranks, config.eval.recall_at)
@@ -219,6 +225,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         database_size=search_bytes,
     )
     cost["index_fixed_bytes"] = fixed_bytes  # held once whatever the map size
+    if second:
+        cost |= second.cost(cost)
     if method != "single":  # a query costs its crops, as one batch
         side = min(protocol["image_size"])
         per_query = extractor.latency((CROPS[method], 3, side, side), config.eval.latency_runs)
@@ -251,7 +259,8 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
             "memory_bytes": search_bytes + fixed_bytes,
             "descriptor_bits": stored_bits(spec),
         }
-        | ({"codec": codec.describe()} if codec is not None else {}),
+        | ({"codec": codec.describe()} if codec is not None else {})
+        | ({"rerank": second.describe()} if second else {}),
         "config": config.to_dict(),
         "environment": environment(),
     }

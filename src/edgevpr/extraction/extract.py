@@ -43,6 +43,7 @@ class Extraction:
     kept: np.ndarray  # indices into the input paths
     skipped: list[str] = field(default_factory=list)  # "path: reason"
     sizes: Counter = field(default_factory=Counter)  # (H, W) -> count of images
+    patches: np.ndarray | None = None  # (kept, n_P, D_p) float16, from a model that also gives patches
 
 
 def iterate_images(
@@ -93,17 +94,28 @@ def _forward(model, images: torch.Tensor, first: Path):
 def extract(
     model, paths, preprocess, batch_size=16, workers=0, skip_bad=False, max_pixels=DEFAULT_MAX_PIXELS, label=""
 ):
-    indices, chunks, sizes, skipped = [], [], Counter(), []
+    """Descriptors of ``paths``; a model returning ``(global, patches)`` (``extraction.patches``)
+    gives the patches too, which need one patch count: images of one size after resizing."""
+    indices, chunks, patch_chunks, sizes, skipped = [], [], [], Counter(), []
     for batch_indices, images in iterate_images(
         paths, preprocess, batch_size, workers, skip_bad, max_pixels, label, skipped
     ):
         out = _forward(model, images, paths[batch_indices[0]])
+        if isinstance(out, tuple):
+            out, patches = out
+            if patch_chunks and patches.shape[1:] != patch_chunks[0].shape[1:]:
+                raise ConfigError(
+                    f"{paths[batch_indices[0]]}: gives {patches.shape[1]} patches, earlier images "
+                    f"{patch_chunks[0].shape[1]}; patch re-ranking needs one image size: give --size HxW"
+                )
+            patch_chunks.append(patches.to(torch.float16).numpy())
         chunks.append(out.float().numpy() if torch.is_tensor(out) else np.asarray(out, dtype=np.float32))
         indices.extend(batch_indices)
         sizes[tuple(images.shape[-2:])] += len(batch_indices)
     dim = chunks[0].shape[1] if chunks else 0
     descriptors = np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
-    return Extraction(descriptors.astype(np.float32), np.asarray(indices, dtype=np.int64), skipped, sizes)
+    patches = np.concatenate(patch_chunks) if patch_chunks else None
+    return Extraction(descriptors.astype(np.float32), np.asarray(indices, dtype=np.int64), skipped, sizes, patches)
 
 
 @torch.inference_mode()

@@ -1,0 +1,91 @@
+"""The second stage of an evaluation (``--rerank NAME --rerank-k K [--matcher FILE]``): patch
+descriptors extracted in the same pass as the global ones (``extraction.patches``), the first
+stage's top-K of each query re-ordered by the re-ranker (``rerank``), and what it costs:
+``rerank_ms`` per query (median at that K, counted in ``total_ms``), ``patch_bytes`` per
+database image (fp16) and, for a trained matcher, its parameters and FLOPs per pair."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgevpr.config import RunConfig
+from edgevpr.errors import ConfigError
+from edgevpr.extraction.patches import PatchModel, PatchSpec
+from edgevpr.rerank import PatchSet, make_reranker, rerank_predictions
+
+
+class SecondStage:
+    def __init__(self, config: RunConfig):
+        self.name, self.k = config.eval.rerank, config.eval.rerank_k
+        self.reranker = make_reranker(self.name, config.eval.matcher)
+        self.spec = PatchSpec(tuple(config.eval.patch_size), tuple(config.eval.patch_stride))
+        trained = getattr(self.reranker, "meta", {}).get("patch_spec")
+        if trained and PatchSpec.from_dict(trained) != self.spec:
+            raise ConfigError(
+                f"{config.eval.matcher}: the matcher was trained on {PatchSpec.from_dict(trained).rule()}, "
+                f"this evaluation extracts {self.spec.rule()}; give the same --patch-size/--patch-stride"
+            )
+        self.patch_model: PatchModel | None = None
+        self.times: list[float] = []
+
+    @classmethod
+    def configured(cls, config: RunConfig) -> SecondStage | None:
+        if not config.eval.rerank:
+            return None
+        if config.model.onnx:
+            raise ConfigError(
+                "--rerank needs the PyTorch model (--config, --checkpoint or flags): an ONNX file has no patch output"
+            )
+        if config.eval.sequence > 1 or config.eval.test_method != "single":
+            raise ConfigError("--rerank does not combine with --sequence or --test-method; choose one")
+        return cls(config)
+
+    def forward(self, model, config: RunConfig):
+        self.patch_model = PatchModel(model, self.spec).eval()
+        return self.patch_model
+
+    def _sets(self, extraction) -> list[PatchSet]:
+        height, width = self.patch_model.map_size
+        centres, stride = self.patch_model.centres(), min(self.spec.strides)
+        return [PatchSet(p, centres, stride, (width, height)) for p in extraction.patches]
+
+    def rerank(self, predictions: np.ndarray, queries, database) -> tuple[np.ndarray, np.ndarray]:
+        self.patches_per_image = int(database.patches.shape[1])
+        self.patch_dim = int(database.patches.shape[2])
+        if hasattr(self.reranker, "check"):
+            self.reranker.check(self.patch_dim)
+        scores, reordered, self.times = rerank_predictions(
+            self.reranker, predictions, self._sets(queries), self._sets(database), self.k
+        )
+        return scores, reordered
+
+    def cost(self, cost: dict) -> dict:
+        rerank_ms = float(np.median(self.times)) if self.times else 0.0
+        added = {
+            "rerank_ms": rerank_ms,
+            "rerank_p90_ms": float(np.percentile(self.times, 90)) if self.times else 0.0,
+            "patch_bytes": self.patches_per_image * self.patch_dim * 2,  # per database image, fp16
+            "patches_per_image": self.patches_per_image,
+            "total_ms": cost["total_ms"] + rerank_ms,
+        }
+        matcher = getattr(self.reranker, "matcher", None)
+        if matcher is not None:
+            added |= {
+                "matcher_params": sum(p.numel() for p in matcher.parameters()),
+                "matcher_flops": self.pair_flops(),
+            }
+        return added
+
+    def pair_flops(self) -> int:
+        """FLOPs of matching one pair of images (``torch.utils.flop_counter``; 2 per multiply-add)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        matcher, n = self.reranker.matcher, self.patches_per_image
+        patches, positions = torch.zeros(1, n, self.patch_dim), torch.zeros(1, n, 2)
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            matcher(patches, positions, patches, positions)
+        return int(counter.get_total_flops())
+
+    def describe(self) -> dict:
+        return {"name": self.name, "k": self.k, "patches": self.spec.rule(), **self.reranker.describe()}

@@ -1,0 +1,77 @@
+"""The trained attention matcher as a re-ranker (``--rerank attention --matcher FILE``): the
+query's patches against all K candidates as one batch; each candidate's score is the
+transported mass between real patches (``rerank.matcher.image_score``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgevpr.errors import ConfigError
+from edgevpr.rerank.matcher import AttentionMatcher, normalised_positions
+from edgevpr.rerank.matcher_file import load_matcher
+from edgevpr.rerank.matcher_onnx import INPUTS
+from edgevpr.rerank.registry import RERANKERS, PatchSet, Reranker
+
+
+def patch_tensors(sets: list[PatchSet]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stacked patches (K, n, D) and normalised positions (K, n, 2) of sets of one patch count."""
+    patches = torch.from_numpy(np.stack([np.asarray(s.patches, dtype=np.float32) for s in sets]))
+    positions = torch.from_numpy(np.stack([np.asarray(s.positions, dtype=np.float32) for s in sets]))
+    extent = torch.tensor([list(s.extent) for s in sets], dtype=torch.float32)[:, None, :]
+    return patches, normalised_positions(positions, extent)
+
+
+@RERANKERS.register("attention")
+class AttentionReranker(Reranker):
+    needs_matcher = True
+
+    def __init__(self, path: str):
+        self.path, self.session = path, None
+        if str(path).endswith(".onnx"):  # exported by `edgevpr export-matcher`, run by ONNX Runtime
+            self.session, self.meta = onnx_matcher(path)
+            self.matcher = AttentionMatcher(**self.meta["config"])  # for its parameter count and FLOPs
+        else:
+            self.matcher, self.meta = load_matcher(path)
+
+    def check(self, patch_dim: int) -> None:
+        expected = self.matcher.config["in_dim"]
+        if patch_dim != expected:
+            raise ConfigError(f"{self.path}: the matcher takes {expected}-D patches, the model gives {patch_dim}-D")
+
+    @torch.inference_mode()
+    def score(self, query: PatchSet, candidates: list[PatchSet]) -> np.ndarray:
+        self.check(query.patches.shape[1])
+        q_patches, q_positions = patch_tensors([query])
+        d_patches, d_positions = patch_tensors(candidates)
+        if self.session is not None:
+            count = len(candidates)
+            feeds = [q_patches.expand(count, -1, -1), q_positions.expand(count, -1, -1), d_patches, d_positions]
+            return self.session.run(["score"], dict(zip(INPUTS, [np.ascontiguousarray(t.numpy()) for t in feeds])))[0]
+        encoded_q = self.matcher.encode(q_patches, q_positions).expand(len(candidates), -1, -1)
+        log_p = self.matcher.log_assignment(encoded_q, self.matcher.encode(d_patches, d_positions))
+        m = log_p.shape[1] - 1
+        return (log_p[:, :-1, :-1].exp().sum(dim=(1, 2)) / m).numpy()
+
+    def describe(self) -> dict:
+        params = sum(p.numel() for p in self.matcher.parameters())
+        runtime = "onnxruntime" if self.session is not None else "pytorch"
+        return {"matcher": self.path, "runtime": runtime, "params": params, **self.matcher.config}
+
+
+def onnx_matcher(path: str):
+    """An ONNX Runtime session of an exported matcher and the metadata it carries."""
+    import json
+
+    import onnx
+
+    from edgevpr.rerank.matcher_onnx import METADATA_KEY, session
+
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except Exception as error:  # onnx raises several types for a damaged file
+        raise ConfigError(f"{path}: not a readable ONNX file ({error.__class__.__name__})") from None
+    entries = {e.key: e.value for e in proto.metadata_props}
+    if METADATA_KEY not in entries:
+        raise ConfigError(f"{path}: not a matcher exported by `edgevpr export-matcher`")
+    return session(path), json.loads(entries[METADATA_KEY])

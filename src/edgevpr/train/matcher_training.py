@@ -1,0 +1,213 @@
+"""``edgevpr train-matcher``: the attention matcher (``rerank.matcher``) trained on the
+first stage's triplet sets (``data.train_sets``: the same folders, positive and negative rules).
+
+Patches come from the frozen first-stage model (``extraction.patches``), extracted once and
+kept in the run folder. For each training query: its best positive (highest global similarity
+among the candidate positives, as NetVLAD picks it) and its hardest negatives by global
+similarity (full mining). The datasets here have no camera geometry, so a positive pair's
+correspondences are its mutual nearest neighbours that RANSAC accepts (homography, Patch-
+NetVLAD's threshold); the other patches of the pair, and every patch of a negative pair, belong
+to the dustbin. Loss: SuperGlue's negative log-likelihood of that assignment, plus
+``ranking_weight`` times a hinge that ranks the positive pair's image score above the negative's.
+
+Validation holds out the last fifth of the queries (for frame-aligned traversals, later places):
+the share of them whose positive outscores all of its hard negatives, beside the same share for
+``ransac`` on the same pairs. The best matcher is kept; the run resumes from its last epoch."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevpr.atomic import atomic_path, write_json
+from edgevpr.config import RunConfig
+from edgevpr.data.train_sets import load_triplet_set
+from edgevpr.errors import ConfigError
+from edgevpr.extraction.extract import extract
+from edgevpr.extraction.patches import PatchModel, PatchSpec
+from edgevpr.models import build_model
+from edgevpr.models.initialise import initialise_aggregator
+from edgevpr.models.resolve import contract_of, resolve_config
+from edgevpr.progress import Progress
+from edgevpr.rerank.attention import patch_tensors
+from edgevpr.rerank.matcher import AttentionMatcher, nll_loss, ranking_loss
+from edgevpr.rerank.matcher_file import save_matcher
+from edgevpr.rerank.mutual import mutual_matches
+from edgevpr.rerank.ransac import THRESHOLD_STRIDES, RansacReranker, inlier_mask
+from edgevpr.rerank.registry import PatchSet
+
+HARD_NEGATIVES = 5
+
+
+def _patch_sets(extraction, centres: np.ndarray, stride: int, extent) -> list[PatchSet]:
+    return [PatchSet(p, centres, stride, extent) for p in extraction.patches]
+
+
+def verified_matches(query: PatchSet, database: PatchSet) -> np.ndarray:
+    """(k, 2) query/database patch indices: mutual nearest neighbours kept by RANSAC."""
+    q, d = mutual_matches(query.patches, database.patches)
+    keep = inlier_mask(database.positions[d], query.positions[q], "homography", THRESHOLD_STRIDES * query.stride)
+    return np.stack([q[keep], d[keep]], axis=1) if keep.any() else np.zeros((0, 2), dtype=np.int64)
+
+
+class MatcherData:
+    """Patches of the training set, each query's best positive, hard negatives and labels."""
+
+    def __init__(self, config: RunConfig, spec: PatchSpec, folder: Path, log):
+        model = build_model(config.model).eval()
+        triplets = load_triplet_set(config.train)
+        contract = contract_of(config)
+        initialise_aggregator(model, triplets.database_paths, contract, config.train.seed, config.data.max_pixels)
+        patch_model = PatchModel(model, spec)
+        extract_options = dict(max_pixels=config.data.max_pixels, batch_size=8)
+        database = extract(patch_model, triplets.database_paths, contract, label="database ", **extract_options)
+        queries = extract(patch_model, triplets.query_paths, contract, label="queries ", **extract_options)
+        width, height = patch_model.map_size[1], patch_model.map_size[0]
+        stride = min(spec.strides)
+        self.database = _patch_sets(database, patch_model.centres(), stride, (width, height))
+        self.queries = _patch_sets(queries, patch_model.centres(), stride, (width, height))
+        self.patch_dim = int(database.patches.shape[2])
+        similarity = queries.descriptors @ database.descriptors.T
+        trainable = triplets.trainable(HARD_NEGATIVES)
+        if len(trainable) < 5:
+            raise ConfigError(f"only {len(trainable)} training queries have a positive and {HARD_NEGATIVES} negatives")
+        self.positive, self.negatives, self.labels = {}, {}, {}
+        for q in trainable:
+            candidates = triplets.positives[q]
+            self.positive[q] = int(candidates[np.argmax(similarity[q, candidates])])
+            allowed = np.setdiff1d(np.arange(len(self.database)), triplets.non_negatives[q])
+            self.negatives[q] = allowed[np.argsort(-similarity[q, allowed])[:HARD_NEGATIVES]]
+            self.labels[q] = torch.from_numpy(verified_matches(self.queries[q], self.database[self.positive[q]]))
+        split = int(len(trainable) * 0.8)
+        self.train, self.val = trainable[:split], trainable[split:]
+        log(
+            f"{len(self.train)} training and {len(self.val)} validation queries; {self.queries[0].patches.shape[0]} "
+            f"patches of {self.patch_dim} dimensions per image; {np.mean([len(v) for v in self.labels.values()]):.1f} "
+            f"verified correspondences per positive pair"
+        )
+
+    def batch(self, queries: np.ndarray, rng) -> tuple:
+        """Stacked tensors of (query, positive) and (query, a random hard negative) pairs."""
+        negatives = [self.negatives[q][rng.integers(len(self.negatives[q]))] for q in queries]
+        q_p, q_x = patch_tensors([self.queries[q] for q in queries])
+        p_p, p_x = patch_tensors([self.database[self.positive[q]] for q in queries])
+        n_p, n_x = patch_tensors([self.database[n] for n in negatives])
+        return q_p, q_x, p_p, p_x, n_p, n_x, [self.labels[q] for q in queries]
+
+
+@torch.inference_mode()
+def validation_accuracy(matcher: AttentionMatcher, data: MatcherData) -> float:
+    """Share of validation queries whose positive outscores all their hard negatives."""
+    from edgevpr.rerank.attention import AttentionReranker
+
+    reranker = AttentionReranker.__new__(AttentionReranker)
+    reranker.matcher, reranker.path = matcher.eval(), "training"
+    return _accuracy(reranker, data)
+
+
+def _accuracy(reranker, data: MatcherData) -> float:
+    wins = 0
+    for q in data.val:
+        candidates = [data.database[data.positive[q]]] + [data.database[n] for n in data.negatives[q]]
+        scores = reranker.score(data.queries[q], candidates)
+        wins += int(scores[0] > scores[1:].max())
+    return wins / max(len(data.val), 1)
+
+
+def train_matcher(
+    config: RunConfig,
+    spec: PatchSpec,
+    run_dir: str | Path,
+    dim: int = 64,
+    heads: int = 2,
+    layers: int = 4,
+    iterations: int = 20,
+    batch_pairs: int = 8,
+    lr: float = 1e-3,
+    ranking_weight: float = 1.0,
+    epochs: int = 30,
+    max_minutes: float | None = None,
+    log=print,
+) -> dict:
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = resolve_config(config)
+    torch.manual_seed(config.train.seed)
+    data = MatcherData(config, spec, folder, log)
+    matcher = AttentionMatcher(data.patch_dim, dim, heads, layers, iterations)
+    optimizer = torch.optim.Adam(matcher.parameters(), lr=lr)
+    state_file, best_file = folder / "matcher_state.pt", folder / "matcher.npz"
+    history, start_epoch, best = [], 0, -1.0
+    if state_file.is_file():  # resume: tensors and plain data only
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        matcher.load_state_dict(state["matcher"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best, history = int(state["epoch"]) + 1, float(state["best"]), list(state["history"])
+        log(f"resumed after epoch {start_epoch} (best validation accuracy {best:.3f})")
+    ransac_accuracy = _accuracy(RansacReranker(), data)
+    began = time.monotonic()
+    info = {
+        "patch_spec": spec.to_dict(),
+        "model": config.to_dict()["model"],
+        "contract": contract_of(config).to_dict(),
+        "train": {
+            "database": config.train.database,
+            "queries": list(config.train.queries),
+            "frames": config.train.frames,
+        },
+    }
+    for epoch in range(start_epoch, epochs):
+        matcher.train()
+        rng = np.random.default_rng([config.train.seed, epoch])
+        order = rng.permutation(data.train)
+        losses = []
+        with Progress(len(order), f"epoch {epoch}", "query") as bar:
+            for begin in range(0, len(order), batch_pairs):
+                chunk = order[begin : begin + batch_pairs]
+                q_p, q_x, p_p, p_x, n_p, n_x, labels = data.batch(chunk, rng)
+                log_pos, score_pos = matcher(q_p, q_x, p_p, p_x)
+                log_neg, score_neg = matcher(q_p, q_x, n_p, n_x)
+                loss = nll_loss(log_pos, labels) + nll_loss(log_neg, [labels[0][:0]] * len(chunk))
+                if ranking_weight:
+                    loss = loss + ranking_weight * ranking_loss(score_pos, score_neg)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                bar.update(len(chunk))
+        accuracy = validation_accuracy(matcher, data)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": accuracy})
+        log(
+            f"epoch {epoch}: loss {np.mean(losses):.4f}, validation accuracy {accuracy:.3f} "
+            f"(ransac {ransac_accuracy:.3f})"
+        )
+        if accuracy > best:
+            best = accuracy
+            save_matcher(matcher, best_file, info | {"val_accuracy": accuracy, "epoch": epoch})
+        with atomic_path(state_file) as tmp:
+            torch.save(
+                {
+                    "matcher": matcher.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "best": best,
+                    "history": history,
+                },
+                tmp,
+            )
+        if max_minutes is not None and time.monotonic() - began > 60 * max_minutes:
+            log(f"stopped after {max_minutes} minutes")
+            break
+    summary = {
+        "matcher": str(best_file),
+        "best_val_accuracy": best,
+        "ransac_val_accuracy": ransac_accuracy,
+        "history": history,
+        "params": sum(p.numel() for p in matcher.parameters()),
+        "ranking_weight": ranking_weight,
+    }
+    write_json(folder / "matcher_summary.json", summary)
+    return summary

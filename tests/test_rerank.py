@@ -1,0 +1,217 @@
+"""The second stage: patch descriptors, Sinkhorn with a dustbin, RANSAC/rapid scoring, the
+attention matcher (training, ONNX), and re-ranking in eval."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from edgevpr.cli import main
+from edgevpr.config import ModelConfig
+from edgevpr.errors import ConfigError
+from edgevpr.extraction.patches import PatchModel, PatchSpec, patch_centres, patch_count
+from edgevpr.models import build_model
+from edgevpr.rerank import RERANKERS, PatchSet, make_reranker, rerank_predictions
+from edgevpr.rerank.matcher import AttentionMatcher, nll_loss
+from edgevpr.rerank.matcher_file import load_matcher, save_matcher
+from edgevpr.rerank.ransac import inlier_mask
+from edgevpr.rerank.sinkhorn import log_optimal_transport
+
+
+def test_patch_count_follows_eq_2_and_centres_match_it():
+    assert patch_count(12, 20, 3, 1) == 10 * 18 and patch_count(12, 20, 5, 2) == 4 * 8 and patch_count(4, 4, 5, 1) == 0
+    centres = patch_centres(12, 20, 5, 2)
+    assert (
+        len(centres) == patch_count(12, 20, 5, 2)
+        and centres[0].tolist() == [2.0, 2.0]
+        and centres[-1].tolist() == [16.0, 8.0]
+    )
+
+
+def test_a_patch_covering_the_whole_map_is_the_global_descriptor():
+    torch.manual_seed(0)
+    for aggregator in ("gem", "netvlad"):
+        model = build_model(ModelConfig(backbone="squeezenet", aggregator=aggregator, clusters=8)).eval()
+        images = torch.rand(2, 3, 127, 127)
+        side = model.backbone(images).shape[-1]
+        with torch.inference_mode():
+            global_, patches = PatchModel(model, PatchSpec((side,), (1,)))(images)
+        assert patches.shape[1] == 1 and torch.allclose(patches[:, 0], global_, atol=1e-5)
+
+
+def test_sinkhorn_rows_and_columns_sum_to_the_marginals_with_the_dustbin():
+    scores = torch.randn(3, 6, 9)
+    p = log_optimal_transport(scores, torch.tensor(0.3), 200).exp()
+    assert torch.allclose(p[:, :-1, :].sum(2), torch.ones(3, 6), atol=1e-4)  # each query patch: mass 1
+    assert torch.allclose(p[:, :, :-1].sum(1), torch.ones(3, 9), atol=1e-4)  # each database patch: mass 1
+    assert torch.allclose(p[:, -1, :].sum(1), torch.full((3,), 9.0), atol=1e-3)  # dustbin row holds N
+    assert torch.allclose(p[:, :, -1].sum(1), torch.full((3,), 6.0), atol=1e-3)  # dustbin column holds M
+
+
+def _shifted_pair(shift=(3, 2), size=(10, 14), dim=32, seed=0):
+    """A query image's patches and a database image showing the same scene moved by ``shift``
+    cells: the overlapping patches share descriptors (with noise), the rest are random."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    ys, xs = np.mgrid[0:h, 0:w]
+    positions = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+    scene = rng.standard_normal((h + 10, w + 10, dim)).astype(np.float32)
+    query = scene[ys.ravel() + 5, xs.ravel() + 5]
+    database = scene[ys.ravel() + 5 - shift[1], xs.ravel() + 5 - shift[0]] + 0.05 * rng.standard_normal((h * w, dim))
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    return PatchSet(unit(query), positions, 1, (w, h)), PatchSet(unit(database), positions, 1, (w, h))
+
+
+def test_ransac_recovers_a_known_shift_and_prefers_the_true_match():
+    query, database = _shifted_pair()
+    _, stranger = _shifted_pair(seed=1)
+    scores = make_reranker("ransac").score(query, [stranger, database])
+    assert scores[1] > 0.5 and scores[1] > 5 * scores[0]  # most patches verified, against chance
+    # the verified correspondences are the shift itself
+    q, d = np.arange(len(query.patches)), np.argmax(query.patches @ database.patches.T, axis=1)
+    mask = inlier_mask(database.positions[d], query.positions[q], "homography", 1.5)
+    displacement = query.positions[q[mask]] - database.positions[d[mask]]
+    assert np.allclose(np.median(displacement, axis=0), [-3, -2])  # the database view is moved by (3, 2)
+    assert make_reranker("rapid").score(query, [stranger, database]).argmax() == 1
+    assert make_reranker("ransac_fundamental").score(query, [stranger, database]).argmax() == 1
+
+
+def test_reranking_permutes_each_row_without_dropping_or_repeating():
+    sets = [_shifted_pair(seed=s)[1] for s in range(12)]
+    queries = [_shifted_pair(seed=s)[0] for s in (3, 7)]  # their true matches: entries 3 and 7
+    predictions = np.array([[0, 1, 2, 3, 4, 5, 6, 8, 9, 10], [11, 10, 9, 8, 7, 6, 5, 4, 3, 2]])
+    scores, reordered, times = rerank_predictions(make_reranker("ransac"), predictions, queries, sets, 6)
+    for before, after in zip(predictions, reordered):
+        assert sorted(after[:6]) == sorted(before[:6]) and np.array_equal(after[6:], before[6:])
+    assert reordered[0, 0] == 3 and reordered[1, 0] == 7 and len(times) == 2
+    assert np.all(np.diff(scores[:, :6], axis=1) <= 0) and np.isinf(scores[:, 6:]).all()
+
+
+def test_bad_reranker_names_and_missing_matchers_are_one_line_errors(tmp_path, tiny_street):
+    with pytest.raises(ConfigError, match="unknown re-ranker 'sift'"):
+        make_reranker("sift")
+    with pytest.raises(ConfigError, match="needs --matcher"):
+        make_reranker("attention")
+    result = CliRunner().invoke(main, ["eval", "--dataset", str(tiny_street), "--rerank", "sift"])
+    assert result.exit_code == 1 and "unknown re-ranker 'sift'" in result.output
+    assert set(RERANKERS.names()) >= {"ransac", "rapid", "attention", "ransac_fundamental"}
+
+
+def test_matcher_learns_verified_correspondences_and_saves_without_pickles(tmp_path):
+    torch.manual_seed(0)
+    query, database = _shifted_pair(size=(6, 8), dim=16)
+    q = torch.from_numpy(query.patches)[None]
+    d = torch.from_numpy(database.patches)[None]
+    x = torch.from_numpy(query.positions)[None] / 8
+    matches = torch.from_numpy(np.stack(np.nonzero((query.patches @ database.patches.T) > 0.9), axis=1))
+    matcher = AttentionMatcher(16, 16, 2, 2, 10)
+    optimizer = torch.optim.Adam(matcher.parameters(), lr=1e-2)
+    first = None
+    for _ in range(60):
+        loss = nll_loss(matcher(q, x, d, x)[0], [matches])
+        first = first if first is not None else float(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(loss.detach()) < 0.5 * first
+    save_matcher(matcher, tmp_path / "m.npz", {"patch_spec": {"sizes": [3], "strides": [1]}})
+    loaded, meta = load_matcher(tmp_path / "m.npz")
+    with torch.inference_mode():
+        assert torch.allclose(loaded(q, x, d, x)[1], matcher(q, x, d, x)[1])
+    assert meta["patch_spec"] == {"sizes": [3], "strides": [1]}
+
+
+def test_matcher_onnx_equals_torch_within_1e_4(tmp_path):
+    from edgevpr.rerank.attention import AttentionReranker
+    from edgevpr.rerank.matcher_onnx import export_matcher
+
+    save_matcher(AttentionMatcher(32, 16, 2, 4, 10), tmp_path / "m.npz", {"patch_spec": {"sizes": [3], "strides": [1]}})
+    report = export_matcher(str(tmp_path / "m.npz"), str(tmp_path / "m.onnx"))
+    assert report["max_difference"] < 1e-4  # on pair and patch counts unlike the export example's
+    query, database = _shifted_pair(dim=32)
+    scores = [AttentionReranker(str(tmp_path / f)).score(query, [database, query]) for f in ("m.npz", "m.onnx")]
+    assert np.abs(scores[0] - scores[1]).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_train_matcher_and_rerank_in_eval(tmp_path, training_street, tiny_street):
+    run = tmp_path / "run"
+    base = ["--backbone", "squeezenet", "--size", "72x96"]
+    trained = CliRunner().invoke(
+        main,
+        [
+            "train-matcher",
+            *base,
+            "--train-dataset",
+            str(training_street),
+            "--negatives",
+            "5",
+            "--epochs",
+            "2",
+            "--patch-size",
+            "2",
+            "--matcher-dim",
+            "16",
+            "--matcher-layers",
+            "2",
+            "--run-dir",
+            str(run),
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert (run / "matcher.npz").is_file() and "validation accuracy" in trained.output
+    again = CliRunner().invoke(
+        main,
+        [
+            "train-matcher",
+            *base,
+            "--train-dataset",
+            str(training_street),
+            "--negatives",
+            "5",
+            "--epochs",
+            "3",
+            "--patch-size",
+            "2",
+            "--matcher-dim",
+            "16",
+            "--matcher-layers",
+            "2",
+            "--run-dir",
+            str(run),
+        ],
+    )
+    assert again.exit_code == 0 and "resumed after epoch 2" in again.output
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            *base,
+            "--dataset",
+            str(tiny_street),
+            "--latency-runs",
+            "20",
+            "--rerank",
+            "attention",
+            "--matcher",
+            str(run / "matcher.npz"),
+            "--rerank-k",
+            "5",
+            "--patch-size",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cost = json.loads(out.read_text())["cost"]
+    assert cost["rerank_ms"] > 0 and cost["total_ms"] >= cost["rerank_ms"] and cost["matcher_params"] > 0
+    assert cost["patch_bytes"] == cost["patches_per_image"] * 512 * 2 and cost["matcher_flops"] > 0
+    wrong = CliRunner().invoke(
+        main,
+        ["eval", *base, "--dataset", str(tiny_street), "--rerank", "attention", "--matcher", str(run / "matcher.npz")],
+    )
+    assert wrong.exit_code == 1 and "trained on patches=2/1" in wrong.output
