@@ -216,7 +216,7 @@ def test_cli_build_localize_info_and_hloc_export(tmp_path, tiny_street):
         ],
     )
     assert small.exit_code != 0 and "needs at least 1024 vectors" in small.output and "use Flat" in small.output
-    rerank = runner.invoke(main, ["localize", str(folder), str(queries[0]), "--rerank-k", "10"])
+    rerank = runner.invoke(main, ["localize", str(folder), str(queries[0]), "--rerank", "ransac", "--rerank-k", "10"])
     assert rerank.exit_code != 0 and "holds no patch descriptors" in rerank.output
 
     exported = runner.invoke(

@@ -146,9 +146,7 @@ def test_train_matcher_and_rerank_in_eval(tmp_path, training_street, tiny_street
             *base,
             "--train-dataset",
             str(training_street),
-            "--negatives",
-            "5",
-            "--epochs",
+                        "--epochs",
             "2",
             "--patch-size",
             "2",
@@ -169,9 +167,7 @@ def test_train_matcher_and_rerank_in_eval(tmp_path, training_street, tiny_street
             *base,
             "--train-dataset",
             str(training_street),
-            "--negatives",
-            "5",
-            "--epochs",
+                        "--epochs",
             "3",
             "--patch-size",
             "2",
@@ -215,3 +211,54 @@ def test_train_matcher_and_rerank_in_eval(tmp_path, training_street, tiny_street
         ["eval", *base, "--dataset", str(tiny_street), "--rerank", "attention", "--matcher", str(run / "matcher.npz")],
     )
     assert wrong.exit_code == 1 and "trained on patches=2/1" in wrong.output
+
+
+def test_a_sweep_counts_reranking_in_latency_and_memory(tmp_path, tiny_street):
+    import yaml
+
+    from edgevpr.explore.pareto import device_bytes_at, total_ms_at
+    from edgevpr.explore.store import Store
+
+    spec = {
+        "name": "rerank",
+        "base": {
+            "model": {"backbone": "squeezenet"},
+            "data": {"dataset": str(tiny_street), "size": [72, 96]},
+            "eval": {"latency_runs": 20, "threads": 1, "patch_size": [2], "rerank_k": 5},
+        },
+        "grid": {"rerank": [None, "rapid"]},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = CliRunner().invoke(main, ["sweep", str(path), "--store", str(tmp_path / "runs.db")])
+    assert result.exit_code == 0, result.output
+    rows = {bool(row["rerank_ms"]): row for row in Store(tmp_path / "runs.db").rows()}
+    plain, reranked = rows[False], rows[True]
+    assert reranked["patch_bytes"] > 0 and plain["patch_bytes"] == 0
+    at = 1_000_000
+    assert device_bytes_at(reranked, at) - device_bytes_at(plain, at) == pytest.approx(
+        reranked["patch_bytes"] * at, rel=0.01
+    )
+    assert total_ms_at(reranked, at) >= reranked["rerank_ms"]
+
+
+def test_a_map_with_patches_reranks_frames_and_a_map_without_refuses(tmp_path, tiny_street):
+    from edgevpr.config import load_config
+    from edgevpr.maps import Map, ModelSource
+
+    source = ModelSource(
+        config=load_config(overrides={"model": {"backbone": "squeezenet"}, "data": {"size": (72, 96)}})
+    )
+    built = Map.build(source, tiny_street / "database", tmp_path / "map", patches=PatchSpec((2,), (1,)))
+    assert built.manifest["patches"]["per_image"] == built.patches.array.shape[1] > 0
+    loaded = Map.load(tmp_path / "map")
+    image = sorted((tiny_street / "database").iterdir())[4]
+    answer = loaded.localize(image, top_k=3, reranker=make_reranker("ransac"), rerank_k=10)
+    assert answer["matches"][0]["name"] == image.name and answer["ms"]["rerank"] > 0
+    plain = Map.build(source, tiny_street / "database", tmp_path / "plain")
+    with pytest.raises(ConfigError, match="holds no patch descriptors"):
+        plain.localize(image, reranker=make_reranker("ransac"))
+    result = CliRunner().invoke(main, ["localize", str(tmp_path / "plain"), str(image), "--rerank", "rapid"])
+    assert result.exit_code == 1 and "holds no patch descriptors" in result.output
+    result = CliRunner().invoke(main, ["localize", str(tmp_path / "map"), str(image), "--rerank", "rapid"])
+    assert result.exit_code == 0 and json.loads(result.output.splitlines()[0])["matches"][0]["name"] == image.name

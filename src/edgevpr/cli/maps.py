@@ -32,6 +32,9 @@ def map_group():
 )
 @click.option("--descriptor-fit", type=click.Path(), default=None, help="Bits 1: images to fit the rotation on.")
 @click.option("--binary-rotation", type=click.Choice(["itq", "random"]), default="itq", show_default=True)
+@click.option("--patches", is_flag=True, help="Keep patch descriptors for a second stage (a PyTorch model).")
+@click.option("--patch-size", default="3", show_default=True, help="Patch sizes in feature cells, with --patches.")
+@click.option("--patch-stride", default="1", show_default=True, help="One stride per size, with --patches.")
 @click.option("--out", required=True, type=click.Path(), help="Map folder to create.")
 @user_errors
 def map_build_command(
@@ -46,10 +49,15 @@ def map_build_command(
     descriptor_bits,
     descriptor_fit,
     binary_rotation,
+    patches,
+    patch_size,
+    patch_stride,
     out,
     **kwargs,
 ):
     """Extract every image of --images with the model, index them and write the map folder."""
+    from edgevpr.cli.matcher import sizes_option
+    from edgevpr.extraction.patches import PatchSpec
     from edgevpr.maps import Map, ModelSource
 
     if checkpoint and onnx:
@@ -67,6 +75,7 @@ def map_build_command(
         descriptor_bits=int(descriptor_bits),
         descriptor_fit=descriptor_fit,
         binary_rotation=binary_rotation,
+        patches=PatchSpec(sizes_option(patch_size), sizes_option(patch_stride)) if patches else None,
     )
     _echo_info(built.info())
 
@@ -143,9 +152,11 @@ def _echo_info(info: dict) -> None:
     "--images", "folder", type=click.Path(), default=None, help="Localize every image of this folder, in order."
 )
 @click.option("--top-k", default=5, show_default=True, type=int, help="Map entries reported per frame.")
+@click.option("--rerank", default=None, help="Second stage: ransac, ransac_fundamental, rapid or attention.")
 @click.option(
-    "--rerank-k", default=0, show_default=True, type=int, help="Re-rank this many candidates (needs patches)."
+    "--rerank-k", default=100, show_default=True, type=int, help="Candidates re-ranked (a map built with --patches)."
 )
+@click.option("--matcher", type=click.Path(), default=None, help="--rerank attention: the trained matcher file.")
 @click.option(
     "--sequence",
     "length",
@@ -160,12 +171,13 @@ def _echo_info(info: dict) -> None:
 @click.option("--jsonl", type=click.Path(), default=None, help="Write the JSON lines here instead of standard output.")
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
 @user_errors
-def localize_command(map_dir, images, folder, top_k, rerank_k, length, min_score, jsonl, threads):
+def localize_command(map_dir, images, folder, top_k, rerank, rerank_k, matcher, length, min_score, jsonl, threads):
     """One JSON line per image: its top-k map entries with positions and scores, known or not,
     and the milliseconds of each stage."""
     from edgevpr.data.images import list_images
     from edgevpr.errors import ConfigError
     from edgevpr.maps import Localizer, Map
+    from edgevpr.rerank import make_reranker
 
     check_output(jsonl, "--jsonl")
     paths = [Path(p) for p in images] + (list_images(folder) if folder else [])
@@ -173,13 +185,22 @@ def localize_command(map_dir, images, folder, top_k, rerank_k, length, min_score
         raise click.UsageError("give images (IMAGE... or --images DIR)")
     if top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {top_k}")
+    if rerank_k < 1:
+        raise ConfigError(f"--rerank-k must be >= 1, got {rerank_k}")
+    if rerank and length > 1:
+        raise ConfigError("--rerank and --sequence do not combine; choose one")
+    reranker = make_reranker(rerank, matcher) if rerank else None
     loaded = Map.load(map_dir, threads)
-    if rerank_k and not loaded.manifest.get("patches"):
-        raise ConfigError(
-            f"{map_dir}: the map holds no patch descriptors to re-rank with (--rerank-k needs a map "
-            f"built with a re-ranker)"
-        )
-    localizer = Localizer(loaded, length, top_k, min_score=min_score)
+    if reranker is not None:
+        if loaded.patches is None:
+            raise ConfigError(f"{map_dir}: the map holds no patch descriptors; build it with --patches to re-rank")
+        if hasattr(reranker, "check"):
+            reranker.check(loaded.patches.array.shape[2])
+
+        def localizer(path):
+            return loaded.localize(path, top_k, min_score, reranker=reranker, rerank_k=rerank_k)
+    else:
+        localizer = Localizer(loaded, length, top_k, min_score=min_score)
     if not jsonl:
         for path in paths:
             click.echo(json.dumps(localizer(path)))

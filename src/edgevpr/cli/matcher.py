@@ -29,7 +29,7 @@ TRAINING_DATA = (
 )
 
 
-def _sizes(text: str) -> tuple[int, ...]:
+def sizes_option(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -78,7 +78,7 @@ def train_matcher_command(
     run_dir = config.train.run_dir or "runs/matcher"
     summary = train_matcher(
         config,
-        PatchSpec(_sizes(patch_size), _sizes(patch_stride)),
+        PatchSpec(sizes_option(patch_size), sizes_option(patch_stride)),
         run_dir,
         dim=matcher_dim,
         heads=matcher_heads,

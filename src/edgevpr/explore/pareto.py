@@ -6,7 +6,10 @@ A run measured on a map of n0 images is projected to a map of N images as follow
 - matching time: for exact search with a matching cost model (k1, k2 measured by
   benchmarks/search_scaling.py), Grainge et al. 2024's tau_r = N (k1 D + k2); otherwise the measured
   per-query time x N / n0 (a linear scan; for ANN indexes an upper bound);
-- total latency = extraction + projected matching; device memory = model bytes + database.
+- re-ranking (a second stage): its measured time per query at its K, which does not grow
+  with N, and its patch descriptors, which do (patch bytes per image x N);
+- total latency = extraction + projected matching + re-ranking; device memory = model bytes +
+  database + patches + the index's fixed bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ def pareto_front(costs: Sequence[float], recalls: Sequence[float]) -> list[int]:
 
 
 def database_bytes_at(row: dict, map_size: int) -> float:
-    return row["database_bytes"] / row["num_database"] * map_size
+    """Global descriptors and, for a second stage, patch descriptors, at ``map_size`` images."""
+    return (row["database_bytes"] / row["num_database"] + (row.get("patch_bytes") or 0)) * map_size
 
 
 def matching_ms_at(row: dict, map_size: int, cost_model=None) -> float:
@@ -37,7 +41,7 @@ def matching_ms_at(row: dict, map_size: int, cost_model=None) -> float:
 
 
 def total_ms_at(row: dict, map_size: int, cost_model=None) -> float:
-    return row["extraction_ms"] + matching_ms_at(row, map_size, cost_model)
+    return row["extraction_ms"] + matching_ms_at(row, map_size, cost_model) + (row.get("rerank_ms") or 0.0)
 
 
 def device_bytes_at(row: dict, map_size: int) -> float:

@@ -24,6 +24,7 @@ def _describe(row: dict, map_size: int, cost_model=None) -> dict:
         "precision": row["precision"],
         "runtime": row["runtime"],
         "index": row["index_spec"],
+        "rerank_ms": row.get("rerank_ms") or 0.0,
         "image_size": row["image_size"],
         "dataset": row["dataset"],
         "protocol_name": row["protocol_name"],

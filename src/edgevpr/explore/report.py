@@ -24,6 +24,8 @@ ROW_FIELDS = (
     "descriptor_dim",
     "descriptor_bits",
     "index_fixed_bytes",
+    "rerank_ms",
+    "patch_bytes",
     "image_size",
     "precision",
     "runtime",
@@ -68,6 +70,8 @@ def _rows(store: Store) -> list[dict]:
         item["auc_pr"] = json.loads(row.get("metrics_json") or "{}").get("auc_pr")
         item["descriptor_bits"] = item["descriptor_bits"] or 32  # rows stored before the column existed
         item["index_fixed_bytes"] = item["index_fixed_bytes"] or 0
+        item["rerank_ms"] = item["rerank_ms"] or 0.0
+        item["patch_bytes"] = item["patch_bytes"] or 0
         rows.append(item)
     return rows
 

@@ -82,7 +82,8 @@ function selectedRows() {
 function mapSize() { return Math.max(1, Number(document.getElementById("mapsize").value) || 1); }
 function projected(row, n) {
   const matching = row.matching_ms * n / row.num_database;
-  return {total: row.extraction_ms + matching, database: row.database_bytes / row.num_database * n + row.index_fixed_bytes};
+  return {total: row.extraction_ms + matching + row.rerank_ms,
+          database: (row.database_bytes / row.num_database + row.patch_bytes) * n + row.index_fixed_bytes};
 }
 function draw() {
   const rows = selectedRows(), n = mapSize();
@@ -116,7 +117,7 @@ function drawBits(rows) {
 }
 const COLUMNS = [["backbone", "backbone"], ["aggregator", "aggregator"], ["descriptor_dim", "D"], ["descriptor_bits", "bits/dim"], ["precision", "precision"],
   ["index_spec", "index"], ["image_size", "image"], ["dataset", "dataset"], ["recall_1", "R@1"], ["recall_5", "R@5"],
-  ["recall_10", "R@10"], ["auc_pr", "AUC-PR"], ["model_bytes", "model bytes"], ["extraction_ms", "extraction ms"], ["matching_ms", "matching ms"],
+  ["recall_10", "R@10"], ["auc_pr", "AUC-PR"], ["model_bytes", "model bytes"], ["extraction_ms", "extraction ms"], ["matching_ms", "matching ms"], ["rerank_ms", "re-rank ms"],
   ["database_bytes", "database bytes"], ["params", "params"], ["flops", "FLOPs"], ["int8_kernels", "int8 kernels"], ["busy", "timed busy"]];
 let sortKey = "recall_1", sortDown = true;
 function fillTable(rows) {

@@ -62,6 +62,8 @@ COLUMNS = {  # name -> SQL type; JSON columns end in _json
     "extra_json": "TEXT",
     "metrics_json": "TEXT",  # top-1 precision-recall and mAP@k (evaluate.pr); added to older stores on open
     "descriptor_bits": "INTEGER",  # bits per dimension in the map (search.descriptor_bits); 32 before it existed
+    "rerank_ms": "REAL",  # second stage per query (0 without one)
+    "patch_bytes": "INTEGER",  # patch descriptors per database image (0 without a second stage)
     "index_fixed_bytes": "INTEGER",  # trained index parameters and binary rotation: fixed, whatever the map size
 }
 FIELDS = list(COLUMNS)
@@ -255,4 +257,6 @@ def row_from_result(key: str, sweep: str, cell: dict, result: dict, created_at: 
         "metrics_json": json.dumps({k: v for k, v in result.get("metrics", {}).items() if k != "pr_curve"}),
         "descriptor_bits": result["search"].get("descriptor_bits", 32),
         "index_fixed_bytes": cost.get("index_fixed_bytes", 0),
+        "rerank_ms": cost.get("rerank_ms", 0.0),
+        "patch_bytes": cost.get("patch_bytes", 0),
     }

@@ -18,8 +18,8 @@
 
 Cell keys are shortcuts (``backbone``, ``aggregator``, ``dim``, ``pca``, ``whiten``,
 ``weights``, ``pretrained``, ``resize``, ``size``, ``resize_factor``, ``index``,
-``search_params``, ``descriptor_bits``, ``descriptor_fit``, ``dataset``, ``precision``, ``target``,
-``calibration``, and every other key of
+``search_params``, ``descriptor_bits``, ``descriptor_fit``, ``rerank``, ``rerank_k``, ``matcher``,
+``dataset``, ``precision``, ``target``, ``calibration``, and every other key of
 the quantize section, such as ``int8_layout`` or ``int4_rounding``) or dotted config paths such
 as ``model.gem_p`` or ``quantize.mixed_config``. Precisions: fp32, fp16, int8, int4 and mixed
 (with ``quantize.mixed_config``). A value may be a mapping ``{name: ..., model: {...}, data:
@@ -55,6 +55,9 @@ SHORTCUTS = {
     "search_params": "eval.search_params",
     "descriptor_bits": "eval.descriptor_bits",
     "descriptor_fit": "eval.descriptor_fit",
+    "rerank": "eval.rerank",
+    "rerank_k": "eval.rerank_k",
+    "matcher": "eval.matcher",
 }
 QUANTIZE_KEYS = tuple(f.name for f in dataclasses.fields(QuantizeConfig) if f.name != "precision")
 PRECISIONS = ("fp32", "fp16", "int8", "int4", "mixed")

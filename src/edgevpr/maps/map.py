@@ -24,9 +24,11 @@ from edgevpr.config import DEFAULT_MAX_PIXELS, RunConfig
 from edgevpr.data.images import list_images, load_rgb
 from edgevpr.errors import ConfigError, DatasetError
 from edgevpr.extraction.extract import extract
+from edgevpr.extraction.patches import PatchSpec
 from edgevpr.maps.known import calibrate_min_score
 from edgevpr.maps.manifest import FORMAT, manifest_path, read_manifest
 from edgevpr.maps.model_file import KINDS, LoadedModel, load_model, save_torch_model, sha256_of
+from edgevpr.maps.patches import MapPatches, extract_patches, load_patches, query_patches
 from edgevpr.maps.positions import distance, positions_for
 from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.resolve import contract_of, resolve_config
@@ -76,10 +78,12 @@ class Map:
         names: list[str],
         positions: list,
         sources: list[str],
+        patches: MapPatches | None = None,
     ):
         self.folder, self.manifest, self.model = folder, manifest, model
         self.descriptors, self.index = descriptors, index
         self.names, self.positions, self.sources = names, positions, sources
+        self.patches = patches  # for a second stage (maps.patches)
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
@@ -99,6 +103,7 @@ class Map:
         descriptor_fit: str | None = None,
         binary_rotation: str = "itq",
         int8_scale: str = "dimension",
+        patches: PatchSpec | None = None,
     ) -> Map:
         """Extract every image of ``images`` with the model of ``source``, index the descriptors
         and write the map folder ``out`` (which must not hold a map already). With
@@ -134,6 +139,8 @@ class Map:
             fit, _ = cls._extract(model, list_images(descriptor_fit), batch_size, max_pixels, log)
             dim = descriptors.shape[1]
             codec = fit_codec(fit, dim - dim % 8, binary_rotation, fitted_on=str(descriptor_fit))
+        limit = max_pixels or DEFAULT_MAX_PIXELS
+        stored = extract_patches(model, paths, patches, batch_size, limit) if patches else None
         return cls._commit(
             out,
             model,
@@ -149,6 +156,7 @@ class Map:
             images_label=str(images),
             image_size=size,
             codec=codec,
+            patches=stored,
         )
 
     @staticmethod
@@ -201,6 +209,7 @@ class Map:
         image_size: list,
         previous: dict | None = None,
         codec: BinaryCodec | None = None,
+        patches: MapPatches | None = None,
     ) -> Map:
         manifest_file = manifest_path(out)
         descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
@@ -220,6 +229,12 @@ class Map:
             codec.save(parts[-1])
         else:
             faiss.write_index(index.index, str(index_part))
+        patch_info = None
+        if patches is not None:
+            parts.append(part_path(manifest_file, ".patches.npy"))
+            with open(parts[-1], "wb") as handle:
+                np.save(handle, np.asarray(patches.array, dtype=np.float16))
+            patch_info = patches.info(parts[-1].name)
         images_part = part_path(manifest_file, ".images.json")
         images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
         known = calibrate_min_score(index, descriptors, positions, kind)
@@ -247,7 +262,7 @@ class Map:
                 "file": index_part.name,
                 "spec": str(spec),
                 "params": index.params,
-                "codec": parts[3].name if codec is not None else None,
+                "codec": next((p.name for p in parts if p.name.endswith(".codec.npz")), None),
                 "descriptor_bits": stored_bits(spec),
             },
             "images": {"file": images_part.name, "folders": sorted(set(sources))},
@@ -255,10 +270,11 @@ class Map:
             "known": known,
             "image_size": image_size,  # the most common (H, W) after resizing: what `map info` times
             "protocol": _protocol(model, images_label) if previous is None else previous["protocol"],
-            "patches": None,
+            "patches": patch_info,
         }
         commit(manifest_file, manifest, parts + [images_part])
-        return cls(out, manifest, model, vectors, index, names, positions, sources)
+        loaded = load_patches(out, patch_info, len(descriptors), str(manifest_file))
+        return cls(out, manifest, model, vectors, index, names, positions, sources, loaded)
 
     def add(
         self,
@@ -281,6 +297,17 @@ class Map:
         new, _ = self._extract(self.model, paths, batch_size, max_pixels, log)
         descriptors = np.concatenate([np.asarray(self.descriptors), new])
         codec = self.index.codec  # the rotation stays the one fitted when the map was built
+        patches = None
+        if self.patches is not None:  # the same patch spec for the new images
+            limit = max_pixels or DEFAULT_MAX_PIXELS
+            added = extract_patches(self.model, paths, self.patches.spec, batch_size, limit)
+            if added.array.shape[1:] != self.patches.array.shape[1:]:
+                raise ConfigError(
+                    f"{images}: images give {added.array.shape[1]} patches, the map holds "
+                    f"{self.patches.array.shape[1]} per image; use images of the map's size"
+                )
+            stacked = np.concatenate([np.asarray(self.patches.array), added.array])
+            patches = MapPatches(stacked, self.patches.spec, self.patches.centres, self.patches.extent)
         spec = IndexSpec.parse(self.manifest["index"]["spec"])
         check_fits(spec, len(descriptors), where=str(self.folder))
         model_part = self.folder / self.manifest["model"]["file"]
@@ -300,6 +327,7 @@ class Map:
             self.manifest["image_size"],
             previous=self.manifest,
             codec=codec,
+            patches=patches,
         )
 
     # -- loading -----------------------------------------------------------------------------
@@ -325,8 +353,17 @@ class Map:
         spec = IndexSpec.parse(manifest["index"]["spec"])
         index.vectors = descriptors if spec.rerank else None
         images = cls._images(folder / manifest["images"]["file"], shape[0], where)
+        patches = load_patches(folder, manifest.get("patches"), shape[0], where)
         return cls(
-            folder, manifest, model, descriptors, index, images["names"], images["positions"], images.get("sources", [])
+            folder,
+            manifest,
+            model,
+            descriptors,
+            index,
+            images["names"],
+            images["positions"],
+            images.get("sources", []),
+            patches,
         )
 
     @staticmethod
@@ -415,20 +452,23 @@ class Map:
             "updated": self.manifest["updated"],
         }
 
+    @staticmethod
+    def picture(image) -> Image.Image:
+        """A path, a PIL image, or an H x W x 3 uint8 array, as an RGB PIL image."""
+        if isinstance(image, (str, Path)):
+            return load_rgb(image)
+        if isinstance(image, Image.Image):
+            return image.convert("RGB")
+        array = np.asarray(image)
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ConfigError(f"an image array must be H x W x 3 uint8 RGB, got {array.shape} {array.dtype}")
+        return Image.fromarray(array)
+
     def describe(self, image) -> tuple[np.ndarray, dict]:
         """The descriptor of one image (a path, a PIL image, or an H x W x 3 uint8 array) and the
         decode and extraction milliseconds."""
         start = time.perf_counter()
-        if isinstance(image, (str, Path)):
-            picture = load_rgb(image)
-        elif isinstance(image, Image.Image):
-            picture = image.convert("RGB")
-        else:
-            array = np.asarray(image)
-            if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-                raise ConfigError(f"an image array must be H x W x 3 uint8 RGB, got {array.shape} {array.dtype}")
-            picture = Image.fromarray(array)
-        tensor = self.model.contract(picture)[None]
+        tensor = self.model.contract(self.picture(image))[None]
         decoded = time.perf_counter()
         descriptor = np.asarray(self.model(tensor), dtype=np.float32)[0]
         extracted = time.perf_counter()
@@ -441,12 +481,47 @@ class Map:
             if i >= 0
         ]
 
-    def localize(self, image, top_k: int = 5, min_score: float | None = None, name: str | None = None) -> dict:
+    def localize(
+        self,
+        image,
+        top_k: int = 5,
+        min_score: float | None = None,
+        name: str | None = None,
+        reranker=None,
+        rerank_k: int = 100,
+    ) -> dict:
         """One frame against the map: its top-k entries (names, positions, scores), whether the
-        place is known (best score >= ``min_score``, by default the map's calibrated one) and
-        the milliseconds of each stage."""
+        place is known (best global score >= ``min_score``, by default the map's calibrated one)
+        and the milliseconds of each stage. A ``reranker`` (``rerank``) re-orders the best
+        ``rerank_k`` entries by their patches, pooled in the same pass as the global descriptor;
+        the re-ordered entries' scores are then the re-ranker's."""
+        if reranker is None:
+            start = time.perf_counter()
+            descriptor, ms = self.describe(image)
+            return self._searched(image, name, descriptor, ms, start, top_k, min_score)
+        if self.patches is None:
+            raise ConfigError(f"{self.folder}: the map holds no patch descriptors; build it with --patches to re-rank")
         start = time.perf_counter()
-        descriptor, ms = self.describe(image)
+        tensor = self.model.contract(self.picture(image))[None]
+        decoded = time.perf_counter()
+        descriptor, query = query_patches(self.model, self.patches.spec, tensor)
+        ms = {"decode": 1000 * (decoded - start), "extract": 1000 * (time.perf_counter() - decoded)}
+        searched = time.perf_counter()
+        scores, ids = self.index.search(descriptor[None], max(top_k, rerank_k))
+        ms["search"] = 1000 * (time.perf_counter() - searched)
+        threshold = self.manifest["known"]["min_score"] if min_score is None else min_score
+        known = bool(len(scores[0]) and scores[0][0] >= threshold)
+        reranked = time.perf_counter()
+        candidates = ids[0][ids[0] >= 0][:rerank_k]
+        found = np.asarray(reranker.score(query, self.patches.sets(candidates)), dtype=np.float32)
+        order = np.argsort(-found, kind="stable")
+        ids = np.concatenate([candidates[order], ids[0][len(candidates) :]])
+        scores = np.concatenate([found[order], scores[0][len(candidates) :]])
+        ms["rerank"] = 1000 * (time.perf_counter() - reranked)
+        ms["total"] = 1000 * (time.perf_counter() - start)
+        return self._answer(name or _name_of(image), scores, ids, top_k, min_score, ms) | {"known": known}
+
+    def _searched(self, image, name, descriptor, ms, start, top_k, min_score) -> dict:
         searched = time.perf_counter()
         scores, ids = self.index.search(descriptor[None], top_k)
         ms["search"] = 1000 * (time.perf_counter() - searched)

@@ -34,6 +34,13 @@ class AttentionReranker(Reranker):
         else:
             self.matcher, self.meta = load_matcher(path)
 
+    @classmethod
+    def of(cls, matcher: AttentionMatcher, name: str = "in training") -> AttentionReranker:
+        """A re-ranker around a matcher held in memory (validation during training)."""
+        reranker = cls.__new__(cls)
+        reranker.path, reranker.session, reranker.matcher, reranker.meta = name, None, matcher.eval(), {}
+        return reranker
+
     def check(self, patch_dim: int) -> None:
         expected = self.matcher.config["in_dim"]
         if patch_dim != expected:

@@ -103,9 +103,7 @@ def validation_accuracy(matcher: AttentionMatcher, data: MatcherData) -> float:
     """Share of validation queries whose positive outscores all their hard negatives."""
     from edgevpr.rerank.attention import AttentionReranker
 
-    reranker = AttentionReranker.__new__(AttentionReranker)
-    reranker.matcher, reranker.path = matcher.eval(), "training"
-    return _accuracy(reranker, data)
+    return _accuracy(AttentionReranker.of(matcher), data)
 
 
 def _accuracy(reranker, data: MatcherData) -> float:

@@ -1,0 +1,88 @@
+"""Patch descriptors a map keeps for a second stage (``map build --patches``): fp16, one row of
+n_P patches per map image, memory-mapped on load, with the patch spec, their centres and the
+feature map's extent. Only a PyTorch model (a checkpoint, or one built from a config) exposes
+the feature map they are pooled from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevpr.errors import ConfigError
+from edgevpr.extraction.extract import extract
+from edgevpr.extraction.patches import PatchModel, PatchSpec
+from edgevpr.rerank.registry import PatchSet
+
+
+@dataclass
+class MapPatches:
+    array: np.ndarray  # (N, n_P, D_p) float16
+    spec: PatchSpec
+    centres: np.ndarray  # (n_P, 2)
+    extent: tuple[int, int]  # feature map (width, height)
+
+    @property
+    def stride(self) -> int:
+        return min(self.spec.strides)
+
+    def sets(self, ids) -> list[PatchSet]:
+        return [PatchSet(self.array[i], self.centres, self.stride, self.extent) for i in ids]
+
+    def info(self, file: str) -> dict:
+        return {
+            "file": file,
+            "spec": self.spec.to_dict(),
+            "count": int(self.array.shape[0]),
+            "per_image": int(self.array.shape[1]),
+            "dim": int(self.array.shape[2]),
+            "dtype": "float16",
+            "centres": self.centres.tolist(),
+            "extent": list(self.extent),
+        }
+
+
+def patch_model(model, spec: PatchSpec) -> PatchModel:
+    if model.kind != "checkpoint":
+        raise ConfigError(
+            "patch descriptors need a PyTorch model (--checkpoint, or a config); an ONNX file has no patch output"
+        )
+    return PatchModel(model.forward, spec).eval()
+
+
+def extract_patches(model, paths, spec: PatchSpec, batch_size: int, max_pixels: int) -> MapPatches:
+    patcher = patch_model(model, spec)
+    found = extract(patcher, paths, model.contract, batch_size=batch_size, max_pixels=max_pixels, label="patches")
+    height, width = patcher.map_size
+    return MapPatches(found.patches, spec, patcher.centres(), (width, height))
+
+
+def query_patches(model, spec: PatchSpec, tensor: torch.Tensor) -> tuple[np.ndarray, PatchSet]:
+    """The global descriptor and the patches of one image, from one backbone pass."""
+    patcher = patch_model(model, spec)
+    with torch.inference_mode():
+        descriptor, patches = patcher(tensor)
+    height, width = patcher.map_size
+    query = PatchSet(patches[0].numpy(), patcher.centres(), min(spec.strides), (width, height))
+    return descriptor[0].numpy(), query
+
+
+def load_patches(folder: Path, info: dict | None, count: int, where: str) -> MapPatches | None:
+    if not info:
+        return None
+    path = folder / info["file"]
+    if not path.is_file():
+        raise ConfigError(f"{where}: its patch file {path.name} is missing")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise ConfigError(f"{path}: not a .npy of patches ({error})") from None
+    if array.shape != (count, info["per_image"], info["dim"]):
+        raise ConfigError(
+            f"{path}: patches of shape {array.shape}, the manifest says {count} x {info['per_image']} x {info['dim']}"
+        )
+    return MapPatches(
+        array, PatchSpec.from_dict(info["spec"]), np.asarray(info["centres"], np.float32), tuple(info["extent"])
+    )
