@@ -7,7 +7,7 @@ from edgevpr.cli import main
 from edgevpr.errors import ConfigError
 from edgevpr.search.descriptors import save_descriptor_set
 from edgevpr.search.index import IndexSpec, build_index, exact_scores
-from edgevpr.search.store import load_index, save_index
+from edgevpr.search.store import DiskRows, load_index, save_index
 
 SPECS = ["Flat", "IVF16,Flat", "PQ8", "IVF16,PQ8", "IMI2x4,PQ8", "HNSW16", "IVF16,PQ8,Rerank30", "IMI2x4,PQ8,Rerank30"]
 
@@ -39,8 +39,8 @@ def test_every_index_type_builds_saves_loads_searches(tmp_path, vectors, spec):
     save_index(index, tmp_path / "x.faiss")
     loaded = load_index(tmp_path / "x.faiss", dim=32, metric="ip")
     assert loaded.params == index.params and str(loaded.spec) == spec
-    if "Rerank" in spec:
-        assert isinstance(loaded.vectors, np.memmap)
+    if "Rerank" in spec:  # re-ranking rows are read from disk when asked for, never held
+        assert isinstance(loaded.vectors, DiskRows) and loaded.vectors.shape == (index.ntotal, 32)
     _, again = loaded.search(queries, 5)
     assert (again == ids).all()
 

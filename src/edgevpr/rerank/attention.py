@@ -47,16 +47,34 @@ class AttentionReranker(Reranker):
             raise ConfigError(f"{self.path}: the matcher takes {expected}-D patches, the model gives {patch_dim}-D")
 
     @torch.inference_mode()
+    def prepare(self, database: list[PatchSet]) -> None:
+        """Encode every map image's patches once (projection + position): they depend on that
+        image only, so a query then costs the attention layers and the transport alone."""
+        if self.session is not None:
+            return
+        self.encoded = {}
+        for start in range(0, len(database), 64):
+            chunk = database[start : start + 64]
+            encoded = self.matcher.encode(*patch_tensors(chunk))
+            self.encoded.update({id(s.patches): e for s, e in zip(chunk, encoded)})
+
+    @torch.inference_mode()
     def score(self, query: PatchSet, candidates: list[PatchSet]) -> np.ndarray:
         self.check(query.patches.shape[1])
         q_patches, q_positions = patch_tensors([query])
+        cached = getattr(self, "encoded", {})
+        if self.session is None and cached and all(id(c.patches) in cached for c in candidates):
+            encoded_d = torch.stack([cached[id(c.patches)] for c in candidates])
+            encoded_q = self.matcher.encode(q_patches, q_positions).expand(len(candidates), -1, -1)
+            log_p = self.matcher.log_assignment(encoded_q, encoded_d, scaled=True)
+            return (log_p[:, :-1, :-1].exp().sum(dim=(1, 2)) / (log_p.shape[1] - 1)).numpy()
         d_patches, d_positions = patch_tensors(candidates)
         if self.session is not None:
             count = len(candidates)
             feeds = [q_patches.expand(count, -1, -1), q_positions.expand(count, -1, -1), d_patches, d_positions]
             return self.session.run(["score"], dict(zip(INPUTS, [np.ascontiguousarray(t.numpy()) for t in feeds])))[0]
         encoded_q = self.matcher.encode(q_patches, q_positions).expand(len(candidates), -1, -1)
-        log_p = self.matcher.log_assignment(encoded_q, self.matcher.encode(d_patches, d_positions))
+        log_p = self.matcher.log_assignment(encoded_q, self.matcher.encode(d_patches, d_positions), scaled=True)
         m = log_p.shape[1] - 1
         return (log_p[:, :-1, :-1].exp().sum(dim=(1, 2)) / m).numpy()
 

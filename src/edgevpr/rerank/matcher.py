@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevpr.rerank.sinkhorn import log_optimal_transport
+from edgevpr.rerank.sinkhorn import log_optimal_transport, scaled_optimal_transport
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -74,15 +74,17 @@ class AttentionMatcher(nn.Module):
         can hold it instead of the raw patches."""
         return self.project(patches) + self.position(positions)
 
-    def log_assignment(self, query: torch.Tensor, database: torch.Tensor) -> torch.Tensor:
-        """(B, M + 1, N + 1) from encoded query (B, M, d) and database (B, N, d) patches."""
+    def log_assignment(self, query: torch.Tensor, database: torch.Tensor, scaled: bool = False) -> torch.Tensor:
+        """(B, M + 1, N + 1) from encoded query (B, M, d) and database (B, N, d) patches;
+        ``scaled`` solves the transport by matrix scaling (inference only, same plan)."""
         for index, layer in enumerate(self.layers):
             if index % 2 == 0:  # self
                 query, database = layer(query, query), layer(database, database)
             else:  # cross
                 query, database = layer(query, database), layer(database, query)
         scores = torch.einsum("bmd,bnd->bmn", self.final(query), self.final(database)) / query.shape[-1] ** 0.5
-        return log_optimal_transport(scores, self.dustbin, self.iterations)
+        solve = scaled_optimal_transport if scaled else log_optimal_transport
+        return solve(scores, self.dustbin, self.iterations)
 
     def forward(self, query_patches, query_positions, database_patches, database_positions):
         """Log assignment and image score of B pairs; positions normalised to [-1, 1]."""

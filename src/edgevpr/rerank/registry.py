@@ -33,6 +33,9 @@ class Reranker:
     def score(self, query: PatchSet, candidates: list[PatchSet]) -> np.ndarray:
         raise NotImplementedError
 
+    def prepare(self, database: list[PatchSet]) -> None:
+        """Work that depends on the map's images only, done once when the map is loaded."""
+
     def describe(self) -> dict:
         return {}
 

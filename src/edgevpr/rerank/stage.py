@@ -20,6 +20,7 @@ def rerank_predictions(
     k: int,
 ) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """(scores of the re-ordered top-K, -inf beyond; predictions; milliseconds per query)."""
+    reranker.prepare(database)
     scores = np.full(predictions.shape, -np.inf, dtype=np.float32)
     reordered = predictions.copy()
     times = []

@@ -68,9 +68,58 @@ def save_index(index: SearchIndex, path: str | Path) -> None:
     sidecar(path).unlink(missing_ok=True)  # a format-1 sidecar of an index this one replaced
 
 
+class DiskRows:
+    """The rows of a 2-D ``.npy`` read on demand with ``pread``: only the rows asked for are
+    read, and nothing stays mapped into the process (a memory map's touched pages count as
+    resident memory, and read-ahead touches far more than the rows re-ranking needs)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        with open(self.path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(handle)
+            self.offset = handle.tell()
+        if len(shape) != 2 or fortran or dtype.hasobject:
+            raise ValueError(f"expected a C-ordered 2-D numeric array, got shape {shape}")
+        self.shape, self.dtype = tuple(shape), dtype
+        self.row_bytes = shape[1] * dtype.itemsize
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.atleast_1d(np.asarray(rows)).ravel()
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        for j, i in enumerate(rows):
+            out[j] = np.frombuffer(os.pread(self.fd, self.row_bytes, self.offset + int(i) * self.row_bytes), self.dtype)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        whole = np.load(self.path, mmap_mode="r")
+        return np.asarray(whole, dtype=dtype)
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except (OSError, AttributeError):
+            pass
+
+
 def _link_npy(vectors, target: Path) -> bool:
     """Hard-link the ``.npy`` that ``vectors`` memory-maps whole (a map of millions of vectors
     is not copied again); False when they are not such a map or the file system refuses."""
+    if isinstance(vectors, DiskRows):
+        try:
+            os.link(vectors.path, target)
+            return True
+        except OSError:
+            return False
     filename = getattr(vectors, "filename", None)
     if not isinstance(vectors, np.memmap) or not filename or vectors.dtype not in (np.float16, np.float32):
         return False
@@ -142,7 +191,7 @@ def load_index(path: str | Path, dim: int | None = None, metric: str | None = No
         if not meta["vectors"] or not vectors_path.is_file():
             raise ConfigError(f"{path}: its re-ranking vectors {meta['vectors']} are missing")
         try:
-            vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+            vectors = DiskRows(vectors_path)
         except ValueError as error:
             raise ConfigError(f"{vectors_path}: not a .npy of vectors ({error})") from None
         if vectors.shape != (raw.ntotal, meta["dim"]):
