@@ -111,64 +111,20 @@ def build(args, real: np.ndarray, queries: np.ndarray, fit: np.ndarray, work: Pa
     }
 
 
-def rss_bytes() -> dict:
-    status = Path("/proc/self/status").read_text().splitlines()
-    fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status if line.startswith(("VmRSS", "VmHWM"))}
-    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
-
-
-def search_child(work: str, queries_file: str, nprobes: str) -> None:
-    """Runs in a fresh process: load the index, search each query alone, report JSON."""
-    from edgevpr.search.store import load_index
-
-    queries = np.load(queries_file)
-    before = rss_bytes()
-    start = time.perf_counter()
-    index = load_index(Path(work) / "map.faiss")
-    loaded = time.perf_counter() - start
-    after_load = rss_bytes()
-    out = {"load_s": loaded, "rss_before_load": before["rss"], "rss_after_load": after_load["rss"], "runs": []}
-    for nprobe in (int(n) for n in nprobes.split(",")):
-        set_params(index, f"nprobe={nprobe}")
-        for label in ("first pass (cold vectors)", "second pass"):
-            times, ranked = [], []
-            for q in queries:
-                t = time.perf_counter()
-                _, ids = index.search(q[None], 10)
-                times.append(1000 * (time.perf_counter() - t))
-                ranked.append(ids[0])
-            out["runs"].append(
-                {
-                    "nprobe": nprobe,
-                    "pass": label,
-                    "median_ms": float(np.median(times)),
-                    "p90_ms": float(np.percentile(times, 90)),
-                    "ranked": np.array(ranked).tolist(),
-                }
-            )
-    out["rss_after_search"] = rss_bytes()["rss"]
-    out["peak_rss"] = rss_bytes()["peak"]
-    print(json.dumps(out))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
     parser.add_argument("--n", type=int, default=10_000_000)
     parser.add_argument("--bits", type=int, default=512)
     parser.add_argument("--lists", type=int, default=4096)
-    parser.add_argument("--rerank", type=int, default=100)
-    parser.add_argument("--nprobe", default="16,32,64")
+    parser.add_argument("--rerank", type=int, default=1000)
+    parser.add_argument("--nprobe", default="32,64,128")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", default="/tmp/edgevpr-scale")
     parser.add_argument("--cache", default="/tmp/edgevpr-compact", help="Descriptor cache of compact_descriptors.py.")
     parser.add_argument("--search-only", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/binary_scale.json")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        search_child(*args.child)
-        return
     args.nprobe = [int(n) for n in args.nprobe.split(",")]
     shared, work = Path(args.shared), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -186,7 +142,13 @@ def main() -> None:
         report = {"environment": environment(), "build": build(args, real, queries, fit, work)}
         write_json(args.out, report)
     child = subprocess.run(
-        [sys.executable, __file__, "--child", str(work), str(work / "queries.npy"), ",".join(map(str, args.nprobe))],
+        [
+            sys.executable,
+            str(Path(__file__).with_name("binary_scale_search.py")),
+            str(work),
+            str(work / "queries.npy"),
+            ",".join(map(str, args.nprobe)),
+        ],
         capture_output=True,
         text=True,
         check=True,
