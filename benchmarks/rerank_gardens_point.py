@@ -202,7 +202,8 @@ def main() -> None:
             print(
                 f"K={k:<3} {label:<28} R@1 {r['recall']['1']:5.1f} R@5 {r['recall']['5']:5.1f} "
                 f"{r['ms']:8.1f} ms/query  R@1 vs first stage {c['difference']:+.1f} "
-                f"(+{c['gained']}/-{c['lost']}, p {c['mcnemar_p']:.2f})",
+                f"(+{c['gained']}/-{c['lost']}, p {c['mcnemar_p']:.2f}, "
+                f"95% CI {c['ci95'][0]:+.1f}..{c['ci95'][1]:+.1f})",
                 flush=True,
             )
     report |= {"rows": rows, "patch_bytes_per_image": patch_bytes, "table_3": table_3()}
