@@ -8,28 +8,10 @@ command stay quick: ``edgevpr.load_config``, ``build_model``, ``evaluate_model``
 ``InputContract``, ``RunConfig``."""
 
 from edgevpr import compat as _compat  # noqa: F401  (must precede any torchvision or timm import)
+from edgevpr.public_names import PUBLIC
 
 __version__ = "0.1.0"
-__all__ = [  # the public API, defined in edgevpr.api
-    "InputContract",
-    "Localizer",
-    "Map",
-    "ModelSource",
-    "RunConfig",
-    "build_index",
-    "build_model",
-    "contract_of",
-    "evaluate_model",
-    "load_config",
-    "load_index",
-    "quantize_model",
-    "recommend",
-    "resolve_config",
-    "run_sweep",
-    "save_index",
-    "search_index",
-    "train_model",
-]
+__all__ = list(PUBLIC)  # the public API, defined in edgevpr.api
 
 
 def __getattr__(name: str):

@@ -16,42 +16,29 @@ from __future__ import annotations
 from pathlib import Path
 
 import edgevpr.research  # noqa: F401  (mixed precision and --keep-float, as the CLI has them)
-from edgevpr.config import RunConfig, load_config
-from edgevpr.contract import InputContract
-from edgevpr.evaluate.runner import evaluate as evaluate_model
+from edgevpr.config import RunConfig as RunConfig
+from edgevpr.config import load_config as load_config
+from edgevpr.contract import InputContract as InputContract
+from edgevpr.evaluate.runner import evaluate as evaluate_model  # noqa: F401
 from edgevpr.explore.recommend import recommend as _recommend
 from edgevpr.explore.store import Store
 from edgevpr.explore.sweep import run_sweep as _run_sweep
 from edgevpr.explore.sweep_file import load_sweep
-from edgevpr.maps import Localizer, Map, ModelSource
-from edgevpr.models import build_model
-from edgevpr.models.resolve import contract_of, resolve_config
+from edgevpr.maps import Localizer as Localizer
+from edgevpr.maps import Map as Map
+from edgevpr.maps import ModelSource as ModelSource
+from edgevpr.models import build_model as build_model
+from edgevpr.models.resolve import contract_of as contract_of
+from edgevpr.models.resolve import resolve_config as resolve_config
+from edgevpr.public_names import PUBLIC
 from edgevpr.quantize.pipeline import quantize_model as _quantize_model
-from edgevpr.search.index import build_index
-from edgevpr.search.index import search as search_index
-from edgevpr.search.store import load_index, save_index
-from edgevpr.train.loop import train as train_model
+from edgevpr.search.index import build_index as build_index
+from edgevpr.search.index import search as search_index  # noqa: F401
+from edgevpr.search.store import load_index as load_index
+from edgevpr.search.store import save_index as save_index
+from edgevpr.train.loop import train as train_model  # noqa: F401
 
-__all__ = [
-    "InputContract",
-    "Localizer",
-    "Map",
-    "ModelSource",
-    "RunConfig",
-    "build_index",
-    "build_model",
-    "contract_of",
-    "evaluate_model",
-    "load_config",
-    "load_index",
-    "quantize_model",
-    "recommend",
-    "resolve_config",
-    "run_sweep",
-    "save_index",
-    "search_index",
-    "train_model",
-]
+__all__ = list(PUBLIC)  # edgevpr.public_names; the imports above re-export them
 
 
 def quantize_model(config: RunConfig, out: str | Path) -> dict:

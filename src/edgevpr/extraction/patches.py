@@ -81,18 +81,14 @@ def _gem_patches(aggregator, features: torch.Tensor, size: int, stride: int) -> 
     return F.normalize(pooled.flatten(2), dim=1).transpose(1, 2)  # (B, n_P, C)
 
 
+def is_vlad(aggregator) -> bool:
+    """A NetVLAD-style aggregator (NetVLAD, CRN): soft-assignment ``assign`` and ``centroids``."""
+    return hasattr(aggregator, "assign") and hasattr(aggregator, "centroids")
+
+
 def patch_pooling(aggregator):
-    """How a model's aggregator pools a window: NetVLAD (and its subclasses), else GeM."""
-    from edgevpr.models.aggregators.netvlad import NetVLAD
-
-    return _vlad_patches if isinstance(aggregator, NetVLAD) else _gem_patches
-
-
-def patch_dim(model) -> int:
-    from edgevpr.models.aggregators.netvlad import NetVLAD
-
-    channels = model.backbone.out_channels
-    return model.aggregator.clusters * channels if isinstance(model.aggregator, NetVLAD) else channels
+    """How a model's aggregator pools a window: NetVLAD-style by VLAD, any other by GeM."""
+    return _vlad_patches if is_vlad(aggregator) else _gem_patches
 
 
 class PatchModel(torch.nn.Module):

@@ -4,18 +4,20 @@
  "model": {"file", "kind": onnx | checkpoint, "sha256", "precision", "runtime"},
  "contract": the input contract (edgevpr.contract),
  "descriptors": {"file", "count", "dim", "dtype", "metric"},
- "index": {"file", "spec", "params"},
+ "index": {"file", "spec", "params", "codec", "descriptor_bits"},
  "images": {"file"}  (a JSON of names, positions and the folders they came from),
  "positions": {"kind": utm | xy | frame},
  "known": {"min_score", "rule"}, "image_size": [H, W],
  "protocol": {"name", "precision", "runtime", "resize", "int8_layout"?, "int8_kernels"?},
- "patches": null}
+ "patches": null, or {"file", "spec", "count", "per_image", "dim", "dtype", "centres", "extent"}}
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from edgevpr.errors import ConfigError
 
@@ -59,3 +61,16 @@ def read_manifest(folder: str | Path) -> dict:
         if missing:
             raise ConfigError(f"{path}: section {section!r} lacks {', '.join(missing)}")
     return manifest
+
+
+def mapped_part(path: Path, shape: tuple[int, ...], what: str, where: str) -> np.ndarray:
+    """A ``.npy`` part of a map, memory-mapped, checked against the shape the manifest gives."""
+    if not path.is_file():
+        raise ConfigError(f"{where}: its {what} file {path.name} is missing")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise ConfigError(f"{path}: not a .npy of {what} ({error})") from None
+    if array.shape != tuple(shape):
+        raise ConfigError(f"{path}: {what} of shape {array.shape}, the manifest says {' x '.join(map(str, shape))}")
+    return array

@@ -26,7 +26,7 @@ from edgevpr.errors import ConfigError, DatasetError
 from edgevpr.extraction.extract import extract
 from edgevpr.extraction.patches import PatchSpec
 from edgevpr.maps.known import calibrate_min_score
-from edgevpr.maps.manifest import FORMAT, manifest_path, read_manifest
+from edgevpr.maps.manifest import FORMAT, manifest_path, mapped_part, read_manifest
 from edgevpr.maps.model_file import KINDS, LoadedModel, load_model, save_torch_model, sha256_of
 from edgevpr.maps.patches import MapPatches, extract_patches, load_patches, query_patches
 from edgevpr.maps.positions import distance, positions_for
@@ -368,15 +368,7 @@ class Map:
 
     @staticmethod
     def _array(path: Path, shape: tuple[int, int], where: str) -> np.ndarray:
-        if not path.is_file():
-            raise ConfigError(f"{where}: its descriptor file {path.name} is missing")
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as error:
-            raise ConfigError(f"{path}: not a descriptor array ({error})") from None
-        if array.shape != shape:
-            raise ConfigError(f"{path}: descriptors of shape {array.shape}, the manifest says {shape}")
-        return array
+        return mapped_part(path, shape, "descriptors", where)
 
     @staticmethod
     def _index(path: Path, manifest: dict, shape: tuple[int, int], where: str) -> SearchIndex:

@@ -14,6 +14,7 @@ import torch
 from edgevpr.errors import ConfigError
 from edgevpr.extraction.extract import extract
 from edgevpr.extraction.patches import PatchModel, PatchSpec
+from edgevpr.maps.manifest import mapped_part
 from edgevpr.rerank.registry import PatchSet
 
 
@@ -72,17 +73,7 @@ def query_patches(model, spec: PatchSpec, tensor: torch.Tensor) -> tuple[np.ndar
 def load_patches(folder: Path, info: dict | None, count: int, where: str) -> MapPatches | None:
     if not info:
         return None
-    path = folder / info["file"]
-    if not path.is_file():
-        raise ConfigError(f"{where}: its patch file {path.name} is missing")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as error:
-        raise ConfigError(f"{path}: not a .npy of patches ({error})") from None
-    if array.shape != (count, info["per_image"], info["dim"]):
-        raise ConfigError(
-            f"{path}: patches of shape {array.shape}, the manifest says {count} x {info['per_image']} x {info['dim']}"
-        )
+    array = mapped_part(folder / info["file"], (count, info["per_image"], info["dim"]), "patches", where)
     return MapPatches(
         array, PatchSpec.from_dict(info["spec"]), np.asarray(info["centres"], np.float32), tuple(info["extent"])
     )
