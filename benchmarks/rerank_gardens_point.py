@@ -5,10 +5,10 @@ per query and patch bytes per database image.
 
 First stage: MobileNetV2 + GeM (shared weights, short side 360; 1280-D). Patches: 3 x 3 cells,
 stride 1, GeM-pooled from the same feature map (12 x 20 cells -> 180 patches of 1280-D).
-Matcher training: `edgevpr train-matcher` on frames 0-99 (database day_right, queries
-night_right and day_left, +/-2 frames positive, > 10 frames negative; validation = its last
-fifth), with and without the image-level ranking term. Test: frames 100-199, day_right ->
-night_right, +/-2 frames; K = 20 and 100. Also: parameters and FLOPs of RepVGG-lite + the
+Matcher training: `edgevpr train-matcher` (with and without the similarity prior) on frames
+0-99 (database day_right, queries night_right and day_left, +/-2 frames positive, > 10 frames
+negative; validation = its last fifth), with and without the image-level ranking term. Test:
+frames 100-199, day_right -> night_right, +/-2 frames; K = 20 and 100. Also: parameters and FLOPs of RepVGG-lite + the
 matcher beside Huang et al.'s Table 3.
 
     python benchmarks/rerank_gardens_point.py [--minutes 8] [--out benchmarks/results/rerank_gardens_point.json]
@@ -36,6 +36,8 @@ from edgevpr.extraction.patches import PatchModel, PatchSpec
 from edgevpr.models import build_model
 from edgevpr.models.resolve import contract_of, resolve_config
 from edgevpr.rerank import PatchSet, make_reranker, rerank_predictions
+from edgevpr.rerank.matcher import AttentionMatcher
+from edgevpr.rerank.matcher_file import save_matcher
 from edgevpr.rerank.matcher_onnx import export_matcher
 from edgevpr.search.index import build_index
 from edgevpr.train.matcher_training import train_matcher
@@ -70,7 +72,7 @@ def test_split(shared: Path, work: Path):
     return out
 
 
-def train(shared: Path, work: Path, ranking_weight: float, minutes: float) -> dict:
+def train(shared: Path, work: Path, ranking_weight: float, minutes: float, prior: bool) -> dict:
     gp = shared / "data" / "gardens_point"
     config = load_config(
         overrides={
@@ -88,12 +90,17 @@ def train(shared: Path, work: Path, ranking_weight: float, minutes: float) -> di
     return train_matcher(
         config,
         SPEC,
-        work / f"matcher_w{ranking_weight:g}",
+        work / matcher_folder(ranking_weight, prior),
         ranking_weight=ranking_weight,
+        prior=prior,
         epochs=40,
         max_minutes=minutes,
         batch_pairs=8,
     )
+
+
+def matcher_folder(ranking_weight: float, prior: bool) -> str:
+    return f"matcher_{'prior_' if prior else ''}w{ranking_weight:g}"
 
 
 def table_3() -> dict:
@@ -101,7 +108,6 @@ def table_3() -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from edgevpr.config import ModelConfig
-    from edgevpr.rerank.matcher import AttentionMatcher
 
     model = build_model(ModelConfig(backbone="repvgg_lite", aggregator="netvlad", pretrained=False)).eval()
     images = torch.zeros(1, 3, 480, 640)
@@ -149,14 +155,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     report = {"environment": environment(), "patches": SPEC.rule(), "test_frames": list(TEST), "matchers": {}}
-    for weight in (1.0, 0.0):
-        summary = train(shared, work, weight, args.minutes)
-        report["matchers"][f"ranking_weight={weight:g}"] = summary
-        print(
-            f"matcher, ranking weight {weight:g}: validation accuracy {summary['best_val_accuracy']:.3f} "
-            f"(ransac {summary['ransac_val_accuracy']:.3f}), {len(summary['history'])} epochs",
-            flush=True,
-        )
+    for prior in (True, False):
+        for weight in (1.0, 0.0):
+            summary = train(shared, work, weight, args.minutes, prior)
+            report["matchers"][matcher_folder(weight, prior)] = summary
+            print(
+                f"matcher {matcher_folder(weight, prior)}: validation accuracy {summary['best_val_accuracy']:.3f} "
+                f"(ransac {summary['ransac_val_accuracy']:.3f}), {len(summary['history'])} epochs",
+                flush=True,
+            )
     data = test_split(shared, work)
     (db, db_sets), (q, q_sets) = data["day_right"], data["night_right"]
     positives = positives_within_frames(len(db), len(q), 2)
@@ -164,16 +171,16 @@ def main() -> None:
     base_ranks = first_positive_ranks(first, positives)
     patch_bytes = db_sets[0].patches.shape[0] * db_sets[0].patches.shape[1] * 2
     rows = [{"rerank": "first stage only", "k": 0, "recall": recall_from_ranks(base_ranks, (1, 5, 10)), "ms": 0.0}]
-    matcher_file = work / "matcher_w1" / "matcher.npz"
-    onnx_file = work / "matcher_w1.onnx"
+    matcher_file = work / "matcher_prior_w1" / "matcher.npz"
+    untrained = work / "matcher_untrained" / "matcher.npz"
+    untrained.parent.mkdir(exist_ok=True)
+    save_matcher(AttentionMatcher(db_sets[0].patches.shape[1], prior=True), untrained, {"patch_spec": SPEC.to_dict()})
+    onnx_file, int8_file = work / "matcher_prior_w1.onnx", work / "matcher_prior_w1_int8.onnx"
     report["onnx_export"] = export_matcher(str(matcher_file), str(onnx_file))
-    variants = [
-        ("ransac", None),
-        ("rapid", None),
-        ("attention", str(matcher_file)),
-        ("attention", str(work / "matcher_w0" / "matcher.npz")),
-        ("attention", str(onnx_file)),
-    ]
+    report["onnx_int8_export"] = export_matcher(str(matcher_file), str(int8_file), int8=True)
+    variants = [("ransac", None), ("rapid", None), ("attention", str(untrained))]
+    variants += [("attention", str(work / matcher_folder(w, p) / "matcher.npz")) for p in (True, False) for w in (1, 0)]
+    variants += [("attention", str(onnx_file)), ("attention", str(int8_file))]
     for k in (20, 100):
         for name, matcher in variants:
             reranker = make_reranker(name, matcher)
@@ -183,7 +190,7 @@ def main() -> None:
             label = (
                 name
                 if matcher is None
-                else f"{name} ({Path(matcher).parent.name if matcher.endswith('.npz') else 'onnx'})"
+                else f"{name} ({Path(matcher).parent.name if matcher.endswith('.npz') else Path(matcher).stem})"
             )
             rows.append(
                 {

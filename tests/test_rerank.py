@@ -123,16 +123,49 @@ def test_matcher_learns_verified_correspondences_and_saves_without_pickles(tmp_p
     assert meta["patch_spec"] == {"sizes": [3], "strides": [1]}
 
 
-def test_matcher_onnx_equals_torch_within_1e_4(tmp_path):
+@pytest.mark.parametrize("prior", [False, True])
+def test_matcher_onnx_equals_torch_within_1e_4(tmp_path, prior):
     from edgevpr.rerank.attention import AttentionReranker
     from edgevpr.rerank.matcher_onnx import export_matcher
 
-    save_matcher(AttentionMatcher(32, 16, 2, 4, 10), tmp_path / "m.npz", {"patch_spec": {"sizes": [3], "strides": [1]}})
+    torch.manual_seed(0)
+    matcher = AttentionMatcher(32, 16, 2, 4, 10, prior=prior)
+    if prior:
+        torch.nn.init.constant_(matcher.gate, 0.7)  # both terms of the score at work
+    save_matcher(matcher, tmp_path / "m.npz", {"patch_spec": {"sizes": [3], "strides": [1]}})
     report = export_matcher(str(tmp_path / "m.npz"), str(tmp_path / "m.onnx"))
     assert report["max_difference"] < 1e-4  # on pair and patch counts unlike the export example's
     query, database = _shifted_pair(dim=32)
-    scores = [AttentionReranker(str(tmp_path / f)).score(query, [database, query]) for f in ("m.npz", "m.onnx")]
-    assert np.abs(scores[0] - scores[1]).max() < 1e-4
+    _, stranger = _shifted_pair(dim=32, seed=1)
+    candidates = [database, query, stranger]
+    scores = [AttentionReranker(str(tmp_path / f)).score(query, candidates) for f in ("m.npz", "m.onnx")]
+    cached = AttentionReranker(str(tmp_path / "m.npz"))
+    cached.prepare(candidates)  # map images encoded once, as a map does
+    scores.append(cached.score(query, candidates))
+    assert np.abs(scores[0] - scores[1]).max() < 1e-4 and np.abs(scores[0] - scores[2]).max() < 1e-5
+
+
+def test_an_untrained_matcher_with_the_prior_is_sinkhorn_on_patch_similarity():
+    from edgevpr.rerank.attention import AttentionReranker
+    from edgevpr.rerank.matcher import PRIOR_DUSTBIN, PRIOR_TEMPERATURE
+    from edgevpr.rerank.sinkhorn import scaled_optimal_transport
+
+    torch.manual_seed(0)
+    query, database = _shifted_pair(dim=32)
+    _, stranger = _shifted_pair(dim=32, seed=1)
+    matcher = AttentionMatcher(32, 16, 2, 2, 20, prior=True)
+    scores = AttentionReranker.of(matcher).score(query, [stranger, database])
+    assert scores[1] > 0.5 and scores[1] > 5 * scores[0]  # the overlap found with no training
+    cosine = torch.from_numpy(query.patches @ database.patches.T)[None]
+    plan = scaled_optimal_transport(
+        PRIOR_TEMPERATURE * cosine, torch.tensor(PRIOR_DUSTBIN * PRIOR_TEMPERATURE), 20
+    ).exp()
+    assert abs(float(plan[0, :-1, :-1].sum()) / len(query.patches) - scores[1]) < 1e-4
+    # the gate starts at 0, so only the prior scores; its gradient is not 0, so training opens it
+    q, x = torch.from_numpy(query.patches)[None], torch.from_numpy(query.positions)[None] / 14
+    d = torch.from_numpy(database.patches)[None]
+    matcher(q, x, d, x)[1].sum().backward()
+    assert matcher.gate.grad is not None and float(matcher.gate.grad.abs()) > 0
 
 
 @pytest.mark.slow

@@ -56,6 +56,12 @@ def sizes_option(text: str) -> tuple[int, ...]:
     type=click.FloatRange(min=0),
     help="Weight of the image-level ranking hinge (0: assignment NLL only).",
 )
+@click.option(
+    "--prior/--no-prior",
+    default=True,
+    show_default=True,
+    help="Start from Sinkhorn matching of the raw patch similarity (the learned scores are added to it).",
+)
 @user_errors
 def train_matcher_command(
     config_file,
@@ -68,6 +74,7 @@ def train_matcher_command(
     batch_pairs,
     matcher_lr,
     ranking_weight,
+    prior,
     **kwargs,
 ):
     """Train the attention matcher of the second stage on the first stage's triplet set."""
@@ -87,6 +94,7 @@ def train_matcher_command(
         batch_pairs=batch_pairs,
         lr=matcher_lr,
         ranking_weight=ranking_weight,
+        prior=prior,
         epochs=config.train.epochs,
         max_minutes=config.train.max_minutes,
         log=lambda m: click.echo(m, err=True),

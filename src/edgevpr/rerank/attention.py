@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from edgevpr.errors import ConfigError
-from edgevpr.rerank.matcher import AttentionMatcher, normalised_positions
+from edgevpr.rerank.matcher import AttentionMatcher, image_score, normalised_positions
 from edgevpr.rerank.matcher_file import load_matcher
 from edgevpr.rerank.matcher_onnx import INPUTS
 from edgevpr.rerank.registry import RERANKERS, PatchSet, Reranker
@@ -63,20 +63,21 @@ class AttentionReranker(Reranker):
         self.check(query.patches.shape[1])
         q_patches, q_positions = patch_tensors([query])
         cached = getattr(self, "encoded", {})
+        count = len(candidates)
         if self.session is None and cached and all(id(c.patches) in cached for c in candidates):
             encoded_d = torch.stack([cached[id(c.patches)] for c in candidates])
-            encoded_q = self.matcher.encode(q_patches, q_positions).expand(len(candidates), -1, -1)
-            log_p = self.matcher.log_assignment(encoded_q, encoded_d, scaled=True)
-            return (log_p[:, :-1, :-1].exp().sum(dim=(1, 2)) / (log_p.shape[1] - 1)).numpy()
-        d_patches, d_positions = patch_tensors(candidates)
-        if self.session is not None:
-            count = len(candidates)
-            feeds = [q_patches.expand(count, -1, -1), q_positions.expand(count, -1, -1), d_patches, d_positions]
-            return self.session.run(["score"], dict(zip(INPUTS, [np.ascontiguousarray(t.numpy()) for t in feeds])))[0]
-        encoded_q = self.matcher.encode(q_patches, q_positions).expand(len(candidates), -1, -1)
-        log_p = self.matcher.log_assignment(encoded_q, self.matcher.encode(d_patches, d_positions), scaled=True)
-        m = log_p.shape[1] - 1
-        return (log_p[:, :-1, :-1].exp().sum(dim=(1, 2)) / m).numpy()
+            d_patches = patch_tensors(candidates)[0] if self.matcher.prior else None
+        else:
+            d_patches, d_positions = patch_tensors(candidates)
+            if self.session is not None:
+                feeds = [q_patches.expand(count, -1, -1), q_positions.expand(count, -1, -1), d_patches, d_positions]
+                feeds = dict(zip(INPUTS, [np.ascontiguousarray(t.numpy()) for t in feeds]))
+                return self.session.run(["score"], feeds)[0]
+            encoded_d = self.matcher.encode(d_patches, d_positions)
+        encoded_q = self.matcher.encode(q_patches, q_positions).expand(count, -1, -1)
+        similarity = None if d_patches is None else self.matcher.similarity(q_patches.expand(count, -1, -1), d_patches)
+        log_p = self.matcher.log_assignment(encoded_q, encoded_d, scaled=True, similarity=similarity)
+        return image_score(log_p).numpy()
 
     def describe(self) -> dict:
         params = sum(p.numel() for p in self.matcher.parameters())

@@ -4,6 +4,14 @@ layers alternating self-attention (within an image) and cross-attention (between
 a residual message MLP([x, attention(x, source)]); final projections, scores S_ij = <f_i, g_j> /
 sqrt(d), then optimal transport with a dustbin (``rerank.sinkhorn``).
 
+Similarity prior (``prior=True``, what ``train-matcher`` builds): S_ij = g <f_i, g_j> / sqrt(d)
++ t cos(p_i, q_j), with p, q the raw patch descriptors, t a learned temperature (initially 20)
+and g a learned gate (initially 0, as in ReZero, Bachlechner et al. 2021). An untrained matcher
+is then Sinkhorn matching of the patch descriptors themselves (on Gardens Point night it lifts
+R@1 of the top 20 from 47 to 57-64 with no training); training adds what the learned layers
+find on top. Trained from scratch on the few hundred pairs a small set offers, the matcher
+without the prior overfit its training places and re-ranked worse than the first stage.
+
 Image score (what re-orders the candidates): the transported mass between real patches per
 query patch, sum_{i<M, j<N} P_ij / M, in [0, 1]. It is the expected fraction of query patches
 that find a partner, the soft counterpart of RANSAC's inlier ratio, and it is differentiable, so
@@ -16,6 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevpr.rerank.sinkhorn import log_optimal_transport, scaled_optimal_transport
+
+PRIOR_TEMPERATURE = 20.0
+PRIOR_DUSTBIN = 0.5  # in cosine units: a patch pair below this similarity prefers the dustbin
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:
@@ -59,37 +70,61 @@ class AttentionLayer(nn.Module):
 
 
 class AttentionMatcher(nn.Module):
-    def __init__(self, in_dim: int, dim: int = 64, heads: int = 2, layers: int = 4, iterations: int = 20):
+    def __init__(
+        self, in_dim: int, dim: int = 64, heads: int = 2, layers: int = 4, iterations: int = 20, prior: bool = False
+    ):
         super().__init__()
         self.config = {"in_dim": in_dim, "dim": dim, "heads": heads, "layers": layers, "iterations": iterations}
+        if prior:
+            self.config["prior"] = True
         self.project = nn.Linear(in_dim, dim)
         self.position = mlp([2, 32, dim])
         self.layers = nn.ModuleList(AttentionLayer(dim, heads) for _ in range(layers))
         self.final = nn.Linear(dim, dim)
-        self.dustbin = nn.Parameter(torch.tensor(1.0))
         self.iterations = iterations
+        self.prior = prior
+        if prior:
+            self.log_temperature = nn.Parameter(torch.tensor(PRIOR_TEMPERATURE).log())
+            self.gate = nn.Parameter(torch.tensor(0.0))
+            self.dustbin = nn.Parameter(torch.tensor(PRIOR_DUSTBIN * PRIOR_TEMPERATURE))
+        else:
+            self.dustbin = nn.Parameter(torch.tensor(1.0))
 
     def encode(self, patches: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Descriptor + position encoding, (B, n, d); it depends on one image only, so a map
         can hold it instead of the raw patches."""
         return self.project(patches) + self.position(positions)
 
-    def log_assignment(self, query: torch.Tensor, database: torch.Tensor, scaled: bool = False) -> torch.Tensor:
-        """(B, M + 1, N + 1) from encoded query (B, M, d) and database (B, N, d) patches;
-        ``scaled`` solves the transport by matrix scaling (inference only, same plan)."""
+    def similarity(self, query_patches: torch.Tensor, database_patches: torch.Tensor) -> torch.Tensor | None:
+        """(B, M, N) cosine similarity of the raw patches, for the prior; None without one."""
+        if not self.prior:
+            return None
+        q, d = F.normalize(query_patches, dim=-1), F.normalize(database_patches, dim=-1)
+        return torch.einsum("bmc,bnc->bmn", q, d)
+
+    def log_assignment(
+        self, query: torch.Tensor, database: torch.Tensor, scaled: bool = False, similarity: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, M + 1, N + 1) from encoded query (B, M, d) and database (B, N, d) patches and,
+        with the prior, the raw patches' ``similarity``; ``scaled`` solves the transport by
+        matrix scaling (inference only, same plan)."""
         for index, layer in enumerate(self.layers):
             if index % 2 == 0:  # self
                 query, database = layer(query, query), layer(database, database)
             else:  # cross
                 query, database = layer(query, database), layer(database, query)
         scores = torch.einsum("bmd,bnd->bmn", self.final(query), self.final(database)) / query.shape[-1] ** 0.5
+        if self.prior:
+            scores = self.gate * scores + self.log_temperature.exp() * similarity
         solve = scaled_optimal_transport if scaled else log_optimal_transport
         return solve(scores, self.dustbin, self.iterations)
 
     def forward(self, query_patches, query_positions, database_patches, database_positions):
         """Log assignment and image score of B pairs; positions normalised to [-1, 1]."""
         log_p = self.log_assignment(
-            self.encode(query_patches, query_positions), self.encode(database_patches, database_positions)
+            self.encode(query_patches, query_positions),
+            self.encode(database_patches, database_positions),
+            similarity=self.similarity(query_patches, database_patches),
         )
         return log_p, image_score(log_p)
 

@@ -9,10 +9,12 @@ correspondences are its mutual nearest neighbours that RANSAC accepts (homograph
 NetVLAD's threshold); the other patches of the pair, and every patch of a negative pair, belong
 to the dustbin. Loss: SuperGlue's negative log-likelihood of that assignment, plus
 ``ranking_weight`` times a hinge that ranks the positive pair's image score above the negative's.
+By default the matcher starts from the raw patches' similarity (``rerank.matcher``'s prior).
 
 Validation holds out the last fifth of the queries (for frame-aligned traversals, later places):
 the share of them whose positive outscores all of its hard negatives, beside the same share for
-``ransac`` on the same pairs. The best matcher is kept; the run resumes from its last epoch."""
+``ransac`` on the same pairs; ties are broken by the mean margin of the positive over the best
+negative. The best matcher is kept; the run resumes from its last epoch."""
 
 from __future__ import annotations
 
@@ -99,20 +101,22 @@ class MatcherData:
 
 
 @torch.inference_mode()
-def validation_accuracy(matcher: AttentionMatcher, data: MatcherData) -> float:
-    """Share of validation queries whose positive outscores all their hard negatives."""
+def validation_accuracy(matcher: AttentionMatcher, data: MatcherData) -> tuple[float, float]:
+    """Share of validation queries whose positive outscores all their hard negatives, and the
+    mean margin by which it does (positive score minus the best negative's)."""
     from edgevpr.rerank.attention import AttentionReranker
 
     return _accuracy(AttentionReranker.of(matcher), data)
 
 
-def _accuracy(reranker, data: MatcherData) -> float:
-    wins = 0
+def _accuracy(reranker, data: MatcherData) -> tuple[float, float]:
+    wins, margins = 0, []
     for q in data.val:
         candidates = [data.database[data.positive[q]]] + [data.database[n] for n in data.negatives[q]]
         scores = reranker.score(data.queries[q], candidates)
         wins += int(scores[0] > scores[1:].max())
-    return wins / max(len(data.val), 1)
+        margins.append(float(scores[0] - scores[1:].max()))
+    return wins / max(len(data.val), 1), float(np.mean(margins)) if margins else 0.0
 
 
 def train_matcher(
@@ -126,6 +130,7 @@ def train_matcher(
     batch_pairs: int = 8,
     lr: float = 1e-3,
     ranking_weight: float = 1.0,
+    prior: bool = True,
     epochs: int = 30,
     max_minutes: float | None = None,
     log=print,
@@ -135,17 +140,18 @@ def train_matcher(
     config = resolve_config(config)
     torch.manual_seed(config.train.seed)
     data = MatcherData(config, spec, folder, log)
-    matcher = AttentionMatcher(data.patch_dim, dim, heads, layers, iterations)
+    matcher = AttentionMatcher(data.patch_dim, dim, heads, layers, iterations, prior)
     optimizer = torch.optim.Adam(matcher.parameters(), lr=lr)
     state_file, best_file = folder / "matcher_state.pt", folder / "matcher.npz"
-    history, start_epoch, best = [], 0, -1.0
+    history, start_epoch, best = [], 0, (-1.0, -np.inf)
     if state_file.is_file():  # resume: tensors and plain data only
         state = torch.load(state_file, map_location="cpu", weights_only=True)
         matcher.load_state_dict(state["matcher"])
         optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best, history = int(state["epoch"]) + 1, float(state["best"]), list(state["history"])
-        log(f"resumed after epoch {start_epoch} (best validation accuracy {best:.3f})")
-    ransac_accuracy = _accuracy(RansacReranker(), data)
+        start_epoch, history = int(state["epoch"]) + 1, list(state["history"])
+        best = tuple(float(v) for v in state["best"]) if np.ndim(state["best"]) else (float(state["best"]), -np.inf)
+        log(f"resumed after epoch {start_epoch} (best validation accuracy {best[0]:.3f})")
+    ransac_accuracy = _accuracy(RansacReranker(), data)[0]
     began = time.monotonic()
     info = {
         "patch_spec": spec.to_dict(),
@@ -176,22 +182,22 @@ def train_matcher(
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 bar.update(len(chunk))
-        accuracy = validation_accuracy(matcher, data)
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": accuracy})
+        accuracy, margin = validation_accuracy(matcher, data)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_accuracy": accuracy, "val_margin": margin})
         log(
             f"epoch {epoch}: loss {np.mean(losses):.4f}, validation accuracy {accuracy:.3f} "
-            f"(ransac {ransac_accuracy:.3f})"
+            f"(ransac {ransac_accuracy:.3f}), margin {margin:.3f}"
         )
-        if accuracy > best:
-            best = accuracy
-            save_matcher(matcher, best_file, info | {"val_accuracy": accuracy, "epoch": epoch})
+        if (accuracy, margin) > best:  # the margin separates epochs once the accuracy saturates
+            best = (accuracy, margin)
+            save_matcher(matcher, best_file, info | {"val_accuracy": accuracy, "val_margin": margin, "epoch": epoch})
         with atomic_path(state_file) as tmp:
             torch.save(
                 {
                     "matcher": matcher.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "epoch": epoch,
-                    "best": best,
+                    "best": list(best),
                     "history": history,
                 },
                 tmp,
@@ -201,11 +207,13 @@ def train_matcher(
             break
     summary = {
         "matcher": str(best_file),
-        "best_val_accuracy": best,
+        "best_val_accuracy": best[0],
+        "best_val_margin": best[1] if np.isfinite(best[1]) else None,
         "ransac_val_accuracy": ransac_accuracy,
         "history": history,
         "params": sum(p.numel() for p in matcher.parameters()),
         "ranking_weight": ranking_weight,
+        "prior": prior,
     }
     write_json(folder / "matcher_summary.json", summary)
     return summary
