@@ -27,18 +27,12 @@ from edgevpr.evaluate.runner import evaluate
 from edgevpr.train.loop import train
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
-    parser.add_argument("--minutes", type=float, default=20.0)
-    parser.add_argument("--run-dir", default="/tmp/edgevpr_train_gp_run")
-    parser.add_argument("--out", default="benchmarks/results/train_gardens_point.json")
-    args = parser.parse_args()
-    gp = Path(args.shared) / "data" / "gardens_point"
-    shutil.rmtree(args.run_dir, ignore_errors=True)
-    config = load_config(
+def gardens_point_config(shared: Path, minutes: float, run_dir: str, train: dict | None = None):
+    """The place-disjoint Gardens Point recipe above; ``train`` overrides train settings."""
+    gp = shared / "data" / "gardens_point"
+    return load_config(
         overrides={
-            "model": model_overrides("mnv2_gem", Path(args.shared)),  # configs/mobilenetv2_gem.yaml
+            "model": model_overrides("mnv2_gem", shared),  # configs/mobilenetv2_gem.yaml
             "data": {
                 "database": str(gp / "day_right"),
                 "queries": str(gp / "night_right"),
@@ -69,13 +63,25 @@ def main() -> int:
                 "freeze_stages": 8,
                 "brightness": 0.2,
                 "contrast": 0.2,
-                "max_minutes": args.minutes,
-                "run_dir": args.run_dir,
+                "max_minutes": minutes,
+                "run_dir": run_dir,
                 "seed": 0,
+                **(train or {}),
             },
             "eval": {"latency_runs": 20},
         }
     )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--run-dir", default="/tmp/edgevpr_train_gp_run")
+    parser.add_argument("--out", default="benchmarks/results/train_gardens_point.json")
+    args = parser.parse_args()
+    shutil.rmtree(args.run_dir, ignore_errors=True)
+    config = gardens_point_config(Path(args.shared), args.minutes, args.run_dir)
     before = evaluate(untrained(config), label="before training")
     print(f"test before training: {before['recall']}")
     metrics = train(config)

@@ -15,6 +15,7 @@ from edgevpr.train.freeze import freeze_batch_norm, freeze_stages, set_training
 from edgevpr.train.losses import (
     metric_learning_loss,
     metric_learning_miner,
+    straight_through_codes,
     triplet_cosine,
     triplet_l2,
 )
@@ -33,6 +34,19 @@ def test_triplet_l2_on_a_hand_made_case():
     # two triplets are averaged: the second one costs 0.8 - 0.8 + 0.1 = 0.1 per negative
     q2, p2, n2 = torch.cat([q, q]), torch.cat([p, p]), torch.cat([n, torch.tensor([[[0.6, 0.8], [0.6, 0.8]]])])
     assert triplet_l2(q2, p2, n2, 0.1).item() == pytest.approx((0.0 + 0.2) / 2)
+
+
+def test_sign_codes_pass_gradients_straight_through():
+    x = torch.tensor([[0.3, -0.2, 0.5, 0.1]], requires_grad=True)
+    centre = torch.tensor([0.2, 0.0, 0.0, 0.2])
+    codes = straight_through_codes(x, centre)
+    assert codes.tolist() == [[0.5, -0.5, 0.5, -0.5]]  # sign(x - centre) / sqrt(4)
+    (codes * torch.tensor([[1.0, 2.0, 3.0, 4.0]])).sum().backward()
+    assert x.grad.tolist() == [[0.5, 1.0, 1.5, 2.0]]  # the identity, scaled by 1 / sqrt(4)
+    # a triplet whose codes already separate costs nothing; flipping the positive's signs costs
+    q = straight_through_codes(torch.tensor([[1.0, -1.0]]), torch.zeros(2))
+    n = straight_through_codes(torch.tensor([[[-1.0, 1.0]]]), torch.zeros(2))
+    assert triplet_l2(q, q, n, 0.1).item() == 0.0 and triplet_l2(q, n[:, 0], q[:, None], 0.1).item() > 0
 
 
 def test_triplet_cosine_on_a_hand_made_case():

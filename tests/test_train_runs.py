@@ -225,6 +225,7 @@ def test_yaml_config_with_flag_overrides(tmp_path, training_street):
                     "miner": "random",
                     "optimizer": "sgd",
                     "lr": 0.01,
+                    "binary_weight": 0.5,
                 },
                 "eval": {"threads": 1},
             }
@@ -234,6 +235,7 @@ def test_yaml_config_with_flag_overrides(tmp_path, training_street):
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["train"]["epochs"] == 1 and saved["train"]["optimizer"] == "sgd"
+    assert saved["train"]["binary_weight"] == 0.5
     assert saved["train"]["weight_decay"] == 0.001 and saved["model"]["aggregator"] == "mac"
 
 
@@ -244,6 +246,7 @@ def test_yaml_config_with_flag_overrides(tmp_path, training_street):
         (["--miner", "hardest"], "unknown train.miner 'hardest'"),
         (["--train-dataset", "MISSING"], "no train split"),
         (["--epochs", 0], "train.epochs must be >= 1"),
+        (["--binary-weight", "-1"], "binary_weight"),
     ],
 )
 def test_bad_training_config_is_a_one_line_error(tmp_path, training_street, args, message):

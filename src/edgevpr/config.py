@@ -110,6 +110,7 @@ class TrainConfig:
     # Loss and mining
     loss: str = "triplet_l2"  # triplet_l2 | triplet_cosine | a pytorch-metric-learning loss (P x K)
     margin: float = 0.1
+    binary_weight: float = 0.0  # triplet data: weight of the same loss on sign codes (straight-through)
     miner: str = "partial"  # random | full | partial; with places: a pytorch-metric-learning miner or none
     batch_triplets: int = 4
     negatives: int = 10

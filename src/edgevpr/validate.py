@@ -54,6 +54,7 @@ RANGES = {
         "positive_m": POSITIVE,
         "negative_m": POSITIVE,
         "margin": NON_NEGATIVE,
+        "binary_weight": NON_NEGATIVE,
         "batch_triplets": AT_LEAST_ONE,
         "negatives": AT_LEAST_ONE,
         "cache_database": AT_LEAST_ONE,

@@ -318,6 +318,12 @@ TRAIN_OPTIONS = [
     ("--negative-m", "train", "negative_m", dict(type=float, help="Negatives beyond M metres (default 25).")),
     ("--loss", "train", "loss", dict(help="triplet_l2, triplet_cosine, or a pytorch-metric-learning loss.")),
     ("--margin", "train", "margin", dict(type=float, help="Loss margin (default 0.1).")),
+    (
+        "--binary-weight",
+        "train",
+        "binary_weight",
+        dict(type=float, help="Add the triplet loss on sign codes times W (straight-through; default 0)."),
+    ),
     ("--miner", "train", "miner", dict(help="random, full or partial; with places a pytorch-metric-learning miner.")),
     ("--batch-triplets", "train", "batch_triplets", dict(type=int, help="Triplets per batch (default 4).")),
     ("--negatives", "train", "negatives", dict(type=int, help="Negatives per triplet (default 10).")),

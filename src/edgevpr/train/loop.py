@@ -41,6 +41,7 @@ from edgevpr.train.freeze import freeze_batch_norm, freeze_stages, set_training
 from edgevpr.train.losses import (
     metric_learning_loss,
     metric_learning_miner,
+    straight_through_codes,
     triplet_loss,
 )
 from edgevpr.train.mining import Miner
@@ -89,6 +90,8 @@ def _check(config: RunConfig) -> None:
         raise ConfigError(f"train.lr must be positive, got {train.lr}")
     if 5 not in config.eval.recall_at:
         raise ConfigError("early stopping follows validation Recall@5: keep 5 in eval.recall_at")
+    if train.binary_weight and train.places is not None:
+        raise ConfigError("train.binary_weight adds a triplet loss on sign codes: it needs triplet data, not places")
 
 
 class Trainer:
@@ -122,6 +125,7 @@ class Trainer:
         else:
             self.data = load_triplet_set(train)
             self.loss = triplet_loss(train.loss)
+            self.code_centre = None  # running mean of the descriptors, for train.binary_weight
             self.miner = Miner(train.miner, self.data, train.negatives, train.cache_database)
             self.trainable = self.data.trainable(train.negatives)
             if len(self.trainable) == 0:
@@ -259,7 +263,13 @@ class Trainer:
         train = self.config.train
         out = self.net(images)
         out = out.view(-1, 2 + train.negatives, out.shape[-1])
-        return self.loss(out[:, 0], out[:, 1], out[:, 2:], train.margin)
+        loss = self.loss(out[:, 0], out[:, 1], out[:, 2:], train.margin)
+        if train.binary_weight:
+            flat = out.detach().reshape(-1, out.shape[-1]).mean(0)
+            self.code_centre = flat if self.code_centre is None else 0.99 * self.code_centre + 0.01 * flat
+            codes = straight_through_codes(out, self.code_centre)
+            loss = loss + train.binary_weight * self.loss(codes[:, 0], codes[:, 1], codes[:, 2:], train.margin)
+        return loss
 
     def triplet_epoch(self, rng, progress, deadline) -> tuple[list[float], list[dict]]:
         train = self.config.train

@@ -7,6 +7,11 @@ ranking loss) and average over the B triplets:
 - ``triplet_l2`` (Gong et al. 2021 Eq. 7): sum_n max(0, ||q - p||^2 - ||q - n||^2 + m), m = 0.1.
 - ``triplet_cosine`` (Grainge et al. 2024 Eq. 1): sum_n max(0, alpha - cos(q, p) + cos(q, n)).
 
+Training-aware binarisation (``train.binary_weight`` W > 0): the same triplet loss is added,
+times W, on sign codes of the descriptors centred on a running mean, sign(x - mu) / sqrt(D),
+whose gradient passes straight through the sign (Bengio et al. 2013's straight-through
+estimator), so that the descriptors a binary map keeps (``search.binary_codes``) are trained.
+
 Any other name is a loss class of pytorch-metric-learning (for example ``MultiSimilarityLoss``),
 used on P x K batches of labelled embeddings.
 """
@@ -32,6 +37,13 @@ def triplet_cosine(query, positive, negatives, margin: float = 0.1) -> torch.Ten
     s_pos = (query * positive).sum(-1, keepdim=True)
     s_neg = torch.einsum("bd,bnd->bn", query, negatives)
     return torch.relu(margin - s_pos + s_neg).sum(1).mean()
+
+
+def straight_through_codes(descriptors: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """sign(x - centre) / sqrt(D) forward, identity backward (unit-norm codes, like descriptors)."""
+    centred = descriptors - centre
+    codes = centred + (torch.sign(centred) - centred).detach()
+    return codes / descriptors.shape[-1] ** 0.5
 
 
 def triplet_loss(name: str):
