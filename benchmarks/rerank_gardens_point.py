@@ -190,7 +190,7 @@ def main() -> None:
             label = (
                 name
                 if matcher is None
-                else f"{name} ({Path(matcher).parent.name if matcher.endswith('.npz') else Path(matcher).stem})"
+                else f"{name} ({Path(matcher).parent.name if matcher.endswith('.npz') else Path(matcher).name})"
             )
             rows.append(
                 {

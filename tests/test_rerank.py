@@ -172,45 +172,17 @@ def test_an_untrained_matcher_with_the_prior_is_sinkhorn_on_patch_similarity():
 def test_train_matcher_and_rerank_in_eval(tmp_path, training_street, tiny_street):
     run = tmp_path / "run"
     base = ["--backbone", "squeezenet", "--size", "72x96"]
+    matcher_run = ["train-matcher", *base, "--train-dataset", str(training_street), "--patch-size", "2"]
+    matcher_run += ["--matcher-dim", "16", "--matcher-layers", "2", "--run-dir", str(run)]
     trained = CliRunner().invoke(
         main,
-        [
-            "train-matcher",
-            *base,
-            "--train-dataset",
-            str(training_street),
-            "--epochs",
-            "2",
-            "--patch-size",
-            "2",
-            "--matcher-dim",
-            "16",
-            "--matcher-layers",
-            "2",
-            "--run-dir",
-            str(run),
-        ],
+        [*matcher_run, "--epochs", "2"],
     )
     assert trained.exit_code == 0, trained.output
     assert (run / "matcher.npz").is_file() and "validation accuracy" in trained.output
     again = CliRunner().invoke(
         main,
-        [
-            "train-matcher",
-            *base,
-            "--train-dataset",
-            str(training_street),
-            "--epochs",
-            "3",
-            "--patch-size",
-            "2",
-            "--matcher-dim",
-            "16",
-            "--matcher-layers",
-            "2",
-            "--run-dir",
-            str(run),
-        ],
+        [*matcher_run, "--epochs", "3"],
     )
     assert again.exit_code == 0 and "resumed after epoch 2" in again.output
     out = tmp_path / "r.json"
