@@ -169,6 +169,33 @@ def test_an_untrained_matcher_with_the_prior_is_sinkhorn_on_patch_similarity():
 
 
 @pytest.mark.slow
+def test_a_matcher_run_whose_every_epoch_is_worse_keeps_the_untrained_matcher(tmp_path, training_street, monkeypatch):
+    from edgevpr.train import matcher_training
+
+    scores = iter([(1.0, 0.5), (0.9, 0.9), (1.0, 0.4)])  # before training, then two worse epochs
+    monkeypatch.setattr(matcher_training, "validation_accuracy", lambda matcher, data: next(scores))
+    kept = {}
+    real_save = matcher_training.save_matcher
+
+    def save(matcher, path, info):
+        kept.setdefault("state", {k: v.clone() for k, v in matcher.state_dict().items()})  # the first saved
+        real_save(matcher, path, info)
+
+    monkeypatch.setattr(matcher_training, "save_matcher", save)
+    run = tmp_path / "run"
+    args = ["train-matcher", "--backbone", "squeezenet", "--size", "72x96", "--train-dataset", str(training_street)]
+    args += ["--patch-size", "2", "--matcher-dim", "16", "--matcher-layers", "2", "--epochs", "2"]
+    args += ["--run-dir", str(run)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "no epoch beat the matcher before training" in result.output
+    loaded, meta = load_matcher(run / "matcher.npz")
+    assert meta["epoch"] == -1
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in kept["state"].items())
+    assert json.loads((run / "matcher_summary.json").read_text())["best_epoch"] == -1
+
+
+@pytest.mark.slow
 def test_train_matcher_and_rerank_in_eval(tmp_path, training_street, tiny_street):
     run = tmp_path / "run"
     base = ["--backbone", "squeezenet", "--size", "72x96"]

@@ -14,7 +14,8 @@ By default the matcher starts from the raw patches' similarity (``rerank.matcher
 Validation holds out the last fifth of the queries (for frame-aligned traversals, later places):
 the share of them whose positive outscores all of its hard negatives, beside the same share for
 ``ransac`` on the same pairs; ties are broken by the mean margin of the positive over the best
-negative. The best matcher is kept; the run resumes from its last epoch."""
+negative. The matcher before training is the first candidate, and the best one is kept; the
+run resumes from its last epoch."""
 
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def train_matcher(
     matcher = AttentionMatcher(data.patch_dim, dim, heads, layers, iterations, prior)
     optimizer = torch.optim.Adam(matcher.parameters(), lr=lr)
     state_file, best_file = folder / "matcher_state.pt", folder / "matcher.npz"
-    history, start_epoch, best = [], 0, (-1.0, -np.inf)
+    history, start_epoch, best, best_epoch = [], 0, (-1.0, -np.inf), -1
     if state_file.is_file():  # resume: tensors and plain data only
         state = torch.load(state_file, map_location="cpu", weights_only=True)
         matcher.load_state_dict(state["matcher"])
@@ -163,6 +164,10 @@ def train_matcher(
             "frames": config.train.frames,
         },
     }
+    if start_epoch == 0:  # the matcher before training is the first candidate for best
+        best = validation_accuracy(matcher, data)
+        save_matcher(matcher, best_file, info | {"val_accuracy": best[0], "val_margin": best[1], "epoch": -1})
+        log(f"before training: validation accuracy {best[0]:.3f} (ransac {ransac_accuracy:.3f}), margin {best[1]:.3f}")
     for epoch in range(start_epoch, epochs):
         matcher.train()
         rng = np.random.default_rng([config.train.seed, epoch])
@@ -189,7 +194,7 @@ def train_matcher(
             f"(ransac {ransac_accuracy:.3f}), margin {margin:.3f}"
         )
         if (accuracy, margin) > best:  # the margin separates epochs once the accuracy saturates
-            best = (accuracy, margin)
+            best, best_epoch = (accuracy, margin), epoch
             save_matcher(matcher, best_file, info | {"val_accuracy": accuracy, "val_margin": margin, "epoch": epoch})
         with atomic_path(state_file) as tmp:
             torch.save(
@@ -205,8 +210,11 @@ def train_matcher(
         if max_minutes is not None and time.monotonic() - began > 60 * max_minutes:
             log(f"stopped after {max_minutes} minutes")
             break
+    if best_epoch == -1 and start_epoch == 0:
+        log("no epoch beat the matcher before training: it is the one kept")
     summary = {
         "matcher": str(best_file),
+        "best_epoch": best_epoch if start_epoch == 0 or best_epoch >= 0 else None,
         "best_val_accuracy": best[0],
         "best_val_margin": best[1] if np.isfinite(best[1]) else None,
         "ransac_val_accuracy": ransac_accuracy,
