@@ -7,10 +7,11 @@ validation, 100-199 test day_right -> night_right, +/-2 frames), trained twice f
 steps (--epochs of --queries queries), with binary weight 0 and --weight; each run's last
 model is compared (best.pt is chosen on float validation recall, which could hide the
 term's effect, and on these 20 validation places it often keeps the starting model). Each
-model (and the starting one) is then tested with float descriptors and with two 1-bit codes: the sign of the centred descriptor (1280 bits,
-what the loss trains) and ITQ on the top 256 principal directions (32 bytes; Gong and Lazebnik
-2011). Means and rotations are fitted on every fourth IE Tower train/val image (342 indoor
-images), never on Gardens Point. Changes are paired, query by query.
+model (and the starting one) is then tested with float descriptors and with two 1-bit codes:
+the sign of the centred descriptor (1280 bits, what the loss trains) and ITQ on the top 256
+principal directions (32 bytes; Gong and Lazebnik 2011). Means and rotations are fitted on
+every fourth IE Tower train/val image (342 indoor images), never on Gardens Point. Changes
+are paired, query by query.
 
     python benchmarks/binary_training.py [--epochs 2] [--queries 80] [--weight 1]
         [--out benchmarks/results/binary_training.json]
