@@ -8,15 +8,20 @@ import numpy as np
 import torch
 
 from edgevpr.errors import ConfigError
-from edgevpr.rerank.matcher import AttentionMatcher, image_score, normalised_positions
+from edgevpr.rerank.matcher import AttentionMatcher, image_score, normalised_positions, patch_norms
 from edgevpr.rerank.matcher_file import load_matcher
 from edgevpr.rerank.matcher_onnx import INPUTS
 from edgevpr.rerank.registry import RERANKERS, PatchSet, Reranker
 
 
+def stacked_patches(sets: list[PatchSet]) -> torch.Tensor:
+    """Stacked patches (K, n, D) of sets of one patch count, as float32."""
+    return torch.from_numpy(np.stack([np.asarray(s.patches, dtype=np.float32) for s in sets]))
+
+
 def patch_tensors(sets: list[PatchSet]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stacked patches (K, n, D) and normalised positions (K, n, 2) of sets of one patch count."""
-    patches = torch.from_numpy(np.stack([np.asarray(s.patches, dtype=np.float32) for s in sets]))
+    patches = stacked_patches(sets)
     positions = torch.from_numpy(np.stack([np.asarray(s.positions, dtype=np.float32) for s in sets]))
     extent = torch.tensor([list(s.extent) for s in sets], dtype=torch.float32)[:, None, :]
     return patches, normalised_positions(positions, extent)
@@ -48,15 +53,18 @@ class AttentionReranker(Reranker):
 
     @torch.inference_mode()
     def prepare(self, database: list[PatchSet]) -> None:
-        """Encode every map image's patches once (projection + position): they depend on that
-        image only, so a query then costs the attention layers and the transport alone."""
+        """Encode every map image's patches once (projection + position, and the patch norms
+        the prior divides by): they depend on that image only, so a query then costs the
+        attention layers, the similarity and the transport alone."""
         if self.session is not None:
             return
         self.encoded = {}
         for start in range(0, len(database), 64):
             chunk = database[start : start + 64]
-            encoded = self.matcher.encode(*patch_tensors(chunk))
-            self.encoded.update({id(s.patches): e for s, e in zip(chunk, encoded)})
+            patches, positions = patch_tensors(chunk)
+            encoded = self.matcher.encode(patches, positions)
+            norms = patch_norms(patches) if self.matcher.prior else [None] * len(chunk)
+            self.encoded.update({id(s.patches): (e, n) for s, e, n in zip(chunk, encoded, norms)})
 
     @torch.inference_mode()
     def score(self, query: PatchSet, candidates: list[PatchSet]) -> np.ndarray:
@@ -64,9 +72,11 @@ class AttentionReranker(Reranker):
         q_patches, q_positions = patch_tensors([query])
         cached = getattr(self, "encoded", {})
         count = len(candidates)
+        d_norms = None
         if self.session is None and cached and all(id(c.patches) in cached for c in candidates):
-            encoded_d = torch.stack([cached[id(c.patches)] for c in candidates])
-            d_patches = patch_tensors(candidates)[0] if self.matcher.prior else None
+            encoded_d = torch.stack([cached[id(c.patches)][0] for c in candidates])
+            d_patches = stacked_patches(candidates) if self.matcher.prior else None
+            d_norms = torch.stack([cached[id(c.patches)][1] for c in candidates]) if self.matcher.prior else None
         else:
             d_patches, d_positions = patch_tensors(candidates)
             if self.session is not None:
@@ -75,7 +85,7 @@ class AttentionReranker(Reranker):
                 return self.session.run(["score"], feeds)[0]
             encoded_d = self.matcher.encode(d_patches, d_positions)
         encoded_q = self.matcher.encode(q_patches, q_positions).expand(count, -1, -1)
-        similarity = None if d_patches is None else self.matcher.similarity(q_patches.expand(count, -1, -1), d_patches)
+        similarity = None if d_patches is None else self.matcher.similarity(q_patches, d_patches, d_norms)
         log_p = self.matcher.log_assignment(encoded_q, encoded_d, scaled=True, similarity=similarity)
         return image_score(log_p).numpy()
 

@@ -95,12 +95,18 @@ class AttentionMatcher(nn.Module):
         can hold it instead of the raw patches."""
         return self.project(patches) + self.position(positions)
 
-    def similarity(self, query_patches: torch.Tensor, database_patches: torch.Tensor) -> torch.Tensor | None:
-        """(B, M, N) cosine similarity of the raw patches, for the prior; None without one."""
+    def similarity(
+        self, query_patches: torch.Tensor, database_patches: torch.Tensor, database_norms: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """(B, M, N) cosine similarity of the raw patches, for the prior; None without one. A
+        query batch of 1 is broadcast over the B database images; ``database_norms`` (B, N),
+        from ``patch_norms``, spares normalising map images that every query meets again."""
         if not self.prior:
             return None
-        q, d = F.normalize(query_patches, dim=-1), F.normalize(database_patches, dim=-1)
-        return torch.einsum("bmc,bnc->bmn", q, d)
+        q = F.normalize(query_patches, dim=-1)
+        if database_norms is None:
+            return q @ F.normalize(database_patches, dim=-1).transpose(-1, -2)
+        return (q @ database_patches.transpose(-1, -2)) / database_norms[:, None, :]
 
     def log_assignment(
         self, query: torch.Tensor, database: torch.Tensor, scaled: bool = False, similarity: torch.Tensor | None = None
@@ -133,6 +139,11 @@ def image_score(log_p: torch.Tensor) -> torch.Tensor:
     """Transported mass between real patches per query patch (see the module docstring)."""
     m = log_p.shape[1] - 1
     return log_p[:, :-1, :-1].exp().sum(dim=(1, 2)) / m
+
+
+def patch_norms(patches: torch.Tensor) -> torch.Tensor:
+    """The L2 norms ``F.normalize`` divides by (clamped alike), for ``similarity``."""
+    return patches.norm(dim=-1).clamp_min(1e-12)
 
 
 def normalised_positions(positions: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
