@@ -101,24 +101,15 @@ def test_a_changed_dataset_is_refused_by_its_fingerprint(tmp_path):
     assert wrong.exit_code == 1 and "expects it under --data-root" in wrong.output
 
 
+def _eval_squeezenet(street, out, *extra):
+    """``edgevpr eval`` of a SqueezeNet model (default aggregator) on ``street``, writing ``out``."""
+    args = ["eval", "--backbone", "squeezenet", "--dataset", str(street), "--latency-runs", "20", "--out", str(out)]
+    return CliRunner().invoke(main, [*args, *extra])
+
+
 def test_eval_writes_metrics_and_a_pr_curve(tmp_path, tiny_street):
     out, png = tmp_path / "r.json", tmp_path / "pr.png"
-    result = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--backbone",
-            "squeezenet",
-            "--dataset",
-            str(tiny_street),
-            "--latency-runs",
-            "20",
-            "--out",
-            str(out),
-            "--pr-curve",
-            str(png),
-        ],
-    )
+    result = _eval_squeezenet(tiny_street, out, "--pr-curve", str(png))
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())["metrics"]
     assert 0 <= metrics["auc_pr"] <= 1 and set(metrics["map_at"]) == {"1", "5", "10"}
@@ -160,22 +151,7 @@ def test_nearest_crop_and_majority_voting_merge_the_crops():
 
 def test_eval_with_a_test_method_names_it_and_costs_its_crops(tmp_path, tiny_street):
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(
-        main,
-        [
-            "eval",
-            "--backbone",
-            "squeezenet",
-            "--dataset",
-            str(tiny_street),
-            "--latency-runs",
-            "20",
-            "--test-method",
-            "nearest_crop",
-            "--out",
-            str(out),
-        ],
-    )
+    result = _eval_squeezenet(tiny_street, out, "--test-method", "nearest_crop")
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
     assert saved["protocol"]["resize"].endswith(",test=nearest_crop") and ",test=nearest_crop" in saved["protocol_name"]
