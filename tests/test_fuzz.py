@@ -54,7 +54,36 @@ def bad(tmp_path_factory):
     (root / "poses.csv").write_text("name,x\nd0.jpg,1\n")
     (root / "map").mkdir()
     (root / "map" / "map.json").write_text('{"format": "edgevpr-map/1", "model": 3}')
+    _write_bad_side_files(root)
     return root
+
+
+def _write_bad_side_files(root):
+    """Broken ground truth, configs, descriptors and matcher files for the newer commands."""
+    np.save(root / "gt_rows3.npy", np.zeros((4, 3), np.int64))
+    np.save(root / "gt_1d.npy", np.arange(4))
+    np.save(root / "gt_float.npy", np.array([[0.5, 1.0], [1.5, 2.0]]))
+    (root / "gt_empty.npy").write_bytes(b"")
+    np.save(root / "gt_pairs.npy", np.array([[0, 0], [1, 1], [2, 2], [3, 3]], np.int64))
+    (root / "binary.yaml").write_bytes(bytes(range(256)))
+    (root / "sweep_list.yaml").write_text("name: s\ndataset: [a, b]\nbase: [x]\naxes: [1]\n")
+    (root / "mixed_no_layers.json").write_text('{"format": "edgevpr-mixed-precision-1"}')
+    (root / "garbage.npz").write_bytes(b"PK\x03\x04 garbage")
+    (root / "not_image.jpg").write_bytes(b"not an image at all")
+    (root / "a_file").write_text("x")
+    (root / "empty_folder").mkdir()
+    (root / "poses_nan.csv").write_text("name,x,y\n" + "".join(f"d{i}.jpg,nan,1\n" for i in range(4)))
+    short = root / "desc_short_truth"
+    short.mkdir()
+    np.save(short / "database.npy", np.eye(4, dtype=np.float32))
+    np.save(short / "queries.npy", np.eye(4, dtype=np.float32)[:3])
+    (short / "ground_truth.json").write_text(json.dumps({"positives": [[0]]}))
+    cut = root / "desc_cut"
+    cut.mkdir()
+    np.save(cut / "database.npy", np.eye(4, dtype=np.float32))
+    np.save(cut / "queries.npy", np.eye(4, dtype=np.float32))
+    data = (cut / "queries.npy").read_bytes()
+    (cut / "queries.npy").write_bytes(data[: len(data) - 20])
 
 
 def _eval(*args):
@@ -257,6 +286,249 @@ CASES = {  # kind -> (argv with {root} for the fixture folder, text the one line
 }
 
 
+def _with_street(*args):
+    return [*args, "--database", "{root}/street/database", "--queries", "{root}/street/queries", "--threshold-m", "25"]
+
+
+def _map_build(*args):
+    return ["map", "build", *MODEL[:4], "--size", "72x96", "--images", "{root}/street/database", *args]
+
+
+def _localize(*args):
+    return ["localize", "{map}", "{root}/street/queries/" + utm_name(500003, 4000000, "q0"), *args]
+
+
+# The bad input of the last round's commands: map build/add/info/export-hloc, localize,
+# convert, re-ranking, compact descriptors, export-matcher, train-matcher; and the cases that
+# ended in a traceback before (ground-truth arrays, binary YAML, sweeps, mixed configs).
+COMMAND_CASES = {
+    "ground truth of 3 columns": (
+        _eval(*_with_street()[:-2], "--ground-truth", "{root}/gt_rows3.npy"),
+        "gt_rows3.npy: row 0 is not",
+    ),
+    "ground truth 1-D": (_eval(*_with_street()[:-2], "--ground-truth", "{root}/gt_1d.npy"), "gt_1d.npy: row 0"),
+    "ground truth float": (_eval(*_with_street()[:-2], "--ground-truth", "{root}/gt_float.npy"), "gt_float.npy"),
+    "ground truth empty file": (_eval(*_with_street()[:-2], "--ground-truth", "{root}/gt_empty.npy"), "gt_empty.npy"),
+    "config binary": (["eval", "--config", "{root}/binary.yaml"], "binary.yaml: not valid YAML"),
+    "sweep list for a mapping": (["sweep", "{root}/sweep_list.yaml", "--store", "{root}/s.db"], "sweep_list.yaml"),
+    "mixed config without layers": (
+        [
+            "quantize",
+            *MODEL[:4],
+            "--size",
+            "72x96",
+            "--precision",
+            "mixed",
+            "--mixed-config",
+            "{root}/mixed_no_layers.json",
+            "--calib",
+            "{root}/street/database",
+            "--out",
+            "{root}/q.onnx",
+        ],
+        "mixed_no_layers.json: 'layers' must be",
+    ),
+    "quantize size too small": (
+        ["quantize", *MODEL[:4], "--size", "4x4", "--precision", "fp32", "--out", "{root}/q.onnx"],
+        "--size 4x4: the model cannot run",
+    ),
+    "index search truth shorter than queries": (
+        ["index", "search", "--index", "{index}", "--descriptors", "{root}/desc_short_truth"],
+        "ground_truth.json",
+    ),
+    "index search truncated queries": (
+        ["index", "search", "--index", "{index}", "--descriptors", "{root}/desc_cut"],
+        "queries.npy",
+    ),
+    "hloc top-k zero": (
+        ["map", "export-hloc", "{map}", "--queries", "{root}/street/queries", "--top-k", "0", "--out", "{root}/h"],
+        "--top-k must be >= 1",
+    ),
+    "hloc queries missing": (
+        ["map", "export-hloc", "{map}", "--queries", "{root}/nowhere", "--out", "{root}/h"],
+        "nowhere",
+    ),
+    "hloc out is a file": (
+        ["map", "export-hloc", "{map}", "--queries", "{root}/street/queries", "--out", "{root}/a_file"],
+        "a_file: exists and is not a folder",
+    ),
+    "localize min score nan": (_localize("--min-score", "nan"), "--min-score must be a finite number"),
+    "localize top-k zero": (_localize("--top-k", "0"), "--top-k must be >= 1"),
+    "localize rerank-k zero": (_localize("--rerank", "rapid", "--rerank-k", "0"), "--rerank-k must be >= 1"),
+    "localize unknown re-ranker": (_localize("--rerank", "magic"), "unknown re-ranker 'magic'"),
+    "localize sequence zero": (_localize("--sequence", "0"), "--sequence must be >= 1"),
+    "localize jsonl is a folder": (_localize("--jsonl", "{root}/existing_dir"), "names a folder"),
+    "localize not an image": (["localize", "{map}", "{root}/not_image.jpg"], "not_image.jpg"),
+    "localize image missing": (["localize", "{map}", "{root}/missing.jpg"], "missing.jpg"),
+    "localize images folder missing": (["localize", "{map}", "--images", "{root}/nowhere"], "nowhere"),
+    "localize matcher missing": (_localize("--rerank", "attention", "--matcher", "{root}/no.npz"), "no.npz"),
+    "localize matcher garbage": (_localize("--rerank", "attention", "--matcher", "{root}/garbage.npz"), "garbage.npz"),
+    "localize rerank without patches": (
+        ["localize", "{plain_map}", "{root}/street/queries/" + utm_name(500003, 4000000, "q0"), "--rerank", "rapid"],
+        "holds no patch descriptors",
+    ),
+    "map build images missing": (
+        ["map", "build", *MODEL[:4], "--size", "72x96", "--images", "{root}/nowhere", "--out", "{root}/m1"],
+        "nowhere",
+    ),
+    "map build images empty": (
+        ["map", "build", *MODEL[:4], "--size", "72x96", "--images", "{root}/empty_folder", "--out", "{root}/m1"],
+        "empty_folder",
+    ),
+    "map build out is a file": (_map_build("--out", "{root}/a_file"), "a_file"),
+    "map build unknown index": (_map_build("--index", "Nonsense12", "--out", "{root}/m1"), "Nonsense12"),
+    "map build positions missing": (
+        _map_build("--positions", "{root}/no.csv", "--out", "{root}/m1"),
+        "no.csv",
+    ),
+    "map build positions nan": (
+        _map_build("--positions", "{root}/poses_nan.csv", "--out", "{root}/m1"),
+        "poses_nan.csv",
+    ),
+    "map build patch size not a number": (
+        _map_build("--patches", "--patch-size", "abc", "--out", "{root}/m1"),
+        "'abc' is not a comma-separated list",
+    ),
+    "map build patch size zero": (_map_build("--patches", "--patch-size", "0", "--out", "{root}/m1"), "patch"),
+    "map build strides do not pair": (
+        _map_build("--patches", "--patch-size", "2,3", "--patch-stride", "1", "--out", "{root}/m1"),
+        "stride",
+    ),
+    "map build onnx empty": (
+        ["map", "build", "--onnx", "{root}/empty.onnx", "--images", "{root}/street/database", "--out", "{root}/m1"],
+        "empty.onnx",
+    ),
+    "map build checkpoint garbage": (
+        [
+            "map",
+            "build",
+            "--checkpoint",
+            "{root}/garbage.pth",
+            "--images",
+            "{root}/street/database",
+            "--out",
+            "{root}/m1",
+        ],
+        "garbage.pth",
+    ),
+    "map build binary without fit": (
+        _map_build("--descriptor-bits", "1", "--index", "BFlat", "--out", "{root}/m1"),
+        "--descriptor-fit",
+    ),
+    "map build binary fit missing": (
+        _map_build(
+            "--descriptor-bits", "1", "--index", "BFlat", "--descriptor-fit", "{root}/nowhere", "--out", "{root}/m1"
+        ),
+        "nowhere",
+    ),
+    "map add to no map": (["map", "add", "{root}/nomap", "--images", "{root}/street/queries"], "nomap"),
+    "map add images missing": (["map", "add", "{copy_map}", "--images", "{root}/nowhere"], "nowhere"),
+    "map info of no map": (["map", "info", "{root}/nomap"], "nomap: map folder not found"),
+    "map info corrupt": (["map", "info", "{root}/map"], "map.json"),
+    "eval unknown re-ranker": (_eval("--dataset", "{root}/street", "--rerank", "magic"), "unknown re-ranker 'magic'"),
+    "eval rerank-k zero": (_eval("--dataset", "{root}/street", "--rerank", "rapid", "--rerank-k", "0"), "rerank_k"),
+    "eval matcher missing": (
+        _eval("--dataset", "{root}/street", "--rerank", "attention", "--matcher", "{root}/no.npz"),
+        "no.npz",
+    ),
+    "eval binary fit missing": (
+        _eval(
+            "--dataset",
+            "{root}/street",
+            "--descriptor-bits",
+            "1",
+            "--index",
+            "BFlat",
+            "--descriptor-fit",
+            "{root}/nowhere",
+        ),
+        "nowhere",
+    ),
+    "eval binary index for float descriptors": (
+        _eval("--dataset", "{root}/street", "--index", "BFlat"),
+        "--descriptor-bits 1 needs --descriptor-fit",
+    ),
+    "export-matcher missing": (["export-matcher", "{root}/no.npz", "--out", "{root}/m.onnx"], "no.npz"),
+    "export-matcher garbage": (["export-matcher", "{root}/garbage.npz", "--out", "{root}/m.onnx"], "garbage.npz"),
+    "export-matcher out is a folder": (
+        ["export-matcher", "{root}/garbage.npz", "--out", "{root}/existing_dir"],
+        "names a folder",
+    ),
+    "train-matcher no training data": (
+        ["train-matcher", *MODEL[:4], "--size", "72x96", "--train-dataset", "{root}/nowhere", "--run-dir", "{root}/r"],
+        "nowhere",
+    ),
+    "train-matcher patch size bad": (
+        [
+            "train-matcher",
+            *MODEL[:4],
+            "--size",
+            "72x96",
+            "--train-dataset",
+            "{root}/street",
+            "--patch-size",
+            "x",
+            "--run-dir",
+            "{root}/r",
+        ],
+        "'x' is not a comma-separated list",
+    ),
+    "convert source missing": (["convert", "vprbench", "{root}/nowhere", "{root}/c1"], "nowhere"),
+    "convert csv without positions": (["convert", "csv", "{root}/street", "{root}/c2"], "csv"),
+    "convert nordland without seasons": (["convert", "nordland", "{root}/street", "{root}/c3"], "summer"),
+    "convert pitts without mat": (["convert", "pitts", "{root}/street", "{root}/c4"], ".mat"),
+    "convert msls empty": (["convert", "msls", "{root}/empty_folder", "{root}/c5"], "empty_folder"),
+}
+
+
+@pytest.fixture(scope="module")
+def maps(bad, tmp_path_factory):
+    """A map with patches, one without, a copy to add to, and a saved index, for the cases above."""
+    root = tmp_path_factory.mktemp("maps")
+    build = ["map", "build", *MODEL[:4], "--size", "72x96", "--images", str(bad / "street" / "database")]
+    for name, extra in (("map", ["--patches"]), ("plain_map", []), ("copy_map", [])):
+        result = CliRunner().invoke(main, [*build, *extra, "--out", str(root / name)])
+        assert result.exit_code == 0, result.output
+    index = root / "index.faiss"
+    result = CliRunner().invoke(
+        main, ["index", "build", "--descriptors", str(bad / "desc_ok"), "--index", "Flat", "--out", str(index)]
+    )
+    assert result.exit_code == 0, result.output
+    return {"map": root / "map", "plain_map": root / "plain_map", "copy_map": root / "copy_map", "index": index}
+
+
+def _invoke_case(argv, folders: dict):
+    filled = []
+    for part in argv:
+        for key, value in folders.items():
+            part = part.replace("{" + key + "}", str(value))
+        filled.append(part)
+    return CliRunner().invoke(main, filled)
+
+
+def _assert_one_line(kind, result, expected):
+    output = result.output.strip()
+    assert result.exit_code == 1, f"{kind}: exit {result.exit_code}: {output[-400:]} {result.exception!r}"
+    assert isinstance(result.exception, SystemExit), f"{kind}: raised {result.exception!r}"  # not a traceback
+    assert "Traceback" not in output
+    last = output.splitlines()[-1]
+    assert last.startswith("Error: ") and expected in last, f"{kind}: {last}"
+
+
+@pytest.mark.parametrize("kind", sorted(COMMAND_CASES))
+def test_bad_input_to_the_newer_commands_is_one_line(bad, maps, kind):
+    argv, expected = COMMAND_CASES[kind]
+    _assert_one_line(kind, _invoke_case(argv, {"root": bad, **maps}), expected)
+
+
+def test_plain_int_pairs_are_read_as_ground_truth(bad):
+    """An (N, 2) integer array of [query, database] pairs is VPR-Bench ground truth too."""
+    argv = _eval(*_with_street()[:-2], "--ground-truth", "{root}/gt_pairs.npy")
+    result = _invoke_case(argv, {"root": bad})
+    assert result.exit_code == 0, result.output
+    assert "ground_truth=gt_pairs.npy" in result.output
+
+
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_bad_input_is_one_line_and_exit_1(bad, kind):
     argv, expected = CASES[kind]
@@ -269,7 +541,7 @@ def test_bad_input_is_one_line_and_exit_1(bad, kind):
 
 
 def test_the_fuzz_suite_covers_the_kinds_it_names():
-    assert len(CASES) >= 45
+    assert len(CASES) >= 45 and len(COMMAND_CASES) >= 50
 
 
 @settings(max_examples=200, deadline=None)

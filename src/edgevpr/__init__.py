@@ -7,7 +7,6 @@ command stay quick: ``edgevpr.load_config``, ``build_model``, ``evaluate_model``
 ``Map`` (build, load, add, localize), ``Localizer`` (frames of a stream), ``ModelSource``,
 ``InputContract``, ``RunConfig``."""
 
-from edgevpr import compat as _compat  # noqa: F401  (must precede any torchvision or timm import)
 from edgevpr.public_names import PUBLIC
 
 __version__ = "0.1.0"

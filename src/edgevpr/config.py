@@ -225,7 +225,7 @@ def _coerce(value, hint, where: str):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
             converted = hint(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}") from None
         if hint is int and isinstance(value, float) and value != converted:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -269,6 +269,10 @@ def read_yaml(path: str | Path, what: str = "config file"):
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a {what}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid YAML (not UTF-8 text: a binary file?)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
 

@@ -9,6 +9,7 @@ import click
 
 from edgevpr.atomic import atomic_path, check_output
 from edgevpr.cli.options import DATA_OPTIONS, MODEL_OPTIONS, add_options, config_from, user_errors
+from edgevpr.validate import AT_LEAST_ONE, check_number
 
 
 @click.group("map")
@@ -62,20 +63,31 @@ def map_build_command(
 
     if checkpoint and onnx:
         raise click.UsageError("give --checkpoint or --onnx, not both")
-    config = None if (checkpoint or onnx) else config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS)
+    given = [flag for flag, value in kwargs.items() if value is not None and flag != "max_pixels"]
+    if (checkpoint or onnx) and (given or config_file):
+        from edgevpr.errors import ConfigError
+
+        ignored = ", ".join(["--config"] * bool(config_file) + ["--" + flag.replace("_", "-") for flag in given])
+        raise ConfigError(
+            f"{checkpoint or onnx}: the model file carries its model and input contract; {ignored} would be ignored"
+        )
+    config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS)
     built = Map.build(
-        ModelSource(onnx, checkpoint, config),
+        ModelSource(onnx, checkpoint, None if (checkpoint or onnx) else config),
         images,
         out,
         positions,
         index,
         search_params,
         threads,
+        max_pixels=config.data.max_pixels,
         log=lambda m: click.echo(m, err=True),
         descriptor_bits=int(descriptor_bits),
         descriptor_fit=descriptor_fit,
         binary_rotation=binary_rotation,
-        patches=PatchSpec(sizes_option(patch_size), sizes_option(patch_stride)) if patches else None,
+        patches=PatchSpec(sizes_option(patch_size, "--patch-size"), sizes_option(patch_stride, "--patch-stride"))
+        if patches
+        else None,
     )
     _echo_info(built.info())
 
@@ -121,6 +133,8 @@ def map_export_hloc_command(map_dir, queries, top_k, out):
     """hloc's global-descriptor HDF5 and retrieval pairs file, for hloc / COLMAP."""
     from edgevpr.maps import Map
     from edgevpr.maps.hloc import export_hloc
+
+    check_number(top_k, "--top-k", AT_LEAST_ONE)
 
     report = export_hloc(Map.load(map_dir), queries, out, top_k)
     click.echo(
@@ -183,10 +197,11 @@ def localize_command(map_dir, images, folder, top_k, rerank, rerank_k, matcher, 
     paths = [Path(p) for p in images] + (list_images(folder) if folder else [])
     if not paths:
         raise click.UsageError("give images (IMAGE... or --images DIR)")
-    if top_k < 1:
-        raise ConfigError(f"--top-k must be >= 1, got {top_k}")
-    if rerank_k < 1:
-        raise ConfigError(f"--rerank-k must be >= 1, got {rerank_k}")
+    check_number(top_k, "--top-k", AT_LEAST_ONE)
+    check_number(rerank_k, "--rerank-k", AT_LEAST_ONE)
+    check_number(length, "--sequence", AT_LEAST_ONE)
+    if min_score is not None:
+        check_number(min_score, "--min-score", ("a number", lambda v: True))
     if rerank and length > 1:
         raise ConfigError("--rerank and --sequence do not combine; choose one")
     reranker = make_reranker(rerank, matcher) if rerank else None

@@ -29,11 +29,13 @@ TRAINING_DATA = (
 )
 
 
-def sizes_option(text: str) -> tuple[int, ...]:
+def sizes_option(text: str, option: str) -> tuple[int, ...]:
+    from edgevpr.errors import ConfigError
+
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+        raise ConfigError(f"{option} {text!r} is not a comma-separated list of integers") from None
 
 
 @click.command("train-matcher")
@@ -85,7 +87,7 @@ def train_matcher_command(
     run_dir = config.train.run_dir or "runs/matcher"
     summary = train_matcher(
         config,
-        PatchSpec(sizes_option(patch_size), sizes_option(patch_stride)),
+        PatchSpec(sizes_option(patch_size, "--patch-size"), sizes_option(patch_stride, "--patch-stride")),
         run_dir,
         dim=matcher_dim,
         heads=matcher_heads,

@@ -19,10 +19,13 @@ KEYS = ("offsets", "indices", "num_database")
 def is_positives_file(path: str | Path) -> bool:
     """Whether ``path`` is an ``.npz`` written by ``write_positives`` (not Patch-NetVLAD's)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return all(key in archive.files for key in KEYS)
-    except (OSError, ValueError, zipfile.BadZipFile):
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return False
+    if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array (VPR-Bench's rows)
+        return False
+    with loaded as archive:
+        return all(key in archive.files for key in KEYS)
 
 
 def write_positives(path: str | Path, positives: list[np.ndarray], num_database: int) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from edgevpr.config import read_yaml
 from edgevpr.errors import ConfigError, DatasetError
 
 RULES = ("tolerance_frames", "threshold_m", "ground_truth")
@@ -73,14 +74,7 @@ def _parse(entries, source: str) -> dict[str, Protocol]:
 
 
 def _read(path: str | Path) -> dict[str, Protocol]:
-    path = Path(path)
-    try:
-        entries = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: protocols file not found") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
-    return _parse(entries, str(path))
+    return _parse(read_yaml(path, "protocols file"), str(path))
 
 
 def registered() -> dict[str, Protocol]:

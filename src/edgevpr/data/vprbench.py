@@ -45,7 +45,10 @@ def _read_npy(path: Path):
         except (ValueError, OSError) as error:
             raise DatasetError(f"{path}: not a .npy file ({error})") from None
         if not dtype.hasobject:
-            return np.fromfile(handle, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+            values = np.fromfile(handle, dtype=dtype)
+            if values.size != int(np.prod(shape)):
+                raise DatasetError(f"{path}: truncated .npy file ({values.size} of {int(np.prod(shape))} values)")
+            return values.reshape(shape, order="F" if fortran else "C")
         try:
             return _ArrayOnlyUnpickler(io.BytesIO(handle.read())).load()
         except Exception as error:  # any unpickling failure means an unusable file
@@ -76,7 +79,7 @@ def load_vprbench_ground_truth(path: str | Path, num_database: int, num_queries:
         raise DatasetError(f"{path}: expected rows of [query_index, [database_indices]]")
     positives: list[np.ndarray | None] = [None] * num_queries
     for number, row in enumerate(rows):
-        if len(row) != 2 or not isinstance(row[0], (int, np.integer)):
+        if np.ndim(row) == 0 or len(row) != 2 or not isinstance(row[0], (int, np.integer)):
             raise DatasetError(f"{path}: row {number} is not [query_index, [database_indices]]")
         query = int(row[0])
         if not 0 <= query < num_queries:

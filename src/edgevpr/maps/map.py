@@ -128,8 +128,10 @@ class Map:
             given = Path(source.onnx or source.checkpoint)
             if not given.is_file():
                 raise ConfigError(f"{given}: model file not found")
+            model_kind = "onnx" if source.onnx else "checkpoint"
+            load_model(given, model_kind, threads)  # refused here, naming the user's file, before any copy
             model_part.write_bytes(given.read_bytes())
-            model = load_model(model_part, "onnx" if source.onnx else "checkpoint", threads, str(out))
+            model = load_model(model_part, model_kind, threads, str(out))
         else:
             config = resolve_config(source.config or RunConfig())
             model = cls._built_model(config, paths, model_part, threads, max_pixels)

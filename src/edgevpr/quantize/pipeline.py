@@ -49,8 +49,22 @@ def prepared_model(config: RunConfig, calib: CalibrationImages | None, contract)
     example = torch.zeros(1, 3, *size)
     if hasattr(model.backbone, "fix_input_size"):
         model.backbone.fix_input_size(*size)
+    _check_runs(model.eval(), example)
     folded = fold_batchnorm(model, example)
     return model, example, folded
+
+
+@torch.inference_mode()
+def _check_runs(model, example: torch.Tensor) -> None:
+    """One line, before any export, when the model cannot take the export size (too small for its strides)."""
+    try:
+        model(example)
+    except RuntimeError as error:
+        detail = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:160]
+        height, width = example.shape[-2:]
+        raise ConfigError(
+            f"--size {height}x{width}: the model cannot run on {height}x{width} images ({detail})"
+        ) from None
 
 
 def check_options(options: QuantizeConfig) -> None:

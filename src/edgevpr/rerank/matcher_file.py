@@ -4,6 +4,7 @@ it was trained on, in one ``.npz`` read with ``allow_pickle=False`` (no pickle i
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def load_matcher(path: str | Path) -> tuple[AttentionMatcher, dict]:
         with np.load(path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["__meta__"]))
             state = {key[2:]: torch.from_numpy(archive[key]) for key in archive.files if key.startswith("w/")}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise ConfigError(f"{path}: not a matcher file ({error.__class__.__name__})") from None
     if meta.get("format") != FORMAT:
         raise ConfigError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")

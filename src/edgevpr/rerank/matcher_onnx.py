@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import torch
 
-from edgevpr.atomic import atomic_path
+from edgevpr.atomic import atomic_path, check_output
 from edgevpr.errors import EdgeVPRError
 from edgevpr.rerank.matcher_file import load_matcher
 
@@ -38,6 +38,7 @@ def session(model: bytes | str):
 
 
 def export_matcher(matcher_file: str, out: str, int8: bool = False) -> dict:
+    check_output(out, "--out")
     matcher, meta = load_matcher(matcher_file)
     in_dim = matcher.config["in_dim"]
     buffer = io.BytesIO()

@@ -47,8 +47,16 @@ def read_mixed_config(path: str | Path) -> dict:
         raise ConfigError(f"{path}: mixed-precision config not found") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not JSON (not UTF-8 text)") from None
     if not isinstance(mixed, dict) or mixed.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a mixed-precision config of `edgevpr search-precision` (format {FORMAT})")
+    layers = mixed.get("layers")
+    if not isinstance(layers, list) or not all(
+        isinstance(layer, dict) and isinstance(layer.get("name"), str) and isinstance(layer.get("precision"), str)
+        for layer in layers
+    ):
+        raise ConfigError(f"{path}: 'layers' must be a list of {{name, precision}} entries, as search-precision writes")
     unknown = {layer["precision"] for layer in mixed["layers"]} - set(BITS)
     if unknown:
         raise ConfigError(f"{path}: unknown precisions {sorted(unknown)}")

@@ -80,6 +80,10 @@ def load_descriptor_set(folder: str | Path, need_queries: bool = False) -> Descr
     if (folder / "ground_truth.json").is_file():
         truth = read_json(folder / "ground_truth.json", "ground-truth file", ("positives",))
         positives = _positives(truth["positives"], len(database), folder / "ground_truth.json")
+        if queries is not None and len(positives) != len(queries):
+            raise DatasetError(
+                f"{folder / 'ground_truth.json'}: positives for {len(positives)} queries, queries.npy holds {len(queries)}"
+            )
     return DescriptorSet(
         np.asarray(database, dtype=np.float32),
         None if queries is None else np.asarray(queries, dtype=np.float32),

@@ -5,12 +5,15 @@ seeded per image, so a run is reproducible whatever the number of loader workers
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 
 import torch
-from torchvision.transforms.v2 import functional
 
-import edgevpr.compat  # noqa: F401  (torchvision's operators on a CPU-only torch)
+from edgevpr.compat import import_torchvision
+
+import_torchvision()  # declares torchvision's operators on a CPU-only torch before its first import
+functional = importlib.import_module("torchvision.transforms.v2.functional")
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:
