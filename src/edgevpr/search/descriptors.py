@@ -82,7 +82,7 @@ def load_descriptor_set(folder: str | Path, need_queries: bool = False) -> Descr
         positives = _positives(truth["positives"], len(database), folder / "ground_truth.json")
         if queries is not None and len(positives) != len(queries):
             raise DatasetError(
-                f"{folder / 'ground_truth.json'}: positives for {len(positives)} queries, queries.npy holds {len(queries)}"
+                f"{folder / 'ground_truth.json'}: positives of {len(positives)} queries, queries.npy has {len(queries)}"
             )
     return DescriptorSet(
         np.asarray(database, dtype=np.float32),
