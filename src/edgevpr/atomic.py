@@ -12,9 +12,11 @@ multi-file artefacts (an index with its vectors, a map) change as a unit.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +57,42 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
+FULL_BELOW_BYTES = 4 << 20  # a file system with less free space than this counts as full
+
+
+def storage_error(error: BaseException, target: Path) -> OSError | None:
+    """A library's failure to write ``target`` as the ``OSError`` it is, naming ``target``.
+
+    faiss and ``torch.save`` report a full disk as a ``RuntimeError`` ("write error ... No
+    space left on device", "unexpected pos N vs M"); the CLI turns an ``OSError`` into one line."""
+    if isinstance(error, OSError):
+        return None
+    if not isinstance(error, RuntimeError):
+        return None
+    try:
+        full = shutil.disk_usage(target.parent).free < FULL_BELOW_BYTES
+    except OSError:
+        full = False
+    if "No space left" in str(error) or full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    return None
+
+
+@contextmanager
+def writing(parts: list[Path], target: Path) -> Iterator[None]:
+    """Remove ``parts`` (of a new version of ``target``) if the block fails, and raise a
+    library's write error for a full disk as ``OSError`` naming ``target`` (``storage_error``)."""
+    try:
+        yield
+    except BaseException as error:
+        for part in parts:
+            part.unlink(missing_ok=True)
+        converted = storage_error(error, target)
+        if converted is not None:
+            raise converted from None
+        raise
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block
@@ -66,7 +104,13 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except RuntimeError as error:
+            converted = storage_error(error, target)
+            if converted is not None:
+                raise converted from None
+            raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode

@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from edgevpr.atomic import commit, part_path
+from edgevpr.atomic import commit, part_path, writing
 from edgevpr.errors import ConfigError
 from edgevpr.search.binary_codes import BinaryCodec
 from edgevpr.search.index import IndexSpec, SearchIndex, set_params
@@ -36,23 +36,19 @@ def sidecar(path: Path) -> Path:
 def save_index(index: SearchIndex, path: str | Path) -> None:
     path = Path(path)
     faiss_part = part_path(path, ".faiss")
-    codec_part = None
-    if index.codec is not None:
-        faiss.write_index_binary(index.index, str(faiss_part))
-        codec_part = part_path(path, ".codec.npz")
-        index.codec.save(codec_part)
-    else:
-        faiss.write_index(index.index, str(faiss_part))
-    parts = [faiss_part] + ([codec_part] if codec_part else [])
-    if index.spec.rerank:
-        vectors_part = part_path(path, ".vectors.npy")
-        if not _link_npy(index.vectors, vectors_part):
+    codec_part = part_path(path, ".codec.npz") if index.codec is not None else None
+    vectors_part = part_path(path, ".vectors.npy") if index.spec.rerank else None
+    parts = [part for part in (faiss_part, codec_part, vectors_part) if part is not None]
+    with writing(parts, path):  # a failed write (a full disk) leaves no part behind
+        if index.codec is not None:
+            faiss.write_index_binary(index.index, str(faiss_part))
+            index.codec.save(codec_part)
+        else:
+            faiss.write_index(index.index, str(faiss_part))
+        if vectors_part is not None and not _link_npy(index.vectors, vectors_part):
             dtype = np.float16 if index.vectors.dtype == np.float16 else np.float32
             with open(vectors_part, "wb") as handle:
                 np.save(handle, np.asarray(index.vectors, dtype=dtype))
-        parts.append(vectors_part)
-    else:
-        vectors_part = None
     manifest = {
         "format": FORMAT,
         "spec": str(index.spec),
