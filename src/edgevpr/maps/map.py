@@ -239,7 +239,7 @@ class Map:
             patch_info = patches.info(parts[-1].name)
         images_part = part_path(manifest_file, ".images.json")
         images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
-        known = calibrate_min_score(index, descriptors, positions, kind)
+        known = calibrate_min_score(index, descriptors, positions, kind, sources)
         manifest = {
             "format": FORMAT,
             "edgevpr_version": edgevpr.__version__,
