@@ -4,8 +4,9 @@ are *not* that place (farther than ``IMPOSTOR_DISTANCE`` metres, or frames) is w
 unvisited place scores at most. Frame numbers only order the frames of one recording, so with
 frame positions an impostor must come from the sampled image's own folder: a second recording
 of the same route (``map add``) holds the same places under other frame numbers, and must not
-count as impostors (it would raise the threshold to the score of a place matched with itself); ``min_score`` is the 99th percentile of those impostor scores,
-so about 1 unvisited frame in 100 would be called known. ``localize --min-score`` overrides it.
+count as impostors (it would raise the threshold to the score of a place matched with itself).
+``min_score`` is the 99th percentile of those impostor scores, so about 1 unvisited frame in
+100 would be called known. ``localize --min-score`` overrides it.
 """
 
 from __future__ import annotations
