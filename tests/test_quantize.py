@@ -157,6 +157,22 @@ def test_int4_file_is_smaller_than_int8_and_runs(tmp_path, calib_folder):
     assert out.shape == (1, 1280) and abs(np.linalg.norm(out) - 1) < 1e-4
 
 
+def test_an_fp16_file_holds_half_weights_and_keeps_the_descriptors(tmp_path):
+    """fp16: every float weight stored as float16 (about half the fp32 file), inputs and
+    outputs still float32, descriptors within fp16 rounding of fp32 on images."""
+    fp32, fp32_path = _quantize(tmp_path, "fp32")
+    fp16, fp16_path = _quantize(tmp_path, "fp16")
+    model = onnx.load(str(fp16_path))
+    weights = [i for i in model.graph.initializer if len(i.dims) >= 2]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert 0.45 < fp16["bytes"] / fp32["bytes"] < 0.6
+    images = np.random.default_rng(0).random((4, 3, 64, 96), dtype=np.float32)
+    full, half = OnnxModel(fp32_path)(images), OnnxModel(fp16_path)(images)
+    cosine = np.sum(full * half, axis=1) / np.linalg.norm(full, axis=1) / np.linalg.norm(half, axis=1)
+    assert half.dtype == np.float32 and cosine.min() > 0.999 and not np.array_equal(full, half)
+
+
 def test_keep_float_leaves_the_most_sensitive_layers_in_float(tmp_path, calib_folder):
     config = load_config(
         overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
