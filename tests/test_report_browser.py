@@ -2,6 +2,7 @@
 it loads without console errors, its plots render, and a column sort works. The screenshot
 is kept in test-artifacts/report.png."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -15,9 +16,23 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt install chromium)")
+def _browser_or_skip():
+    """Chromium and Playwright, or a skip that says why; under CI (CI=true) a missing browser
+    fails the run instead, so that CI cannot pass without the browser test."""
+    missing = "Chromium is not installed (apt install chromium)" if CHROMIUM is None else None
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api, missing = None, missing or "playwright is not installed (the test extra)"
+    if missing and os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI must run the browser test: {missing}")
+    if missing:
+        pytest.skip(missing)
+    return sync_api
+
+
 def test_report_renders_and_sorts_in_chromium(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = _browser_or_skip()
     store = Store(tmp_path / "runs.db")
     for i, (backbone, recall, mb, ms, precision) in enumerate(
         [
