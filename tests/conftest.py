@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import edgevpr.research  # noqa: F401  (the registries as the CLI fills them: mixed precision, --keep-float)
-
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RECIPES = Path(__file__).resolve().parents[1] / "configs"
 GARDENS_POINT = SHARED / "data" / "gardens_point"

@@ -89,9 +89,42 @@ def test_user_errors_are_one_line(tmp_path):
     assert result.exit_code == 2 and "expected HxW" in result.output
 
 
-def test_list_shows_components():
-    result = _run("list")
-    assert "mobilenetv2" in result.output and "netvlad" in result.output
+def test_list_shows_every_registered_component_once_with_its_aliases():
+    """`list` reads the registrations as text (no torch import); it must show exactly what the
+    imported registries hold, aliases beside their component, never as components of their own."""
+    import edgevpr.models  # noqa: F401
+    import edgevpr.research
+    from edgevpr.models.registry import AGGREGATORS, BACKBONES
+    from edgevpr.quantize.precisions import PRECISIONS
+    from edgevpr.rerank import RERANKERS
+
+    edgevpr.research.register()
+    lines = dict(line.split(":", 1) for line in _run("list").output.strip().splitlines())
+    for label, registry in (
+        ("backbones", BACKBONES),
+        ("aggregators", AGGREGATORS),
+        ("precisions", PRECISIONS),
+        ("re-rankers", RERANKERS),
+    ):
+        shown = [part.strip() for part in lines[label].split(", ") if "(" not in part or ")" in part]
+        expected = [name + (f" ({', '.join(a)})" if a else "") for name, a in registry.aliases().items()]
+        assert ", ".join(shown) == ", ".join(expected), label
+    assert "mobilenetv2 (mobilenet_v2)" in lines["backbones"] and " mobilenet_v2," not in lines["backbones"]
+
+
+def test_help_list_and_protocols_import_no_heavy_library():
+    import subprocess
+    import sys
+
+    for argv in (["--help"], ["list"], ["protocols"], ["eval", "--help"], ["map", "build", "--help"]):
+        code = (
+            "import sys; from edgevpr.cli import main\n"
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'faiss', 'onnxruntime', 'onnx', 'timm') if m in sys.modules]\n"
+            "print('HEAVY', heavy)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+        assert "HEAVY []" in out, (argv, out[-300:])
 
 
 def test_eval_on_an_ann_index_reports_its_memory(tmp_path, tiny_street):

@@ -326,7 +326,7 @@ COMMAND_CASES = {
             "--out",
             "{root}/q.onnx",
         ],
-        "mixed_no_layers.json: 'layers' must be",
+        "mixed_no_layers.json: lacks layers",
     ),
     "quantize size too small": (
         ["quantize", *MODEL[:4], "--size", "4x4", "--precision", "fp32", "--out", "{root}/q.onnx"],

@@ -378,3 +378,20 @@ def test_recording_a_route_twice_keeps_the_known_threshold(noisy_route, tmp_path
     assert after.manifest["known"]["min_score"] == pytest.approx(before.manifest["known"]["min_score"], abs=2e-3)
     assert any(known_before)  # so that the check below can see a frame turn unknown
     assert [after.localize(path)["known"] for path, _ in stream] == known_before
+
+
+def test_a_robot_that_localizes_imports_no_training_exploration_or_research(street_map, tiny_street):
+    import subprocess
+    import sys
+
+    query = sorted((tiny_street / "queries").glob("*.jpg"))[0]
+    code = (
+        "import sys, edgevpr\n"
+        f"answer = edgevpr.Map.load({str(street_map.folder)!r}).localize({str(query)!r})\n"
+        "assert answer['matches']\n"
+        "loaded = [m for m in sys.modules if m.split('.')[:2] in (['edgevpr', 'research'], ['edgevpr', 'train'],"
+        " ['edgevpr', 'explore'])]\n"
+        "print('LOADED', loaded)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "LOADED []" in result.stdout, result.stdout[-300:] + result.stderr[-500:]

@@ -21,7 +21,6 @@ from pathlib import Path
 import click
 import yaml
 
-import edgevpr.research  # noqa: F401  (as the CLI: every precision registered)
 from edgevpr.atomic import atomic_path, write_json
 from edgevpr.config import load_config, read_yaml
 from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic

@@ -131,7 +131,6 @@ def _quantize_table(keep: tuple[str, ...] | None = None):
 @user_errors
 def quantize_command(config_file, out, threads, **kwargs):
     """Fold BN, export to ONNX and quantize to fp16, int8, int4 or mixed precision."""
-    import edgevpr.research  # noqa: F401  (registers mixed precision and --keep-float)
     from edgevpr.quantize.pipeline import quantize_model
 
     config = config_from(
@@ -205,7 +204,6 @@ def search_precision_command(config_file, int8_layout, threads, out, **kwargs):
 def compare_precisions_command(config_file, threads, out, repeat, **kwargs):
     """fp32, fp16, int8 (each calibration and target) and int4 of one model, side by side."""
     check_output(out, "--out")
-    import edgevpr.research  # noqa: F401  (registers --keep-float)
     from edgevpr.atomic import write_json
     from edgevpr.evaluate.precisions import compare_precisions, format_rows, format_spreads
 
@@ -454,16 +452,29 @@ def protocols_command(as_json):
         click.echo(f"    {protocol.description}")
 
 
+COMPONENTS = (  # what `edgevpr list` shows: label, registry variable, the package folder that registers them
+    ("backbones", "BACKBONES", "models"),
+    ("aggregators", "AGGREGATORS", "models"),
+    ("precisions", "PRECISIONS", "."),
+    ("re-rankers", "RERANKERS", "rerank"),
+)
+
+
 @main.command("list")
 def list_command():
-    """The registered backbones, aggregators and re-rankers."""
-    import edgevpr.models  # noqa: F401
-    from edgevpr.models.registry import AGGREGATORS, BACKBONES
-    from edgevpr.rerank import RERANKERS
+    """The registered backbones, aggregators, precisions and re-rankers (aliases in brackets)."""
+    from pathlib import Path
 
-    click.echo("backbones:   " + ", ".join(BACKBONES.names()))
-    click.echo("aggregators: " + ", ".join(AGGREGATORS.names()))
-    click.echo("re-rankers:  " + ", ".join(RERANKERS.names()))
+    from edgevpr.registry import declared
+
+    package = Path(__file__).resolve().parents[1]
+    width = max(len(label) for label, _, _ in COMPONENTS) + 2
+    for label, registry, folder in COMPONENTS:
+        names = [
+            name + (f" ({', '.join(aliases)})" if aliases else "")
+            for name, aliases in declared(package / folder, registry).items()
+        ]
+        click.echo(f"{label + ':':<{width}}" + ", ".join(names))
 
 
 from edgevpr.cli.convert import convert_command  # noqa: E402  (registered below)

@@ -19,7 +19,7 @@ import torch
 
 from edgevpr.progress import Progress
 from edgevpr.quantize.layers import node_of_layer, searchable_layers
-from edgevpr.quantize.precisions import FLOAT_LAYER_CHOOSERS, Export
+from edgevpr.quantize.precisions import Export
 from edgevpr.research.mixed_export import quantized_graph
 from edgevpr.research.simulate import Simulator
 
@@ -50,7 +50,6 @@ def most_sensitive_layers(
     return [{"layer": layers[i].name, "node": nodes[layers[i].name], "error": float(errors[i])} for i in order]
 
 
-@FLOAT_LAYER_CHOOSERS.register("sensitivity")
 def layers_kept_float(export: Export, tensor_ranges: dict[str, tuple[float, float]], count: int) -> list[dict]:
     """``quantize --keep-float N``: the deploy pipeline's hook for the ranking above."""
     return most_sensitive_layers(

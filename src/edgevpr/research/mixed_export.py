@@ -31,12 +31,13 @@ from edgevpr.quantize import calibration
 from edgevpr.quantize.int4 import to_fp16_weights, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, searchable_layers
 from edgevpr.quantize.onnx_export import tensor_consumers
-from edgevpr.quantize.precisions import PRECISIONS, Export, Precision
+from edgevpr.quantize.precisions import Export, Precision
 from edgevpr.quantize.ptq import to_int8
 from edgevpr.research.simulate import BITS, QuantizedGraph
 from edgevpr.runtime.int8_layout import LAYOUTS, LEGACY, QDQ_CHOICES, Int8Layout
 
 FORMAT = "edgevpr-mixed-precision-1"
+REQUIRED = ("layers", "calibration", "calib_count", "budget", "weighting", "average_bits", "fitness")
 
 
 def read_mixed_config(path: str | Path) -> dict:
@@ -51,6 +52,9 @@ def read_mixed_config(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not JSON (not UTF-8 text)") from None
     if not isinstance(mixed, dict) or mixed.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a mixed-precision config of `edgevpr search-precision` (format {FORMAT})")
+    missing = [key for key in REQUIRED if key not in mixed]
+    if missing:
+        raise ConfigError(f"{path}: lacks {', '.join(missing)}, as search-precision writes them")
     layers = mixed.get("layers")
     if not isinstance(layers, list) or not all(
         isinstance(layer, dict) and isinstance(layer.get("name"), str) and isinstance(layer.get("precision"), str)
@@ -135,7 +139,6 @@ def to_mixed(
     return proto, [BITS[layer["precision"]] for layer in mixed["layers"]]
 
 
-@PRECISIONS.register("mixed")
 class MixedPrecision(Precision):
     """``quantize --precision mixed --mixed-config FILE``: the file's per-layer precisions, with
     the calibration, int4 rounding, bias correction and int8 layout its search simulated."""

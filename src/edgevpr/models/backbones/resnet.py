@@ -1,6 +1,8 @@
 """ResNet-18/50/101 (He et al. 2016) cut after conv4 (``layer3``, stride 16) or conv5
 (``layer4``, stride 32), as NetVLAD-style VPR models use them."""
 
+from functools import partial
+
 from torch import nn
 
 from edgevpr.models.backbones.base import FeatureBackbone, torchvision_classifier
@@ -21,11 +23,9 @@ def _resnet(depth: int, stage: int, config):
     return FeatureBackbone(nn.Sequential(*layers), _CHANNELS[depth][stage - 4])
 
 
-def _register(depth: int, stage: int) -> None:
-    names = [f"resnet{depth}_conv{stage}"] + ([f"resnet{depth}"] if stage == 5 else [])
-    BACKBONES.register(*names)(lambda config: _resnet(depth, stage, config))
-
-
-for _depth in _CHANNELS:
-    for _stage in (4, 5):
-        _register(_depth, _stage)
+BACKBONES.register("resnet18_conv4")(partial(_resnet, 18, 4))
+BACKBONES.register("resnet18_conv5", "resnet18")(partial(_resnet, 18, 5))
+BACKBONES.register("resnet50_conv4")(partial(_resnet, 50, 4))
+BACKBONES.register("resnet50_conv5", "resnet50")(partial(_resnet, 50, 5))
+BACKBONES.register("resnet101_conv4")(partial(_resnet, 101, 4))
+BACKBONES.register("resnet101_conv5", "resnet101")(partial(_resnet, 101, 5))
