@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,9 @@ def _evaluate(config, folder: Path) -> tuple[dict, np.ndarray]:
     config.eval.save_descriptors, config.eval.out = str(folder), None
     result = evaluate(config)
     return result, _descriptors(folder)
+
+
+EMULATED_FLAGS = {"EPYC-Rome": "sse4_2 avx avx2 fma", "Haswell": "sse4_2 avx avx2 fma"}
 
 
 def _descriptors(folder: Path) -> np.ndarray:
@@ -80,7 +84,9 @@ def _emulated(cpu: str, onnx: Path, data: Path, folder: Path, threads: int) -> t
         "--save-descriptors",
         str(folder),
     ]
-    done = subprocess.run(command, capture_output=True, text=True)
+    # qemu-user shows the host's /proc/cpuinfo: name the emulated CPU's flags for edgevpr
+    flags = EMULATED_FLAGS.get(cpu, "")
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "EDGEVPR_CPU_FLAGS": flags})
     if done.returncode:
         raise SystemExit(f"emulated evaluation failed: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(out.read_text()), _descriptors(folder)

@@ -113,3 +113,26 @@ def test_binary_matching_is_measured_when_no_scaling_file_has_it():
 
     rows = measure_exact_matching(sizes=(2000,), dims=(256,), queries=3, bits=1)
     assert rows[0]["bits"] == 1 and rows[0]["ms"] > 0
+
+
+def test_advise_says_what_it_times_and_flags_a_busy_machine(monkeypatch):
+    """Without --scaling, advise times exact search now: each map it times is announced, and a
+    measurement taken while other processes kept the machine busy carries a warning."""
+    from edgevpr.search import advise as advise_module
+    from edgevpr.search.advise import format_advice
+    from edgevpr.search.cost_model import measure_exact_matching as measure
+
+    heard = []
+    rows = measure(sizes=(2000, 4000), dims=(32, 64), queries=3, log=heard.append)
+    assert len(heard) == 4 and "map 4/4 (N = 4,000, D = 64)" in heard[-1]
+
+    def small_grid(*args, log=None, **kwargs):
+        return measure(sizes=(2000, 4000), dims=(32, 64), queries=3, log=log)
+
+    monkeypatch.setattr(advise_module, "measure_exact_matching", small_grid)
+    monkeypatch.setattr(advise_module, "BUSY_CORES", -1.0)  # any load at all counts as busy
+    answer = advise(1e9, 100.0, 1000, log=heard.append)
+    assert answer["cost_model"]["contended"] and len(heard) == 8 and rows
+    assert "warning: timed on a busy machine" in format_advice(answer)
+    monkeypatch.setattr(advise_module, "BUSY_CORES", 1e9)
+    assert "busy machine" not in format_advice(advise(1e9, 100.0, 1000))

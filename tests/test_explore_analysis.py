@@ -131,8 +131,14 @@ def test_recommend_names_the_binding_constraint(store):
     assert binding["constraint"] == "memory" and binding["closest"]["key"] == "c"
     assert binding["over_by"] == pytest.approx(1e6 + 100_000 * 128 * 4 - 10e6)
     assert "memory binds" in format_recommendation(tight_memory)
+    # c: 1 MB model + 51.2 MB of 128-D float map; at 1 bit the map is 1.6 MB: 2.6 MB fits 10 MB
+    (compact,) = [s for s in tight_memory["suggestions"] if s["change"].startswith("--descriptor-bits")]
+    assert compact["change"] == "--descriptor-bits 1" and compact["memory_bytes"] == pytest.approx(1e6 + 1.6e6)
+    assert compact["eq11_max_dim"] == pytest.approx(9e6 / (100_000 / 8))  # Eq. 11 at 1 bit: 720
+    assert "try --descriptor-bits 1 -> 2.60 MB" in format_recommendation(tight_memory)
     tight_latency = recommend(rows, memory_bytes=1e12, latency_ms=5, map_size=1000, dataset="gp")
     assert [b["constraint"] for b in tight_latency["binding"]] == ["latency"]
+    assert tight_latency["suggestions"] and "try --precision int8" in format_recommendation(tight_latency)
     nothing = recommend(rows, 1e9, 100, 10, dataset="nowhere")
     assert not nothing["fits"] and "no stored runs" in nothing["reason"]
 

@@ -95,7 +95,7 @@ CASES = {  # kind -> (argv with {root} for the fixture folder, text the one line
     "gem p nan": (_eval("--dataset", "{root}/street", "--gem-p", "nan"), "model.gem_p must be a finite number"),
     "batch size zero": (_eval("--dataset", "{root}/street", "--batch-size", "0"), "eval.batch_size must be >= 1"),
     "workers negative": (_eval("--dataset", "{root}/street", "--workers", "-1"), "eval.workers must be >= 0"),
-    "latency runs below 20": (_eval("--dataset", "{root}/street", "--latency-runs", "5"), "eval.latency_runs"),
+    "latency runs below 5": (_eval("--dataset", "{root}/street", "--latency-runs", "2"), "eval.latency_runs"),
     "size too small": (_eval("--dataset", "{root}/street", "--size", "4x4"), "cannot run on 4x4 images"),
     "size absurd": (_eval("--dataset", "{root}/street", "--size", "100000x100000"), "exceeds max_pixels"),
     "resize zero": (_eval("--dataset", "{root}/street", "--resize", "0"), "data.resize must be >= 1"),

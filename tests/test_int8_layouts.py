@@ -52,7 +52,7 @@ def test_kernel_family_from_flags(arch, flags, family, exact):
 
 def test_this_cpu_is_read_and_recorded():
     kernels = cpu_kernels()
-    assert kernels.family and kernels.source in ("cpuid", "/proc/cpuinfo")
+    assert kernels.family and kernels.source in ("/proc/cpuinfo", "sysctl", "py-cpuinfo", "EDGEVPR_CPU_FLAGS")
     if kernels.arch == "x86_64":
         assert kernels.family.startswith("x86-")
         assert ("avx512_vnni" in kernels.flags) <= (
@@ -224,3 +224,24 @@ def test_an_int8_result_names_its_layout_and_kernels(tmp_path, tiny_street):
     family = cpu_kernels().family
     assert saved["protocol"]["int8_layout"] == "u8s7" and saved["protocol"]["int8_kernels"] == family
     assert saved["protocol_name"].endswith(f":int8-cpu:onnxruntime:u8s7@{family}")
+
+
+def test_cpu_flags_are_read_from_what_the_os_publishes(monkeypatch):
+    """No machine code is run: the flags are /proc/cpuinfo's (Linux), and an emulated CPU is
+    described by EDGEVPR_CPU_FLAGS."""
+    from edgevpr.runtime import cpu
+
+    if cpu.platform.machine().lower() in ("x86_64", "amd64") and cpu._proc_cpuinfo_words():
+        words = cpu._proc_cpuinfo_words()
+        cpu.cpu_kernels.cache_clear()
+        found = cpu.cpu_kernels()
+        assert found.source == "/proc/cpuinfo" and set(found.flags) == {f for f in cpu.X86_FLAGS if f in words}
+    monkeypatch.setenv("EDGEVPR_CPU_FLAGS", "sse4_2 avx avx2 fma")
+    cpu.cpu_kernels.cache_clear()
+    try:
+        emulated = cpu.cpu_kernels()
+    finally:
+        monkeypatch.delenv("EDGEVPR_CPU_FLAGS")
+        cpu.cpu_kernels.cache_clear()
+    if cpu.platform.machine().lower() in ("x86_64", "amd64"):
+        assert emulated.family == "x86-avx2" and not emulated.u8s8_exact and emulated.source == "EDGEVPR_CPU_FLAGS"

@@ -69,3 +69,17 @@ class _Attention(torch.nn.Module):
 def test_flop_count_includes_fused_attention_on_cpu():
     heads, length, width = 6, 50, 64  # Q K^T and (softmax) V: 2 matmuls of length x length x width MACs
     assert count_flops(_Attention(), (1, heads, length, width)) == 2 * 2 * heads * length * length * width
+
+
+def test_recall_and_map_are_rounded_for_the_reader():
+    """7 of 50 queries is 14.0, not 14.000000000000002; mAP likewise."""
+    import numpy as np
+
+    from edgevpr.evaluate.pr import mean_average_precision
+    from edgevpr.evaluate.recall import recall_from_ranks
+
+    ranks = np.array([0] * 7 + [-1] * 43)
+    assert recall_from_ranks(ranks, (1,)) == {"1": 14.0} and repr(recall_from_ranks(ranks, (1,))["1"]) == "14.0"
+    predictions = np.array([[0, 1, 2]] * 3)
+    positives = [np.array([1]), np.array([5]), np.array([5])]
+    assert repr(mean_average_precision(predictions, positives, 3)) == "16.6667"

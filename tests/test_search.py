@@ -95,7 +95,7 @@ def test_interrupted_write_keeps_previous_index(tmp_path, vectors, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_index(build_index(database[:100], "Flat"), path)
     assert path.read_bytes() == before  # the manifest still names the old parts
-    assert len(list(tmp_path.glob("map.faiss.v*.faiss"))) == 2  # the old part and the broken new one
+    assert len(list(tmp_path.glob("map.faiss.v*.faiss"))) == 1  # the old part; the broken new one is removed
     monkeypatch.undo()
     assert load_index(path).ntotal == 3000
     save_index(build_index(database[:100], "Flat"), path)  # the next write removes the leftovers

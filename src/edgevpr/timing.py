@@ -74,22 +74,29 @@ def summary_ms(seconds: list[float]) -> dict:
     return {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms)}
 
 
-def timed(run_once, runs: int) -> list[float]:
+def timed(run_once, runs: int, after_each=None) -> list[float]:
     seconds = []
     for _ in range(runs):
         start = time.perf_counter()
         run_once()
         seconds.append(time.perf_counter() - start)
+        if after_each is not None:
+            after_each()
     return seconds
 
 
-def time_extraction(run_once, runs: int = 30, warmup: int = 3) -> dict:
+def time_extraction(run_once, runs: int = 30, warmup: int = 3, label: str = "timing extraction") -> dict:
     """Median and p90 wall time of ``run_once()`` in ms, with the machine's load meanwhile
-    (``MachineLoad``): ``spread``, ``other_cores_busy``, ``load_average``, ``contended``."""
-    for _ in range(warmup):
-        run_once()
-    with MachineLoad() as load:
-        summary = summary_ms(timed(run_once, max(runs, 20)))
+    (``MachineLoad``): ``spread``, ``other_cores_busy``, ``load_average``, ``contended``.
+    Progress (``label``) shows while it runs: on a busy machine this can take minutes."""
+    from edgevpr.progress import Progress
+
+    with Progress(warmup + runs, f"{label} ({warmup} warm-up + {runs} runs at batch 1)", "run") as bar:
+        for _ in range(warmup):
+            run_once()
+            bar.update()
+        with MachineLoad() as load:
+            summary = summary_ms(timed(run_once, runs, bar.update))
     return summary | load.report(summary)
 
 

@@ -136,7 +136,7 @@ def quantize_command(config_file, out, threads, **kwargs):
     config = config_from(
         config_file, kwargs | {"threads": threads}, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, QUANTIZE_OPTIONS
     )
-    report = quantize_model(config, None, out)
+    report = quantize_model(config, None, out, log=lambda m: click.echo(m, err=True))
     click.echo(
         f"wrote {report['out']}: {report['bytes']} bytes, {report['precision']}"
         + (f" ({report['target']}, {report['calibration']} calibration)" if report["target"] else "")
@@ -283,7 +283,7 @@ def index_search_command(index_path, descriptors, k, out):
     click.echo(json.dumps(search_folder(index_path, descriptors, k, out), indent=2))
 
 
-@main.command("advise")
+@main.command("advise", short_help="Descriptor size and index for a memory and latency budget (Grainge et al. 2024).")
 @click.option("--memory", "memory_bytes", required=True, type=float, help="Bytes available for the map descriptors.")
 @click.option("--latency-ms", required=True, type=float, help="Time budget per localisation (extraction + matching).")
 @click.option("--map-size", required=True, type=int, help="Number of map images N.")
@@ -316,7 +316,15 @@ def advise_command(memory_bytes, latency_ms, map_size, extraction_ms, scaling, d
         bits = tuple(int(b) for b in descriptor_bits.split(",") if b.strip())
     except ValueError:
         raise click.BadParameter(f"{descriptor_bits!r} is not a list of integers", param_hint="--descriptor-bits")
-    answer = advise(memory_bytes, latency_ms, map_size, extraction_ms, load_scaling(scaling) if scaling else None, bits)
+    answer = advise(
+        memory_bytes,
+        latency_ms,
+        map_size,
+        extraction_ms,
+        load_scaling(scaling) if scaling else None,
+        bits,
+        log=lambda m: click.echo(m, err=True),
+    )
     click.echo(json.dumps(answer, indent=2) if as_json else format_advice(answer))
 
 

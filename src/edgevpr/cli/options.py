@@ -125,7 +125,12 @@ EVAL_OPTIONS = [
             help="ONNX Runtime graph optimization for --onnx (default all; none runs a QDQ graph unfused).",
         ),
     ),
-    ("--latency-runs", "eval", "latency_runs", dict(type=int, help="Timed runs for latency (at least 20).")),
+    (
+        "--latency-runs",
+        "eval",
+        "latency_runs",
+        dict(type=int, help="Timed runs for latency (at least 5; 20 or more for numbers you report)."),
+    ),
     ("--recall-at", "eval", "recall_at", dict(help="Recall@N for these N, e.g. 1,5,10,25 (default 1,5,10,20).")),
     (
         "--sequence",

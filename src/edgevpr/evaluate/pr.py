@@ -42,9 +42,9 @@ def top1_precision_recall(scores: np.ndarray, correct: np.ndarray) -> dict:
     levels = np.linspace(0, 1, CURVE_POINTS)
     curve = np.interp(levels, recall[order], precision[order])
     return {
-        "auc_pr": float(auc(recall, precision)),
-        "recall_at_100_precision": r_p100,
-        "extended_precision": (p_r0 + (r_p100 if p_r0 >= 1.0 else 0.0)) / 2,
+        "auc_pr": round(float(auc(recall, precision)), 6),
+        "recall_at_100_precision": round(r_p100, 6),
+        "extended_precision": round((p_r0 + (r_p100 if p_r0 >= 1.0 else 0.0)) / 2, 6),
         "pr_curve": {"recall": [round(v, 4) for v in levels], "precision": [round(float(v), 4) for v in curve]},
     }
 
@@ -61,7 +61,7 @@ def mean_average_precision(predictions: np.ndarray, positives: list[np.ndarray],
             continue
         precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
         values.append(float((precision_at * hits).sum() / min(k, len(truth))))
-    return 100.0 * float(np.mean(values)) if values else 0.0
+    return round(100.0 * float(np.mean(values)), 4) if values else 0.0
 
 
 def metrics_block(scores: np.ndarray, predictions: np.ndarray, positives: list[np.ndarray], ks=(1, 5, 10)) -> dict:

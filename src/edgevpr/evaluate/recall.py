@@ -29,7 +29,8 @@ def hits_at(ranks: np.ndarray, n: int) -> np.ndarray:
 
 
 def recall_from_ranks(ranks: np.ndarray, ns=(1, 5, 10, 20)) -> dict[str, float]:
-    return {str(n): float(100.0 * np.mean(hits_at(ranks, n))) for n in ns}
+    """Percent of queries with a positive in the top n, rounded to 1e-4 (no 14.000000000000002)."""
+    return {str(n): round(float(100.0 * np.mean(hits_at(ranks, n))), 4) for n in ns}
 
 
 def recall_at_n(predictions: np.ndarray, positives: list[np.ndarray], ns=(1, 5, 10, 20)) -> dict[str, float]:

@@ -109,7 +109,77 @@ def recommend(
                 "over_by_latency": max(0.0, closest["latency_ms"] - latency_ms),
             }
         )
-    return {"budget": budget, "fits": False, "binding": binding, "considered": len(described)}
+    closest = min(described, key=lambda d: max(d["memory_bytes"] / memory_bytes, d["latency_ms"] / latency_ms))
+    return {
+        "budget": budget,
+        "fits": False,
+        "binding": binding,
+        "considered": len(described),
+        "suggestions": suggestions(closest, memory_bytes, latency_ms, map_size),
+    }
+
+
+def suggestions(run: dict, memory_bytes: float, latency_ms: float, map_size: int) -> list[dict]:
+    """What would make the closest run fit, with the numbers of ``edgevpr advise``: Eq. 11 (the
+    largest descriptor the memory left after the model allows at each width) for memory, and the
+    run's own measured split of extraction and matching for latency."""
+    from edgevpr.search.cost_model import STANDARD_DIMS, max_dim_for_memory
+
+    found = []
+    model_bytes = run["evidence"]["model_bytes"]
+    bits, dim = run["descriptor_bits"], run["descriptor_dim"]
+    map_bytes = max(0.0, run["memory_bytes"] - model_bytes)
+    if run["memory_bytes"] > memory_bytes:
+        left = memory_bytes - model_bytes
+        for width in (w for w in (16, 8, 1) if w < bits):
+            needed = model_bytes + map_bytes * width / bits
+            eq11 = max_dim_for_memory(left, map_size, width / 8) if left > 0 else 0.0
+            if needed <= memory_bytes:
+                found.append(
+                    {
+                        "change": f"--descriptor-bits {width}",
+                        "memory_bytes": needed,
+                        "why": f"compact descriptors: the map at {width} bits per dimension",
+                        "eq11_max_dim": eq11,
+                    }
+                )
+                break
+        else:
+            eq11 = max_dim_for_memory(left, map_size, 1 / 8) if left > 0 else 0.0
+            fitting = [d for d in STANDARD_DIMS if d <= eq11]
+            found.append(
+                {
+                    "change": f"a smaller descriptor: D <= {fitting[-1]} at 1 bit" if fitting else "a smaller map",
+                    "why": f"Eq. 11: {max(left, 0) / 1e6:.2f} MB left after the model holds at most D = "
+                    f"{int(eq11)} at 1 bit per dimension for {map_size} images",
+                    "eq11_max_dim": eq11,
+                }
+            )
+        if model_bytes > memory_bytes and run["precision"] == "fp32":
+            found.append(
+                {"change": "--precision int8", "memory_bytes": model_bytes / 4, "why": "the model alone is too large"}
+            )
+    if run["latency_ms"] > latency_ms:
+        extraction = run["evidence"]["extraction_ms"]
+        matching = run["latency_ms"] - extraction - run["rerank_ms"]
+        if extraction >= latency_ms and run["precision"] == "fp32":
+            found.append(
+                {
+                    "change": "--precision int8",
+                    "why": f"extraction alone takes {extraction:.1f} ms: an int8 file runs on ONNX Runtime's "
+                    "integer kernels (quantize, then sweep it to measure)",
+                }
+            )
+        elif extraction < latency_ms and matching > latency_ms - extraction - run["rerank_ms"]:
+            share = (latency_ms - extraction - run["rerank_ms"]) / matching if matching > 0 else 0.0
+            found.append(
+                {
+                    "change": "an approximate index (IVF, HNSW) or --descriptor-bits 1",
+                    "why": f"matching {map_size} images takes {matching:.1f} ms, {100 * max(share, 0):.0f} % of it "
+                    f"fits after {extraction:.1f} ms of extraction (edgevpr advise --scaling FILE names an index)",
+                }
+            )
+    return found
 
 
 def _megabytes(value: float) -> str:
@@ -163,6 +233,9 @@ def format_recommendation(answer: dict) -> str:
                 f"{b['constraint']} bind: closest is {_name(b['closest'])}, over by "
                 f"{_megabytes(b['over_by_memory'])} and {b['over_by_latency']:.1f} ms"
             )
+    for s in answer.get("suggestions", []):
+        memory = f" -> {_megabytes(s['memory_bytes'])}" if "memory_bytes" in s else ""
+        lines.append(f"try {s['change']}{memory}: {s['why']}")
     return "\n".join(lines)
 
 

@@ -98,9 +98,10 @@ def check_options(options: QuantizeConfig) -> None:
     precision.check(options)
 
 
-def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) -> dict:
+def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, log=None) -> dict:
     """Write the deployed ONNX file of ``config``'s model to ``out`` (atomically); ``options``
-    default to ``config.quantize``. Neither argument is changed."""
+    default to ``config.quantize``. Neither argument is changed. ``log`` hears each phase."""
+    say = log or (lambda message: None)
     options = options or config.quantize
     check_output(out, "--out")
     check_options(options)
@@ -114,6 +115,7 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) 
         if options.calib
         else None
     )
+    say(f"building {config.model.backbone}+{config.model.aggregator}, folding BatchNorm")
     model, example, folded = prepared_model(config, calib, contract)
     metadata = {
         "config": config.to_dict(),
@@ -130,10 +132,12 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str) 
     }
     if precision.integer and not (options.precision == "int8" and options.target == "tensorrt"):
         metadata["int8_layout"] = layout.name
+    say(f"exporting to ONNX at {example.shape[-2]}x{example.shape[-1]}")
     proto = export_onnx(model, example, metadata)
     metadata = get_metadata(proto)  # now with dynamic_size and export_size
     if calib is not None and not metadata["dynamic_size"]:
         calib.size = tuple(example.shape[-2:])
+    say(f"quantizing to {options.precision}")
     proto = precision.quantize(Export(config, options, layout, model, example, calib, proto, metadata))
     set_metadata(proto, metadata)  # the quantizers do not all keep it
     with atomic_path(out) as tmp:

@@ -44,7 +44,8 @@ class Export:
     metadata: dict
 
     def calibrate(self) -> calibration.CalibrationStats:
-        with Progress(2 * len(self.calib.paths), "calibrating", "img") as bar:
+        passes = f"calibrating: {len(self.calib.paths)} images x 2 passes (ranges, then histograms)"
+        with Progress(2 * len(self.calib.paths), passes, "img") as bar:
             stats = calibration.collect(self.proto, self.calib, threads=self.config.eval.threads, progress=bar.update)
         self.metadata["calib_images"] = stats.images
         return stats

@@ -11,49 +11,35 @@ start-up. What matters for a quantized model is whether those kernels sum produc
   ``reduce_range``) cannot.
 - ``arm64-dotprod`` and ``arm64-neon``: ``udot``/``sdot`` or widening multiplies. Exact.
 
-The x86 flags come from the CPUID instruction and XGETBV (as MLAS reads them), so they are
-right under an emulator too; elsewhere, or where executable memory is refused, from
-``/proc/cpuinfo``.
+The flags are those the operating system publishes: ``/proc/cpuinfo`` on Linux (its
+``flags`` already drop what the kernel does not enable, AVX-512 without ZMM state saving
+included), ``sysctl`` on macOS, and the ``py-cpuinfo`` package elsewhere where it is
+installed. No machine code is run. Under a user-mode emulator (``qemu-x86_64 -cpu ...``)
+``/proc/cpuinfo`` still describes the host: set ``EDGEVPR_CPU_FLAGS`` to the emulated CPU's
+flags (space-separated, as /proc/cpuinfo spells them) to describe the CPU the kernels see.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import mmap
 import platform
 from dataclasses import dataclass
 
-# x86-64 System V: cpuid(leaf=edi, subleaf=esi, out=rdx) stores eax, ebx, ecx, edx at out[0..3]
-_CPUID = bytes.fromhex("5389f889f14989d00fa241890041895804418948084189500c5bc3")
-# xgetbv(ecx=edi) returns edx:eax in rax
-_XGETBV = bytes.fromhex("89f90f01d048c1e2204809d0c3")
-
-# (leaf, subleaf, register index eax=0 ebx=1 ecx=2 edx=3, bit) of the flags we name
-_X86_BITS = {
-    "fma": (1, 0, 2, 12),
-    "avx": (1, 0, 2, 28),
-    "osxsave": (1, 0, 2, 27),
-    "avx2": (7, 0, 1, 5),
-    "avx512f": (7, 0, 1, 16),
-    "avx512bw": (7, 0, 1, 30),
-    "avx512vl": (7, 0, 1, 31),
-    "avx512_vnni": (7, 0, 2, 11),
-    "amx_int8": (7, 0, 3, 25),
-    "avx_vnni": (7, 1, 0, 4),
-}
-# the names /proc/cpuinfo gives the same flags
-_PROC_NAMES = {
-    "fma": "fma",
-    "avx": "avx",
-    "osxsave": "osxsave",
-    "avx2": "avx2",
+# the x86 flags that name the integer kernels, as /proc/cpuinfo spells them
+X86_FLAGS = ("fma", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "amx_int8", "avx_vnni")
+ARM_FLAGS = ("asimd", "asimddp", "i8mm", "sve", "sve2")
+# macOS sysctl names (machdep.cpu.* and hw.optional.*) -> the /proc/cpuinfo spelling
+_SYSCTL_NAMES = {
+    "avx2_0": "avx2",
     "avx512f": "avx512f",
     "avx512bw": "avx512bw",
     "avx512vl": "avx512vl",
-    "avx512_vnni": "avx512_vnni",
-    "amx_int8": "amx_int8",
-    "avx_vnni": "avx_vnni",
+    "avx512vnni": "avx512_vnni",
+    "fma": "fma",
+    "avx1_0": "avx",
+    "arm_feat_dotprod": "asimddp",
+    "neon": "asimd",
+    "arm_feat_i8mm": "i8mm",
 }
 
 EXACT_FAMILIES = ("x86-avx512-vnni", "x86-avx-vnni", "arm64-dotprod", "arm64-neon")
@@ -66,7 +52,7 @@ class CpuKernels:
     arch: str
     flags: tuple[str, ...]
     family: str
-    source: str  # "cpuid" or "/proc/cpuinfo"
+    source: str  # where the flags were read: "/proc/cpuinfo", "sysctl", "py-cpuinfo" or "EDGEVPR_CPU_FLAGS"
 
     @property
     def u8s8_exact(self) -> bool:
@@ -83,40 +69,7 @@ class CpuKernels:
         }
 
 
-def _executable(code: bytes, restype, *argtypes):
-    buffer = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    buffer.write(code)
-    address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
-    function = ctypes.CFUNCTYPE(restype, *argtypes)(address)
-    function._buffer = buffer  # keep the page mapped while the function lives
-    return function
-
-
-def _x86_flags_from_cpuid() -> set[str]:
-    cpuid = _executable(_CPUID, None, ctypes.c_uint32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32 * 4))
-    xgetbv = _executable(_XGETBV, ctypes.c_uint64, ctypes.c_uint32)
-
-    def registers(leaf: int, subleaf: int) -> tuple[int, ...]:
-        out = (ctypes.c_uint32 * 4)()
-        cpuid(leaf, subleaf, ctypes.byref(out))
-        return tuple(out)
-
-    top = registers(0, 0)[0]
-    leaves = {(leaf, sub): registers(leaf, sub) for leaf, sub in {(1, 0), (7, 0), (7, 1)} if leaf <= top}
-    flags = {
-        name
-        for name, (leaf, sub, reg, bit) in _X86_BITS.items()
-        if (leaf, sub) in leaves and leaves[(leaf, sub)][reg] >> bit & 1
-    }
-    xcr0 = xgetbv(0) if "osxsave" in flags else 0
-    if xcr0 & 0x6 != 0x6:  # the OS does not save YMM state: no AVX of any kind
-        flags -= {"avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
-    if xcr0 & 0xE0 != 0xE0:  # nor ZMM state: no AVX-512
-        flags -= {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
-    return flags
-
-
-def _proc_cpuinfo_words() -> set[str]:
+def _proc_cpuinfo_words() -> set[str] | None:
     words: set[str] = set()
     try:
         with open("/proc/cpuinfo") as handle:
@@ -125,8 +78,50 @@ def _proc_cpuinfo_words() -> set[str]:
                 if key.strip() in ("flags", "Features"):
                     words.update(value.split())
     except OSError:
-        pass
+        return None
     return words
+
+
+def _sysctl_words() -> set[str] | None:
+    import subprocess
+
+    try:
+        listing = subprocess.run(["sysctl", "-a"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = set()
+    for line in listing.splitlines():
+        key, _, value = line.partition(":")
+        if key.startswith("machdep.cpu.") and key.endswith("features"):
+            words.update(w.lower().replace(".", "_") for w in value.split())
+        elif key.startswith("hw.optional.") and value.strip() == "1":
+            words.add(key.rsplit(".", 1)[1].lower())
+    return {_SYSCTL_NAMES.get(word, word) for word in words} or None
+
+
+def _py_cpuinfo_words() -> set[str] | None:
+    try:
+        import cpuinfo  # py-cpuinfo, optional
+    except ImportError:
+        return None
+    return set(cpuinfo.get_cpu_info().get("flags", [])) or None
+
+
+def published_flags() -> tuple[set[str], str]:
+    """The CPU's flags as the operating system publishes them, and where they were read."""
+    import os
+
+    if os.environ.get("EDGEVPR_CPU_FLAGS"):
+        return set(os.environ["EDGEVPR_CPU_FLAGS"].split()), "EDGEVPR_CPU_FLAGS"
+    for source, read in (
+        ("/proc/cpuinfo", _proc_cpuinfo_words),
+        ("sysctl", _sysctl_words),
+        ("py-cpuinfo", _py_cpuinfo_words),
+    ):
+        words = read()
+        if words:
+            return words, source
+    return set(), "none (no flags published: generic kernels assumed)"
 
 
 def _family(arch: str, flags: set[str]) -> str:
@@ -148,13 +143,7 @@ def _family(arch: str, flags: set[str]) -> str:
 @functools.lru_cache(maxsize=1)
 def cpu_kernels() -> CpuKernels:
     arch = platform.machine().lower()
-    if arch in ("x86_64", "amd64"):
-        try:
-            flags, source = _x86_flags_from_cpuid(), "cpuid"
-        except (OSError, ValueError, AttributeError):  # no executable memory (hardened kernels)
-            words = _proc_cpuinfo_words()
-            flags, source = {name for name, word in _PROC_NAMES.items() if word in words}, "/proc/cpuinfo"
-        flags.discard("osxsave")
-    else:
-        flags, source = _proc_cpuinfo_words() & {"asimd", "asimddp", "i8mm", "sve", "sve2"}, "/proc/cpuinfo"
+    words, source = published_flags()
+    named = X86_FLAGS if arch in ("x86_64", "amd64") else ARM_FLAGS
+    flags = {flag for flag in named if flag in words}
     return CpuKernels(arch, tuple(sorted(flags)), _family(arch, flags), source)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from edgevpr.search.cost_model import (
     max_dim_for_memory,
     measure_exact_matching,
 )
+from edgevpr.timing import BUSY_CORES, MachineLoad
 
 
 def load_scaling(path: str | Path) -> dict:
@@ -24,20 +26,24 @@ def load_scaling(path: str | Path) -> dict:
     return data
 
 
-def quick_cost_model(bits: int = 32) -> MatchingCostModel:
-    """k1, k2 measured here and now on a small grid (a few seconds), at ``bits`` per dimension."""
-    rows = measure_exact_matching(sizes=(100_000, 300_000), dims=(256, 512, 1024), queries=10, bits=bits)
-    return fit_cost_model(
+def quick_cost_model(bits: int = 32, log=None) -> MatchingCostModel:
+    """k1, k2 measured here and now on a small grid (a few seconds on a quiet machine), at
+    ``bits`` per dimension, flagged ``contended`` when other processes kept the machine busy."""
+    with MachineLoad() as load:
+        rows = measure_exact_matching(sizes=(100_000, 300_000), dims=(256, 512, 1024), queries=10, bits=bits, log=log)
+    others = load.other_cores()
+    model = fit_cost_model(
         rows, source=f"measured now at {bits} bits, N in {{100k, 300k}}, D in {{256, 512, 1024}}", bits=bits
     )
+    return dataclasses.replace(model, contended=others is not None and others > BUSY_CORES)
 
 
-def cost_model_for(scaling: dict | None, bits: int) -> MatchingCostModel:
+def cost_model_for(scaling: dict | None, bits: int, log=None) -> MatchingCostModel:
     """From the scaling file's rows at ``bits`` (``exact`` holds float32's), else measured now."""
     rows = (scaling or {}).get("exact") if bits == 32 else (scaling or {}).get("exact_bits", {}).get(str(bits))
     if rows:
         return fit_cost_model(rows, source=(scaling or {}).get("source", "scaling file"), bits=bits)
-    return quick_cost_model(bits)
+    return quick_cost_model(bits, log)
 
 
 def bits_row(
@@ -67,14 +73,16 @@ def advise(
     extraction_ms: float = 0.0,
     scaling: dict | None = None,
     descriptor_bits: tuple[int, ...] = (32,),
+    log=None,
 ) -> dict:
-    """``descriptor_bits``: the bit widths to consider besides float32 (``by_bits`` in the answer)."""
+    """``descriptor_bits``: the bit widths to consider besides float32 (``by_bits`` in the
+    answer); ``log`` hears of each timing that runs now (without ``scaling``)."""
     if min(memory_bytes, latency_ms, map_size) <= 0:
         raise ConfigError("--memory, --latency-ms and --map-size must be positive")
     unknown = [b for b in descriptor_bits if b not in (32, 16, 8, 1)]
     if unknown:
         raise ConfigError(f"--descriptor-bits takes 32, 16, 8 and 1, got {unknown[0]}")
-    model = cost_model_for(scaling, 32)
+    model = cost_model_for(scaling, 32, log)
     d_memory = max_dim_for_memory(memory_bytes, map_size)
     d_latency = model.max_dim_for_latency(latency_ms, extraction_ms, map_size)
     limit = min(d_memory, d_latency)
@@ -92,7 +100,7 @@ def advise(
         "binding": "memory" if d_memory <= d_latency else "latency",
         "by_bits": [
             bits_row(
-                model if bits == 32 else cost_model_for(scaling, bits),
+                model if bits == 32 else cost_model_for(scaling, bits, log),
                 bits,
                 memory_bytes,
                 latency_ms,
@@ -146,6 +154,14 @@ def format_advice(answer: dict) -> str:
         f"extraction {budget['extraction_ms']:.1f} ms",
         f"exact search cost model: k1 = {model['k1_ms'] * 1e6:.3f} ns per dimension per image, "
         f"k2 = {model['k2_ms'] * 1e6:.3f} ns per image ({model['source']})",
+        *(
+            [
+                "warning: timed on a busy machine, so k1 and k2 are likely too high and the advice too cautious; "
+                "measure on a quiet machine or give --scaling FILE (benchmarks/search_scaling.py)"
+            ]
+            if any(row["cost_model"].get("contended") for row in answer["by_bits"])
+            else []
+        ),
         f"Eq. 11 (memory) allows D <= {math.floor(answer['eq11_max_dim_memory'])}; "
         f"Eq. 12 (latency) allows D <= {max(math.floor(answer['eq12_max_dim_latency']), 0)}; "
         f"binding: {answer['binding']}",

@@ -28,6 +28,7 @@ class MatchingCostModel:
     k1_ms: float  # ms per dimension per map image
     k2_ms: float  # ms per map image
     source: str = ""
+    contended: bool = False  # measured while other processes kept the machine busy (timing.MachineLoad)
 
     def matching_ms(self, num_images: int, dim: int) -> float:
         return num_images * (self.k1_ms * dim + self.k2_ms)
@@ -59,10 +60,11 @@ def fit_cost_model(measurements: list[dict], source: str = "", bits: int = 32) -
     return MatchingCostModel(float(k1), float(max(k2, 0.0)), source)
 
 
-def measure_exact_matching(sizes, dims, queries: int = 20, seed: int = 0, bits: int = 32) -> list[dict]:
+def measure_exact_matching(sizes, dims, queries: int = 20, seed: int = 0, bits: int = 32, log=None) -> list[dict]:
     """Median single-query exhaustive search time for each (N, D), on random unit vectors
     stored at ``bits`` per dimension (``search.descriptor_bits``: float, fp16, int8 or binary
-    codes compared by Hamming distance, the query binarised as part of the search)."""
+    codes compared by Hamming distance, the query binarised as part of the search). ``log``
+    hears of each map before it is timed."""
     from edgevpr.search.binary_codes import fit_codec
     from edgevpr.search.descriptor_bits import storage_spec
     from edgevpr.search.index import build_index
@@ -70,14 +72,16 @@ def measure_exact_matching(sizes, dims, queries: int = 20, seed: int = 0, bits: 
 
     rng = np.random.default_rng(seed)
     rows = []
-    for d in dims:
-        for n in sizes:
-            database = rng.standard_normal((n, d), dtype=np.float32)
-            database /= np.linalg.norm(database, axis=1, keepdims=True)
-            probe = database[:queries] + 0.01
-            spec = storage_spec("Flat", bits)
-            codec = fit_codec(database[: max(d, 256)], d, "random", seed=seed) if spec.binary else None
-            timing = time_matching(build_index(database, spec, codec=codec), probe, 20, max_queries=queries)
-            rows.append({"n": n, "d": d, "ms": timing["median_ms"], "bits": bits})
-            del database
+    cells = [(d, n) for d in dims for n in sizes]
+    for number, (d, n) in enumerate(cells, 1):
+        if log:
+            log(f"timing exact search at {bits} bits: map {number}/{len(cells)} (N = {n:,}, D = {d})")
+        database = rng.standard_normal((n, d), dtype=np.float32)
+        database /= np.linalg.norm(database, axis=1, keepdims=True)
+        probe = database[:queries] + 0.01
+        spec = storage_spec("Flat", bits)
+        codec = fit_codec(database[: max(d, 256)], d, "random", seed=seed) if spec.binary else None
+        timing = time_matching(build_index(database, spec, codec=codec), probe, 20, max_queries=queries)
+        rows.append({"n": n, "d": d, "ms": timing["median_ms"], "bits": bits})
+        del database
     return rows
