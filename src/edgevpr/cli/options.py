@@ -129,7 +129,7 @@ EVAL_OPTIONS = [
         "--latency-runs",
         "eval",
         "latency_runs",
-        dict(type=int, help="Timed runs for latency (at least 5; 20 or more for numbers you report)."),
+        dict(type=int, help="Timed runs for latency (>= 5; 20+ for numbers you report)."),
     ),
     ("--recall-at", "eval", "recall_at", dict(help="Recall@N for these N, e.g. 1,5,10,25 (default 1,5,10,20).")),
     (

@@ -127,7 +127,7 @@ def suggestions(run: dict, memory_bytes: float, latency_ms: float, map_size: int
 
     found = []
     model_bytes = run["evidence"]["model_bytes"]
-    bits, dim = run["descriptor_bits"], run["descriptor_dim"]
+    bits = run["descriptor_bits"]
     map_bytes = max(0.0, run["memory_bytes"] - model_bytes)
     if run["memory_bytes"] > memory_bytes:
         left = memory_bytes - model_bytes
