@@ -40,7 +40,7 @@ def test_cost_block_measures_what_it_says():
     torch.save(model.state_dict(), buffer)
     assert serialized_bytes(model) == len(buffer.getvalue())
     timing = time_torch_extraction(model, (1, 3, 8, 8), runs=5)
-    assert timing["runs"] == 20 and 0 < timing["median_ms"] <= timing["p90_ms"] and timing["threads"] >= 1
+    assert timing["runs"] == 5 and 0 < timing["median_ms"] <= timing["p90_ms"] and timing["threads"] >= 1
     database = np.eye(10, dtype=np.float32)
     matching = time_matching(build_index(database), database[:3], k=5)
     assert matching["runs"] == 20 and matching["median_ms"] > 0

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a writer whose temporaries must be left alone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -38,7 +39,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     removed = []
     for tmp in target.parent.glob(f".{target.name}.*.tmp"):
         pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
