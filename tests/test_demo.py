@@ -4,12 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from edgevpr import demo
 from edgevpr.cli import main
 from edgevpr.data.synthetic import SyntheticSpec
 from edgevpr.models.backbones.efficientnet import lite0_packaged_state
+from edgevpr.runtime.onnx_model import OnnxModel
 
 
 @pytest.mark.slow
@@ -28,6 +30,17 @@ def test_demo_runs_the_main_job_and_says_where_each_output_went(tmp_path, monkey
     assert set(outputs) >= {"dataset", "sweep", "store", "report", "recipe", "map", "localized"}
     assert all(Path(path).exists() for path in outputs.values())
     assert (tmp_path / "street" / "train" / "database").is_dir() and (tmp_path / "street" / "val").is_dir()
-    assert summary["recommendation"]["fits"] and len(summary["localized"]) == demo.FRAMES
+    queries = sorted((tmp_path / "street" / "queries").glob("*.jpg"))
+    assert summary["recommendation"]["fits"] and len(summary["localized"]) == len(queries)
     assert all(set(a["ms"]) >= {"extract", "search", "total"} for a in summary["localized"])
+    # what was recommended is what was deployed: the map localizes the queries as the run measured
+    assert summary["localized_top1"] == summary["recommendation"]["best"]["recall"]["1"]
+    best = summary["recommendation"]["best"]
+    recipe = yaml.safe_load(Path(outputs["recipe"]).read_text())
+    assert recipe["model"]["backbone"] == best["backbone"] and recipe["model"]["aggregator"] == best["aggregator"]
+    if best["precision"] != "fp32":
+        assert recipe["quantize"]["precision"] == best["precision"]
+        metadata = OnnxModel(outputs["model"]).metadata
+        assert metadata["config"]["model"]["backbone"] == best["backbone"]
+        assert metadata["config"]["model"].get("pretrained") == recipe["model"].get("pretrained")
     assert f"summary {out}" in result.output

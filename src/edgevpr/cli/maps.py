@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -20,76 +21,74 @@ def map_group():
 @map_group.command("build")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint of `edgevpr train` as the map's model.")
 @click.option("--onnx", type=click.Path(), default=None, help="ONNX file (any precision) as the map's model.")
-@click.option("--config", "config_file", type=click.Path(), help="YAML recipe of the model (e.g. configs/...).")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(),
+    help="YAML recipe (e.g. of `recommend --write-config`): its model, deployed at its quantize section's "
+    "precision, and its index, descriptor bits and patches.",
+)
 @add_options([o for o in MODEL_OPTIONS if o[0] not in ("--onnx", "--checkpoint")])
 @add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--size", "--resize-factor", "--max-pixels")])
 @click.option("--images", required=True, type=click.Path(), help="Folder of the map's images.")
 @click.option("--positions", type=click.Path(), default=None, help="CSV name,x,y[,heading] or name,lat,lon.")
-@click.option("--index", default="Flat", show_default=True, help="faiss factory string, optionally ending in ,RerankK.")
+@click.option("--index", default=None, help="faiss factory string [,RerankK] (default: the recipe's, else Flat).")
 @click.option("--search-params", default=None, help="faiss search parameters, e.g. nprobe=32.")
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
 @click.option(
-    "--descriptor-bits", type=click.Choice(["32", "16", "8", "1"]), default="32", help="Bits per dimension stored."
+    "--descriptor-bits",
+    type=click.Choice(["32", "16", "8", "1"]),
+    default=None,
+    help="Bits per dimension stored (default: the recipe's, else 32).",
 )
 @click.option("--descriptor-fit", type=click.Path(), default=None, help="Bits 1: images to fit the rotation on.")
-@click.option("--binary-rotation", type=click.Choice(["itq", "random"]), default="itq", show_default=True)
+@click.option("--binary-rotation", type=click.Choice(["itq", "random"]), default=None, help="Bits 1 (default itq).")
 @click.option("--patches", is_flag=True, help="Keep patch descriptors for a second stage (a PyTorch model).")
-@click.option("--patch-size", default="3", show_default=True, help="Patch sizes in feature cells, with --patches.")
-@click.option("--patch-stride", default="1", show_default=True, help="One stride per size, with --patches.")
+@click.option("--patch-size", default=None, help="Patch sizes in feature cells, with --patches (default 3).")
+@click.option("--patch-stride", default=None, help="One stride per size, with --patches (default 1).")
 @click.option("--out", required=True, type=click.Path(), help="Map folder to create.")
 @user_errors
-def map_build_command(
-    checkpoint,
-    onnx,
-    config_file,
-    images,
-    positions,
-    index,
-    search_params,
-    threads,
-    descriptor_bits,
-    descriptor_fit,
-    binary_rotation,
-    patches,
-    patch_size,
-    patch_stride,
-    out,
-    **kwargs,
-):
+def map_build_command(checkpoint, onnx, config_file, images, positions, threads, patches, out, **kwargs):
     """Extract every image of --images with the model, index them and write the map folder."""
-    from edgevpr.cli.matcher import sizes_option
-    from edgevpr.extraction.patches import PatchSpec
+    from edgevpr.config import read_yaml
+    from edgevpr.errors import ConfigError
     from edgevpr.maps import Map, ModelSource
+    from edgevpr.maps.recipe import recipe_map_options, recipe_source
 
     if checkpoint and onnx:
         raise click.UsageError("give --checkpoint or --onnx, not both")
+    map_flags = ("index", "search_params", "descriptor_bits", "descriptor_fit", "binary_rotation")
+    chosen = {key: kwargs.pop(key) for key in (*map_flags, "patch_size", "patch_stride")}
     given = [flag for flag, value in kwargs.items() if value is not None and flag != "max_pixels"]
     if (checkpoint or onnx) and (given or config_file):
-        from edgevpr.errors import ConfigError
-
         ignored = ", ".join(["--config"] * bool(config_file) + ["--" + flag.replace("_", "-") for flag in given])
         raise ConfigError(
             f"{checkpoint or onnx}: the model file carries its model and input contract; {ignored} would be ignored"
         )
     config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS)
-    built = Map.build(
-        ModelSource(onnx, checkpoint, None if (checkpoint or onnx) else config),
-        images,
-        out,
-        positions,
-        index,
-        search_params,
-        threads,
-        max_pixels=config.data.max_pixels,
-        log=lambda m: click.echo(m, err=True),
-        descriptor_bits=int(descriptor_bits),
-        descriptor_fit=descriptor_fit,
-        binary_rotation=binary_rotation,
-        patches=PatchSpec(sizes_option(patch_size, "--patch-size"), sizes_option(patch_stride, "--patch-stride"))
-        if patches
-        else None,
-    )
+    options = recipe_map_options(config)
+    options |= {key: chosen[key] for key in map_flags if chosen[key] is not None}
+    options["descriptor_bits"] = int(options["descriptor_bits"])
+    if patches or chosen["patch_size"] or chosen["patch_stride"]:
+        options["patches"] = _patch_spec(chosen["patch_size"] or "3", chosen["patch_stride"] or "1")
+    quantized = bool(config_file and (read_yaml(config_file) or {}).get("quantize"))
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        if checkpoint or onnx:
+            source = ModelSource(onnx, checkpoint, None)
+        else:
+            source = stack.enter_context(recipe_source(config, quantized, Path(out), log))
+        built = Map.build(
+            source, images, out, positions, threads=threads, max_pixels=config.data.max_pixels, log=log, **options
+        )
     _echo_info(built.info())
+
+
+def _patch_spec(sizes: str, strides: str):
+    from edgevpr.cli.matcher import sizes_option
+    from edgevpr.extraction.patches import PatchSpec
+
+    return PatchSpec(sizes_option(sizes, "--patch-size"), sizes_option(strides, "--patch-stride"))
 
 
 @map_group.command("add")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from edgevpr.errors import ConfigError
 from edgevpr.explore.pareto import device_bytes_at, total_ms_at
 
 
@@ -239,21 +240,30 @@ def format_recommendation(answer: dict) -> str:
     return "\n".join(lines)
 
 
+OUTPUTS = ("out", "save_descriptors", "gallery", "pr_curve", "repeat")  # where a run wrote, not what it was
+
+
 def recipe_of(row: dict) -> dict:
     """A stored run as a YAML recipe that `eval --config`, `quantize --config` and `map build
-    --config` accept: its resolved model, data and eval sections (the model is rebuilt from
-    them deterministically) and, for a quantized run, the quantize section it was deployed with."""
+    --config` accept: its resolved model and data sections (the model is rebuilt from them
+    deterministically), every search, re-ranking and sequence setting of its eval section
+    (index, search parameters, descriptor bits and codec, re-ranker, K, matcher, patches,
+    sequence length), and, for a quantized run, the quantize section it was deployed with."""
     config = json.loads(row["config_json"])
     cell = json.loads(row.get("cell_json") or "{}")
-    model = {k: v for k, v in config["model"].items() if k not in ("onnx", "checkpoint")}
+    if config["model"].get("onnx"):
+        raise ConfigError(
+            f"store row {row['key']}: its config names the temporary file {config['model']['onnx']} instead of "
+            "the model it was quantized from (a store written before edgevpr kept recipes); run the sweep again"
+        )
     recipe = {
-        "model": model,
+        "model": {k: v for k, v in config["model"].items() if k not in ("onnx", "checkpoint")},
         "data": config["data"],
-        "eval": {k: config["eval"][k] for k in ("index", "search_params", "recall_at", "latency_runs", "seed")},
+        "eval": {k: v for k, v in config["eval"].items() if k not in OUTPUTS},
     }
-    precision = cell.get("precision") or "fp32"
+    precision = cell.get("precision") or config.get("quantize", {}).get("precision") or "fp32"
     if precision != "fp32":
-        recipe["quantize"] = {"precision": precision, **cell.get("quantize", {})}
+        recipe["quantize"] = {**config.get("quantize", {}), "precision": precision, **cell.get("quantize", {})}
     return recipe
 
 

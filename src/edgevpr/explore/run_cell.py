@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgevpr.config import load_config
 from edgevpr.evaluate.runner import evaluate
+from edgevpr.models.resolve import resolve_config
 from edgevpr.quantize.pipeline import quantize_model
 
 
@@ -30,5 +31,11 @@ def run_cell(cell: dict) -> dict:
         deployed.eval.out = deployed.eval.save_descriptors = deployed.eval.gallery = deployed.eval.pr_curve = None
         deployed.model.onnx = model_file
         result = evaluate(deployed, label=cell["label"])
-    result["deployment"] = {**result.get("deployment", {}), "quantize": cell["quantize"]}
+    # The stored config is the run's recipe (the model that was quantized, its data and eval
+    # settings, and how it was quantized), not the temporary file's: `recommend --write-config`
+    # rebuilds the run from it. What evaluate ran is kept beside it.
+    result["deployment"] = {**result.get("deployment", {}), "quantize": cell["quantize"], "ran": result["config"]}
+    recipe = resolve_config(config).to_dict()
+    recipe["quantize"] = {**recipe["quantize"], "precision": cell["precision"], **cell["quantize"]}
+    result["config"] = recipe
     return result
