@@ -143,3 +143,53 @@ def test_the_public_api_is_declared_once_and_complete():
 
     assert sorted(edgevpr.__all__) == sorted(edgevpr.api.__all__)
     assert all(callable(getattr(edgevpr, name)) for name in edgevpr.__all__)
+
+
+@pytest.mark.parametrize(
+    "data", [{"resize": 80, "resize_factor": 0.75}, {"size": "72,96", "resize_factor": 1.5}], ids=["resize", "size"]
+)
+def test_every_contract_field_off_its_default_survives_checkpoint_onnx_map_and_recipe(tmp_path, tiny_street, data):
+    """Bicubic included: an artefact built under a contract gives back that contract, field by
+    field, through a checkpoint, an ONNX file, a map (built from each) and a stored recipe."""
+    import yaml
+
+    from edgevpr.explore.recommend import recipe_of
+    from edgevpr.maps import Map, ModelSource
+    from edgevpr.maps.model_file import save_torch_model
+    from edgevpr.models import build_model
+    from edgevpr.models.checkpoint import read_checkpoint
+    from edgevpr.models.resolve import stored_contract
+    from edgevpr.quantize.pipeline import quantize_model
+    from edgevpr.runtime.onnx_model import OnnxModel
+
+    model = {"backbone": "squeezenet", "mean": "0.4,0.45,0.5", "std": "0.2,0.25,0.3", "tf_same_padding": True}
+    config = load_config(
+        overrides={"model": model, "data": data | {"interpolation": "bicubic"}, "quantize": {"precision": "fp32"}}
+    )
+    expected = contract_of(config)
+    defaults = InputContract()
+    changed = [
+        f for f in ("mean", "std", "factor", "padding", "interpolation") if getattr(expected, f) != getattr(defaults, f)
+    ]
+    assert len(changed) == 5 and (expected.resize or expected.size)
+
+    checkpoint = tmp_path / "m.pt"
+    save_torch_model(build_model(config.model), resolve_config(config).to_dict(), expected, checkpoint)
+    onnx_file = tmp_path / "m.onnx"
+    quantize_model(config, None, str(onnx_file)) if "size" in data else None
+    found = {"checkpoint": stored_contract(read_checkpoint(checkpoint), "m.pt")}
+    if onnx_file.exists():
+        found["onnx"] = stored_contract(OnnxModel(onnx_file).metadata, "m.onnx")
+    found["map"] = Map.build(ModelSource(config=config), tiny_street / "database", tmp_path / "map").model.contract
+    found["map of the checkpoint"] = Map.build(
+        ModelSource(checkpoint=str(checkpoint)), tiny_street / "database", tmp_path / "map2"
+    ).model.contract
+    found["map, loaded"] = Map.load(tmp_path / "map").model.contract
+    row = {"key": "k", "config_json": json.dumps(resolve_config(config).to_dict()), "cell_json": "{}"}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe_of(row)))
+    found["recipe"] = contract_of(load_config(tmp_path / "recipe.yaml"))
+    for where, contract in found.items():
+        for field in ("resize", "size", "mean", "std", "factor", "padding", "interpolation"):
+            got, want = getattr(contract, field), getattr(expected, field)
+            got = tuple(got) if isinstance(got, list) else got
+            assert got == want, f"{where}: {field} {got!r}, expected {want!r}"

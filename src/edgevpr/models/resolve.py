@@ -69,21 +69,25 @@ def contract_origin(config: RunConfig) -> dict:
 
 def adopt_stored_contract(config: RunConfig, stored: dict, where: str) -> RunConfig:
     """A copy of ``config`` under the contract an artefact (ONNX file, checkpoint, map) stores:
-    its normalisation and padding always, its resize rule unless ``config`` gives one.
+    its normalisation, padding and interpolation always, its resize rule unless ``config``
+    gives one.
     ``stored`` is the artefact's metadata: ``contract``, or a ``config`` of files made before
     contracts were stored."""
     if "contract" in stored:
         contract = InputContract.from_dict(stored["contract"], where)
         mean, std, padding = contract.mean, contract.std, contract.padding == "tf_same"
         resize, size, factor = contract.resize, contract.size, contract.factor
+        interpolation = contract.interpolation
     elif stored.get("config"):
         model, data = stored["config"]["model"], stored["config"]["data"]
         mean, std, padding = tuple(model["mean"]), tuple(model["std"]), bool(model.get("tf_same_padding"))
         resize, size, factor = data["resize"], tuple(data["size"]) if data["size"] else None, data.get("resize_factor")
+        interpolation = data.get("interpolation", "bilinear")
     else:
         return copy.deepcopy(config)
     adopted = copy.deepcopy(config)
     adopted.model.mean, adopted.model.std, adopted.model.tf_same_padding = mean, std, padding
+    adopted.data.interpolation = interpolation  # the model was made under it, like its normalisation
     if config.data.resize is None and config.data.size is None:
         adopted.data.resize, adopted.data.size = resize, size
         if config.data.resize_factor is None:
