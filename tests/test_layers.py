@@ -101,3 +101,29 @@ def test_the_deploy_core_never_imports_research_code():
     graph = package_graph()
     assert "research" not in graph.get("quantize", {}), sorted(graph["quantize"]["research"])
     assert "research" not in graph.get("runtime", {})
+
+
+def test_every_import_points_down_the_layer_table():
+    """The table in edgevpr.layers is the architecture: every package has a row, and an import
+    may reach only its own layer or one below (the root package and lazy imports included)."""
+    from edgevpr.layers import LAYERS, level
+
+    graph = package_graph()
+    units = {unit for _, row in LAYERS for unit in row}
+    found = set(graph) | {target for targets in graph.values() for target in targets}
+    modules = {_unit(m) for m in _modules()}
+    assert modules <= units, f"packages without a layer: {sorted(modules - units)}"
+    assert found <= units
+    upward = [
+        f"{source} (layer {level(source)}) imports {target} (layer {level(target)}) in {sorted(graph[source][target])[:2]}"
+        for source in graph
+        for target in graph[source]
+        if level(target) > level(source)
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    from edgevpr.layers import level
+
+    assert level("models") < level("quantize") < level("maps") < level("explore") < level("cli")
