@@ -115,7 +115,7 @@ def test_every_import_points_down_the_layer_table():
     assert modules <= units, f"packages without a layer: {sorted(modules - units)}"
     assert found <= units
     upward = [
-        f"{source} (layer {level(source)}) imports {target} (layer {level(target)}) in {sorted(graph[source][target])[:2]}"
+        f"{source} (layer {level(source)}) imports {target} (layer {level(target)}): {sorted(graph[source][target])[0]}"
         for source in graph
         for target in graph[source]
         if level(target) > level(source)
