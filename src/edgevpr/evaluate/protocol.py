@@ -26,7 +26,8 @@ def build_protocol(
 
 def protocol_name(protocol: dict) -> str:
     """For example ``gardens_point:day_right->night_right:frames<=2:short_side=360:fp32:pytorch``;
-    an integer model's name ends in its layout and kernel family, ``...:int8-cpu:onnxruntime:u8s8@x86-avx2``."""
+    an integer model's name ends in its layout and kernel family, ``...:int8-cpu:onnxruntime:u8s8@x86-avx2``,
+    and a re-ranked result's in its re-ranker and K, ``...:rerank=rapid@100``."""
     database = protocol["database"].rstrip("/").split("/")[-1]
     queries = protocol["queries"].rstrip("/").split("/")[-1]
     parts = [
@@ -39,4 +40,6 @@ def protocol_name(protocol: dict) -> str:
     ]
     if protocol.get("int8_kernels"):
         parts.append(f"{protocol['int8_layout']}@{protocol['int8_kernels']}")
+    if protocol.get("rerank"):  # a second stage ranks differently: never grouped with the first stage's
+        parts.append(f"rerank={protocol['rerank']['name']}@{protocol['rerank']['k']}")
     return ":".join(parts)

@@ -121,9 +121,8 @@ def _evaluate_quietly(config: RunConfig, model: VPRModel | None, label: str | No
     return evaluate(config, copy.deepcopy(model), label)
 
 
-def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
-    """Recall@N and the cost block of ``config``'s model (or of ``model``, already built) under
-    its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed."""
+def _check_settings(config: RunConfig) -> None:
+    """One line, before any work, for output paths that cannot be written and settings that do not combine."""
     check_output(config.eval.out, "--out")
     check_output(config.eval.gallery, "--gallery")
     check_output(config.eval.pr_curve, "--pr-curve")
@@ -134,15 +133,17 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         raise ConfigError("--test-method and --sequence do not combine; choose one")
     if config.eval.sequence < 1:
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
-    second = SecondStage.configured(config)  # a bad --rerank name fails here, before any work
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
         raise ConfigError(f"--recall-at needs positive N, got {','.join(map(str, config.eval.recall_at)) or 'none'}")
     if config.eval.repeat < 1:
         raise ConfigError(f"--repeat must be >= 1, got {config.eval.repeat}")
-    others = [_evaluate_quietly(config, model, label, config.eval.seed + i) for i in range(1, config.eval.repeat)]
-    torch.manual_seed(config.eval.seed)
-    if config.eval.threads:
-        torch.set_num_threads(config.eval.threads)
+
+
+def _deployed(config: RunConfig, model: VPRModel | None):
+    """The model that runs: an ONNX file, a checkpoint or a PyTorch model, with the config
+    resolved under the contract it carries. Returns (config, model or None, extractor or None,
+    where the contract came from)."""
+    extractor = None
     if config.model.onnx:
         extractor = onnx_extractor(config.model.onnx, config.eval.threads, config.eval.ort_optimization)
         fixed = extractor.fixed_size
@@ -167,25 +168,12 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     config = resolve_config(config, log=lambda message: print(message, file=sys.stderr))
     if not config.model.onnx:
         model = (model or build_model(config.model)).eval()
-    preprocess = contract_of(config)
-    dataset = load_dataset(config.data)
-    if not config.model.onnx:
-        initialise_aggregator(model, dataset.database_paths, preprocess, config.eval.seed, config.data.max_pixels)
-        extractor = torch_extractor(model)
+    return config, model, extractor, origin
 
-    forward = second.forward(model, config) if second else extractor.forward
-    db, q, dataset = extract_dataset(forward, dataset, preprocess, config.eval, config.data)
-    if not config.model.onnx and model.pca is not None and not bool(model.pca.fitted):
-        model.pca.fit(db.descriptors)  # learned on the database, then part of the model
-        db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
-        extractor = torch_extractor(model)
 
-    spec = storage_spec(config.eval.index, config.eval.descriptor_bits, config.eval.int8_scale)
-    check_fits(spec, len(db.descriptors), where=f"--index {config.eval.index}")
-    codec = None
-    if spec.binary:  # evaluate.descriptor_codec: the rotation is fitted on other images
-        codec = fit_binary_codec(extractor.forward, config, preprocess, db.descriptors.shape[1], dataset.database_dir)
-    index = build_index(db.descriptors, spec, params=config.eval.search_params, seed=config.eval.seed, codec=codec)
+def _ranked(config: RunConfig, index, db, q, dataset, extractor, preprocess, second) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and predictions (Q, k) of the queries: sequence matching, test-time crops or one
+    search, then the second stage when configured."""
     k = max(config.eval.recall_at)
     method = config.eval.test_method
     if config.eval.sequence > 1:
@@ -198,23 +186,15 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     if second:  # evaluate.second_stage: the top-K re-ordered by the re-ranker
         scores, predictions = second.rerank(predictions, q, db)
         scores, predictions = scores[:, :k], predictions[:, :k]
-    ranks = first_positive_ranks(predictions, dataset.positives)
-    metrics = metrics_block(scores, predictions, dataset.positives, [n for n in (1, 5, 10) if n <= k])
-    recall = recall_from_ranks(ranks, config.eval.recall_at)
+    return scores, predictions
 
-    protocol = build_protocol(
-        dataset.protocol() | sequence_rule(dataset, config.eval.sequence),
-        preprocess.rule() + ("" if method == "single" else f",test={method}"),
-        db.sizes + q.sizes,
-        extractor.precision,
-        extractor.runtime,
-        extractor.int8,
-    ) | {"contract": preprocess.to_dict(), "contract_source": origin}
-    if codec is not None:
-        protocol["descriptor_codec"] = codec.describe()
+
+def _cost(config: RunConfig, extractor, protocol: dict, index, queries: np.ndarray, second) -> dict:
+    """The cost block: parameters, FLOPs, bytes, and extraction, matching and re-ranking time."""
+    method = config.eval.test_method
     input_shape = (1, 3, *protocol["image_size"])
     search_bytes, fixed_bytes = index_bytes(index)
-    matching = time_matching(index, q.descriptors, k)
+    matching = time_matching(index, queries, max(config.eval.recall_at))
     searches = CROPS[method] if method in ("nearest_crop", "maj_voting") else 1
     cost = cost_block(
         params=extractor.params,
@@ -236,23 +216,96 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
             "searches_per_query": searches,
             "total_ms": per_query["median_ms"] + cost["matching_ms"],
         }
+    return cost
+
+
+def _model_block(config: RunConfig, extractor, dim: int) -> dict:
     source = extractor.info.get("config", {}).get("model", {}) if extractor.info else {}
     model_config = source or config.to_dict()["model"]
+    return {
+        "backbone": model_config["backbone"],
+        "aggregator": model_config["aggregator"],
+        "projection": f"fc{model_config['dim']}" if model_config.get("dim") else None,
+        "descriptor_dim": dim,
+        "weights": model_config["weights"] or ("pretrained" if model_config["pretrained"] else "random"),
+        "onnx": config.model.onnx,
+    }
+
+
+def _write_outputs(config: RunConfig, result: dict, dataset, db, q, predictions) -> None:
+    """The files asked for; the numbers are computed, so a failed write hands them back."""
+    try:
+        if config.eval.out:
+            write_json(config.eval.out, result)
+        if config.eval.save_descriptors:
+            save_descriptors(config.eval.save_descriptors, dataset, db.descriptors, q.descriptors, result["protocol"])
+        if config.eval.pr_curve:
+            plot_pr_curve(result["metrics"], config.eval.pr_curve, result["protocol_name"])
+        if config.eval.gallery:
+            save_gallery(
+                config.eval.gallery, dataset.query_paths, dataset.database_paths, predictions, dataset.positives
+            )
+    except OSError as error:
+        raise OutputError(f"{error.filename or 'writing the results'}: {error.strerror or error}", result) from None
+
+
+def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None = None) -> dict:
+    """Recall@N and the cost block of ``config``'s model (or of ``model``, already built) under
+    its protocol. ``config`` is resolved into a copy first (``models.resolve``) and never changed.
+    The stages: the deployed model, descriptors of the database and queries, the index, the
+    ranked candidates (``_ranked``), the metrics, the cost block (``_cost``)."""
+    _check_settings(config)
+    second = SecondStage.configured(config)  # a bad --rerank name fails here, before any work
+    others = [_evaluate_quietly(config, model, label, config.eval.seed + i) for i in range(1, config.eval.repeat)]
+    torch.manual_seed(config.eval.seed)
+    if config.eval.threads:
+        torch.set_num_threads(config.eval.threads)
+    config, model, extractor, origin = _deployed(config, model)
+    preprocess = contract_of(config)
+    dataset = load_dataset(config.data)
+    if not config.model.onnx:
+        initialise_aggregator(model, dataset.database_paths, preprocess, config.eval.seed, config.data.max_pixels)
+        extractor = torch_extractor(model)
+
+    forward = second.forward(model, config) if second else extractor.forward
+    db, q, dataset = extract_dataset(forward, dataset, preprocess, config.eval, config.data)
+    if not config.model.onnx and model.pca is not None and not bool(model.pca.fitted):
+        model.pca.fit(db.descriptors)  # learned on the database, then part of the model
+        db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
+        extractor = torch_extractor(model)
+
+    spec = storage_spec(config.eval.index, config.eval.descriptor_bits, config.eval.int8_scale)
+    check_fits(spec, len(db.descriptors), where=f"--index {config.eval.index}")
+    codec = None
+    if spec.binary:  # evaluate.descriptor_codec: the rotation is fitted on other images
+        codec = fit_binary_codec(extractor.forward, config, preprocess, db.descriptors.shape[1], dataset.database_dir)
+    index = build_index(db.descriptors, spec, params=config.eval.search_params, seed=config.eval.seed, codec=codec)
+    scores, predictions = _ranked(config, index, db, q, dataset, extractor, preprocess, second)
+    ranks = first_positive_ranks(predictions, dataset.positives)
+    k = predictions.shape[1]
+
+    protocol = build_protocol(
+        dataset.protocol() | sequence_rule(dataset, config.eval.sequence),
+        preprocess.rule() + ("" if config.eval.test_method == "single" else f",test={config.eval.test_method}"),
+        db.sizes + q.sizes,
+        extractor.precision,
+        extractor.runtime,
+        extractor.int8,
+    ) | {"contract": preprocess.to_dict(), "contract_source": origin}
+    if codec is not None:
+        protocol["descriptor_codec"] = codec.describe()
+    if second:  # a re-ranked result is a protocol of its own: its name says so
+        protocol["rerank"] = {"name": second.name, "k": second.k}
+    search_bytes, fixed_bytes = index_bytes(index)
     result = {
         "protocol": protocol,
         "protocol_name": protocol_name(protocol),
-        "model": {
-            "backbone": model_config["backbone"],
-            "aggregator": model_config["aggregator"],
-            "projection": f"fc{model_config['dim']}" if model_config.get("dim") else None,
-            "descriptor_dim": int(db.descriptors.shape[1]),
-            "weights": model_config["weights"] or ("pretrained" if model_config["pretrained"] else "random"),
-            "onnx": config.model.onnx,
-        },
-        "recall": recall,
-        "metrics": metrics,  # top-1 precision-recall (VPR-Bench) and mAP@k: evaluate.pr
+        "model": _model_block(config, extractor, int(db.descriptors.shape[1])),
+        "recall": recall_from_ranks(ranks, config.eval.recall_at),
+        # top-1 precision-recall (VPR-Bench) and mAP@k: evaluate.pr
+        "metrics": metrics_block(scores, predictions, dataset.positives, [n for n in (1, 5, 10) if n <= k]),
         "per_query": {"first_positive_rank": ranks.tolist()},  # for paired comparisons (evaluate.significance)
-        "cost": cost,
+        "cost": _cost(config, extractor, protocol, index, q.descriptors, second),
         "search": {
             "index": str(index.spec),
             "params": index.params,
@@ -270,17 +323,5 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         result["label"] = label
     if others:  # evaluate.repeats: mean and spread over seeds
         result["repeats"] = summarise_runs([result, *others], [config.eval.seed + i for i in range(len(others) + 1)])
-    try:
-        if config.eval.out:
-            write_json(config.eval.out, result)
-        if config.eval.save_descriptors:
-            save_descriptors(config.eval.save_descriptors, dataset, db.descriptors, q.descriptors, protocol)
-        if config.eval.pr_curve:
-            plot_pr_curve(metrics, config.eval.pr_curve, result["protocol_name"])
-        if config.eval.gallery:
-            save_gallery(
-                config.eval.gallery, dataset.query_paths, dataset.database_paths, predictions, dataset.positives
-            )
-    except OSError as error:  # the numbers are computed: hand them back with the error
-        raise OutputError(f"{error.filename or 'writing the results'}: {error.strerror or error}", result) from None
+    _write_outputs(config, result, dataset, db, q, predictions)
     return result
