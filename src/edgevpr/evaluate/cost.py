@@ -11,23 +11,9 @@
 
 from __future__ import annotations
 
-import torch
+from edgevpr.models.describer import time_torch_extraction, torch_runner
 
-from edgevpr.timing import time_extraction
-
-
-def torch_runner(model: torch.nn.Module, input_shape: tuple[int, ...]):
-    images = torch.zeros(input_shape)
-
-    def run_once():
-        with torch.inference_mode():
-            model(images)
-
-    return run_once
-
-
-def time_torch_extraction(model: torch.nn.Module, input_shape: tuple[int, ...], runs: int = 30) -> dict:
-    return time_extraction(torch_runner(model, input_shape), runs) | {"threads": torch.get_num_threads()}
+__all__ = ["cost_block", "time_torch_extraction", "torch_runner"]  # the timers live with the deployed model
 
 
 def cost_block(*, params, flops, model_bytes, extraction, matching, database_size) -> dict:

@@ -16,7 +16,6 @@ from edgevpr.errors import ConfigError, OutputError
 from edgevpr.evaluate.cost import cost_block
 from edgevpr.evaluate.descriptor_codec import fit_binary_codec
 from edgevpr.evaluate.environment import environment
-from edgevpr.evaluate.extractor import onnx_extractor, torch_extractor
 from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.pr import metrics_block, plot_pr_curve
 from edgevpr.evaluate.protocol import build_protocol, protocol_name
@@ -27,6 +26,7 @@ from edgevpr.evaluate.test_time import CROPS, crop_descriptors, search_with_crop
 from edgevpr.extraction.extract import extract
 from edgevpr.models import VPRModel, build_model
 from edgevpr.models.checkpoint import architecture_of, read_checkpoint
+from edgevpr.models.describer import Describer
 from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.model import model_from_checkpoint
 from edgevpr.models.resolve import (
@@ -141,19 +141,20 @@ def _check_settings(config: RunConfig) -> None:
 
 def _deployed(config: RunConfig, model: VPRModel | None):
     """The model that runs: an ONNX file, a checkpoint or a PyTorch model, with the config
-    resolved under the contract it carries. Returns (config, model or None, extractor or None,
-    where the contract came from)."""
-    extractor = None
+    resolved under the contract it carries. Returns (config, model or None, the deployed ONNX
+    model or None, where the contract came from)."""
+    deployed = None
     if config.model.onnx:
-        extractor = onnx_extractor(config.model.onnx, config.eval.threads, config.eval.ort_optimization)
-        fixed = extractor.fixed_size
+        # its contract is resolved below with the flags' overrides (adopt_stored_contract)
+        deployed = Describer.onnx(config.model.onnx, config.eval.threads, config.eval.ort_optimization, InputContract())
+        fixed = deployed.fixed_size
         if fixed and config.data.size is not None and tuple(config.data.size) != fixed:
             raise ConfigError(
                 f"{config.model.onnx}: the model takes {fixed[0]}x{fixed[1]} images only; "
                 f"give --size {fixed[0]}x{fixed[1]} or no resize"
             )
         origin = {"source": f"stored in {config.model.onnx}"}
-        config = adopt_stored_contract(config, extractor.info or {}, config.model.onnx)
+        config = adopt_stored_contract(config, deployed.info or {}, config.model.onnx)
         if fixed and config.data.size is None and config.data.resize is None:
             config.data.size = fixed
     elif config.model.checkpoint and model is None:  # one read: contract, architecture and weights
@@ -168,7 +169,7 @@ def _deployed(config: RunConfig, model: VPRModel | None):
     config = resolve_config(config, log=lambda message: print(message, file=sys.stderr))
     if not config.model.onnx:
         model = (model or build_model(config.model)).eval()
-    return config, model, extractor, origin
+    return config, model, deployed, origin
 
 
 def _ranked(config: RunConfig, index, db, q, dataset, extractor, preprocess, second) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +180,7 @@ def _ranked(config: RunConfig, index, db, q, dataset, extractor, preprocess, sec
     if config.eval.sequence > 1:
         scores, predictions = sequence_predictions(db.descriptors, q.descriptors, dataset, config.eval.sequence, k)
     elif method != "single":  # the queries described from crops (evaluate.test_time)
-        crops = crop_descriptors(extractor.forward, dataset.query_paths, preprocess, method, config.data.max_pixels)
+        crops = crop_descriptors(extractor, dataset.query_paths, preprocess, method, config.data.max_pixels)
         scores, predictions = search_with_crops(index, crops, method, k)
     else:
         scores, predictions = search(index, q.descriptors, max(k, second.k) if second else k)
@@ -261,24 +262,25 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     if config.eval.threads:
         torch.set_num_threads(config.eval.threads)
     config, model, extractor, origin = _deployed(config, model)
-    preprocess = contract_of(config)
+    preprocess = contract_of(config)  # the carried contract, with what the flags override
     dataset = load_dataset(config.data)
-    if not config.model.onnx:
+    if extractor is None:
         initialise_aggregator(model, dataset.database_paths, preprocess, config.eval.seed, config.data.max_pixels)
-        extractor = torch_extractor(model)
+        extractor = Describer.torch(model, preprocess)
+    extractor = extractor.with_contract(preprocess)
 
-    forward = second.forward(model, config) if second else extractor.forward
+    forward = second.forward(model, config) if second else extractor
     db, q, dataset = extract_dataset(forward, dataset, preprocess, config.eval, config.data)
     if not config.model.onnx and model.pca is not None and not bool(model.pca.fitted):
         model.pca.fit(db.descriptors)  # learned on the database, then part of the model
         db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
-        extractor = torch_extractor(model)
+        extractor = Describer.torch(model, preprocess)
 
     spec = storage_spec(config.eval.index, config.eval.descriptor_bits, config.eval.int8_scale)
     check_fits(spec, len(db.descriptors), where=f"--index {config.eval.index}")
     codec = None
     if spec.binary:  # evaluate.descriptor_codec: the rotation is fitted on other images
-        codec = fit_binary_codec(extractor.forward, config, preprocess, db.descriptors.shape[1], dataset.database_dir)
+        codec = fit_binary_codec(extractor, config, preprocess, db.descriptors.shape[1], dataset.database_dir)
     index = build_index(db.descriptors, spec, params=config.eval.search_params, seed=config.eval.seed, codec=codec)
     scores, predictions = _ranked(config, index, db, q, dataset, extractor, preprocess, second)
     ranks = first_positive_ranks(predictions, dataset.positives)

@@ -27,9 +27,10 @@ from edgevpr.extraction.extract import extract
 from edgevpr.extraction.patches import PatchSpec
 from edgevpr.maps.known import calibrate_min_score
 from edgevpr.maps.manifest import FORMAT, manifest_path, mapped_part, read_manifest
-from edgevpr.maps.model_file import KINDS, LoadedModel, load_model, save_torch_model, sha256_of
+from edgevpr.maps.model_file import KINDS, load_model, save_torch_model, sha256_of
 from edgevpr.maps.patches import MapPatches, extract_patches, load_patches, query_patches
 from edgevpr.maps.positions import distance, positions_for
+from edgevpr.models.describer import Describer
 from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.resolve import contract_of, resolve_config
 from edgevpr.search.binary_codes import BinaryCodec, fit_codec
@@ -51,7 +52,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _protocol(model: LoadedModel, images: str) -> dict:
+def _protocol(model: Describer, images: str) -> dict:
     name = ":".join(
         [Path(images).name or "map", model.contract.rule(), model.precision, model.runtime]
         + ([f"{model.int8['int8_layout']}@{model.int8['int8_kernels']}"] if model.int8 else [])
@@ -72,7 +73,7 @@ class Map:
         self,
         folder: Path,
         manifest: dict,
-        model: LoadedModel,
+        model: Describer,
         descriptors: np.ndarray,
         index: SearchIndex,
         names: list[str],
@@ -162,7 +163,7 @@ class Map:
         )
 
     @staticmethod
-    def _built_model(config: RunConfig, paths, model_part: Path, threads, max_pixels) -> LoadedModel:
+    def _built_model(config: RunConfig, paths, model_part: Path, threads, max_pixels) -> Describer:
         """A model built from a config: clusters initialised and PCA fitted on the map's images,
         saved as a checkpoint part, then loaded as every map loads its model."""
         from edgevpr.models import build_model
@@ -177,7 +178,7 @@ class Map:
         return load_model(model_part, "checkpoint", threads)
 
     @staticmethod
-    def _extract(model: LoadedModel, paths, batch_size: int, max_pixels: int | None, log) -> tuple[np.ndarray, list]:
+    def _extract(model: Describer, paths, batch_size: int, max_pixels: int | None, log) -> tuple[np.ndarray, list]:
         """The images' descriptors and the most common image size after resizing."""
         if model.fixed_size and model.contract.size is None:
             raise ConfigError(f"the model takes {model.fixed_size} images only and its contract names no size")
@@ -197,7 +198,7 @@ class Map:
     def _commit(
         cls,
         out: Path,
-        model: LoadedModel,
+        model: Describer,
         model_part: Path,
         descriptors: np.ndarray,
         spec: IndexSpec,
@@ -464,7 +465,7 @@ class Map:
         start = time.perf_counter()
         tensor = self.model.contract(self.picture(image))[None]
         decoded = time.perf_counter()
-        descriptor = np.asarray(self.model(tensor), dtype=np.float32)[0]
+        descriptor = self.model.describe(tensor)[0]
         extracted = time.perf_counter()
         return descriptor, {"decode": 1000 * (decoded - start), "extract": 1000 * (extracted - decoded)}
 

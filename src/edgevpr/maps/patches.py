@@ -46,11 +46,11 @@ class MapPatches:
 
 
 def patch_model(model, spec: PatchSpec) -> PatchModel:
-    if model.kind != "checkpoint":
+    if not model.is_torch:
         raise ConfigError(
             "patch descriptors need a PyTorch model (--checkpoint, or a config); an ONNX file has no patch output"
         )
-    return PatchModel(model.forward, spec).eval()
+    return PatchModel(model.network, spec).eval()
 
 
 def extract_patches(model, paths, spec: PatchSpec, batch_size: int, max_pixels: int) -> MapPatches:
