@@ -98,3 +98,41 @@ def training_street(tmp_path_factory) -> Path:
     return generate_synthetic(
         root, SyntheticSpec(num_places=30, width=96, height=72, step_px=24, train_places=24, val_places=12)
     )
+
+
+@pytest.fixture(scope="session")
+def noisy_route(tmp_path_factory):
+    """A route of 30 texture frames mapped with a seeded random SqueezeNet, and a held-out
+    stream over frames 8..21: each frame 60 % its map frame, 40 % fresh noise. Single frames
+    are often wrong; the frames before agree on the route, so sequence matching fixes them."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("route")
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (72, 96, 3)).astype(np.float32) for _ in range(30)]
+    for i, frame in enumerate(frames):
+        write_image_array(root / "route" / f"f{i:03d}.png", frame)
+    stream = []
+    for t in range(8, 22):
+        noisy = 0.6 * frames[t] + 0.4 * rng.integers(0, 255, frames[t].shape)
+        stream.append((write_image_array(root / "stream" / f"s{t:03d}.png", noisy), t))
+    from edgevpr.config import load_config
+    from edgevpr.maps import Map, ModelSource
+
+    # eval.seed seeds the random weights (1: single frames 7 of 14 right, L = 5 12 of 14)
+    squeeze = {
+        "model": {"backbone": "squeezenet", "aggregator": "gem"},
+        "data": {"size": (72, 96)},
+        "eval": {"seed": 1},
+    }
+    built = Map.build(ModelSource(config=load_config(overrides=squeeze)), root / "route", root / "map")
+    assert Image.open(stream[0][0]).size == (96, 72)
+    return built, stream
+
+
+def write_image_array(path, array):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path)
+    return path

@@ -78,37 +78,6 @@ def test_sequence_matching_resolves_what_single_frames_cannot():
     assert scores[1] > scores[0]
 
 
-@pytest.fixture(scope="module")
-def noisy_route(tmp_path_factory):
-    """A route of 30 texture frames mapped with a seeded random SqueezeNet, and a held-out
-    stream over frames 8..21: each frame 60 % its map frame, 40 % fresh noise. Single frames
-    are often wrong; the frames before agree on the route, so sequence matching fixes them."""
-    import torch
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("route")
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (72, 96, 3)).astype(np.float32) for _ in range(30)]
-    for i, frame in enumerate(frames):
-        write_image_array(root / "route" / f"f{i:03d}.png", frame)
-    stream = []
-    for t in range(8, 22):
-        noisy = 0.6 * frames[t] + 0.4 * rng.integers(0, 255, frames[t].shape)
-        stream.append((write_image_array(root / "stream" / f"s{t:03d}.png", noisy), t))
-    torch.manual_seed(1)
-    built = Map.build(ModelSource(config=load_config(overrides=SQUEEZE)), root / "route", root / "map")
-    assert Image.open(stream[0][0]).size == (96, 72)
-    return built, stream
-
-
-def write_image_array(path, array):
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path)
-    return path
-
-
 def _frame_of(answer) -> int:
     return int(answer["matches"][0]["name"][1:4])
 

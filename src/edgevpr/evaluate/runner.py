@@ -37,9 +37,9 @@ from edgevpr.models.resolve import (
 )
 from edgevpr.search.descriptor_bits import storage_spec, stored_bits
 from edgevpr.search.descriptors import save_descriptor_set
-from edgevpr.search.index import SearchIndex, build_index, check_fits, search
+from edgevpr.search.index import build_index, check_fits, search
 from edgevpr.search.sequence import sequence_similarity
-from edgevpr.search.timing import database_bytes, time_matching
+from edgevpr.search.timing import time_matching
 
 
 def save_descriptors(
@@ -57,16 +57,6 @@ def save_descriptors(
             "positives": [p.tolist() for p in dataset.positives],
         },
     )
-
-
-def index_bytes(index: SearchIndex) -> tuple[int, int]:
-    """(bytes that grow with the map, fixed bytes) of the searchable database: N x D x 4 for
-    exact search; else the index's size less what an empty trained copy holds (centroids,
-    codebooks, scalar ranges, a binary rotation), which ``index_fixed_bytes`` reports."""
-    if index.spec.factory == "Flat" and not index.spec.rerank:
-        return database_bytes(index.ntotal, index.dim), 0
-    fixed = index.fixed_bytes()
-    return index.memory_bytes() - fixed, fixed
 
 
 def extract_dataset(
@@ -168,7 +158,7 @@ def _deployed(config: RunConfig, model: VPRModel | None):
         origin = contract_origin(config)
     config = resolve_config(config, log=lambda message: print(message, file=sys.stderr))
     if not config.model.onnx:
-        model = (model or build_model(config.model)).eval()
+        model = (model or build_model(config.model, seed=config.eval.seed)).eval()
     return config, model, deployed, origin
 
 
@@ -194,7 +184,7 @@ def _cost(config: RunConfig, extractor, protocol: dict, index, queries: np.ndarr
     """The cost block: parameters, FLOPs, bytes, and extraction, matching and re-ranking time."""
     method = config.eval.test_method
     input_shape = (1, 3, *protocol["image_size"])
-    search_bytes, fixed_bytes = index_bytes(index)
+    search_bytes, fixed_bytes = index.footprint()
     matching = time_matching(index, queries, max(config.eval.recall_at))
     searches = CROPS[method] if method in ("nearest_crop", "maj_voting") else 1
     cost = cost_block(
@@ -298,7 +288,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         protocol["descriptor_codec"] = codec.describe()
     if second:  # a re-ranked result is a protocol of its own: its name says so
         protocol["rerank"] = {"name": second.name, "k": second.k}
-    search_bytes, fixed_bytes = index_bytes(index)
+    search_bytes, fixed_bytes = index.footprint()
     result = {
         "protocol": protocol,
         "protocol_name": protocol_name(protocol),

@@ -36,7 +36,7 @@ from edgevpr.models.resolve import contract_of, resolve_config
 from edgevpr.search.binary_codes import BinaryCodec, fit_codec
 from edgevpr.search.descriptor_bits import storage_spec, stored_bits
 from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, set_params
-from edgevpr.search.sequence import DEFAULT_VELOCITIES, sequence_scores_for
+from edgevpr.search.sequence import DEFAULT_VELOCITIES, sequence_scores_for, sequence_similarity
 
 
 @dataclass
@@ -168,7 +168,7 @@ class Map:
         saved as a checkpoint part, then loaded as every map loads its model."""
         from edgevpr.models import build_model
 
-        model = build_model(config.model).eval()
+        model = build_model(config.model, seed=config.eval.seed).eval()
         contract = contract_of(config)
         limit = max_pixels or config.data.max_pixels
         initialise_aggregator(model, paths, contract, config.eval.seed, limit)
@@ -442,7 +442,7 @@ class Map:
             "known": self.manifest["known"],
             "protocol": self.manifest["protocol"],
             "bytes": {name: path.stat().st_size for name, path in files.items()},
-            "index_memory_bytes": self.index.memory_bytes(),
+            "index_memory_bytes": sum(self.index.footprint()),  # as eval's search.memory_bytes
             "created": self.manifest["created"],
             "updated": self.manifest["updated"],
         }
@@ -538,10 +538,17 @@ class Map:
         return distance(self.manifest["positions"]["kind"], self.positions[a], position)
 
 
+EXACT_SEQUENCE_ENTRIES = 200_000  # maps up to this size are sequence-matched over every entry, as eval does
+
+
 class Localizer:
     """Frames one by one, as a robot sees them: each frame's matches come from sequence
-    matching over the last ``length`` frames (SeqSLAM-style, ``search.sequence``) among the
-    index's ``candidates`` best entries. ``length`` 1 is single-frame localization."""
+    matching over the last ``length`` frames (SeqSLAM-style, ``search.sequence``). On maps of
+    up to ``EXACT_SEQUENCE_ENTRIES`` entries every entry is scored, with the function and the
+    numbers ``eval --sequence`` uses (a rolling window of the frames' similarity rows), so a
+    stream is localized as it was measured; on larger maps only the index's ``candidates``
+    best entries are re-scored. ``length`` 1 is single-frame localization, searched as
+    ``Map.localize`` searches."""
 
     def __init__(
         self,
@@ -556,29 +563,45 @@ class Localizer:
             raise ConfigError(f"--sequence must be >= 1, got {length}")
         self.map, self.length, self.top_k, self.min_score, self.velocities = map_, length, top_k, min_score, velocities
         self.candidates = max(candidates, top_k)
-        self.history: list[np.ndarray] = []
-        self.typical: list[float] = []  # each frame's median similarity to the map (search.sequence)
+        self.exact = len(map_.names) <= EXACT_SEQUENCE_ENTRIES
+        self.history: list[np.ndarray] = []  # the last frames' descriptors (candidate mode)
+        self.rows: list[np.ndarray] = []  # the last frames' similarity to every map entry (exact mode)
 
     def __call__(self, image, name: str | None = None) -> dict:
         start = time.perf_counter()
         descriptor, ms = self.map.describe(image)
         self.history = (self.history + [descriptor])[-self.length :]
         searched = time.perf_counter()
-        scores, ids = self.map.index.search(descriptor[None], self.candidates)
+        # single frames search exactly as Map.localize (and eval) do: a re-scored shortlist
+        # (",RerankK", binary codes) depends on how many entries are asked for
+        wanted = self.candidates if self.length > 1 else self.top_k
+        scores, ids = self.map.index.search(descriptor[None], wanted)
         scores, ids = scores[0], ids[0]
         ms["search"] = 1000 * (time.perf_counter() - searched)
-        if self.length > 1 and len(self.history) > 1:
+        if self.length > 1:
             matched = time.perf_counter()
-            valid = ids >= 0
-            sequence = sequence_scores_for(
-                np.stack(self.history), self.map.descriptors, ids[valid], self.length, self.velocities
-            )
-            order = np.argsort(-sequence, kind="stable")
-            scores, ids = sequence[order], ids[valid][order]
-            ms["sequence"] = 1000 * (time.perf_counter() - matched)
+            scores, ids = self._sequence(descriptor, scores, ids)
+            if len(self.history) > 1:  # the first frame of a stream is a single-frame answer
+                ms["sequence"] = 1000 * (time.perf_counter() - matched)
         ms["rerank"] = 0.0
         ms["total"] = 1000 * (time.perf_counter() - start)
         return self.map._answer(name or _name_of(image), scores, ids, self.top_k, self.min_score, ms)
+
+    def _sequence(self, descriptor: np.ndarray, scores: np.ndarray, ids: np.ndarray):
+        if self.exact:
+            row = np.asarray(self.map.descriptors, dtype=np.float32) @ descriptor.astype(np.float32)
+            self.rows = (self.rows + [row])[-self.length :]
+            sequence = sequence_similarity(np.stack(self.rows), self.length, self.velocities)[-1]
+            order = np.argsort(-sequence, kind="stable")[: self.candidates]
+            return sequence[order], order
+        if len(self.history) == 1:
+            return scores, ids
+        valid = ids >= 0
+        sequence = sequence_scores_for(
+            np.stack(self.history), self.map.descriptors, ids[valid], self.length, self.velocities
+        )
+        order = np.argsort(-sequence, kind="stable")
+        return sequence[order], ids[valid][order]
 
 
 def _name_of(image) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -42,10 +43,14 @@ class VPRModel(nn.Module):
         return F.normalize(descriptors, dim=-1)
 
 
-def build_model(config: ModelConfig) -> VPRModel:
+def build_model(config: ModelConfig, seed: int | None = None) -> VPRModel:
     """Build from registered names; the aggregator's input size comes from the backbone.
+    ``seed`` seeds the weights that are not loaded (a run's ``eval.seed``): every path that
+    builds a run's model (eval, quantize, map build) builds the same one.
 
     With ``checkpoint`` the architecture and the trained weights come from that file."""
+    if seed is not None:
+        torch.manual_seed(seed)
     if config.checkpoint:
         from edgevpr.models.checkpoint import read_checkpoint
 

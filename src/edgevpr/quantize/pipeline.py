@@ -37,7 +37,7 @@ def prepared_model(config: RunConfig, calib: CalibrationImages | None, contract)
         size = tuple(next(iter(calib()))[0].shape[-2:])
     else:
         raise ConfigError("give --size HxW (or --calib DIR, whose first image sets the export size)")
-    model = build_model(config.model)
+    model = build_model(config.model, seed=config.eval.seed)
     if needs_initialisation(model):
         if calib is None:
             raise ConfigError(f"{config.model.aggregator} needs images to initialise its clusters: --calib DIR")
@@ -109,6 +109,8 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
     options = precision.prepare(options)
     layout = resolve_layout(options.int8_layout)
     torch.manual_seed(config.eval.seed)
+    if config.eval.threads:  # float sums (calibration ranges) depend on the thread count: the recipe fixes it
+        torch.set_num_threads(config.eval.threads)
     contract = contract_of(config)
     calib = (
         CalibrationImages(options.calib, options.calib_count, contract, config.data.max_pixels, options.calib_seed)

@@ -119,6 +119,16 @@ class SearchIndex:
         serialize = faiss.serialize_index_binary if self.codec is not None else faiss.serialize_index
         return int(serialize(empty).nbytes) + (self.codec.nbytes if self.codec is not None else 0)
 
+    def footprint(self) -> tuple[int, int]:
+        """(bytes that grow with the map, fixed bytes) of the searchable database, the one
+        definition that eval's cost block and a map's info report: N x D x 4 for exact float
+        search; else the index's size less what an empty trained copy holds (centroids,
+        codebooks, scalar ranges, a binary rotation)."""
+        if self.spec.factory == "Flat" and not self.spec.rerank and self.codec is None:
+            return int(self.ntotal) * int(self.dim) * 4, 0
+        fixed = self.fixed_bytes()
+        return self.memory_bytes() - fixed, fixed
+
     def memory_bytes(self) -> int:
         """Bytes the index holds in memory (its serialized size, plus a binary codec's rotation);
         re-ranking vectors stay on disk."""
