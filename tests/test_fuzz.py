@@ -125,6 +125,10 @@ CASES = {  # kind -> (argv with {root} for the fixture folder, text the one line
     ),
     "recall at zero": (_eval("--dataset", "{root}/street", "--recall-at", "0"), "eval.recall_at must be >= 1"),
     "sequence zero": (_eval("--dataset", "{root}/street", "--sequence", "0"), "eval.sequence must be >= 1"),
+    "sequence with an index": (
+        _eval("--dataset", "{root}/street", "--sequence", "3", "--index", "HNSW16"),
+        "--index, --descriptor-bits and --rerank do not apply",
+    ),
     "unknown index": (_eval("--dataset", "{root}/street", "--index", "Nonsense12"), "Nonsense12"),
     "index too big for the map": (_eval("--dataset", "{root}/street", "--index", "IVF1024,Flat"), "use Flat"),
     "missing folder": (_eval("--dataset", "{root}/nowhere"), "nowhere: dataset folder not found"),

@@ -123,6 +123,12 @@ def _check_settings(config: RunConfig) -> None:
         raise ConfigError("--test-method and --sequence do not combine; choose one")
     if config.eval.sequence < 1:
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
+    settings = config.eval
+    if settings.sequence > 1 and (settings.index != "Flat" or settings.descriptor_bits != 32 or settings.rerank):
+        raise ConfigError(
+            f"--sequence {settings.sequence} scores every map entry exactly in float (as localize --sequence does): "
+            "--index, --descriptor-bits and --rerank do not apply; leave them out"
+        )
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
         raise ConfigError(f"--recall-at needs positive N, got {','.join(map(str, config.eval.recall_at)) or 'none'}")
     if config.eval.repeat < 1:
