@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from edgevpr.models.describer import deployment_name
+
 
 def build_protocol(
     dataset_protocol: dict, resize_rule: str, sizes: Counter, precision: str, runtime: str, int8: dict | None = None
@@ -35,11 +37,8 @@ def protocol_name(protocol: dict) -> str:
         f"{database}->{queries}",
         protocol["positives"],
         protocol["resize"],
-        protocol["precision"],
-        protocol["runtime"],
+        deployment_name(protocol["precision"], protocol["runtime"], protocol),
     ]
-    if protocol.get("int8_kernels"):
-        parts.append(f"{protocol['int8_layout']}@{protocol['int8_kernels']}")
     if protocol.get("rerank"):  # a second stage ranks differently: never grouped with the first stage's
         parts.append(f"rerank={protocol['rerank']['name']}@{protocol['rerank']['k']}")
     return ":".join(parts)

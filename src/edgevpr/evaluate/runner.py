@@ -14,7 +14,6 @@ from edgevpr.contract import InputContract
 from edgevpr.data.dataset import VPRDataset, load_dataset
 from edgevpr.errors import ConfigError, OutputError
 from edgevpr.evaluate.cost import cost_block
-from edgevpr.evaluate.descriptor_codec import fit_binary_codec
 from edgevpr.evaluate.environment import environment
 from edgevpr.evaluate.gallery import save_gallery
 from edgevpr.evaluate.pr import metrics_block, plot_pr_curve
@@ -23,6 +22,7 @@ from edgevpr.evaluate.recall import first_positive_ranks, recall_at_n, recall_fr
 from edgevpr.evaluate.repeats import summarise_runs
 from edgevpr.evaluate.second_stage import SecondStage
 from edgevpr.evaluate.test_time import CROPS, crop_descriptors, search_with_crops
+from edgevpr.extraction.binary_codec import fit_binary_codec
 from edgevpr.extraction.extract import extract
 from edgevpr.models import VPRModel, build_model
 from edgevpr.models.checkpoint import architecture_of, read_checkpoint
@@ -275,8 +275,21 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     spec = storage_spec(config.eval.index, config.eval.descriptor_bits, config.eval.int8_scale)
     check_fits(spec, len(db.descriptors), where=f"--index {config.eval.index}")
     codec = None
-    if spec.binary:  # evaluate.descriptor_codec: the rotation is fitted on other images
-        codec = fit_binary_codec(extractor, config, preprocess, db.descriptors.shape[1], dataset.database_dir)
+    if spec.binary:  # extraction.binary_codec: the rotation is fitted on other images
+        settings = config.eval
+        codec = fit_binary_codec(
+            extractor,
+            preprocess,
+            settings.descriptor_fit,
+            db.descriptors.shape[1],
+            settings.binary_rotation,
+            settings.seed,
+            indexed=dataset.database_dir,
+            batch_size=settings.batch_size,
+            workers=settings.workers,
+            skip_bad=config.data.skip_bad_images,
+            max_pixels=config.data.max_pixels,
+        )
     index = build_index(db.descriptors, spec, params=config.eval.search_params, seed=config.eval.seed, codec=codec)
     scores, predictions = _ranked(config, index, db, q, dataset, extractor, preprocess, second)
     ranks = first_positive_ranks(predictions, dataset.positives)

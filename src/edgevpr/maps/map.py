@@ -23,6 +23,7 @@ from edgevpr.atomic import commit, part_path
 from edgevpr.config import DEFAULT_MAX_PIXELS, RunConfig
 from edgevpr.data.images import list_images, load_rgb
 from edgevpr.errors import ConfigError, DatasetError
+from edgevpr.extraction.binary_codec import fit_binary_codec
 from edgevpr.extraction.extract import extract
 from edgevpr.extraction.patches import PatchSpec
 from edgevpr.maps.known import calibrate_min_score
@@ -33,7 +34,8 @@ from edgevpr.maps.positions import distance, positions_for
 from edgevpr.models.describer import Describer
 from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.resolve import contract_of, resolve_config
-from edgevpr.search.binary_codes import BinaryCodec, fit_codec
+from edgevpr.rerank.stage import rerank_one
+from edgevpr.search.binary_codes import BinaryCodec
 from edgevpr.search.descriptor_bits import storage_spec, stored_bits
 from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, set_params
 from edgevpr.search.sequence import DEFAULT_VELOCITIES, sequence_scores_for, sequence_similarity
@@ -53,10 +55,7 @@ def _now() -> str:
 
 
 def _protocol(model: Describer, images: str) -> dict:
-    name = ":".join(
-        [Path(images).name or "map", model.contract.rule(), model.precision, model.runtime]
-        + ([f"{model.int8['int8_layout']}@{model.int8['int8_kernels']}"] if model.int8 else [])
-    )
+    name = ":".join([Path(images).name or "map", model.contract.rule(), model.name()])
     return {
         "name": name,
         "precision": model.precision,
@@ -85,6 +84,18 @@ class Map:
         self.descriptors, self.index = descriptors, index
         self.names, self.positions, self.sources = names, positions, sources
         self.patches = patches  # for a second stage (maps.patches)
+        self._sets: list | None = None  # one PatchSet per map image, made once for the re-rankers' caches
+        self._prepared: set[int] = set()  # the re-rankers already given them (Reranker.prepare)
+
+    def _patch_sets(self, reranker) -> list:
+        """Every map image's patches, handed to ``reranker.prepare`` once (the matcher encodes
+        them then, so a query costs only its own work), as eval's second stage does."""
+        if self._sets is None:
+            self._sets = self.patches.sets(range(len(self.names)))
+        if id(reranker) not in self._prepared:
+            reranker.prepare(self._sets)
+            self._prepared.add(id(reranker))
+        return self._sets
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
@@ -138,10 +149,20 @@ class Map:
             model = cls._built_model(config, paths, model_part, threads, max_pixels)
         descriptors, size = cls._extract(model, paths, batch_size, max_pixels, log)
         codec = None
-        if spec.binary:
-            fit, _ = cls._extract(model, list_images(descriptor_fit), batch_size, max_pixels, log)
-            dim = descriptors.shape[1]
-            codec = fit_codec(fit, dim - dim % 8, binary_rotation, fitted_on=str(descriptor_fit))
+        if spec.binary:  # as eval fits it (extraction.binary_codec)
+            seed = config.eval.seed if config else 0
+            limit = max_pixels or DEFAULT_MAX_PIXELS
+            codec = fit_binary_codec(
+                model,
+                model.contract,
+                descriptor_fit,
+                descriptors.shape[1],
+                binary_rotation,
+                seed,
+                images,
+                batch_size=batch_size,
+                max_pixels=limit,
+            )
         limit = max_pixels or DEFAULT_MAX_PIXELS
         stored = extract_patches(model, paths, patches, batch_size, limit) if patches else None
         return cls._commit(
@@ -507,11 +528,9 @@ class Map:
         threshold = self.manifest["known"]["min_score"] if min_score is None else min_score
         known = bool(len(scores[0]) and scores[0][0] >= threshold)
         reranked = time.perf_counter()
-        candidates = ids[0][ids[0] >= 0][:rerank_k]
-        found = np.asarray(reranker.score(query, self.patches.sets(candidates)), dtype=np.float32)
-        order = np.argsort(-found, kind="stable")
-        ids = np.concatenate([candidates[order], ids[0][len(candidates) :]])
-        scores = np.concatenate([found[order], scores[0][len(candidates) :]])
+        found, reordered = rerank_one(reranker, query, ids[0][:rerank_k], self._patch_sets(reranker))
+        ids = np.concatenate([reordered, ids[0][len(reordered) :]])
+        scores = np.concatenate([found, scores[0][len(reordered) :]])
         ms["rerank"] = 1000 * (time.perf_counter() - reranked)
         ms["total"] = 1000 * (time.perf_counter() - start)
         return self._answer(name or _name_of(image), scores, ids, top_k, min_score, ms) | {"known": known}

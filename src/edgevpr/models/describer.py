@@ -23,6 +23,16 @@ from edgevpr.models.size import count_flops, count_params, serialized_bytes
 from edgevpr.timing import time_extraction
 
 
+def deployment_name(precision: str, runtime: str, int8: dict | None = None) -> str:
+    """How a model ran, as protocol names end: ``fp32:pytorch``, or for a file with integer
+    layers ``int8-cpu:onnxruntime:u8s8@x86-avx512-vnni`` (its layout and this CPU's kernels).
+    Eval's and maps' protocol names both end in it."""
+    parts = [precision, runtime]
+    if int8 and int8.get("int8_kernels"):
+        parts.append(f"{int8['int8_layout']}@{int8['int8_kernels']}")
+    return ":".join(parts)
+
+
 def torch_runner(model: torch.nn.Module, input_shape: tuple[int, ...]):
     """One forward pass of ``model`` on zeros of ``input_shape``, for timing."""
     images = torch.zeros(input_shape)
@@ -102,6 +112,9 @@ class Describer:
         if threads:
             torch.set_num_threads(threads)
         return cls.torch(model, contract, kind="checkpoint")
+
+    def name(self) -> str:
+        return deployment_name(self.precision, self.runtime, self.int8)
 
     def with_contract(self, contract: InputContract) -> Describer:
         """The same network under an explicitly given contract (flags override what it carries)."""

@@ -3,6 +3,6 @@ re-rankers (``ransac``, ``ransac_fundamental``, ``rapid``, ``attention``), one f
 
 from edgevpr.rerank import attention, ransac, rapid  # noqa: F401  (fill the registry)
 from edgevpr.rerank.registry import RERANKERS, PatchSet, Reranker, make_reranker
-from edgevpr.rerank.stage import rerank_predictions
+from edgevpr.rerank.stage import rerank_one, rerank_predictions
 
-__all__ = ["RERANKERS", "PatchSet", "Reranker", "make_reranker", "rerank_predictions"]
+__all__ = ["RERANKERS", "PatchSet", "Reranker", "make_reranker", "rerank_one", "rerank_predictions"]

@@ -26,13 +26,21 @@ def rerank_predictions(
     times = []
     with Progress(len(queries), "re-ranking", "query") as bar:
         for q, query in enumerate(queries):
-            candidates = predictions[q, :k]
-            candidates = candidates[candidates >= 0]
             start = time.perf_counter()
-            found = np.asarray(reranker.score(query, [database[i] for i in candidates]), dtype=np.float32)
-            order = np.argsort(-found, kind="stable")
+            found, ids = rerank_one(reranker, query, predictions[q, :k], database)
             times.append(1000 * (time.perf_counter() - start))
-            reordered[q, : len(candidates)] = candidates[order]
-            scores[q, : len(candidates)] = found[order]
+            reordered[q, : len(ids)] = ids
+            scores[q, : len(ids)] = found
             bar.update()
     return scores, reordered, times
+
+
+def rerank_one(reranker: Reranker, query: PatchSet, candidates: np.ndarray, database) -> tuple[np.ndarray, np.ndarray]:
+    """One query's first-stage candidates (map ids, best first; -1 for none) re-ordered by the
+    re-ranker: (its scores, the ids), best first, ties in first-stage order. ``database`` is
+    indexable by map id and was given to ``reranker.prepare``: eval and maps both call this."""
+    candidates = np.asarray(candidates)
+    candidates = candidates[candidates >= 0]
+    found = np.asarray(reranker.score(query, [database[i] for i in candidates]), dtype=np.float32)
+    order = np.argsort(-found, kind="stable")
+    return found[order], candidates[order]
