@@ -135,7 +135,7 @@ def test_eval_with_binary_descriptors(tmp_path, tiny_street, training_street):
     same = CliRunner().invoke(
         main, base + ["--descriptor-bits", "1", "--descriptor-fit", str(tiny_street / "database")]
     )
-    assert same.exit_code == 1 and "is the evaluated database" in same.output
+    assert same.exit_code == 1 and "holds the indexed images" in same.output
 
 
 def test_a_binary_map_localizes_and_keeps_its_codec_when_images_are_added(tmp_path, tiny_street, training_street):
