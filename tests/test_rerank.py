@@ -93,8 +93,8 @@ def test_reranking_permutes_each_row_without_dropping_or_repeating():
 def test_bad_reranker_names_and_missing_matchers_are_one_line_errors(tmp_path, tiny_street):
     with pytest.raises(ConfigError, match="unknown re-ranker 'sift'"):
         make_reranker("sift")
-    with pytest.raises(ConfigError, match="needs --matcher"):
-        make_reranker("attention")
+    with pytest.raises(ConfigError, match="applies to a trained re-ranker"):
+        make_reranker("rapid", str(tmp_path / "m.npz"))
     result = CliRunner().invoke(main, ["eval", "--dataset", str(tiny_street), "--rerank", "sift"])
     assert result.exit_code == 1 and "unknown re-ranker 'sift'" in result.output
     assert set(RERANKERS.names()) >= {"ransac", "rapid", "attention", "ransac_fundamental"}
@@ -162,6 +162,10 @@ def test_an_untrained_matcher_with_the_prior_is_sinkhorn_on_patch_similarity():
         PRIOR_TEMPERATURE * cosine, torch.tensor(PRIOR_DUSTBIN * PRIOR_TEMPERATURE), 20
     ).exp()
     assert abs(float(plan[0, :-1, :-1].sum()) / len(query.patches) - scores[1]) < 1e-4
+    # --rerank attention without --matcher is this matcher: the same scores, and it says so
+    default = make_reranker("attention")
+    assert list(default.score(query, [stranger, database])) == pytest.approx(list(scores), abs=1e-6)
+    assert default.describe()["matcher"] == "untrained, similarity prior" and default.matcher.config["prior"]
     # the gate starts at 0, so only the prior scores; its gradient is not 0, so training opens it
     q, x = torch.from_numpy(query.patches)[None], torch.from_numpy(query.positions)[None] / 14
     d = torch.from_numpy(database.patches)[None]

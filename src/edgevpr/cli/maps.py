@@ -169,7 +169,12 @@ def _echo_info(info: dict) -> None:
 @click.option(
     "--rerank-k", default=100, show_default=True, type=int, help="Candidates re-ranked (a map built with --patches)."
 )
-@click.option("--matcher", type=click.Path(), default=None, help="--rerank attention: the trained matcher file.")
+@click.option(
+    "--matcher",
+    type=click.Path(),
+    default=None,
+    help="--rerank attention: a trained matcher file (default: untrained, similarity prior).",
+)
 @click.option(
     "--sequence",
     "length",

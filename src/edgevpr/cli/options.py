@@ -173,7 +173,14 @@ EVAL_OPTIONS = [
     ),
     ("--rerank", "eval", "rerank", dict(help="Second stage: ransac, ransac_fundamental, rapid or attention.")),
     ("--rerank-k", "eval", "rerank_k", dict(type=int, help="First-stage candidates re-ranked (default 100).")),
-    ("--matcher", "eval", "matcher", dict(type=click.Path(), help="--rerank attention: the trained matcher file.")),
+    (
+        "--matcher",
+        "eval",
+        "matcher",
+        dict(
+            type=click.Path(), help="--rerank attention: a trained matcher file (default: untrained, similarity prior)."
+        ),
+    ),
     ("--patch-size", "eval", "patch_size", dict(help="Patch sizes in feature cells, e.g. 3 or 2,5,8 (default 3).")),
     ("--patch-stride", "eval", "patch_stride", dict(help="One patch stride per size (default 1).")),
 ]

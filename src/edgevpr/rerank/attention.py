@@ -1,6 +1,9 @@
-"""The trained attention matcher as a re-ranker (``--rerank attention --matcher FILE``): the
+"""The attention matcher as a re-ranker (``--rerank attention [--matcher FILE]``): the
 query's patches against all K candidates as one batch; each candidate's score is the
-transported mass between real patches (``rerank.matcher.image_score``)."""
+transported mass between real patches (``rerank.matcher.image_score``). Without a file it is
+the untrained matcher with the similarity prior (Sinkhorn on the raw patch cosine; its learned
+scores are gated at 0), the best attention matcher measured here (docs/reranking.md), and the
+result says so."""
 
 from __future__ import annotations
 
@@ -30,10 +33,14 @@ def patch_tensors(sets: list[PatchSet]) -> tuple[torch.Tensor, torch.Tensor]:
 @RERANKERS.register("attention")
 class AttentionReranker(Reranker):
     needs_matcher = True
+    untrained_default = True  # without --matcher: the untrained matcher with the similarity prior
+    UNTRAINED = "untrained, similarity prior"
 
-    def __init__(self, path: str):
-        self.path, self.session = path, None
-        if str(path).endswith(".onnx"):  # exported by `edgevpr export-matcher`, run by ONNX Runtime
+    def __init__(self, path: str | None = None):
+        self.path, self.session, self.meta = path or self.UNTRAINED, None, {}
+        if path is None:
+            self.matcher = None  # built for the patch dimension it first meets (check)
+        elif str(path).endswith(".onnx"):  # exported by `edgevpr export-matcher`, run by ONNX Runtime
             self.session, self.meta = onnx_matcher(path)
             self.matcher = AttentionMatcher(**self.meta["config"])  # for its parameter count and FLOPs
         else:
@@ -47,6 +54,9 @@ class AttentionReranker(Reranker):
         return reranker
 
     def check(self, patch_dim: int) -> None:
+        if self.matcher is None:
+            torch.manual_seed(0)  # the learned part is gated at 0: its values do not change the scores
+            self.matcher = AttentionMatcher(in_dim=patch_dim, prior=True).eval()
         expected = self.matcher.config["in_dim"]
         if patch_dim != expected:
             raise ConfigError(f"{self.path}: the matcher takes {expected}-D patches, the model gives {patch_dim}-D")
@@ -56,8 +66,9 @@ class AttentionReranker(Reranker):
         """Encode every map image's patches once (projection + position, and the patch norms
         the prior divides by): they depend on that image only, so a query then costs the
         attention layers, the similarity and the transport alone."""
-        if self.session is not None:
+        if self.session is not None or not database:
             return
+        self.check(database[0].patches.shape[1])
         self.encoded = {}
         for start in range(0, len(database), 64):
             chunk = database[start : start + 64]

@@ -46,6 +46,8 @@ def make_reranker(name: str, matcher: str | None = None) -> Reranker:
 
     kind = RERANKERS.get(name)
     if kind.needs_matcher:
+        if not matcher and getattr(kind, "untrained_default", False):
+            return kind(None)
         if not matcher:
             raise ConfigError(f"--rerank {name} needs --matcher FILE (from `edgevpr train-matcher`)")
         return kind(matcher)
