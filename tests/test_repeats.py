@@ -60,7 +60,7 @@ def test_calibration_images_are_drawn_by_seed(tmp_path):
 
 def test_compare_precisions_repeats_calibrating_variants(tmp_path, tiny_street):
     from edgevpr.config import load_config
-    from edgevpr.evaluate.precisions import compare_precisions, format_spreads
+    from edgevpr.evaluate.precisions import compare_precisions, format_rows, format_spreads
 
     config = load_config(
         overrides={
@@ -76,3 +76,9 @@ def test_compare_precisions_repeats_calibrating_variants(tmp_path, tiny_street):
     block = rows[2]["repeats"]
     assert block["seeds"] == [0, 1] and block["recall"]["1"]["values"][0] == rows[2]["recall"]["1"]
     assert "over 2 calibration draws" in format_spreads(rows)
+    # fidelity over every database and query image: fp32 is itself, a deployment is below it
+    assert rows[0]["cosine_min_to_fp32"] == pytest.approx(1.0, abs=1e-6)
+    for row in rows[1:]:
+        assert row["cosine_min_to_fp32"] <= row["cosine_p5_to_fp32"] <= row["mean_cosine_to_fp32"] <= 1.0 + 1e-6
+    assert rows[2]["cosine_min_to_fp32"] < 1.0 - 1e-6  # int8 changes every image's descriptor somewhat
+    assert "cos fp32 mean/p5/min" in format_rows(rows)
