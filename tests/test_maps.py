@@ -252,6 +252,13 @@ def test_cli_build_localize_info_and_hloc_export(tmp_path, tiny_street):
         ],
     )
     assert small.exit_code != 0 and "needs at least 1024 vectors" in small.output and "use Flat" in small.output
+    ivf = runner.invoke(
+        main,
+        ["map", "build", "--backbone", "squeezenet", "--size", "72x96", "--images", str(tiny_street / "database")]
+        + ["--index", "IVF2,Flat", "--search-params", "nprobe=2", "--out", str(tmp_path / "ivf2")],
+    )
+    assert ivf.exit_code == 0, ivf.output
+    assert json.loads((tmp_path / "ivf2" / "map.json").read_text())["index"]["params"] == "nprobe=2"
     rerank = runner.invoke(main, ["localize", str(folder), str(queries[0]), "--rerank", "ransac", "--rerank-k", "10"])
     assert rerank.exit_code != 0 and "holds no patch descriptors" in rerank.output
 

@@ -57,7 +57,14 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
 
     if checkpoint and onnx:
         raise click.UsageError("give --checkpoint or --onnx, not both")
-    map_flags = ("index", "search_params", "descriptor_bits", "descriptor_fit", "binary_rotation")
+    # flag -> Map.build's argument; a flag given overrides the recipe's value
+    map_flags = {
+        "index": "index",
+        "search_params": "params",
+        "descriptor_bits": "descriptor_bits",
+        "descriptor_fit": "descriptor_fit",
+        "binary_rotation": "binary_rotation",
+    }
     chosen = {key: kwargs.pop(key) for key in (*map_flags, "patch_size", "patch_stride")}
     given = [flag for flag, value in kwargs.items() if value is not None and flag != "max_pixels"]
     if (checkpoint or onnx) and (given or config_file):
@@ -67,7 +74,7 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
         )
     config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS)
     options = recipe_map_options(config)
-    options |= {key: chosen[key] for key in map_flags if chosen[key] is not None}
+    options |= {argument: chosen[flag] for flag, argument in map_flags.items() if chosen[flag] is not None}
     options["descriptor_bits"] = int(options["descriptor_bits"])
     if patches or chosen["patch_size"] or chosen["patch_stride"]:
         options["patches"] = _patch_spec(chosen["patch_size"] or "3", chosen["patch_stride"] or "1")
