@@ -66,9 +66,7 @@ def storage_error(error: BaseException, target: Path) -> OSError | None:
 
     faiss and ``torch.save`` report a full disk as a ``RuntimeError`` ("write error ... No
     space left on device", "unexpected pos N vs M"); the CLI turns an ``OSError`` into one line."""
-    if isinstance(error, OSError):
-        return None
-    if not isinstance(error, RuntimeError):
+    if not isinstance(error, RuntimeError):  # an OSError already names its file
         return None
     try:
         full = shutil.disk_usage(target.parent).free < FULL_BELOW_BYTES
@@ -105,13 +103,8 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        try:
+        with writing([], target):  # the temporary itself is removed below
             yield tmp
-        except RuntimeError as error:
-            converted = storage_error(error, target)
-            if converted is not None:
-                raise converted from None
-            raise
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
