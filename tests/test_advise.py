@@ -118,6 +118,7 @@ def test_binary_matching_is_measured_when_no_scaling_file_has_it():
 def test_advise_says_what_it_times_and_flags_a_busy_machine(monkeypatch):
     """Without --scaling, advise times exact search now: each map it times is announced, and a
     measurement taken while other processes kept the machine busy carries a warning."""
+    from edgevpr import timing
     from edgevpr.search import advise as advise_module
     from edgevpr.search.advise import format_advice
     from edgevpr.search.cost_model import measure_exact_matching as measure
@@ -134,9 +135,9 @@ def test_advise_says_what_it_times_and_flags_a_busy_machine(monkeypatch):
     monkeypatch.setattr(
         advise_module, "fit_cost_model", lambda rows, source, bits: MatchingCostModel(1e-6, 1e-6, source)
     )
-    monkeypatch.setattr(advise_module, "BUSY_CORES", -1.0)  # any load at all counts as busy
+    monkeypatch.setattr(timing, "BUSY_CORES", -1.0)  # any load at all counts as busy
     answer = advise(1e9, 100.0, 1000, log=heard.append)
     assert answer["cost_model"]["contended"] and len(heard) == 8 and rows
     assert "warning: timed on a busy machine" in format_advice(answer)
-    monkeypatch.setattr(advise_module, "BUSY_CORES", 1e9)
+    monkeypatch.setattr(timing, "BUSY_CORES", 1e9)
     assert "busy machine" not in format_advice(advise(1e9, 100.0, 1000))

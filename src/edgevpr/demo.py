@@ -23,6 +23,7 @@ import yaml
 
 from edgevpr.atomic import atomic_path, write_json
 from edgevpr.config import load_config, read_yaml
+from edgevpr.data.folder_format import parse_utm
 from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
 from edgevpr.errors import EdgeVPRError
 from edgevpr.explore.recommend import format_recommendation, recommend, write_recipe
@@ -42,7 +43,7 @@ THRESHOLD_M = 25.0  # the street's positive rule (meters<=25), as the sweep's R@
 
 
 def _metres(position, frame: Path) -> float:
-    east, north = (float(v) for v in frame.name.split("@")[1:3])
+    east, north = parse_utm(frame)
     return ((position[0] - east) ** 2 + (position[1] - north) ** 2) ** 0.5
 
 

@@ -55,11 +55,16 @@ class MachineLoad:
             return None
         return max(0.0, (self.busy - self.own) / self.wall)
 
+    def others_busy(self) -> bool:
+        """Whether other processes kept more than ``BUSY_CORES`` cores busy meanwhile."""
+        others = self.other_cores()
+        return others is not None and others > BUSY_CORES
+
     def report(self, summary: dict) -> dict:
         others = self.other_cores()
         spread = summary["p90_ms"] / summary["median_ms"] if summary["median_ms"] > 0 else 1.0
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        contended = (others is not None and others > BUSY_CORES) or spread > SPREAD
+        contended = self.others_busy() or spread > SPREAD
         return {
             "spread": round(spread, 3),
             "other_cores_busy": None if others is None else round(others, 3),

@@ -15,7 +15,7 @@ from edgevpr.search.cost_model import (
     max_dim_for_memory,
     measure_exact_matching,
 )
-from edgevpr.timing import BUSY_CORES, MachineLoad
+from edgevpr.timing import MachineLoad
 
 
 def load_scaling(path: str | Path) -> dict:
@@ -31,11 +31,10 @@ def quick_cost_model(bits: int = 32, log=None) -> MatchingCostModel:
     ``bits`` per dimension, flagged ``contended`` when other processes kept the machine busy."""
     with MachineLoad() as load:
         rows = measure_exact_matching(sizes=(100_000, 300_000), dims=(256, 512, 1024), queries=10, bits=bits, log=log)
-    others = load.other_cores()
     model = fit_cost_model(
         rows, source=f"measured now at {bits} bits, N in {{100k, 300k}}, D in {{256, 512, 1024}}", bits=bits
     )
-    return dataclasses.replace(model, contended=others is not None and others > BUSY_CORES)
+    return dataclasses.replace(model, contended=load.others_busy())
 
 
 def cost_model_for(scaling: dict | None, bits: int, log=None) -> MatchingCostModel:
