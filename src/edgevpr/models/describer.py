@@ -137,10 +137,6 @@ class Describer:
         """(B, D) float32 descriptors of images already under the contract."""
         return np.asarray(self(images), dtype=np.float32)
 
-    @property
-    def threads(self) -> int:
-        return torch.get_num_threads() if self.is_torch else self.network.threads
-
     # -- measuring it --------------------------------------------------------------------------
     def flops(self, shape: tuple[int, ...]) -> int:
         if self.is_torch:
