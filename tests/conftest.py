@@ -136,3 +136,30 @@ def write_image_array(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.clip(array, 0, 255).astype(np.uint8)).save(path)
     return path
+
+
+def write_mixed_config(path: Path) -> str:
+    """A mixed-precision file as `search-precision` writes it, for SqueezeNet + GeM: its
+    searchable layers alternating int8 and fp16 (calibration minmax on 8 images)."""
+    import json
+
+    import torch
+
+    from edgevpr.config import load_config
+    from edgevpr.models import build_model
+    from edgevpr.quantize.layers import searchable_layers
+
+    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}})
+    layers = searchable_layers(build_model(config.model).eval(), torch.zeros(1, 3, 72, 96))
+    mixed = {
+        "format": "edgevpr-mixed-precision-1",
+        "calibration": "minmax",
+        "calib_count": 8,
+        "budget": 12,
+        "weighting": "parameters",
+        "average_bits": 12.0,
+        "fitness": 0.0,
+        "layers": [{"name": layer.name, "precision": ("int8", "fp16")[i % 2]} for i, layer in enumerate(layers)],
+    }
+    path.write_text(json.dumps(mixed))
+    return str(path)

@@ -290,28 +290,12 @@ def test_any_exception_of_a_cell_becomes_one_error_line(monkeypatch):
 def test_a_fresh_sweep_process_runs_a_mixed_cell(tmp_path, tiny_street):
     """Mixed precision comes from the research plug-in, which a registry loads when asked for
     it: `edgevpr sweep` in a new process (nothing imported beforehand) runs a mixed cell."""
-    import torch
+    from tests.conftest import write_mixed_config
 
-    from edgevpr.config import load_config
-    from edgevpr.models import build_model
-    from edgevpr.quantize.layers import searchable_layers
-
-    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}})
-    layers = searchable_layers(build_model(config.model).eval(), torch.zeros(1, 3, 72, 96))
-    mixed = {
-        "format": "edgevpr-mixed-precision-1",
-        "calibration": "minmax",
-        "calib_count": 8,
-        "budget": 12,
-        "weighting": "parameters",
-        "average_bits": 12.0,
-        "fitness": 0.0,
-        "layers": [{"name": layer.name, "precision": ("int8", "fp16")[i % 2]} for i, layer in enumerate(layers)],
-    }
-    (tmp_path / "mixed.json").write_text(json.dumps(mixed))
+    mixed = write_mixed_config(tmp_path / "mixed.json")
     path = _sweep_file(tmp_path, tiny_street, {"aggregator": ["gem"], "precision": ["mixed"]})
     spec = yaml.safe_load(path.read_text())
-    spec["quantize"]["mixed_config"] = str(tmp_path / "mixed.json")
+    spec["quantize"]["mixed_config"] = mixed
     path.write_text(yaml.safe_dump(spec))
     store = tmp_path / "runs.db"
     result = subprocess.run(

@@ -16,6 +16,7 @@ from edgevpr.data.dataset import load_dataset
 from edgevpr.explore.recommend import recipe_of
 from edgevpr.explore.run_cell import run_cell
 from edgevpr.explore.store import row_from_result
+from tests.conftest import write_mixed_config
 
 BASE = {"model": {"backbone": "squeezenet", "aggregator": "gem"}, "eval": {"latency_runs": 5, "threads": 1}}
 CELLS = {  # name -> (eval settings, precision); the slow half runs under the slow marker
@@ -29,35 +30,6 @@ CELLS = {  # name -> (eval settings, precision); the slow half runs under the sl
     "mixed int8/fp16": ({}, "mixed"),
 }
 SLOW = {"int8 binary codes", "int8 HNSW", "fp32 rapid re-ranking", "mixed int8/fp16"}
-
-
-def _mixed_config(path) -> str:
-    """A mixed-precision file as `search-precision` writes it: int8 and fp16 layers alternating."""
-    import torch
-
-    from edgevpr.config import load_config
-    from edgevpr.models import build_model
-    from edgevpr.quantize.layers import searchable_layers
-
-    config = load_config(overrides={"model": BASE["model"]})
-    layers = searchable_layers(build_model(config.model).eval(), torch.zeros(1, 3, 72, 96))
-    path.write_text(
-        json.dumps(
-            {
-                "format": "edgevpr-mixed-precision-1",
-                "calibration": "minmax",
-                "calib_count": 8,
-                "budget": 12,
-                "weighting": "parameters",
-                "average_bits": 12.0,
-                "fitness": 0.0,
-                "layers": [
-                    {"name": layer.name, "precision": ("int8", "fp16")[i % 2]} for i, layer in enumerate(layers)
-                ],
-            }
-        )
-    )
-    return str(path)
 
 
 def _ranks(answers: list[dict], names: list[str], positives) -> list[int]:
@@ -85,7 +57,7 @@ def test_a_stored_run_deployed_as_a_map_answers_every_query_as_it_was_measured(n
         "label": name,
     }
     if precision == "mixed":
-        cell["quantize"]["mixed_config"] = _mixed_config(tmp_path / "mixed.json")
+        cell["quantize"]["mixed_config"] = write_mixed_config(tmp_path / "mixed.json")
     result = run_cell(cell)
     row = row_from_result("k", "grid", cell, result, "now")
     recipe = tmp_path / "recipe.yaml"

@@ -22,7 +22,7 @@ import click
 import yaml
 
 from edgevpr.atomic import atomic_path, write_json
-from edgevpr.config import load_config, read_yaml
+from edgevpr.config import load_config
 from edgevpr.data.folder_format import parse_utm
 from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
 from edgevpr.errors import EdgeVPRError
@@ -121,8 +121,7 @@ def run_demo(root: str, out: str, threads: int | None = None, log=click.echo) ->
     step(5, f"the recommended model from {recipe}, and a map of the street's database -> {map_dir}")
     if (map_dir / "map.json").exists():
         shutil.rmtree(map_dir)  # a map of an earlier demo run
-    quantized = "quantize" in read_yaml(recipe)
-    with recipe_source(config, quantized, map_dir, log=lambda message: log(f"      {message}")) as source:
+    with recipe_source(config, recipe, map_dir, log=lambda message: log(f"      {message}")) as source:
         if source.onnx:  # the deployed file, kept beside the recipe as well as in the map
             outputs["model"] = str(folder / "recommended.onnx")
             shutil.copyfile(source.onnx, outputs["model"])

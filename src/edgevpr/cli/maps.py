@@ -50,7 +50,6 @@ def map_group():
 @user_errors
 def map_build_command(checkpoint, onnx, config_file, images, positions, threads, patches, out, **kwargs):
     """Extract every image of --images with the model, index them and write the map folder."""
-    from edgevpr.config import read_yaml
     from edgevpr.errors import ConfigError
     from edgevpr.maps import Map, ModelSource
     from edgevpr.maps.recipe import recipe_map_options, recipe_source
@@ -78,13 +77,12 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
     options["descriptor_bits"] = int(options["descriptor_bits"])
     if patches or chosen["patch_size"] or chosen["patch_stride"]:
         options["patches"] = _patch_spec(chosen["patch_size"] or "3", chosen["patch_stride"] or "1")
-    quantized = bool(config_file and (read_yaml(config_file) or {}).get("quantize"))
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     with contextlib.ExitStack() as stack:
         if checkpoint or onnx:
             source = ModelSource(onnx, checkpoint, None)
         else:
-            source = stack.enter_context(recipe_source(config, quantized, Path(out), log))
+            source = stack.enter_context(recipe_source(config, config_file, Path(out), log))
         built = Map.build(
             source, images, out, positions, threads=threads, max_pixels=config.data.max_pixels, log=log, **options
         )

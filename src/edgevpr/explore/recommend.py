@@ -100,8 +100,9 @@ def recommend(
                 "closest": fastest,
             }
         )
+    # the run nearest to fitting both: the smallest worst ratio of need to budget
+    closest = min(described, key=lambda d: max(d["memory_bytes"] / memory_bytes, d["latency_ms"] / latency_ms))
     if not binding:  # each constraint alone can be met, but no run meets both
-        closest = min(described, key=lambda d: max(d["memory_bytes"] / memory_bytes, d["latency_ms"] / latency_ms))
         binding.append(
             {
                 "constraint": "memory and latency together",
@@ -110,7 +111,6 @@ def recommend(
                 "over_by_latency": max(0.0, closest["latency_ms"] - latency_ms),
             }
         )
-    closest = min(described, key=lambda d: max(d["memory_bytes"] / memory_bytes, d["latency_ms"] / latency_ms))
     return {
         "budget": budget,
         "fits": False,

@@ -149,9 +149,9 @@ class Map:
             model = cls._built_model(config, paths, model_part, threads, max_pixels)
         descriptors, size = cls._extract(model, paths, batch_size, max_pixels, log)
         codec = None
+        limit = max_pixels or DEFAULT_MAX_PIXELS
         if spec.binary:  # as eval fits it (extraction.binary_codec)
             seed = config.eval.seed if config else 0
-            limit = max_pixels or DEFAULT_MAX_PIXELS
             codec = fit_binary_codec(
                 model,
                 model.contract,
@@ -163,7 +163,6 @@ class Map:
                 batch_size=batch_size,
                 max_pixels=limit,
             )
-        limit = max_pixels or DEFAULT_MAX_PIXELS
         stored = extract_patches(model, paths, patches, batch_size, limit) if patches else None
         return cls._commit(
             out,

@@ -10,16 +10,18 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgevpr.config import RunConfig
+from edgevpr.config import RunConfig, read_yaml
 from edgevpr.extraction.patches import PatchSpec
 from edgevpr.maps.map import ModelSource
 
 
 @contextlib.contextmanager
-def recipe_source(config: RunConfig, quantized: bool, near: Path, log=None) -> Iterator[ModelSource]:
-    """The model of ``config``: its PyTorch model, or, when ``quantized`` (the recipe has a
-    ``quantize`` section), the ONNX file of ``config.quantize``, written beside ``near`` for as
-    long as the block runs (the map keeps its own copy)."""
+def recipe_source(config: RunConfig, recipe_file, near: Path, log=None) -> Iterator[ModelSource]:
+    """The model of ``config`` (read from ``recipe_file``, or from flags alone when it is None):
+    its PyTorch model, or, when the file has a ``quantize`` section, the ONNX file of
+    ``config.quantize``, written beside ``near`` for as long as the block runs (the map keeps
+    its own copy)."""
+    quantized = bool(recipe_file and (read_yaml(recipe_file) or {}).get("quantize"))
     if not quantized or config.quantize.precision == "fp32":
         yield ModelSource(config=config)
         return
