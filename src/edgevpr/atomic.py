@@ -34,13 +34,17 @@ def alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Remove the temporaries of ``target`` whose writer has died; returns them."""
+def remove_stale_temporaries(target: Path, suffix: str = ".tmp") -> list[Path]:
+    """Remove the temporaries of ``target`` (``.NAME.PID.*SUFFIX``, files or folders) whose
+    writer has died; returns them."""
     removed = []
-    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+    for tmp in target.parent.glob(f".{target.name}.*{suffix}"):
         pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 

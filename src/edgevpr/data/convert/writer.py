@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevpr.atomic import alive, write_json
+from edgevpr.atomic import remove_stale_temporaries, write_json
 from edgevpr.data.descriptor import DESCRIPTOR, FORMAT
 from edgevpr.data.images import list_images
 from edgevpr.data.positives_file import write_positives
@@ -61,10 +61,7 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         self.destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.temporary, ignore_errors=True)
-        for stale in self.destination.parent.glob(f".{self.destination.name}.*.converting"):
-            pid = stale.name[len(self.destination.name) + 2 :].split(".", 1)[0]
-            if pid.isdigit() and not alive(int(pid)):  # a conversion killed before its rename
-                shutil.rmtree(stale, ignore_errors=True)
+        remove_stale_temporaries(self.destination, ".converting")  # conversions killed before their rename
         for split in self.names:
             (self.temporary / split).mkdir(parents=True)
         return self
