@@ -51,10 +51,10 @@ def _change(ours: float, baseline: float) -> float:
 def published_comparison() -> dict:
     """Our params and MACs beside the published figures named in the module docstring."""
     out = {}
-    vgg = build_model(ModelConfig(backbone="vgg16", aggregator="netvlad", clusters=64))
+    vgg = build_model(ModelConfig(backbone="vgg16", aggregator="netvlad", aggregator_params={"clusters": 64}))
     vgg_params, vgg_macs = count_params(vgg), _macs(vgg, SIZE)
     for reading, primary_kernel in (("1x1 primary, dilated cheap op (ours)", 1), ("3x3 dilated primary", 3)):
-        ghost = build_model(ModelConfig(backbone="ghostcnn", aggregator="netvlad", clusters=64))
+        ghost = build_model(ModelConfig(backbone="ghostcnn", aggregator="netvlad", aggregator_params={"clusters": 64}))
         ghost.backbone.body = GhostCNN(primary_kernel=primary_kernel)
         params, macs = count_params(ghost), _macs(ghost, SIZE)
         out[f"Ghost-dil-NetVLAD, {reading}"] = {
@@ -67,7 +67,7 @@ def published_comparison() -> dict:
         }
     out["VGG16-NetVLAD"] = {"params": vgg_params, "macs": vgg_macs}
 
-    lite = build_model(ModelConfig(backbone="repvgg_lite", aggregator="gem", deploy=True))
+    lite = build_model(ModelConfig(backbone="repvgg_lite", aggregator="gem", backbone_params={"deploy": True}))
     stage5_params = 192 * 1280 * 9 + 1280
     classifier_params = 1280 * 1000 + 1000
     stage5_macs = 7 * 7 * 192 * 1280 * 9  # 224 -> stride 32 = 7x7
@@ -125,7 +125,9 @@ def main() -> None:
         f"{'backbone ms':>12} {'aggr. ms':>9} {'extract ms':>11}"
     )
     for backbone in args.backbones.split(","):
-        base = build_model(ModelConfig(backbone=backbone, aggregator="gem", deploy=backbone == "repvgg_lite")).eval()
+        base = build_model(
+            ModelConfig(backbone=backbone, aggregator="gem", backbone_params={"deploy": backbone == "repvgg_lite"})
+        ).eval()
         shape = (1, 3, *SIZE)
         backbone_flops = count_flops(base.backbone, shape)
         backbone_ms = time_torch_extraction(base.backbone, shape, args.runs)["median_ms"]
@@ -134,7 +136,12 @@ def main() -> None:
         for aggregator in args.aggregators.split(","):
             try:
                 model = build_model(
-                    ModelConfig(backbone=backbone, aggregator=aggregator, clusters=64, deploy=backbone == "repvgg_lite")
+                    ModelConfig(
+                        backbone=backbone,
+                        aggregator=aggregator,
+                        aggregator_params={"clusters": 64},
+                        backbone_params={"deploy": backbone == "repvgg_lite"},
+                    )
                 ).eval()
             except ConfigError as error:  # e.g. cls on a backbone without a class token
                 print(f"{backbone:<18} {aggregator:<10} skipped: {error}")

@@ -163,3 +163,9 @@ def write_mixed_config(path: Path) -> str:
     }
     path.write_text(json.dumps(mixed))
     return str(path)
+
+
+def cluster_params(aggregator: str, clusters: int) -> dict:
+    """The params block giving a clustering aggregator (NetVLAD, CRN) ``clusters``; other
+    aggregators take no cluster count."""
+    return {"clusters": clusters} if aggregator in ("netvlad", "crn") else {}

@@ -8,6 +8,7 @@ from edgevpr.evaluate.runner import evaluate
 from edgevpr.models import build_model
 from edgevpr.models.backbones.repvgg import RepVGGBlock, RepVGGLite
 from edgevpr.models.pca import PCAProjection
+from tests.conftest import cluster_params
 
 
 def _random_bn(net, seed=0):
@@ -42,7 +43,7 @@ def test_repvgg_block_identity_branch_only_where_shapes_allow():
 
 
 def test_repvgg_deploy_flag_builds_the_fused_form():
-    model = build_model(ModelConfig(backbone="repvgg_lite", aggregator="gem", deploy=True))
+    model = build_model(ModelConfig(backbone="repvgg_lite", aggregator="gem", backbone_params={"deploy": True}))
     assert model.backbone.out_channels == 192 and model(torch.rand(1, 3, 64, 64)).shape == (1, 192)
     assert all(block.fused is not None for block in model.backbone.body.blocks)
 
@@ -91,7 +92,8 @@ def test_pca_whitening_through_eval_is_saved_in_the_model(tiny_street):
 def test_new_components_run_through_eval(tiny_street, backbone, aggregator, dim):
     config = load_config(
         overrides={
-            "model": {"backbone": backbone, "aggregator": aggregator, "deploy": True},
+            "model": {"backbone": backbone, "aggregator": aggregator}
+            | ({"backbone_params": {"deploy": True}} if backbone == "repvgg_lite" else {}),
             "data": {"dataset": str(tiny_street), "size": (72, 96)},
             "eval": {"latency_runs": 20},
         }
@@ -108,7 +110,12 @@ def test_ghostcnn_equals_timm_ghostnet_trunk_without_dilation(tmp_path):
     reference.eval()
     torch.save(reference.state_dict(), tmp_path / "ghostnet_100.pth")  # classifier included, as timm ships it
     model = build_model(
-        ModelConfig(backbone="ghostcnn", aggregator="gem", dilation=(1, 1), weights=str(tmp_path / "ghostnet_100.pth"))
+        ModelConfig(
+            backbone="ghostcnn",
+            aggregator="gem",
+            backbone_params={"dilation": (1, 1)},
+            weights=str(tmp_path / "ghostnet_100.pth"),
+        )
     ).eval()
     x = torch.rand(1, 3, 96, 128)
     with torch.no_grad():
@@ -130,14 +137,14 @@ def test_ghostcnn_dilation_widens_the_receptive_field_without_new_weights():
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert not torch.allclose(plain.eval()(x), dilated.eval()(x))
-    with pytest.raises(ConfigError, match="--dilation needs two rates"):
-        build_model(ModelConfig(backbone="ghostcnn", dilation=(5,)))
+    with pytest.raises(ConfigError, match="dilation needs two rates"):
+        build_model(ModelConfig(backbone="ghostcnn", backbone_params={"dilation": (5,)}))
 
 
 @pytest.mark.parametrize(
     "model",
     [
-        {"backbone": "repvgg_lite", "deploy": True},
+        {"backbone": {"name": "repvgg_lite", "params": {"deploy": True}}},
         {"backbone": "ghostcnn"},
         {"backbone": "repvgg_lite", "aggregator": "rrm"},
         {"backbone": "repvgg_lite", "deploy": False},
@@ -174,7 +181,9 @@ def test_new_components_export_to_int8(tmp_path, model):
     ],
 )
 def test_transformer_backbones_and_token_aggregators(backbone, aggregator, dim):
-    model = build_model(ModelConfig(backbone=backbone, aggregator=aggregator, clusters=4))
+    model = build_model(
+        ModelConfig(backbone=backbone, aggregator=aggregator, aggregator_params=cluster_params(aggregator, 4))
+    )
     out = model(torch.rand(2, 3, 64, 96))
     assert out.shape == (2, dim) and torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
 
@@ -239,7 +248,7 @@ def test_crn_starts_as_netvlad_and_reweights_once_trained():
     with torch.no_grad():
         crn.context.combine.weight.normal_()
     assert not torch.allclose(crn(features), vlad(features), atol=1e-3)
-    model = build_model(ModelConfig(backbone="squeezenet", aggregator="crn", clusters=4))
+    model = build_model(ModelConfig(backbone="squeezenet", aggregator="crn", aggregator_params={"clusters": 4}))
     assert model(torch.rand(1, 3, 64, 96)).shape == (1, 512 * 4)
 
 

@@ -19,6 +19,7 @@ from edgevpr.contract import InputContract
 from edgevpr.data.folder_format import parse_utm
 from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
 from edgevpr.errors import EdgeVPRError
+from edgevpr.maps import Map
 from edgevpr.search.index import IndexSpec
 from tests.conftest import utm_name, write_image
 
@@ -94,8 +95,14 @@ def _eval(*args):
 
 
 CASES = {  # kind -> (argv with {root} for the fixture folder, text the one line must contain)
-    "gem p zero": (_eval("--dataset", "{root}/street", "--gem-p", "0"), "model.gem_p must be > 0"),
-    "gem p nan": (_eval("--dataset", "{root}/street", "--gem-p", "nan"), "model.gem_p must be a finite number"),
+    "gem p zero": (
+        _eval("--dataset", "{root}/street", "--gem-p", "0"),
+        "model.aggregator.params: p must be a finite number > 0",
+    ),
+    "gem p nan": (
+        _eval("--dataset", "{root}/street", "--gem-p", "nan"),
+        "model.aggregator.params: p must be a finite number > 0",
+    ),
     "batch size zero": (_eval("--dataset", "{root}/street", "--batch-size", "0"), "eval.batch_size must be >= 1"),
     "workers negative": (_eval("--dataset", "{root}/street", "--workers", "-1"), "eval.workers must be >= 0"),
     "latency runs below 5": (_eval("--dataset", "{root}/street", "--latency-runs", "2"), "eval.latency_runs"),
@@ -115,7 +122,11 @@ CASES = {  # kind -> (argv with {root} for the fixture folder, text the one line
             "--dataset",
             "{root}/street",
         ],
-        "model.clusters must be >= 1",
+        "model.aggregator.params: clusters must be a finite number >= 1",
+    ),
+    "option the component lacks": (
+        _eval("--dataset", "{root}/street", "--aggregator", "gem", "--clusters", "8"),
+        "aggregator 'gem' has no option 'clusters'; its options: p",
     ),
     "dim zero": (_eval("--dataset", "{root}/street", "--dim", "0"), "model.dim must be >= 1"),
     "threshold negative": (_eval("--dataset", "{root}/street", "--threshold-m", "-1"), "data.threshold_m must be > 0"),
@@ -637,7 +648,7 @@ def tiny_disk(tmp_path):
         return mount
 
     yield mounted
-    subprocess.run(["umount", str(mount)], capture_output=True)
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)  # lazy: a map may still hold a mapped file
 
 
 def _one_storage_line(result, name: str) -> None:
@@ -672,3 +683,19 @@ def test_train_on_a_full_disk_is_one_line_naming_the_checkpoint(tmp_path, tiny_d
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-500:]
     assert last.startswith("Error: ") and "best.pt: no space left on the device" in last, last
     assert not [p for p in (disk / "run").iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_map_add_on_a_full_disk_is_one_line_and_keeps_the_map(tiny_street, tiny_disk):
+    """The disk holds the map (3 MB of it the model) and little more: the new version's parts
+    do not fit. The old version stays whole and current, and no part of the new one is left."""
+    disk = tiny_disk(3100)
+    folder = disk / "map"
+    argv = ["map", "build", *MODEL[:4], "--size", "72x96", "--images", str(tiny_street / "database")]
+    built = CliRunner().invoke(main, [*argv, "--out", str(folder)])
+    assert built.exit_code == 0, built.output[-300:]
+    before = sorted(p.name for p in folder.iterdir())
+    result = CliRunner().invoke(main, ["map", "add", str(folder), "--images", str(tiny_street / "queries")])
+    _one_storage_line(result, "map.json")
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert len(Map.load(folder).names) == len(list((tiny_street / "database").iterdir()))

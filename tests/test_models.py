@@ -13,13 +13,16 @@ from edgevpr.models.aggregators.rmac import RMAC, rmac_regions
 from edgevpr.models.aggregators.spoc import SPoC
 from edgevpr.models.registry import BACKBONES
 from edgevpr.models.tf_same import Conv2dSame, apply_tf_same_padding, same_padding
+from tests.conftest import cluster_params
 
 FEATURES = torch.rand(2, 8, 5, 7)
 
 
 @pytest.mark.parametrize("aggregator", ["spoc", "mac", "gem", "rmac", "netvlad"])
 def test_each_aggregator_shape_and_normalisation(aggregator):
-    model = build_model(ModelConfig(backbone="squeezenet", aggregator=aggregator, clusters=4))
+    model = build_model(
+        ModelConfig(backbone="squeezenet", aggregator=aggregator, aggregator_params=cluster_params(aggregator, 4))
+    )
     out = model(torch.rand(3, 3, 64, 80))
     expected = 512 * 4 if aggregator == "netvlad" else 512
     assert out.shape == (3, expected) == (3, model.descriptor_dim)

@@ -18,7 +18,7 @@ from edgevpr.rerank.matcher import AttentionMatcher, nll_loss
 from edgevpr.rerank.matcher_file import load_matcher, save_matcher
 from edgevpr.rerank.ransac import inlier_mask
 from edgevpr.rerank.sinkhorn import log_optimal_transport
-from tests.conftest import GARDENS_POINT, MOBILENET_TFLITE, RECIPES, needs
+from tests.conftest import GARDENS_POINT, MOBILENET_TFLITE, RECIPES, cluster_params, needs
 
 
 def test_patch_count_follows_eq_2_and_centres_match_it():
@@ -34,7 +34,9 @@ def test_patch_count_follows_eq_2_and_centres_match_it():
 def test_a_patch_covering_the_whole_map_is_the_global_descriptor():
     torch.manual_seed(0)
     for aggregator in ("gem", "netvlad"):
-        model = build_model(ModelConfig(backbone="squeezenet", aggregator=aggregator, clusters=8)).eval()
+        model = build_model(
+            ModelConfig(backbone="squeezenet", aggregator=aggregator, aggregator_params=cluster_params(aggregator, 8))
+        ).eval()
         images = torch.rand(2, 3, 127, 127)
         side = model.backbone(images).shape[-1]
         with torch.inference_mode():

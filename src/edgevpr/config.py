@@ -7,6 +7,7 @@ traced back to exactly what produced it.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,12 +34,12 @@ class ModelConfig:
     tf_same_padding: bool | None = None  # TensorFlow 'SAME' padding on stride-2 convolutions
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    gem_p: float = 3.0
-    clusters: int = 64  # NetVLAD clusters K
+    # The components' own options, checked by the dataclass each registers with (models.params):
+    # ``backbone: {name: ghostcnn, params: {dilation: [5, 2]}}`` in YAML, as OpenVPRLab writes it
+    backbone_params: dict = field(default_factory=dict)
+    aggregator_params: dict = field(default_factory=dict)
     pca: int | None = None  # PCA projection to this size, fitted on database descriptors
     whiten: bool = False  # PCA-whitening (needs pca)
-    dilation: tuple[int, ...] = (5, 2)  # ghostcnn: dilation rate of stages 1-4 and of stage 5
-    deploy: bool = False  # re-parameterized (inference) form of re-parameterizable backbones
     onnx: str | None = None  # evaluate this exported file with ONNX Runtime instead of building a model
     checkpoint: str | None = None  # a checkpoint of `edgevpr train`: its architecture and trained weights
 
@@ -60,6 +61,13 @@ class DataConfig:
     interpolation: str = "bilinear"  # PIL resize filter: bilinear | bicubic | nearest
     skip_bad_images: bool = False  # skip and count undecodable images instead of failing
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused as decompression bombs
+    # Recordings (a video file or a bag as database, queries or images: data.recordings)
+    topic: str | None = None  # bags: the sensor_msgs/Image or CompressedImage topic
+    positions_topic: str | None = None  # bags: sensor_msgs/NavSatFix (-> UTM) or nav_msgs/Odometry
+    positions_file: str | None = None  # or a CSV timestamp,x,y[,heading] (seconds, metres)
+    every: int | None = None  # keep every N-th frame
+    fps: float | None = None  # or at most this many frames per second of recording time
+    max_time_gap: float = 0.5  # seconds between a frame and the position matched to it
 
 
 ORT_OPTIMIZATIONS = ("all", "extended", "basic", "none")  # ONNX Runtime graph optimization levels, most first
@@ -201,21 +209,31 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def _coerce(value, hint, where: str):
+# Keys of the model section before components had params blocks: old key -> (component, option),
+# with the value that was their default (it equals the option's default, so it carries nothing)
+LEGACY_MODEL_KEYS = {
+    "gem_p": ("aggregator", "p", 3.0),
+    "clusters": ("aggregator", "clusters", 64),
+    "dilation": ("backbone", "dilation", (5, 2)),
+    "deploy": ("backbone", "deploy", False),
+}
+
+
+def coerce(value, hint, where: str):
     """Convert a YAML or CLI value to the field's declared type, or raise naming ``where``."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None
         inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return _coerce(value, inner[0], where)
+        return coerce(value, inner[0], where)
     if origin is tuple:
         (element, *_rest) = typing.get_args(hint)
         if isinstance(value, str):
             value = [part for part in value.split(",") if part.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_coerce(item, element, where) for item in value)
+        return tuple(coerce(item, element, where) for item in value)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -230,6 +248,10 @@ def _coerce(value, hint, where: str):
         if hint is int and isinstance(value, float) and value != converted:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return converted
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of options, got {value!r}")
+        return dict(value)
     if hint is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected text, got {value!r}")
@@ -237,17 +259,41 @@ def _coerce(value, hint, where: str):
     raise TypeError(f"unsupported config type {hint}")
 
 
-def _update_section(section, values: dict, where: str) -> None:
+def _component_key(section: ModelConfig, key: str, value, where: str, note) -> bool:
+    """The model section's component keys: ``backbone: {name, params}`` (or a plain name) and
+    the old flat option keys (``LEGACY_MODEL_KEYS``), moved into their params block. True when
+    ``key`` was one of them."""
+    if key in ("backbone", "aggregator") and isinstance(value, dict):
+        unknown = sorted(set(value) - {"name", "params"})
+        if unknown or "name" not in value:
+            raise ConfigError(f"{where}.{key}: expected {{name: ..., params: {{...}}}}, got keys {sorted(value)}")
+        setattr(section, key, coerce(value["name"], str, f"{where}.{key}.name"))
+        setattr(section, f"{key}_params", coerce(value.get("params") or {}, dict, f"{where}.{key}.params"))
+        return True
+    if key not in LEGACY_MODEL_KEYS:
+        return False
+    component, option, old_default = LEGACY_MODEL_KEYS[key]
+    if note:
+        note(f"{where}.{key}: an old key; read as model.{component}.params.{option} (write it there)")
+    if (tuple(value) if isinstance(value, list) else value) != old_default:
+        getattr(section, f"{component}_params")[option] = value
+    return True
+
+
+def _update_section(section, values: dict, where: str, note=None) -> None:
     hints = typing.get_type_hints(type(section))
     known = {f.name for f in dataclasses.fields(section)}
     for key, value in values.items():
+        if isinstance(section, ModelConfig) and _component_key(section, key, value, where, note):
+            continue
         if key not in known:
             raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")
-        setattr(section, key, _coerce(value, hints[key], f"{where}.{key}"))
+        setattr(section, key, coerce(value, hints[key], f"{where}.{key}"))
 
 
-def apply_overrides(config: RunConfig, overrides: dict, where: str = "config") -> RunConfig:
-    """Apply ``{"model": {...}, "data": {...}, "eval": {...}}`` onto ``config`` in place."""
+def apply_overrides(config: RunConfig, overrides: dict, where: str = "config", note=None) -> RunConfig:
+    """Apply ``{"model": {...}, "data": {...}, "eval": {...}}`` onto ``config`` in place.
+    ``note`` (a callable) hears of old keys read under their new names."""
     if not isinstance(overrides, dict):
         raise ConfigError(f"{where}: expected a mapping of sections, got {type(overrides).__name__}")
     sections = {f.name for f in dataclasses.fields(config)}
@@ -258,7 +304,7 @@ def apply_overrides(config: RunConfig, overrides: dict, where: str = "config") -
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: section {name!r} must be a mapping")
-        _update_section(getattr(config, name), values, f"{where}: {name}")
+        _update_section(getattr(config, name), values, f"{where}: {name}", note)
     return config
 
 
@@ -277,6 +323,10 @@ def read_yaml(path: str | Path, what: str = "config file"):
         raise ConfigError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
 
 
+def _note(message: str) -> None:
+    print(f"Note: {message}", file=sys.stderr)
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> RunConfig:
     """Defaults, then the YAML file, then command-line overrides; every number is then checked
     against its range (``edgevpr.validate``) before anything runs."""
@@ -284,7 +334,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 
     config = RunConfig()
     if path is not None:
-        apply_overrides(config, read_yaml(path) or {}, where=str(path))
+        apply_overrides(config, read_yaml(path) or {}, where=str(path), note=_note)
     if overrides:
         apply_overrides(config, overrides, where="command line")
     check_config(config)

@@ -39,14 +39,20 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Callable] = {}
         self._canonical: dict[str, str] = {}  # every registered name -> the component's own name
+        self._params: dict[str, type] = {}  # every registered name -> its options' dataclass, if it has options
 
-    def register(self, *names: str) -> Callable:
+    def register(self, *names: str, params: type | None = None) -> Callable:
+        """``params``: the dataclass of the component's options (``model.backbone.params`` in a
+        config); it checks its own values in ``__post_init__``."""
+
         def decorate(constructor: Callable) -> Callable:
             for name in names:
                 if name in self._entries:
                     raise ValueError(f"{self.kind} {name!r} is registered twice")
                 self._entries[name] = constructor
                 self._canonical[name] = names[0]
+                if params is not None:
+                    self._params[name] = params
             return constructor
 
         return decorate
@@ -55,6 +61,11 @@ class Registry:
         if name not in self:
             raise ConfigError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")
         return self._entries[name]
+
+    def params_type(self, name: str) -> type | None:
+        """The dataclass of ``name``'s options, or None for a component without options."""
+        self.get(name)
+        return self._params.get(name)
 
     def names(self) -> list[str]:
         """The components' own names (aliases left out)."""

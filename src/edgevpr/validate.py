@@ -20,10 +20,7 @@ OPEN_FRACTION = ("in (0, 1]", lambda v: 0 < v <= 1)
 RANGES = {
     "model": {
         "dim": AT_LEAST_ONE,
-        "gem_p": POSITIVE,
-        "clusters": AT_LEAST_ONE,
         "pca": AT_LEAST_ONE,
-        "dilation": AT_LEAST_ONE,
         "std": POSITIVE,
     },
     "data": {
@@ -33,6 +30,9 @@ RANGES = {
         "resize_factor": ("in (0, 4]", lambda v: 0 < v <= 4),
         "size": AT_LEAST_ONE,
         "max_pixels": AT_LEAST_ONE,
+        "every": AT_LEAST_ONE,
+        "fps": POSITIVE,
+        "max_time_gap": POSITIVE,
         "frames": NON_NEGATIVE,
     },
     "eval": {

@@ -76,9 +76,10 @@ def extract_dataset(
     return db, q, dataset
 
 
-def recall_only(forward, data: DataConfig, preprocess: InputContract, settings: EvalConfig, label: str = "") -> dict:
-    """Recall@N by exact search, without the cost block (validation during training)."""
-    db, q, dataset = extract_dataset(forward, load_dataset(data), preprocess, settings, data, label)
+def recall_only(describer: Describer, data: DataConfig, settings: EvalConfig, label: str = "") -> dict:
+    """Recall@N of the deployed model by exact search, without the cost block (validation
+    during training)."""
+    db, q, dataset = extract_dataset(describer, load_dataset(data), describer.contract, settings, data, label)
     _, predictions = search(build_index(db.descriptors, "Flat"), q.descriptors, max(settings.recall_at))
     return recall_at_n(predictions, dataset.positives, settings.recall_at)
 

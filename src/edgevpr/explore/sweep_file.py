@@ -21,7 +21,7 @@ Cell keys are shortcuts (``backbone``, ``aggregator``, ``dim``, ``pca``, ``white
 ``search_params``, ``descriptor_bits``, ``descriptor_fit``, ``rerank``, ``rerank_k``, ``matcher``,
 ``dataset``, ``precision``, ``target``, ``calibration``, and every other key of
 the quantize section, such as ``int8_layout`` or ``int4_rounding``) or dotted config paths such
-as ``model.gem_p`` or ``quantize.mixed_config``. Precisions: fp32, fp16, int8, int4 and mixed
+as ``model.aggregator_params`` or ``quantize.mixed_config``. Precisions: fp32, fp16, int8, int4 and mixed
 (with ``quantize.mixed_config``). A value may be a mapping ``{name: ..., model: {...}, data:
 {...}}`` that bundles settings belonging together (a backbone with its weights); ``name``
 labels it.

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 import edgevpr
-from edgevpr.atomic import commit, part_path
+from edgevpr.atomic import commit, part_path, writing
 from edgevpr.config import DEFAULT_MAX_PIXELS, RunConfig
 from edgevpr.data.images import list_images, load_rgb
 from edgevpr.errors import ConfigError, DatasetError
@@ -239,63 +239,68 @@ class Map:
         if not np.isfinite(descriptors).all():
             raise DatasetError(f"{out}: the model gave NaN or infinite descriptors; check the model and its contract")
         vectors_part = part_path(manifest_file, ".npy")
-        with open(vectors_part, "wb") as handle:
-            np.save(handle, descriptors)
-        vectors = np.load(vectors_part, mmap_mode="r")
-        index = build_index(descriptors, spec, params=params, codec=codec)
-        index.vectors = vectors if spec.rerank else None
         index_part = part_path(manifest_file, ".faiss")
-        parts = [model_part, vectors_part, index_part]
-        if codec is not None:
-            faiss.write_index_binary(index.index, str(index_part))
-            parts.append(part_path(manifest_file, ".codec.npz"))
-            codec.save(parts[-1])
-        else:
-            faiss.write_index(index.index, str(index_part))
-        patch_info = None
-        if patches is not None:
-            parts.append(part_path(manifest_file, ".patches.npy"))
-            with open(parts[-1], "wb") as handle:
-                np.save(handle, np.asarray(patches.array, dtype=np.float16))
-            patch_info = patches.info(parts[-1].name)
         images_part = part_path(manifest_file, ".images.json")
-        images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
-        known = calibrate_min_score(index, descriptors, positions, kind, sources)
-        manifest = {
-            "format": FORMAT,
-            "edgevpr_version": edgevpr.__version__,
-            "created": created,
-            "updated": _now(),
-            "model": {
-                "file": model_part.name,
-                "kind": model.kind,
-                "sha256": sha256_of(model_part),
-                "precision": model.precision,
-                "runtime": model.runtime,
-            },
-            "contract": model.contract.to_dict(),
-            "descriptors": {
-                "file": vectors_part.name,
-                "count": len(descriptors),
-                "dim": int(descriptors.shape[1]),
-                "dtype": "float32",
-                "metric": "ip",
-            },
-            "index": {
-                "file": index_part.name,
-                "spec": str(spec),
-                "params": index.params,
-                "codec": next((p.name for p in parts if p.name.endswith(".codec.npz")), None),
-                "descriptor_bits": stored_bits(spec),
-            },
-            "images": {"file": images_part.name, "folders": sorted(set(sources))},
-            "positions": {"kind": kind},
-            "known": known,
-            "image_size": image_size,  # the most common (H, W) after resizing: what `map info` times
-            "protocol": _protocol(model, images_label) if previous is None else previous["protocol"],
-            "patches": patch_info,
-        }
-        commit(manifest_file, manifest, parts + [images_part])
+        parts = [model_part, vectors_part, index_part]
+        # this version's own parts go if a write fails (a full disk is one line); add's model part is the old one
+        written = parts[previous is not None :] + [images_part]
+        with writing(written, manifest_file):
+            with open(vectors_part, "wb") as handle:
+                np.save(handle, descriptors)
+            vectors = np.load(vectors_part, mmap_mode="r")
+            index = build_index(descriptors, spec, params=params, codec=codec)
+            index.vectors = vectors if spec.rerank else None
+            if codec is not None:
+                faiss.write_index_binary(index.index, str(index_part))
+                parts.append(part_path(manifest_file, ".codec.npz"))
+                written.append(parts[-1])
+                codec.save(parts[-1])
+            else:
+                faiss.write_index(index.index, str(index_part))
+            patch_info = None
+            if patches is not None:
+                parts.append(part_path(manifest_file, ".patches.npy"))
+                written.append(parts[-1])
+                with open(parts[-1], "wb") as handle:
+                    np.save(handle, np.asarray(patches.array, dtype=np.float16))
+                patch_info = patches.info(parts[-1].name)
+            images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
+            known = calibrate_min_score(index, descriptors, positions, kind, sources)
+            manifest = {
+                "format": FORMAT,
+                "edgevpr_version": edgevpr.__version__,
+                "created": created,
+                "updated": _now(),
+                "model": {
+                    "file": model_part.name,
+                    "kind": model.kind,
+                    "sha256": sha256_of(model_part),
+                    "precision": model.precision,
+                    "runtime": model.runtime,
+                },
+                "contract": model.contract.to_dict(),
+                "descriptors": {
+                    "file": vectors_part.name,
+                    "count": len(descriptors),
+                    "dim": int(descriptors.shape[1]),
+                    "dtype": "float32",
+                    "metric": "ip",
+                },
+                "index": {
+                    "file": index_part.name,
+                    "spec": str(spec),
+                    "params": index.params,
+                    "codec": next((p.name for p in parts if p.name.endswith(".codec.npz")), None),
+                    "descriptor_bits": stored_bits(spec),
+                },
+                "images": {"file": images_part.name, "folders": sorted(set(sources))},
+                "positions": {"kind": kind},
+                "known": known,
+                "image_size": image_size,  # the most common (H, W) after resizing: what `map info` times
+                "protocol": _protocol(model, images_label) if previous is None else previous["protocol"],
+                "patches": patch_info,
+            }
+            commit(manifest_file, manifest, parts + [images_part])
         loaded = load_patches(out, patch_info, len(descriptors), str(manifest_file))
         return cls(out, manifest, model, vectors, index, names, positions, sources, loaded)
 

@@ -128,10 +128,14 @@ class Describer:
     def __call__(self, images: torch.Tensor):
         """(B, 3, H, W) float32 images (already under the contract) -> what the network returns:
         (B, D) descriptors, or (descriptors, patches) for a patch model."""
-        if self.is_torch:
-            with torch.inference_mode():
-                return self.network(images)
-        return self.network(images)
+        if not self.is_torch:
+            return self.network(images)
+        device = next(self.network.parameters()).device  # a model in training may sit on a GPU
+        with torch.inference_mode():
+            output = self.network(images.to(device))
+        if device.type == "cpu":
+            return output
+        return tuple(part.cpu() for part in output) if isinstance(output, tuple) else output.cpu()
 
     def describe(self, images: torch.Tensor) -> np.ndarray:
         """(B, D) float32 descriptors of images already under the contract."""

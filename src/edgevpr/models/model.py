@@ -10,6 +10,7 @@ import edgevpr.models.aggregators  # noqa: F401  (fills the registries)
 import edgevpr.models.backbones  # noqa: F401
 from edgevpr.config import ModelConfig
 from edgevpr.errors import ConfigError
+from edgevpr.models.params import build_component
 from edgevpr.models.pca import PCAProjection
 from edgevpr.models.registry import AGGREGATORS, BACKBONES
 from edgevpr.models.tf_same import apply_tf_same_padding
@@ -77,10 +78,12 @@ def _build(config: ModelConfig) -> VPRModel:
         raise ConfigError(f"--pca must be positive, got {config.pca}")
     if config.whiten and config.pca is None:
         raise ConfigError("--whiten needs --pca D")
-    backbone = BACKBONES.get(config.backbone)(config)
+    backbone = build_component(BACKBONES, config.backbone, config.backbone_params, "model.backbone.params", config)
     if config.tf_same_padding:
         apply_tf_same_padding(backbone)
     if config.aggregator == "cls" and not getattr(backbone, "cls_token", False):
         raise ConfigError(f"aggregator 'cls' needs a backbone with a class token; {config.backbone!r} has none")
-    aggregator = AGGREGATORS.get(config.aggregator)(backbone.out_channels, config)
+    aggregator = build_component(
+        AGGREGATORS, config.aggregator, config.aggregator_params, "model.aggregator.params", backbone.out_channels
+    )
     return VPRModel(backbone, aggregator, config.dim, config.pca, config.whiten)

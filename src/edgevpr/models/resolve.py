@@ -20,6 +20,7 @@ from edgevpr.config import (
 from edgevpr.contract import InputContract
 from edgevpr.errors import ConfigError
 from edgevpr.models.known_weights import known_file, pretrained_contract
+from edgevpr.models.params import resolved_params
 
 CONTRACT_FIELDS = ("mean", "std", "tf_same_padding")
 DEFAULTS = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "tf_same_padding": False}
@@ -47,6 +48,9 @@ def resolve_model(model: ModelConfig) -> tuple[ModelConfig, dict]:
     else:
         source = "flags" if len(given) == len(CONTRACT_FIELDS) else "defaults"
     values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
+    values["backbone_params"], values["aggregator_params"] = resolved_params(
+        model.backbone, model.backbone_params, model.aggregator, model.aggregator_params
+    )
     return dataclasses.replace(model, **values), {"source": source, "from_flags": given}
 
 

@@ -31,6 +31,7 @@ from edgevpr.evaluate.runner import evaluate, recall_only
 from edgevpr.extraction.extract import extract
 from edgevpr.models import build_model
 from edgevpr.models.checkpoint import read_checkpoint, save_checkpoint
+from edgevpr.models.describer import Describer
 from edgevpr.models.initialise import initialise_aggregator
 from edgevpr.models.resolve import contract_of, resolve_config
 from edgevpr.progress import Progress
@@ -202,7 +203,8 @@ class Trainer:
         recall = None
         if self.ctx.main:
             self.model.eval()
-            recall = recall_only(self._forward_cpu, self.config.val, self.val_contract, self.config.eval, "val ")
+            describer = Describer.torch(self.model, self.val_contract)
+            recall = recall_only(describer, self.config.val, self.config.eval, "val ")
         return self.ctx.broadcast(recall)
 
     # -- triplet epochs ------------------------------------------------------------------

@@ -16,5 +16,5 @@ class CLSToken(nn.Module):
 
 
 @AGGREGATORS.register("cls")
-def build(in_channels, config):
+def build(in_channels):
     return CLSToken(in_channels)

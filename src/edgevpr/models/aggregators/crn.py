@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevpr.models.aggregators.netvlad import NetVLAD
+from edgevpr.models.aggregators.netvlad import ClusterParams, NetVLAD
 from edgevpr.models.registry import AGGREGATORS
 
 
@@ -44,6 +44,6 @@ class CRN(NetVLAD):
         return self.aggregate(features, weights=self.context(features).flatten(2))
 
 
-@AGGREGATORS.register("crn")
-def build(in_channels, config):
-    return CRN(in_channels, clusters=config.clusters)
+@AGGREGATORS.register("crn", params=ClusterParams)
+def build(in_channels, params: ClusterParams):
+    return CRN(in_channels, clusters=params.clusters)

@@ -1,10 +1,21 @@
 """GeM: generalized-mean pooling (Radenovic et al. 2019, Eq. 3),
 f_k = (mean_x X_k(x)^p)^(1/p) with a learnable p; features are clamped at eps first."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from edgevpr.models.params import positive
 from edgevpr.models.registry import AGGREGATORS
+
+
+@dataclass
+class GeMParams:
+    p: float = 3.0  # initial p of Eq. 3 (learned in training)
+
+    def __post_init__(self):
+        positive(self.p, "p")
 
 
 class GeM(nn.Module):
@@ -19,6 +30,6 @@ class GeM(nn.Module):
         return pooled.pow(1.0 / self.p)
 
 
-@AGGREGATORS.register("gem")
-def build(in_channels, config):
-    return GeM(in_channels, p=config.gem_p)
+@AGGREGATORS.register("gem", params=GeMParams)
+def build(in_channels, params: GeMParams):
+    return GeM(in_channels, p=params.p)

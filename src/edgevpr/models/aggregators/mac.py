@@ -15,5 +15,5 @@ class MAC(nn.Module):
 
 
 @AGGREGATORS.register("mac")
-def build(in_channels, config):
+def build(in_channels):
     return MAC(in_channels)

@@ -7,12 +7,25 @@ Clusters start from k-means on local features sampled from images (``init_from_f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgevpr.models.params import positive
 from edgevpr.models.registry import AGGREGATORS
+
+
+@dataclass
+class ClusterParams:
+    """NetVLAD and CRN: the number of clusters K."""
+
+    clusters: int = 64
+
+    def __post_init__(self):
+        positive(self.clusters, "clusters", ">= 1")
 
 
 class NetVLAD(nn.Module):
@@ -61,6 +74,6 @@ class NetVLAD(nn.Module):
         return vlad.flatten(1)
 
 
-@AGGREGATORS.register("netvlad")
-def build(in_channels, config):
-    return NetVLAD(in_channels, clusters=config.clusters)
+@AGGREGATORS.register("netvlad", params=ClusterParams)
+def build(in_channels, params: ClusterParams):
+    return NetVLAD(in_channels, clusters=params.clusters)

@@ -54,5 +54,5 @@ class RMAC(nn.Module):
 
 
 @AGGREGATORS.register("rmac", "r-mac")
-def build(in_channels, config):
+def build(in_channels):
     return RMAC(in_channels)

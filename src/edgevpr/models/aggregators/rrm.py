@@ -27,5 +27,5 @@ class ResidualRetrievalModule(nn.Module):
 
 
 @AGGREGATORS.register("rrm")
-def build(in_channels, config):
+def build(in_channels):
     return ResidualRetrievalModule(in_channels)

@@ -20,5 +20,5 @@ class SeqPool(nn.Module):
 
 
 @AGGREGATORS.register("seqpool")
-def build(in_channels, config):
+def build(in_channels):
     return SeqPool(in_channels)

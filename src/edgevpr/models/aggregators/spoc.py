@@ -16,5 +16,5 @@ class SPoC(nn.Module):
 
 
 @AGGREGATORS.register("spoc")
-def build(in_channels, config):
+def build(in_channels):
     return SPoC(in_channels)

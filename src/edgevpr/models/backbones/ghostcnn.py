@@ -27,11 +27,11 @@ Parameter names follow timm's ``ghostnet_100``, so its checkpoints load with ``-
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from edgevpr.errors import ConfigError
 from edgevpr.models.backbones.base import FeatureBackbone
 from edgevpr.models.registry import BACKBONES
 from edgevpr.models.weights import download_failed, load_into, load_state_dict_file
@@ -224,16 +224,18 @@ def _timm_pretrained_state() -> dict:
         raise download_failed("ghostnet_100", error) from None
 
 
-def parse_dilation(value) -> tuple[int, int]:
-    rates = tuple(value)
-    if len(rates) != 2 or min(rates) < 1:
-        raise ConfigError(f"--dilation needs two rates A,B >= 1 (stages 1-4, stage 5), got {value!r}")
-    return rates
+@dataclass
+class GhostCNNParams:
+    dilation: tuple[int, ...] = (5, 2)  # rates of stages 1-4 and of stage 5
+
+    def __post_init__(self):
+        if len(self.dilation) != 2 or min(self.dilation) < 1:
+            raise ValueError(f"dilation needs two rates A,B >= 1 (stages 1-4, stage 5), got {self.dilation!r}")
 
 
-@BACKBONES.register("ghostcnn")
-def ghostcnn(config):
-    net = GhostCNN(dilation=parse_dilation(config.dilation))
+@BACKBONES.register("ghostcnn", params=GhostCNNParams)
+def ghostcnn(config, params: GhostCNNParams):
+    net = GhostCNN(dilation=params.dilation)
     if config.weights is not None:
         load_into(net, _trunk_weights(load_state_dict_file(config.weights)), config.weights)
     elif config.pretrained:

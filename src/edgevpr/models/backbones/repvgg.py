@@ -12,6 +12,8 @@ convolution: the inference block is conv3x3 + ReLU.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -105,8 +107,13 @@ class RepVGGLite(nn.Module):
         return self
 
 
-@BACKBONES.register("repvgg_lite")
-def repvgg_lite(config):
+@dataclass
+class RepVGGParams:
+    deploy: bool = False  # the re-parameterized (single-branch, inference) form
+
+
+@BACKBONES.register("repvgg_lite", params=RepVGGParams)
+def repvgg_lite(config, params: RepVGGParams):
     net = RepVGGLite()
     if config.weights is not None:
         load_into(net, load_state_dict_file(config.weights), config.weights)
@@ -114,6 +121,6 @@ def repvgg_lite(config):
         raise ConfigError(
             no_pretrained("repvgg_lite", "RepVGG-A0 ImageNet weights are on model hubs, unreachable offline")
         )
-    if getattr(config, "deploy", False):
+    if params.deploy:
         net.eval().reparameterize()
     return FeatureBackbone(net, net.out_channels)
