@@ -1,12 +1,15 @@
-"""``edgevpr convert FORMAT SRC DST``: another dataset layout to one ``eval --dataset DST`` reads."""
+"""``edgevpr convert FORMAT SRC DST``: another dataset layout to one ``eval --dataset DST`` reads,
+or a recording (``video``, ``bag``) to a folder of its frames that every command reads."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from edgevpr.cli.options import user_errors
+from edgevpr.cli.options import RECORDING_OPTIONS, add_options, config_from, user_errors
 
-FORMATS = ("vprbench", "nordland", "pitts", "msls", "csv")
+FORMATS = ("vprbench", "nordland", "pitts", "msls", "csv", "video", "bag")
 
 
 @click.command("convert")
@@ -43,10 +46,17 @@ FORMATS = ("vprbench", "nordland", "pitts", "msls", "csv")
     show_default=True,
     help="auto: hard links, else symbolic links, else copies.",
 )
+@add_options(RECORDING_OPTIONS)
 @user_errors
 def convert_command(format_name, source, destination, link, **options):
-    """Convert a VPR-Bench, Nordland, Pittsburgh, MSLS or CSV-positioned dataset."""
+    """Convert a VPR-Bench, Nordland, Pittsburgh, MSLS or CSV-positioned dataset, or write a
+    video's or a bag's frames (named by timestamp, with their positions) into a folder."""
     from edgevpr.data.convert import convert
+
+    recording = {key: options.pop(key) for _, _, key, _ in RECORDING_OPTIONS}
+    if format_name in ("video", "bag"):
+        _convert_recording(format_name, source, destination, recording)
+        return
 
     chosen = {
         "vprbench": {},
@@ -75,3 +85,23 @@ def convert_command(format_name, source, destination, link, **options):
         f"({files}); positives by {rule}"
     )
     click.echo(f"evaluate with: edgevpr eval --dataset {destination} ...")
+
+
+def _convert_recording(kind: str, source: str, destination: str, recording: dict) -> None:
+    from pathlib import Path
+
+    from edgevpr.data.recordings import is_recording, options_of, recording_folder
+    from edgevpr.data.recordings.frames import is_bag
+    from edgevpr.errors import ConfigError
+
+    if not is_recording(source) or (kind == "bag") != is_bag(source):
+        raise ConfigError(f"{source}: not a {kind} file edgevpr reads")
+    target = Path(destination)
+    if target.exists() and any(target.iterdir()):
+        raise ConfigError(f"{destination}: exists and is not empty; choose a new folder")
+    data = config_from(None, recording, RECORDING_OPTIONS).data
+    folder = recording_folder(source, options_of(data), out=target, log=lambda m: click.echo(m, err=True))
+    summary = json.loads((folder / "recording.json").read_text())
+    skipped = summary.get("without_position", 0)
+    note = f"; {skipped} frames without a position skipped" if skipped else ""
+    click.echo(f"{destination}: {summary['frames_written']} frames{note}")

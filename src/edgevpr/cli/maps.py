@@ -8,8 +8,15 @@ from pathlib import Path
 
 import click
 
-from edgevpr.atomic import atomic_path, check_output
-from edgevpr.cli.options import DATA_OPTIONS, MODEL_OPTIONS, add_options, config_from, user_errors
+from edgevpr.atomic import check_output
+from edgevpr.cli.options import (
+    DATA_OPTIONS,
+    MODEL_OPTIONS,
+    RECORDING_OPTIONS,
+    add_options,
+    config_from,
+    user_errors,
+)
 from edgevpr.validate import AT_LEAST_ONE, check_number
 
 
@@ -30,7 +37,10 @@ def map_group():
 )
 @add_options([o for o in MODEL_OPTIONS if o[0] not in ("--onnx", "--checkpoint")])
 @add_options([o for o in DATA_OPTIONS if o[0] in ("--resize", "--size", "--resize-factor", "--max-pixels")])
-@click.option("--images", required=True, type=click.Path(), help="Folder of the map's images.")
+@add_options(RECORDING_OPTIONS)
+@click.option(
+    "--images", required=True, type=click.Path(), help="Folder of the map's images, a video file or a bag (--topic)."
+)
 @click.option("--positions", type=click.Path(), default=None, help="CSV name,x,y[,heading] or name,lat,lon.")
 @click.option("--index", default=None, help="faiss factory string [,RerankK] (default: the recipe's, else Flat).")
 @click.option("--search-params", default=None, help="faiss search parameters, e.g. nprobe=32.")
@@ -65,7 +75,8 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
         "binary_rotation": "binary_rotation",
     }
     chosen = {key: kwargs.pop(key) for key in (*map_flags, "patch_size", "patch_stride")}
-    given = [flag for flag, value in kwargs.items() if value is not None and flag != "max_pixels"]
+    recording = {key for _, _, key, _ in RECORDING_OPTIONS}
+    given = [flag for flag, value in kwargs.items() if value is not None and flag not in {"max_pixels", *recording}]
     if (checkpoint or onnx) and (given or config_file):
         ignored = ", ".join(["--config"] * bool(config_file) + ["--" + flag.replace("_", "-") for flag in given])
         raise ConfigError(
@@ -78,6 +89,7 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
     if patches or chosen["patch_size"] or chosen["patch_stride"]:
         options["patches"] = _patch_spec(chosen["patch_size"] or "3", chosen["patch_stride"] or "1")
     log = lambda m: click.echo(m, err=True)  # noqa: E731
+    images, positions = _recording_folder(images, positions, config.data, log)
     with contextlib.ExitStack() as stack:
         if checkpoint or onnx:
             source = ModelSource(onnx, checkpoint, None)
@@ -89,6 +101,18 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
     _echo_info(built.info())
 
 
+def _recording_folder(images, positions, data, log):
+    """A recording's frames as an image folder (``data.recordings``) with the positions they
+    carry in their names, or the headings CSV written beside them; a folder is left as it is."""
+    from edgevpr.data.recordings import image_folder, is_recording
+
+    if not is_recording(images):
+        return images, positions
+    folder = image_folder(images, data, log)
+    headings = folder / "positions.csv"
+    return folder, positions or (str(headings) if headings.is_file() else None)
+
+
 def _patch_spec(sizes: str, strides: str):
     from edgevpr.cli.matcher import sizes_option
     from edgevpr.extraction.patches import PatchSpec
@@ -98,15 +122,21 @@ def _patch_spec(sizes: str, strides: str):
 
 @map_group.command("add")
 @click.argument("map_dir", type=click.Path())
-@click.option("--images", required=True, type=click.Path(), help="Folder of the images to add.")
+@click.option(
+    "--images", required=True, type=click.Path(), help="Folder of the images to add, a video file or a bag (--topic)."
+)
 @click.option("--positions", type=click.Path(), default=None, help="CSV name,x,y[,heading] or name,lat,lon.")
+@add_options(RECORDING_OPTIONS)
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
 @user_errors
-def map_add_command(map_dir, images, positions, threads):
+def map_add_command(map_dir, images, positions, threads, **recording):
     """Append images to a map as a new version (the previous one stays usable until it is whole)."""
     from edgevpr.maps import Map
 
-    updated = Map.load(map_dir, threads).add(images, positions, log=lambda m: click.echo(m, err=True))
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    data = config_from(None, recording, RECORDING_OPTIONS).data
+    images, positions = _recording_folder(images, positions, data, log)
+    updated = Map.load(map_dir, threads).add(images, positions, log=log)
     _echo_info(updated.info())
 
 
@@ -169,6 +199,18 @@ def _echo_info(info: dict) -> None:
 @click.option(
     "--images", "folder", type=click.Path(), default=None, help="Localize every image of this folder, in order."
 )
+@click.option("--video", type=click.Path(), default=None, help="Localize the frames of this video file, in order.")
+@click.option("--bag", type=click.Path(), default=None, help="Localize the frames of this ROS 1/2 bag's --topic.")
+@add_options([o for o in RECORDING_OPTIONS if o[0] != "--positions-file"])
+@click.option(
+    "--positions-file",
+    type=click.Path(),
+    default=None,
+    help="Recordings: CSV timestamp,x,y[,heading] of the true positions (adds error_m to each line).",
+)
+@click.option(
+    "--realtime", is_flag=True, help="Replay a recording at its own rate, dropping frames it cannot keep up with."
+)
 @click.option("--top-k", default=5, show_default=True, type=int, help="Map entries reported per frame.")
 @click.option("--rerank", default=None, help="Second stage: ransac, ransac_fundamental, rapid or attention.")
 @click.option(
@@ -191,45 +233,94 @@ def _echo_info(info: dict) -> None:
 @click.option(
     "--min-score", type=float, default=None, help="Known/unknown threshold (default: the map's calibrated one)."
 )
-@click.option("--jsonl", type=click.Path(), default=None, help="Write the JSON lines here instead of standard output.")
+@click.option("--jsonl", type=click.Path(), default=None, help="Write the JSON lines here (each flushed as answered).")
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
 @user_errors
-def localize_command(map_dir, images, folder, top_k, rerank, rerank_k, matcher, length, min_score, jsonl, threads):
-    """One JSON line per image: its top-k map entries with positions and scores, known or not,
-    and the milliseconds of each stage."""
-    from edgevpr.data.images import list_images
-    from edgevpr.errors import ConfigError
-    from edgevpr.maps import Localizer, Map
-    from edgevpr.rerank import make_reranker
+def localize_command(map_dir, images, folder, video, bag, realtime, top_k, length, min_score, jsonl, threads, **rest):
+    """One JSON line per frame, written as soon as the frame is answered: its top-k map entries
+    with positions and scores, known or not, and the milliseconds of each stage; for a
+    recording its timestamp too, and the error in metres where true positions are given."""
+    from edgevpr.maps import Map
 
     check_output(jsonl, "--jsonl")
-    paths = [Path(p) for p in images] + (list_images(folder) if folder else [])
-    if not paths:
-        raise click.UsageError("give images (IMAGE... or --images DIR)")
+    frames = _stream_frames(images, folder, video, bag, rest, realtime)
     check_number(top_k, "--top-k", AT_LEAST_ONE)
-    check_number(rerank_k, "--rerank-k", AT_LEAST_ONE)
     check_number(length, "--sequence", AT_LEAST_ONE)
     if min_score is not None:
         check_number(min_score, "--min-score", ("a number", lambda v: True))
+    loaded = Map.load(map_dir, threads)
+    localizer = _localizer(loaded, map_dir, top_k, length, min_score, rest["rerank"], rest["rerank_k"], rest["matcher"])
+    _run_stream(loaded, localizer, frames, jsonl, realtime)
+
+
+def _stream_frames(images, folder, video, bag, rest: dict, realtime: bool):
+    """Image files or a recording's frames, as ``maps.stream.StreamFrame`` s (an iterator for a recording)."""
+    from edgevpr.data.images import list_images
+    from edgevpr.data.recordings import open_frames, options_of
+    from edgevpr.maps.stream import StreamFrame, recording_frames
+
+    recording = {key: rest.pop(key) for _, _, key, _ in RECORDING_OPTIONS}
+    sources = [bool(images or folder), bool(video), bool(bag)]
+    if sum(sources) != 1:
+        raise click.UsageError("give images (IMAGE... or --images DIR), --video FILE or --bag FILE: one of them")
+    if video or bag:
+        data = config_from(None, recording, RECORDING_OPTIONS).data
+        return recording_frames(open_frames(video or bag, options_of(data)))
+    given = [f"--{key.replace('_', '-')}" for key, value in recording.items() if value is not None]
+    if given or realtime:
+        raise click.UsageError(f"{(given or ['--realtime'])[0]} is for recordings (--video or --bag)")
+    paths = [Path(p) for p in images] + (list_images(folder) if folder else [])
+    return [StreamFrame(path, path.name) for path in paths]
+
+
+def _localizer(loaded, map_dir, top_k, length, min_score, rerank, rerank_k, matcher):
+    """The per-frame function: the map's search with a second stage, or a (sequence) Localizer."""
+    from edgevpr.errors import ConfigError
+    from edgevpr.maps import Localizer
+    from edgevpr.rerank import make_reranker
+
+    check_number(rerank_k, "--rerank-k", AT_LEAST_ONE)
     if rerank and length > 1:
         raise ConfigError("--rerank and --sequence do not combine; choose one")
-    reranker = make_reranker(rerank, matcher) if rerank else None
-    loaded = Map.load(map_dir, threads)
-    if reranker is not None:
-        if loaded.patches is None:
-            raise ConfigError(f"{map_dir}: the map holds no patch descriptors; build it with --patches to re-rank")
-        if hasattr(reranker, "check"):
-            reranker.check(loaded.patches.array.shape[2])
+    if not rerank:
+        return Localizer(loaded, length, top_k, min_score=min_score)
+    reranker = make_reranker(rerank, matcher)
+    if loaded.patches is None:
+        raise ConfigError(f"{map_dir}: the map holds no patch descriptors; build it with --patches to re-rank")
+    if hasattr(reranker, "check"):
+        reranker.check(loaded.patches.array.shape[2])
 
-        def localizer(path):
-            return loaded.localize(path, top_k, min_score, reranker=reranker, rerank_k=rerank_k)
-    else:
-        localizer = Localizer(loaded, length, top_k, min_score=min_score)
-    if not jsonl:
-        for path in paths:
-            click.echo(json.dumps(localizer(path)))
+    def localize(image, name):
+        return loaded.localize(image, top_k, min_score, reranker=reranker, rerank_k=rerank_k, name=name)
+
+    return localize
+
+
+def _run_stream(loaded, localizer, frames, jsonl, realtime) -> None:
+    """Each answer written and flushed as it comes (standard output, or the --jsonl file), then
+    one summary line on standard error."""
+    from edgevpr.maps.stream import localize_stream
+
+    kind = loaded.manifest["positions"]["kind"]
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(open(jsonl, "w")) if jsonl else None
+
+        def emit(answer: dict) -> None:
+            line = json.dumps(answer)
+            if output is None:
+                click.echo(line)
+            else:
+                output.write(line + "\n")
+                output.flush()
+
+        summary = localize_stream(localizer, frames, emit, kind, realtime)
+    if not summary["frames"] and not summary["dropped"]:
+        raise click.UsageError("no frames to localize")
+    if not (jsonl or realtime):  # standard output holds the JSON lines only
         return
-    with atomic_path(jsonl) as tmp, open(tmp, "w") as output:  # the file appears whole, or not at all
-        for path in paths:
-            output.write(json.dumps(localizer(path)) + "\n")
-    click.echo(f"{len(paths)} frames localized -> {jsonl}", err=True)
+    line = f"{summary['frames']} frames localized" + (f" -> {jsonl}" if jsonl else "")
+    if realtime:
+        line += f"; realtime: {summary['hz']} Hz achieved, {summary['dropped']} frames dropped"
+    if "p50_ms" in summary:
+        line += f"; per frame p50 {summary['p50_ms']} / p90 {summary['p90_ms']} / p99 {summary['p99_ms']} ms"
+    click.echo(line, err=True)

@@ -25,6 +25,29 @@ def _size(value: str | None):
 
 
 # (option flags, config section, config key, click keyword arguments)
+RECORDING_OPTIONS = [  # a video file or a bag wherever an image folder is asked for (data.recordings)
+    ("--topic", "data", "topic", dict(help="Bags: the sensor_msgs/Image or CompressedImage topic.")),
+    (
+        "--positions-topic",
+        "data",
+        "positions_topic",
+        dict(help="Bags: a sensor_msgs/NavSatFix (-> UTM) or nav_msgs/Odometry topic giving frame positions."),
+    ),
+    (
+        "--positions-file",
+        "data",
+        "positions_file",
+        dict(type=click.Path(), help="Recordings: CSV timestamp,x,y[,heading] giving frame positions."),
+    ),
+    ("--every", "data", "every", dict(type=int, help="Recordings: keep every N-th frame.")),
+    ("--fps", "data", "fps", dict(type=float, help="Recordings: keep at most F frames per second.")),
+    (
+        "--max-time-gap",
+        "data",
+        "max_time_gap",
+        dict(type=float, help="Recordings: seconds between a frame and its position (default 0.5)."),
+    ),
+]
 MODEL_OPTIONS = [
     ("--backbone", "model", "backbone", dict(help="Registered backbone name (see `edgevpr list`).")),
     ("--aggregator", "model", "aggregator", dict(help="Registered aggregator name.")),
@@ -93,6 +116,7 @@ DATA_OPTIONS = [
         dict(default=None, help="Skip undecodable images and count them, instead of failing."),
     ),
     ("--max-pixels", "data", "max_pixels", dict(type=int, help="Refuse larger images as decompression bombs.")),
+    *RECORDING_OPTIONS,
 ]
 EVAL_OPTIONS = [
     ("--out", "eval", "out", dict(type=click.Path(), help="Write the result JSON here.")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from edgevpr.data.images import list_images
 from edgevpr.data.patchnetvlad_gt import load_patchnetvlad_ground_truth
 from edgevpr.data.positives_file import is_positives_file, read_positives
 from edgevpr.data.protocols import RULES, check_dataset, find_protocol
+from edgevpr.data.recordings import image_folder, is_recording
 from edgevpr.data.sequences import positives_within_frames
 from edgevpr.data.vprbench import load_vprbench_ground_truth
 from edgevpr.errors import ConfigError, DatasetError
@@ -89,8 +91,16 @@ def _folders(config: DataConfig) -> tuple[Path, Path, Path, str]:
     if not (config.database and config.queries):
         raise ConfigError("no dataset: give --dataset ROOT, or both --database DIR and --queries DIR")
     database, queries = Path(config.database), Path(config.queries)
+    if is_recording(database) or is_recording(queries):  # frames written once as folders (data.recordings)
+        name = f"{database.stem}+{queries.stem}"
+        database, queries = image_folder(database, config, _log), image_folder(queries, config, _log)
+        return Path(os.path.commonpath([database.resolve(), queries.resolve()])), database, queries, name
     root = Path(os.path.commonpath([database.resolve(), queries.resolve()]))
     return root, database, queries, root.name or "dataset"
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def check_descriptor_counts(descriptor: dict, root: Path, num_database: int, num_queries: int) -> None:
