@@ -255,3 +255,24 @@ def test_crn_starts_as_netvlad_and_reweights_once_trained():
 def test_pca_refuses_to_fit_on_too_few_descriptors():
     with pytest.raises(ConfigError, match="PCA to 16 dimensions needs more than 16 descriptors to fit, got 10"):
         PCAProjection(32, 16).fit(np.random.default_rng(0).normal(size=(10, 32)))
+
+
+def test_seqslam_pixels_descriptor_is_patch_normalised_grey_levels():
+    """pixels + patchnorm (Milford and Wyeth 2012): the image downsampled to rows x cols, each
+    patch at zero mean and unit variance; a colour-only change of equal luma leaves it as it is."""
+    config = ModelConfig(
+        backbone="pixels", aggregator="patchnorm", aggregator_params={"rows": 8, "cols": 16, "patch": 4}
+    )
+    model = build_model(config)
+    images = torch.rand(2, 3, 48, 96)
+    with torch.no_grad():
+        raw = model.aggregator(model.backbone(images)).reshape(2, 2, 4, 4, 4)
+        descriptors = model(images)
+    blocks = raw.permute(0, 1, 3, 2, 4).reshape(2, 8, 16)
+    assert descriptors.shape == (2, 128) == (2, model.descriptor_dim)
+    assert torch.allclose(blocks.mean(-1), torch.zeros(2, 8), atol=1e-5)
+    assert torch.allclose(blocks.std(-1, unbiased=False), torch.ones(2, 8), atol=1e-3)
+    with pytest.raises(ConfigError, match="multiples of patch 8"):
+        build_model(ModelConfig(backbone="pixels", aggregator="patchnorm", aggregator_params={"rows": 12}))
+    with pytest.raises(ConfigError, match="'pixels' has no weights"):
+        build_model(ModelConfig(backbone="pixels", aggregator="patchnorm", pretrained=True))

@@ -16,7 +16,7 @@ from edgevpr.maps import Localizer, Map, ModelSource
 from edgevpr.maps.known import calibrate_min_score
 from edgevpr.maps.positions import positions_for
 from edgevpr.search.index import build_index
-from edgevpr.search.sequence import sequence_scores_for, sequence_similarity
+from edgevpr.search.sequence import contrast_enhanced, sequence_scores_for, sequence_similarity
 from tests.conftest import write_image
 
 SQUEEZE = {"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (72, 96)}}
@@ -76,6 +76,23 @@ def test_sequence_matching_resolves_what_single_frames_cannot():
     history = similarity[3:6] @ vectors  # rows whose dot product with database entry j is similarity[t, j]
     scores = sequence_scores_for(history, vectors, np.array([0, 5]), 3, (1.0,))
     assert scores[1] > scores[0]
+
+
+def test_contrast_enhancement_is_seqslams_local_z_score():
+    """Each similarity against the mean and spread of the R map entries around it (Milford and
+    Wyeth 2012): a frame similar to every place a little loses to one that singles out a place."""
+    rng = np.random.default_rng(0)
+    similarity = rng.random((4, 30))
+    enhanced = contrast_enhanced(similarity, 10)
+    for j in range(30):
+        window = similarity[:, max(0, j - 5) : j + 6]
+        expected = (similarity[:, j] - window.mean(1)) / window.std(1)
+        assert np.allclose(enhanced[:, j], expected, atol=1e-5)
+    flat = np.full((1, 20), 0.5)
+    flat[0, 12] = 0.52  # slightly above its neighbours
+    broad = 0.5 + 0.3 * np.exp(-(((np.arange(20) - 4) / 3.0) ** 2))[None]  # higher, but like its neighbours
+    rows = flat + broad - 0.5
+    assert np.argmax(rows[0]) == 4 and np.argmax(contrast_enhanced(rows, 4)[0]) == 12
 
 
 def _frame_of(answer) -> int:

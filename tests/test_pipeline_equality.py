@@ -92,8 +92,8 @@ def test_a_stored_run_deployed_as_a_map_answers_every_query_as_it_was_measured(n
     assert info["index_memory_bytes"] == result["search"]["memory_bytes"]
 
 
-@pytest.mark.parametrize("length", [1, 5])
-def test_a_stream_localized_with_sequence_matching_answers_as_eval_measured(tmp_path, noisy_route, length):
+@pytest.mark.parametrize("length, enhance", [(1, 0), (5, 0), (5, 6)])
+def test_a_stream_localized_with_sequence_matching_answers_as_eval_measured(tmp_path, noisy_route, length, enhance):
     """Frame-aligned: `eval --sequence L` of the route against its noisy copies, and the same
     map localizing the copies as a stream (`localize --sequence L`): the same rank of the first
     positive (within one frame) for every query."""
@@ -110,7 +110,8 @@ def test_a_stream_localized_with_sequence_matching_answers_as_eval_measured(tmp_
     out = tmp_path / "r.json"
     argv = ["eval", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96", "--latency-runs", "5"]
     argv += ["--database", str(database), "--queries", str(queries), "--tolerance-frames", "1"]
-    result = CliRunner().invoke(main, [*argv, "--sequence", str(length), "--out", str(out)])
+    argv += ["--sequence", str(length), "--sequence-enhance", str(enhance)]
+    result = CliRunner().invoke(main, [*argv, "--out", str(out)])
     assert result.exit_code == 0, result.output
     measured = json.loads(out.read_text())["per_query"]["first_positive_rank"]
     map_dir = tmp_path / "map"
@@ -134,6 +135,7 @@ def test_a_stream_localized_with_sequence_matching_answers_as_eval_measured(tmp_
     localized = CliRunner().invoke(
         main,
         ["localize", str(map_dir), "--images", str(queries), "--sequence", str(length), "--top-k", "14"]
+        + ["--sequence-enhance", str(enhance)]
         + ["--jsonl", str(lines)],
     )
     assert localized.exit_code == 0, localized.output

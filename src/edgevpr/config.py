@@ -83,6 +83,7 @@ class EvalConfig:
     latency_runs: int = 30
     index: str = "Flat"  # faiss factory string, optionally ending in ",RerankK"
     sequence: int = 1  # frame-aligned queries: match sequences of this many frames (SeqSLAM-style); 1 = single frames
+    sequence_enhance: int = 0  # SeqSLAM's local contrast window R over map entries (search.sequence); 0 = none
     test_method: str = "single"  # queries from crops: single | central_crop | five_crops | nearest_crop | maj_voting
     search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
     descriptor_bits: int = 32  # bits per dimension in the map: 32 | 16 | 8 | 1 (search.descriptor_bits)

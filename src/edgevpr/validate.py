@@ -42,6 +42,7 @@ RANGES = {
         "threads": AT_LEAST_ONE,
         "latency_runs": (">= 5 (latency is a median; 20 or more for numbers you report)", lambda v: v >= 5),
         "sequence": AT_LEAST_ONE,
+        "sequence_enhance": NON_NEGATIVE,
         "repeat": AT_LEAST_ONE,
         "descriptor_bits": ("one of 32, 16, 8, 1", lambda v: v in (32, 16, 8, 1)),
         "rerank_k": AT_LEAST_ONE,

@@ -231,12 +231,22 @@ def _echo_info(info: dict) -> None:
     help="Sequence matching over the last L frames (SeqSLAM-style); 1 = single frames.",
 )
 @click.option(
+    "--sequence-enhance",
+    "enhance",
+    default=0,
+    show_default=True,
+    type=int,
+    help="--sequence: SeqSLAM's local contrast enhancement over R map entries (0: none).",
+)
+@click.option(
     "--min-score", type=float, default=None, help="Known/unknown threshold (default: the map's calibrated one)."
 )
 @click.option("--jsonl", type=click.Path(), default=None, help="Write the JSON lines here (each flushed as answered).")
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
 @user_errors
-def localize_command(map_dir, images, folder, video, bag, realtime, top_k, length, min_score, jsonl, threads, **rest):
+def localize_command(
+    map_dir, images, folder, video, bag, realtime, top_k, length, enhance, min_score, jsonl, threads, **rest
+):
     """One JSON line per frame, written as soon as the frame is answered: its top-k map entries
     with positions and scores, known or not, and the milliseconds of each stage; for a
     recording its timestamp too, and the error in metres where true positions are given."""
@@ -249,7 +259,9 @@ def localize_command(map_dir, images, folder, video, bag, realtime, top_k, lengt
     if min_score is not None:
         check_number(min_score, "--min-score", ("a number", lambda v: True))
     loaded = Map.load(map_dir, threads)
-    localizer = _localizer(loaded, map_dir, top_k, length, min_score, rest["rerank"], rest["rerank_k"], rest["matcher"])
+    check_number(enhance, "--sequence-enhance", (">= 0", lambda v: v >= 0))
+    rerank = (rest["rerank"], rest["rerank_k"], rest["matcher"])
+    localizer = _localizer(loaded, map_dir, top_k, length, min_score, enhance, *rerank)
     _run_stream(loaded, localizer, frames, jsonl, realtime)
 
 
@@ -273,7 +285,7 @@ def _stream_frames(images, folder, video, bag, rest: dict, realtime: bool):
     return [StreamFrame(path, path.name) for path in paths]
 
 
-def _localizer(loaded, map_dir, top_k, length, min_score, rerank, rerank_k, matcher):
+def _localizer(loaded, map_dir, top_k, length, min_score, enhance, rerank, rerank_k, matcher):
     """The per-frame function: the map's search with a second stage, or a (sequence) Localizer."""
     from edgevpr.errors import ConfigError
     from edgevpr.maps import Localizer
@@ -283,7 +295,7 @@ def _localizer(loaded, map_dir, top_k, length, min_score, rerank, rerank_k, matc
     if rerank and length > 1:
         raise ConfigError("--rerank and --sequence do not combine; choose one")
     if not rerank:
-        return Localizer(loaded, length, top_k, min_score=min_score)
+        return Localizer(loaded, length, top_k, min_score=min_score, enhance=enhance)
     reranker = make_reranker(rerank, matcher)
     if loaded.patches is None:
         raise ConfigError(f"{map_dir}: the map holds no patch descriptors; build it with --patches to re-rank")

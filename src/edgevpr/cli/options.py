@@ -162,6 +162,12 @@ EVAL_OPTIONS = [
         "sequence",
         dict(type=int, help="Frame-aligned queries: sequence matching over L frames (SeqSLAM-style; default 1)."),
     ),
+    (
+        "--sequence-enhance",
+        "eval",
+        "sequence_enhance",
+        dict(type=int, help="--sequence: SeqSLAM's local contrast enhancement over R map entries (default 0: none)."),
+    ),
     ("--seed", "eval", "seed", dict(type=int, help="Random seed (default 0).")),
     (
         "--repeat",

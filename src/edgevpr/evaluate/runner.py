@@ -85,7 +85,7 @@ def recall_only(describer: Describer, data: DataConfig, settings: EvalConfig, la
 
 
 def sequence_predictions(
-    database: np.ndarray, queries: np.ndarray, dataset: VPRDataset, length: int, k: int
+    database: np.ndarray, queries: np.ndarray, dataset: VPRDataset, length: int, k: int, enhance: int = 0
 ) -> np.ndarray:
     """Top-k database indices by sequence matching (``search.sequence``) over the queries in
     order; only frame-aligned traversals have an order to match along."""
@@ -94,14 +94,18 @@ def sequence_predictions(
             f"--sequence {length} needs frame-aligned folders (--tolerance-frames), "
             f"not positives by {dataset.positive_rule}"
         )
-    scores = sequence_similarity(queries @ database.T, length)
+    scores = sequence_similarity(queries @ database.T, length, enhance=enhance)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, axis=1), order
 
 
-def sequence_rule(dataset: VPRDataset, length: int) -> dict:
-    """The positive rule names the sequence length when it is more than one frame."""
-    return {"positives": f"{dataset.positive_rule},sequence={length}", "sequence": length} if length > 1 else {}
+def sequence_rule(dataset: VPRDataset, length: int, enhance: int = 0) -> dict:
+    """The positive rule names the sequence length when it is more than one frame, and the
+    contrast window when there is one."""
+    if length <= 1:
+        return {}
+    enhanced = f",enhance={enhance}" if enhance > 1 else ""
+    return {"positives": f"{dataset.positive_rule},sequence={length}{enhanced}", "sequence": length}
 
 
 def _evaluate_quietly(config: RunConfig, model: VPRModel | None, label: str | None, seed: int) -> dict:
@@ -175,7 +179,9 @@ def _ranked(config: RunConfig, index, db, q, dataset, extractor, preprocess, sec
     k = max(config.eval.recall_at)
     method = config.eval.test_method
     if config.eval.sequence > 1:
-        scores, predictions = sequence_predictions(db.descriptors, q.descriptors, dataset, config.eval.sequence, k)
+        scores, predictions = sequence_predictions(
+            db.descriptors, q.descriptors, dataset, config.eval.sequence, k, config.eval.sequence_enhance
+        )
     elif method != "single":  # the queries described from crops (evaluate.test_time)
         crops = crop_descriptors(extractor, dataset.query_paths, preprocess, method, config.data.max_pixels)
         scores, predictions = search_with_crops(index, crops, method, k)
@@ -297,7 +303,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
     k = predictions.shape[1]
 
     protocol = build_protocol(
-        dataset.protocol() | sequence_rule(dataset, config.eval.sequence),
+        dataset.protocol() | sequence_rule(dataset, config.eval.sequence, config.eval.sequence_enhance),
         preprocess.rule() + ("" if config.eval.test_method == "single" else f",test={config.eval.test_method}"),
         db.sizes + q.sizes,
         extractor.precision,

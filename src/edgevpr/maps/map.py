@@ -581,9 +581,15 @@ class Localizer:
         candidates: int = 50,
         min_score: float | None = None,
         velocities: tuple[float, ...] = DEFAULT_VELOCITIES,
+        enhance: int = 0,
     ):
         if length < 1:
             raise ConfigError(f"--sequence must be >= 1, got {length}")
+        if enhance > 1 and len(map_.names) > EXACT_SEQUENCE_ENTRIES:
+            raise ConfigError(
+                f"--sequence-enhance needs every map entry scored: maps of up to {EXACT_SEQUENCE_ENTRIES}"
+            )
+        self.enhance = enhance
         self.map, self.length, self.top_k, self.min_score, self.velocities = map_, length, top_k, min_score, velocities
         self.candidates = max(candidates, top_k)
         self.exact = len(map_.names) <= EXACT_SEQUENCE_ENTRIES
@@ -614,7 +620,7 @@ class Localizer:
         if self.exact:
             row = np.asarray(self.map.descriptors, dtype=np.float32) @ descriptor.astype(np.float32)
             self.rows = (self.rows + [row])[-self.length :]
-            sequence = sequence_similarity(np.stack(self.rows), self.length, self.velocities)[-1]
+            sequence = sequence_similarity(np.stack(self.rows), self.length, self.velocities, self.enhance)[-1]
             order = np.argsort(-sequence, kind="stable")[: self.candidates]
             return sequence[order], order
         if len(self.history) == 1:

@@ -12,6 +12,7 @@ layers, its int8 layout and the kernel family of this CPU."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,7 +131,9 @@ class Describer:
         (B, D) descriptors, or (descriptors, patches) for a patch model."""
         if not self.is_torch:
             return self.network(images)
-        device = next(self.network.parameters()).device  # a model in training may sit on a GPU
+        # a model in training may sit on a GPU; a model of no tensors (pixels) runs where the images are
+        tensor = next(itertools.chain(self.network.parameters(), self.network.buffers()), images)
+        device = tensor.device
         with torch.inference_mode():
             output = self.network(images.to(device))
         if device.type == "cpu":

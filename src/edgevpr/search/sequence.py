@@ -6,24 +6,52 @@ frame) visits (t - k, j - round(v k)) for k = 0..L-1; its score is the mean simi
 the line. The first frames of a stream have fewer frames behind them and average over those;
 a point of a line that falls before the database's first entry counts as that frame's median
 similarity to the database (a typical other place), so a line cannot win by running off the
-map. The sequence similarity of (t, j) is the best score over the velocities. SeqSLAM's own
-local contrast enhancement of the difference matrix is not applied: on descriptors that are
-L2-normalised, cosine similarities are already on one scale. The database must be in route
-order (frame-aligned traversals, or a map built from a sequence)."""
+map. The sequence similarity of (t, j) is the best score over the velocities.
+
+``enhance`` R applies SeqSLAM's local contrast enhancement first (``contrast_enhanced``): each
+similarity is compared with the R database entries around it, so that a frame that resembles
+every place a little (night, blur, a low-resolution camera) cannot outvote a frame that
+singles out one place. The database must be in route order (frame-aligned traversals, or a
+map built from a sequence)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 DEFAULT_VELOCITIES = (0.8, 0.9, 1.0, 1.1, 1.2)
+DEFAULT_ENHANCE = 0  # the contrast window R; 0 = none (docs/log.md holds the measurement)
+
+
+def contrast_enhanced(similarity: np.ndarray, window: int) -> np.ndarray:
+    """SeqSLAM's local contrast enhancement (Milford and Wyeth 2012, Eq. 1) on similarities:
+    S'(i, j) = (S(i, j) - mean_w S(i, .)) / std_w S(i, .), the mean and standard deviation
+    taken over the ``window`` database entries centred on j (fewer at the ends of the route)."""
+    similarity = np.asarray(similarity, dtype=np.float64)
+    count = similarity.shape[1]
+    half = window // 2
+    zero = np.zeros((similarity.shape[0], 1))
+    sums = np.concatenate([zero, np.cumsum(similarity, axis=1)], axis=1)
+    squares = np.concatenate([zero, np.cumsum(similarity**2, axis=1)], axis=1)
+    low = np.clip(np.arange(count) - half, 0, count)
+    high = np.clip(np.arange(count) + half + 1, 0, count)
+    size = (high - low)[None, :]
+    mean = (sums[:, high] - sums[:, low]) / size
+    variance = np.maximum((squares[:, high] - squares[:, low]) / size - mean**2, 0.0)
+    return ((similarity - mean) / np.sqrt(variance + 1e-12)).astype(np.float32)
 
 
 def sequence_similarity(
-    similarity: np.ndarray, length: int, velocities: tuple[float, ...] = DEFAULT_VELOCITIES
+    similarity: np.ndarray,
+    length: int,
+    velocities: tuple[float, ...] = DEFAULT_VELOCITIES,
+    enhance: int = DEFAULT_ENHANCE,
 ) -> np.ndarray:
-    """(Q, N) similarities of query frames in order against the database -> (Q, N) sequence scores."""
+    """(Q, N) similarities of query frames in order against the database -> (Q, N) sequence
+    scores; ``enhance`` R > 1 enhances the local contrast over R entries first."""
     if length < 1:
         raise ValueError(f"sequence length must be >= 1, got {length}")
+    if enhance > 1:
+        similarity = contrast_enhanced(similarity, enhance)
     similarity = np.asarray(similarity, dtype=np.float32)
     queries, database = similarity.shape
     typical = np.median(similarity, axis=1)

@@ -6,6 +6,7 @@ from edgevpr.models.aggregators import (  # noqa: F401
     gem,
     mac,
     netvlad,
+    patchnorm,
     rmac,
     rrm,
     seqpool,

@@ -4,6 +4,7 @@ from edgevpr.models.backbones import (  # noqa: F401
     efficientnet,
     ghostcnn,
     mobilenetv2,
+    pixels,
     repvgg,
     resnet,
     squeezenet,
