@@ -2,6 +2,7 @@
 it loads without console errors, its plots render, and a column sort works. The screenshot
 is kept in test-artifacts/report.png."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -74,3 +75,58 @@ def test_report_renders_and_sorts_in_chromium(tmp_path):
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
     assert errors == []
+
+
+def test_localization_report_renders_in_chromium(tmp_path, tiny_street):
+    """A map of the street, its queries streamed from a ROS 1 bag with NavSatFix positions and
+    `--report`: the page shows the trajectory, the error and precision-recall plots, the latency
+    and a gallery of the worst failures; Chromium logs no error. Screenshot:
+    test-artifacts/localization_report.png."""
+    pytest.importorskip("rosbags", reason="rosbags (the test extra) writes the bag")
+    pytest.importorskip("matplotlib", reason="matplotlib (the report extra) draws the report")
+    sync_api = _browser_or_skip()
+    from click.testing import CliRunner
+
+    from edgevpr.cli import main
+    from edgevpr.data.images import list_images
+    from tests.recording_writers import write_bag
+
+    bag = tmp_path / "queries.bag"
+    write_bag(bag, list_images(tiny_street / "queries"), ros1=True, compressed=True)
+    runner = CliRunner()
+    model = ["--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96"]
+    built = runner.invoke(
+        main, ["map", "build", *model, "--images", str(tiny_street / "database"), "--out", str(tmp_path / "m")]
+    )
+    assert built.exit_code == 0, built.output
+    page_file = tmp_path / "report.html"
+    argv = [
+        "localize",
+        str(tmp_path / "m"),
+        "--bag",
+        str(bag),
+        "--topic",
+        "/camera/image",
+        "--positions-topic",
+        "/gps/fix",
+    ]
+    result = runner.invoke(main, [*argv, "--report", str(page_file), "--report-threshold-m", "15"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("{")]
+    wrong = sum(json.loads(line)["error_m"] > 15 for line in lines)
+    errors = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(page_file.as_uri())
+        assert page.locator("#figures img").count() == 4  # trajectory, error, precision-recall, latency
+        sizes = page.eval_on_selector_all("#figures img", "images => images.map(i => i.naturalWidth)")
+        assert min(sizes) > 300
+        assert page.locator("#gallery tr").count() == 1 + 2 * min(wrong, 6)
+        assert "10 frames" in page.locator("#summary").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "localization_report.png"), full_page=True)
+        browser.close()
+    assert errors == [] and wrong > 0

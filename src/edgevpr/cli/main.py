@@ -404,14 +404,28 @@ def recommend_command(store_path, memory_bytes, latency_ms, map_size, dataset, s
 
 
 @main.command("report")
-@click.option("--store", "store_path", required=True, type=click.Path(exists=True), help="Results store.")
+@click.option("--store", "store_path", type=click.Path(exists=True), help="Results store (a sweep's report).")
+@click.option("--localized", type=click.Path(exists=True), help="JSON lines of `edgevpr localize` (a stream's report).")
+@click.option("--map", "map_dir", type=click.Path(), help="--localized: the map the frames were localized against.")
+@click.option("--images", type=click.Path(), help="--localized: the folder of the localized images (the gallery).")
+@click.option("--threshold-m", default=25.0, show_default=True, type=float, help="--localized: correct within M m.")
 @click.option("--out", required=True, type=click.Path(), help="HTML file to write.")
 @click.option("--map-size", default=100_000, show_default=True, type=int, help="Initial map size for projected costs.")
 @user_errors
-def report_command(store_path, out, map_size):
-    """A self-contained HTML page: Pareto fronts, design rules, sortable runs."""
-    check_number(map_size, "--map-size", AT_LEAST_ONE)
+def report_command(store_path, localized, map_dir, images, threshold_m, out, map_size):
+    """A self-contained HTML page: a sweep's Pareto fronts, design rules and sortable runs
+    (--store), or a localized stream's trajectory, errors and failures (--localized, --map)."""
     check_output(out, "--out")
+    if bool(store_path) == bool(localized):
+        raise click.UsageError("give --store (a sweep's report) or --localized with --map (a stream's), one of them")
+    if localized:
+        from edgevpr.maps.localization_report import report_from_lines
+
+        if not map_dir:
+            raise click.UsageError("--localized needs --map, the map the frames were localized against")
+        click.echo(f"report: {report_from_lines(localized, map_dir, out, threshold_m, images)}")
+        return
+    check_number(map_size, "--map-size", AT_LEAST_ONE)
     from edgevpr.explore.report import write_report
     from edgevpr.explore.store import Store
 

@@ -242,6 +242,14 @@ def _echo_info(info: dict) -> None:
     "--min-score", type=float, default=None, help="Known/unknown threshold (default: the map's calibrated one)."
 )
 @click.option("--jsonl", type=click.Path(), default=None, help="Write the JSON lines here (each flushed as answered).")
+@click.option("--report", type=click.Path(), default=None, help="Write an HTML localization report here.")
+@click.option(
+    "--report-threshold-m",
+    type=float,
+    default=25.0,
+    show_default=True,
+    help="--report: a top-1 this close to the true position is correct.",
+)
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
 @user_errors
 def localize_command(
@@ -253,6 +261,7 @@ def localize_command(
     from edgevpr.maps import Map
 
     check_output(jsonl, "--jsonl")
+    check_output(rest["report"], "--report")
     frames = _stream_frames(images, folder, video, bag, rest, realtime)
     check_number(top_k, "--top-k", AT_LEAST_ONE)
     check_number(length, "--sequence", AT_LEAST_ONE)
@@ -262,7 +271,14 @@ def localize_command(
     check_number(enhance, "--sequence-enhance", (">= 0", lambda v: v >= 0))
     rerank = (rest["rerank"], rest["rerank_k"], rest["matcher"])
     localizer = _localizer(loaded, map_dir, top_k, length, min_score, enhance, *rerank)
-    _run_stream(loaded, localizer, frames, jsonl, realtime)
+    report = None
+    if rest["report"]:
+        from edgevpr.maps.localization_report import LocalizationReport
+
+        report = LocalizationReport(loaded, rest["report_threshold_m"])
+    _run_stream(loaded, localizer, frames, jsonl, realtime, report)
+    if report is not None:
+        click.echo(f"report: {report.write(rest['report'])}", err=True)
 
 
 def _stream_frames(images, folder, video, bag, rest: dict, realtime: bool):
@@ -308,7 +324,7 @@ def _localizer(loaded, map_dir, top_k, length, min_score, enhance, rerank, reran
     return localize
 
 
-def _run_stream(loaded, localizer, frames, jsonl, realtime) -> None:
+def _run_stream(loaded, localizer, frames, jsonl, realtime, report=None) -> None:
     """Each answer written and flushed as it comes (standard output, or the --jsonl file), then
     one summary line on standard error."""
     from edgevpr.maps.stream import localize_stream
@@ -325,7 +341,8 @@ def _run_stream(loaded, localizer, frames, jsonl, realtime) -> None:
                 output.write(line + "\n")
                 output.flush()
 
-        summary = localize_stream(localizer, frames, emit, kind, realtime)
+        observe = (lambda answer, frame: report.add(answer, frame.image)) if report is not None else None
+        summary = localize_stream(localizer, frames, emit, kind, realtime, observe=observe)
     if not summary["frames"] and not summary["dropped"]:
         raise click.UsageError("no frames to localize")
     if not (jsonl or realtime):  # standard output holds the JSON lines only

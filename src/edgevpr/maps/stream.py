@@ -56,9 +56,11 @@ def localize_stream(
     realtime: bool = False,
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
+    observe: Callable[[dict, StreamFrame], None] | None = None,
 ) -> dict:
-    """Localize ``frames`` in order, ``emit`` each answer; returns the stream's summary:
-    frames answered and dropped, achieved Hz, and per-frame total milliseconds p50/p90/p99."""
+    """Localize ``frames`` in order, ``emit`` each answer (and hand it with its frame to
+    ``observe``: the report); returns the stream's summary: frames answered and dropped,
+    achieved Hz, and per-frame total milliseconds p50/p90/p99."""
     answered, dropped, totals = 0, 0, []
     start = clock()
     first_stamp = None
@@ -78,7 +80,10 @@ def localize_stream(
                 dropped += 1
                 continue
         answer = localize(frame.image, frame.name)
-        emit(_with_truth(answer, frame, positions_kind))
+        answer = _with_truth(answer, frame, positions_kind)
+        emit(answer)
+        if observe is not None:
+            observe(answer, frame)
         totals.append(answer["ms"]["total"])
         answered += 1
     seconds = clock() - start
