@@ -14,8 +14,8 @@ from edgevpr.cli import main
 from edgevpr.data.folder_format import parse_utm
 from edgevpr.data.images import list_images
 from edgevpr.data.recordings import RecordingOptions, open_frames
+from edgevpr.data.recordings.writers import write_bag, write_video
 from edgevpr.errors import EdgeVPRError
-from tests.recording_writers import write_bag, write_video
 
 pytest.importorskip("av", reason="PyAV (the test extra) reads and writes the videos")
 pytest.importorskip("rosbags", reason="rosbags (the test extra) reads and writes the bags")
@@ -213,7 +213,7 @@ def _not_a_bag(tmp_path):
 
 def _unsupported_encoding(tmp_path, images):
     from edgevpr.data.recordings.bag import decode_image
-    from tests.recording_writers import _typestore, image_message
+    from edgevpr.data.recordings.writers import _typestore, image_message
 
     types = _typestore(False).types
     message, _ = image_message(types, images[0], 1.0, False, False)

@@ -89,7 +89,7 @@ def test_localization_report_renders_in_chromium(tmp_path, tiny_street):
 
     from edgevpr.cli import main
     from edgevpr.data.images import list_images
-    from tests.recording_writers import write_bag
+    from edgevpr.data.recordings.writers import write_bag
 
     bag = tmp_path / "queries.bag"
     write_bag(bag, list_images(tiny_street / "queries"), ros1=True, compressed=True)

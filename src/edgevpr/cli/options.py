@@ -24,6 +24,26 @@ def _size(value: str | None):
     return (height, width)
 
 
+def _params(value: str | None, param) -> dict | None:
+    """A component's options from the command line: ``k=v,k=v`` (each value read as YAML) or a
+    YAML mapping such as ``{dilation: [5, 2]}``."""
+    if value is None:
+        return None
+    import yaml
+
+    try:
+        if value.strip().startswith("{"):
+            parsed = yaml.safe_load(value)
+        else:
+            pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+            parsed = {key.strip(): yaml.safe_load(raw) for key, raw in pairs}
+    except (ValueError, yaml.YAMLError):
+        raise click.BadParameter(f"expected k=v,k=v or a YAML mapping, got {value!r}", param=param) from None
+    if not isinstance(parsed, dict):
+        raise click.BadParameter(f"expected k=v,k=v or a YAML mapping, got {value!r}", param=param)
+    return parsed
+
+
 # (option flags, config section, config key, click keyword arguments)
 RECORDING_OPTIONS = [  # a video file or a bag wherever an image folder is asked for (data.recordings)
     ("--topic", "data", "topic", dict(help="Bags: the sensor_msgs/Image or CompressedImage topic.")),
@@ -62,6 +82,23 @@ MODEL_OPTIONS = [
     ),
     ("--mean", "model", "mean", dict(help="Input mean R,G,B on [0,1] (default ImageNet).")),
     ("--std", "model", "std", dict(help="Input std R,G,B (default ImageNet).")),
+    (
+        "--backbone-params",
+        "model",
+        "backbone_params",
+        dict(
+            callback=lambda ctx, param, value: _params(value, param), help="The backbone's options: 'k=v,k=v' or YAML."
+        ),
+    ),
+    (
+        "--aggregator-params",
+        "model",
+        "aggregator_params",
+        dict(
+            callback=lambda ctx, param, value: _params(value, param),
+            help="The aggregator's options, e.g. 'in_h=4,in_w=4'.",
+        ),
+    ),
     ("--gem-p", "model", "gem_p", dict(type=float, help="GeM initial p (default 3).")),
     ("--clusters", "model", "clusters", dict(type=int, help="NetVLAD clusters K (default 64).")),
     ("--pca", "model", "pca", dict(type=int, help="PCA to D dimensions, fitted on database descriptors.")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,6 +15,7 @@ from edgevpr.errors import ConfigError
 from edgevpr.models.params import build_component
 from edgevpr.models.pca import PCAProjection
 from edgevpr.models.registry import AGGREGATORS, BACKBONES
+from edgevpr.models.releases import release_of
 from edgevpr.models.tf_same import apply_tf_same_padding
 from edgevpr.models.weights import load_into
 
@@ -78,7 +81,9 @@ def _build(config: ModelConfig) -> VPRModel:
         raise ConfigError(f"--pca must be positive, got {config.pca}")
     if config.whiten and config.pca is None:
         raise ConfigError("--whiten needs --pca D")
-    backbone = build_component(BACKBONES, config.backbone, config.backbone_params, "model.backbone.params", config)
+    release = release_of(config.weights)  # a published checkpoint of the whole model (models.releases)
+    built_with = dataclasses.replace(config, weights=None, pretrained=False) if release else config
+    backbone = build_component(BACKBONES, config.backbone, config.backbone_params, "model.backbone.params", built_with)
     if config.tf_same_padding:
         apply_tf_same_padding(backbone)
     if config.aggregator == "cls" and not getattr(backbone, "cls_token", False):
@@ -86,4 +91,11 @@ def _build(config: ModelConfig) -> VPRModel:
     aggregator = build_component(
         AGGREGATORS, config.aggregator, config.aggregator_params, "model.aggregator.params", backbone.out_channels
     )
-    return VPRModel(backbone, aggregator, config.dim, config.pca, config.whiten)
+    if getattr(aggregator, "needs_token", False):
+        if not hasattr(backbone, "return_token"):
+            raise ConfigError(f"aggregator {config.aggregator!r} reads a class token; {config.backbone!r} has none")
+        backbone.return_token = True
+    model = VPRModel(backbone, aggregator, config.dim, config.pca, config.whiten)
+    if release is not None:
+        release.load_into(model, config.weights)
+    return model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from pathlib import Path
 
 from edgevpr.config import (
     IMAGENET_MEAN,
@@ -21,6 +22,7 @@ from edgevpr.contract import InputContract
 from edgevpr.errors import ConfigError
 from edgevpr.models.known_weights import known_file, pretrained_contract
 from edgevpr.models.params import resolved_params
+from edgevpr.models.releases import release_of
 
 CONTRACT_FIELDS = ("mean", "std", "tf_same_padding")
 DEFAULTS = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "tf_same_padding": False}
@@ -28,6 +30,9 @@ DEFAULTS = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "tf_same_padding": False
 
 def _carried(model: ModelConfig) -> dict | None:
     if model.weights:
+        release = release_of(model.weights)
+        if release is not None:
+            return {"name": f"{release.name} release {Path(model.weights).name}", **release.contract}
         return known_file(model.weights)
     if model.pretrained:
         return pretrained_contract(model.backbone)
@@ -37,6 +42,9 @@ def _carried(model: ModelConfig) -> dict | None:
 def resolve_model(model: ModelConfig) -> tuple[ModelConfig, dict]:
     """The model section with its contract fields filled, and where they came from:
     ``{"source": "flags" | "defaults" | "weights NAME (sha256 PREFIX)", "from_flags": [...]}``."""
+    release = release_of(model.weights)
+    if release is not None:  # the architecture the file holds (models.releases)
+        model = dataclasses.replace(model, **release.model)
     carried = _carried(model)
     given = [name for name in CONTRACT_FIELDS if getattr(model, name) is not None]
     values = {name: getattr(model, name) for name in given}
@@ -59,6 +67,10 @@ def resolve_config(config: RunConfig, log=None) -> RunConfig:
     that carries no contract says which contract it runs under."""
     resolved = copy.deepcopy(config)
     resolved.model, origin = resolve_model(config.model)
+    release = release_of(config.model.weights)
+    if release is not None and release.contract["size"] and config.data.size is None and config.data.resize is None:
+        resolved.data.size = tuple(release.contract["size"])  # the size the authors evaluated at
+        resolved.data.interpolation = release.contract["interpolation"]
     if log and config.model.weights and not origin["source"].startswith("weights"):
         log(
             f"{config.model.weights}: not a weight file edgevpr knows; running under "

@@ -29,12 +29,20 @@ def log_optimal_transport(scores: torch.Tensor, dustbin: torch.Tensor, iteration
     norm = -torch.log(m + n)
     log_a = torch.cat([torch.zeros_like(scores[0, :, 0]) + norm, (torch.log(n) + norm).reshape(1)])
     log_b = torch.cat([torch.zeros_like(scores[0, 0, :]) + norm, (torch.log(m) + norm).reshape(1)])
+    return sinkhorn_log(couplings, log_a, log_b, iterations) - norm
+
+
+def sinkhorn_log(couplings: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Sinkhorn's iterations in log space on (B, R, C) couplings with log marginals ``log_a``
+    (R,) and ``log_b`` (C,): u <- log a - logsumexp_j (S_ij + v_j), v <- log b - logsumexp_i
+    (S_ij + u_i); returns log P = S + u + v. The matcher (above) and SALAD's assignment
+    (``models.aggregators.salad``) differ only in their couplings and marginals."""
     u = torch.zeros_like(couplings[:, :, 0])
     v = torch.zeros_like(couplings[:, 0, :])
     for _ in range(iterations):
         u = log_a - torch.logsumexp(couplings + v.unsqueeze(1), dim=2)
         v = log_b - torch.logsumexp(couplings + u.unsqueeze(2), dim=1)
-    return couplings + u.unsqueeze(2) + v.unsqueeze(1) - norm
+    return couplings + u.unsqueeze(2) + v.unsqueeze(1)
 
 
 def scaled_optimal_transport(scores: torch.Tensor, dustbin: torch.Tensor, iterations: int) -> torch.Tensor:

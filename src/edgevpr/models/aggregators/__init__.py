@@ -5,10 +5,12 @@ from edgevpr.models.aggregators import (  # noqa: F401
     crn,
     gem,
     mac,
+    mixvpr,
     netvlad,
     patchnorm,
     rmac,
     rrm,
+    salad,
     seqpool,
     spoc,
 )

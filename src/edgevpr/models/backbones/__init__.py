@@ -1,6 +1,7 @@
 """Backbones: each file registers its builders in ``BACKBONES``."""
 
 from edgevpr.models.backbones import (  # noqa: F401
+    dinov2,
     efficientnet,
     ghostcnn,
     mobilenetv2,

@@ -1,6 +1,7 @@
-"""Small real recordings written for the tests: a video with PyAV, ROS 1 and ROS 2 bags with
-``rosbags`` (images as ``sensor_msgs/Image`` or ``CompressedImage``, positions as
-``sensor_msgs/NavSatFix`` at another rate than the images)."""
+"""Small real recordings written from image folders, for tests, benchmarks and trying the
+recording sources out: a video with PyAV, ROS 1 and ROS 2 bags with ``rosbags`` (images as
+``sensor_msgs/Image`` or ``CompressedImage``, positions as ``sensor_msgs/NavSatFix`` at twice
+the image rate, from the folder format's UTM names or given positions)."""
 
 from __future__ import annotations
 
@@ -89,10 +90,11 @@ def write_bag(
     start: float = 100.0,
     interval: float = 0.1,
     encoding: str = "rgb8",
+    positions: list[tuple[float, float]] | None = None,
 ) -> list[float]:
     """Frame i at ``start + i * interval``; with ``gps_topic`` a fix at each frame's time and
-    one halfway to the next (twice the image rate) at the street position of its name.
-    Returns the frame times."""
+    one halfway to the next (twice the image rate) at the frame's UTM position (``positions``,
+    or the folder format's name). Returns the frame times."""
     types = _typestore(ros1).types
     store = _typestore(ros1)
     if ros1:
@@ -109,7 +111,8 @@ def write_bag(
         camera = writer.add_connection(topic, f"sensor_msgs/msg/{kind}", typestore=store)
         gps = writer.add_connection(gps_topic, "sensor_msgs/msg/NavSatFix", typestore=store) if gps_topic else None
         serialize = store.serialize_ros1 if ros1 else store.serialize_cdr
-        positions = [parse_utm(p) for p in images] if gps_topic else []
+        if gps_topic and positions is None:
+            positions = [parse_utm(p) for p in images]
         for i, (image, seconds) in enumerate(zip(images, times)):
             message, kind = image_message(types, image, seconds, ros1, compressed, encoding)
             stamp_ns = round(seconds * 1e9)

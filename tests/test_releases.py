@@ -1,0 +1,187 @@
+"""Published checkpoints by file (models.releases): for each authors' layout a state dict is
+generated here with the official key names and shapes (random values, the official container:
+a Lightning checkpoint's ``state_dict``, a hub-style flat dict), loaded with ``--weights``,
+and checked: every tensor landed where it belongs, the output depends on every loaded
+parameter, the descriptor size and the input contract are the release's, and a file that
+matches a layout only in part is refused naming the first key."""
+
+import pytest
+import torch
+
+from edgevpr.compat import torchvision
+from edgevpr.config import IMAGENET_MEAN, load_config
+from edgevpr.errors import ConfigError
+from edgevpr.models import build_model
+from edgevpr.models.resolve import contract_of, resolve_config
+from edgevpr.models.size import count_params
+
+
+def _mixvpr_state(side: int = 4, channels: int = 64, rows: int = 2, depth: int = 2) -> dict:
+    """MixVPR's VPRModel: torchvision ResNet-50 as ``backbone.model`` without layer4, fc and
+    avgpool; the aggregator's FeatureMixerLayer stack, channel_proj and row_proj."""
+    resnet = torchvision.models.resnet50().state_dict()
+    state = {f"backbone.model.{k}": v for k, v in resnet.items() if not k.startswith(("layer4.", "fc."))}
+    cells = side * side
+    for i in range(depth):
+        state[f"aggregator.mix.{i}.mix.0.weight"] = 1 + 0.1 * torch.randn(cells)
+        state[f"aggregator.mix.{i}.mix.0.bias"] = 0.1 * torch.randn(cells)
+        for j in (1, 3):
+            state[f"aggregator.mix.{i}.mix.{j}.weight"] = 0.05 * torch.randn(cells, cells)
+            state[f"aggregator.mix.{i}.mix.{j}.bias"] = 0.05 * torch.randn(cells)
+    state["aggregator.channel_proj.weight"] = 0.05 * torch.randn(channels, 1024)
+    state["aggregator.channel_proj.bias"] = 0.05 * torch.randn(channels)
+    state["aggregator.row_proj.weight"] = 0.05 * torch.randn(rows, cells)
+    state["aggregator.row_proj.bias"] = 0.05 * torch.randn(rows)
+    return state
+
+
+def _cosplace_state(dim: int = 32) -> dict:
+    """CosPlace's GeoLocalizationNet on ResNet-18: ``backbone`` = the classifier's children
+    but the last two, ``aggregation`` = L2Norm, GeM, Flatten, Linear, L2Norm."""
+    children = list(torchvision.models.resnet18().children())[:-2]
+    state = {f"backbone.{k}": v for k, v in torch.nn.Sequential(*children).state_dict().items()}
+    state["aggregation.1.p"] = torch.ones(1) * 3.2
+    state["aggregation.3.weight"] = 0.05 * torch.randn(dim, 512)
+    state["aggregation.3.bias"] = 0.05 * torch.randn(dim)
+    return state
+
+
+def _salad_state(clusters: int = 8, cluster_dim: int = 16, token_dim: int = 32) -> dict:
+    """SALAD's VPRModel on DINOv2 ViT-S/14 as torch.hub builds it (``backbone.model``, with
+    its mask token), then the aggregator's three MLPs and the dustbin score."""
+    import timm
+
+    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0).state_dict()
+    state = {f"backbone.model.{k}": v for k, v in vit.items()}
+    state["backbone.model.mask_token"] = torch.zeros(1, 384)
+    shapes = {
+        "token_features.0": (512, 384),
+        "token_features.2": (token_dim, 512),
+        "cluster_features.0": (512, 384, 1, 1),
+        "cluster_features.3": (cluster_dim, 512, 1, 1),
+        "score.0": (512, 384, 1, 1),
+        "score.3": (clusters, 512, 1, 1),
+    }
+    for name, shape in shapes.items():
+        state[f"aggregator.{name}.weight"] = 0.05 * torch.randn(shape)
+        state[f"aggregator.{name}.bias"] = 0.05 * torch.randn(shape[0])
+    state["aggregator.dust_bin"] = torch.tensor(0.7)
+    return state
+
+
+RELEASES = {  # name -> (state, container, descriptor size, input size, architecture)
+    "mixvpr": (_mixvpr_state, "lightning", 128, (64, 64), ("resnet50_conv4", "mixvpr")),
+    "cosplace": (_cosplace_state, "flat", 32, None, ("resnet18_conv5", "gem")),
+    "salad": (_salad_state, "flat", 8 * 16 + 32, (322, 322), ("dinov2_vits14", "salad")),
+}
+
+
+def _write(tmp_path, name: str) -> tuple:
+    make, container, dim, size, architecture = RELEASES[name]
+    torch.manual_seed(0)
+    state = make()
+    payload = {"epoch": 3, "global_step": 100, "state_dict": state} if container == "lightning" else state
+    path = tmp_path / f"{name}.ckpt"
+    torch.save(payload, path)
+    return path, state
+
+
+@pytest.mark.parametrize("name", list(RELEASES))
+def test_a_release_loads_whole_with_its_contract(tmp_path, name):
+    path, state = _write(tmp_path, name)
+    _, _, dim, size, (backbone, aggregator) = RELEASES[name]
+    config = resolve_config(load_config(overrides={"model": {"weights": str(path)}}))
+    assert (config.model.backbone, config.model.aggregator) == (backbone, aggregator)
+    assert config.data.size == size and config.model.mean == IMAGENET_MEAN
+    if name == "mixvpr":
+        assert contract_of(config).interpolation == "bicubic"
+    model = build_model(config.model).eval()
+    assert model.descriptor_dim == dim
+    landed = list(model.state_dict().values())
+    for key, value in state.items():
+        if key.endswith("mask_token"):
+            continue  # DINOv2's masked-image-modelling token: no role at inference
+        same = (v for v in landed if v.numel() == value.numel() and torch.equal(v.flatten(), value.flatten()))
+        assert next(same, None) is not None, f"{key} did not land"
+    side = 28 if name == "salad" else (size or (64, 64))[0]
+    torch.manual_seed(1)
+    (model(torch.rand(2, 3, side, side)) * torch.randn(dim)).sum().backward()
+    silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert silent == [], f"the output does not depend on {silent[:3]}"
+
+
+@pytest.mark.parametrize("name", list(RELEASES))
+def test_a_partial_release_is_refused_naming_the_key(tmp_path, name):
+    make = RELEASES[name][0]
+    state = make()
+    dropped = next(
+        k for k in state if "layer3.1.conv1" in k or "blocks.3.attn.qkv.weight" in k or k.endswith("4.1.conv1.weight")
+    )
+    missing = {k: v for k, v in state.items() if k != dropped}
+    torch.save(missing, tmp_path / "missing.pt")
+    with pytest.raises(ConfigError, match="lacks '.*(layer|blocks|body)"):
+        build_model(resolve_config(load_config(overrides={"model": {"weights": str(tmp_path / "missing.pt")}})).model)
+    extra = state | {next(iter(state)).rsplit(".", 1)[0] + ".surplus": torch.zeros(3)}
+    torch.save(extra, tmp_path / "extra.pt")
+    with pytest.raises(ConfigError, match="surplus"):
+        build_model(resolve_config(load_config(overrides={"model": {"weights": str(tmp_path / "extra.pt")}})).model)
+
+
+def test_full_size_models_match_the_papers():
+    """MixVPR on ResNet-50 at 4096-D: 10.88 M parameters (Ali-bey et al. 2023); SALAD on
+    DINOv2 ViT-B/14: 8448-D (Izquierdo and Civera 2024), 88.0 M parameters with the ViT."""
+    mixvpr = build_model(load_config(overrides={"model": {"backbone": "resnet50_conv4", "aggregator": "mixvpr"}}).model)
+    assert mixvpr.descriptor_dim == 4096 and round(count_params(mixvpr) / 1e6, 2) == 10.88
+    salad = build_model(load_config(overrides={"model": {"backbone": "dinov2_vitb14", "aggregator": "salad"}}).model)
+    assert salad.descriptor_dim == 8448 and round(count_params(salad) / 1e6, 1) == 88.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv, dim",
+    [
+        (
+            [
+                "--backbone",
+                "resnet18_conv4",
+                "--aggregator",
+                "mixvpr",
+                "--aggregator-params",
+                "in_h=4,in_w=4,out_channels=32",
+            ],
+            128,
+        ),
+        (
+            [
+                "--backbone",
+                "dinov2_vits14",
+                "--aggregator",
+                "salad",
+                "--aggregator-params",
+                "{clusters: 8, cluster_dim: 8}",
+            ],
+            320,
+        ),
+    ],
+)
+def test_new_aggregators_deploy_int8_and_evaluate(tmp_path, tiny_street, argv, dim):
+    """Each new aggregator through quantize (int8: convolutions and matrix products in
+    integers; LayerNorm, softmax and Sinkhorn's log-sum-exps stay float) and eval of the file."""
+    import json
+
+    from click.testing import CliRunner
+
+    from edgevpr.cli import main
+
+    size = ["--size", "64x64"] if "mixvpr" in argv else ["--size", "70x98"]
+    out = tmp_path / "m.onnx"
+    calib = ["--calib", str(tiny_street / "database"), "--calib-count", "8"]
+    quantized = CliRunner().invoke(main, ["quantize", *argv, *size, "--precision", "int8", *calib, "--out", str(out)])
+    assert quantized.exit_code == 0, quantized.output
+    result = tmp_path / "r.json"
+    evaluated = CliRunner().invoke(
+        main, ["eval", "--onnx", str(out), "--dataset", str(tiny_street), "--latency-runs", "5", "--out", str(result)]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    stored = json.loads(result.read_text())
+    assert stored["model"]["descriptor_dim"] == dim and stored["protocol"]["precision"].startswith("int8")
