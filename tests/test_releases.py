@@ -69,10 +69,46 @@ def _salad_state(clusters: int = 8, cluster_dim: int = 16, token_dim: int = 32) 
     return state
 
 
+def _boq_state(dino: bool = False, dim: int = 64, queries: int = 8, layers: int = 2, rows: int = 4) -> dict:
+    """BoQ's hub model: ``backbone.net`` (torchvision ResNet-50 children up to layer3) or
+    ``backbone.dino`` (DINOv2 from torch.hub), and the aggregator's projection, blocks (a
+    PyTorch TransformerEncoderLayer, learned queries, two MultiheadAttentions, two LayerNorms)
+    and the final row projection."""
+    if dino:
+        import timm
+
+        vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0).state_dict()
+        state = {f"backbone.dino.{k}": v for k, v in vit.items()} | {"backbone.dino.mask_token": torch.zeros(1, 384)}
+        channels = 384
+    else:
+        body = torch.nn.Sequential(*list(torchvision.models.resnet50().children())[:7])
+        state = {f"backbone.net.{k}": v for k, v in body.state_dict().items()}
+        channels = 1024
+    heads = dim // 64
+    proj = torch.nn.Conv2d(channels, dim, 3, padding=1)
+    state |= {f"aggregator.proj_c.{k}": v for k, v in proj.state_dict().items()}
+    state |= {f"aggregator.norm_input.{k}": v for k, v in torch.nn.LayerNorm(dim).state_dict().items()}
+    for i in range(layers):
+        parts = {
+            "encoder": torch.nn.TransformerEncoderLayer(dim, heads, 4 * dim, batch_first=True, dropout=0.0),
+            "self_attn": torch.nn.MultiheadAttention(dim, heads, batch_first=True),
+            "norm_q": torch.nn.LayerNorm(dim),
+            "cross_attn": torch.nn.MultiheadAttention(dim, heads, batch_first=True),
+            "norm_out": torch.nn.LayerNorm(dim),
+        }
+        for name, module in parts.items():
+            state |= {f"aggregator.boqs.{i}.{name}.{k}": v for k, v in module.state_dict().items()}
+        state[f"aggregator.boqs.{i}.queries"] = torch.randn(1, queries, dim)
+    state |= {f"aggregator.fc.{k}": v for k, v in torch.nn.Linear(layers * queries, rows).state_dict().items()}
+    return state
+
+
 RELEASES = {  # name -> (state, container, descriptor size, input size, architecture)
     "mixvpr": (_mixvpr_state, "lightning", 128, (64, 64), ("resnet50_conv4", "mixvpr")),
     "cosplace": (_cosplace_state, "flat", 32, None, ("resnet18_conv5", "gem")),
     "salad": (_salad_state, "flat", 8 * 16 + 32, (322, 322), ("dinov2_vits14", "salad")),
+    "boq_resnet": (_boq_state, "flat", 64 * 4, (384, 384), ("resnet50_conv4", "boq")),
+    "boq_dinov2": (lambda: _boq_state(dino=True), "flat", 64 * 4, (322, 322), ("dinov2_vits14", "boq")),
 }
 
 
@@ -103,10 +139,12 @@ def test_a_release_loads_whole_with_its_contract(tmp_path, name):
             continue  # DINOv2's masked-image-modelling token: no role at inference
         same = (v for v in landed if v.numel() == value.numel() and torch.equal(v.flatten(), value.flatten()))
         assert next(same, None) is not None, f"{key} did not land"
-    side = 28 if name == "salad" else (size or (64, 64))[0]
+    side = 28 if name in ("salad", "boq_dinov2") else 64
     torch.manual_seed(1)
     (model(torch.rand(2, 3, side, side)) * torch.randn(dim)).sum().backward()
     silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    if name == "boq_dinov2":  # BoQ reads the ViT's blocks without its last norm, as the release does
+        silent = [n for n in silent if not n.startswith("backbone.net.norm.")]
     assert silent == [], f"the output does not depend on {silent[:3]}"
 
 
@@ -127,13 +165,21 @@ def test_a_partial_release_is_refused_naming_the_key(tmp_path, name):
         build_model(resolve_config(load_config(overrides={"model": {"weights": str(tmp_path / "extra.pt")}})).model)
 
 
-def test_full_size_models_match_the_papers():
-    """MixVPR on ResNet-50 at 4096-D: 10.88 M parameters (Ali-bey et al. 2023); SALAD on
-    DINOv2 ViT-B/14: 8448-D (Izquierdo and Civera 2024), 88.0 M parameters with the ViT."""
-    mixvpr = build_model(load_config(overrides={"model": {"backbone": "resnet50_conv4", "aggregator": "mixvpr"}}).model)
-    assert mixvpr.descriptor_dim == 4096 and round(count_params(mixvpr) / 1e6, 2) == 10.88
-    salad = build_model(load_config(overrides={"model": {"backbone": "dinov2_vitb14", "aggregator": "salad"}}).model)
-    assert salad.descriptor_dim == 8448 and round(count_params(salad) / 1e6, 1) == 88.0
+@pytest.mark.parametrize(
+    "backbone, aggregator, params, dim, millions",
+    [
+        ("resnet50_conv4", "mixvpr", {}, 4096, 10.88),  # MixVPR's released 4096-D model
+        ("dinov2_vitb14", "salad", {}, 8448, 87.99),  # SALAD: 64 x 128 + 256
+        ("resnet50_conv4", "boq", {}, 16384, 23.84),  # BoQ: 512 x 32
+        ("dinov2_vitb14", "boq", {"proj_channels": 384}, 12288, 95.21),  # BoQ: 384 x 32
+    ],
+)
+def test_full_size_models_have_the_releases_sizes(backbone, aggregator, params, dim, millions):
+    """Descriptor sizes as the authors' releases state them; parameter counts as built here
+    (docs/models.md)."""
+    overrides = {"model": {"backbone": backbone, "aggregator": {"name": aggregator, "params": params}}}
+    model = build_model(load_config(overrides=overrides).model)
+    assert model.descriptor_dim == dim and round(count_params(model) / 1e6, 2) == millions
 
 
 @pytest.mark.slow
@@ -162,6 +208,17 @@ def test_full_size_models_match_the_papers():
             ],
             320,
         ),
+        (
+            [
+                "--backbone",
+                "resnet18_conv4",
+                "--aggregator",
+                "boq",
+                "--aggregator-params",
+                "proj_channels=64,row_dim=4",
+            ],
+            256,
+        ),
     ],
 )
 def test_new_aggregators_deploy_int8_and_evaluate(tmp_path, tiny_street, argv, dim):
@@ -173,7 +230,7 @@ def test_new_aggregators_deploy_int8_and_evaluate(tmp_path, tiny_street, argv, d
 
     from edgevpr.cli import main
 
-    size = ["--size", "64x64"] if "mixvpr" in argv else ["--size", "70x98"]
+    size = ["--size", "70x98"] if "salad" in argv else ["--size", "64x64"]
     out = tmp_path / "m.onnx"
     calib = ["--calib", str(tiny_street / "database"), "--calib-count", "8"]
     quantized = CliRunner().invoke(main, ["quantize", *argv, *size, "--precision", "int8", *calib, "--out", str(out)])

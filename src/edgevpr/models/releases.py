@@ -8,6 +8,9 @@ modules and brings the input contract the authors evaluated with.
 - MixVPR (Ali-bey et al. 2023), a Lightning checkpoint or its state dict: keys
   ``backbone.model.layerK.*``, ``aggregator.mix.N.mix.*``, ``aggregator.channel_proj.*``;
   ResNet-50 conv4 and MixVPR; 320 x 320 bicubic, ImageNet mean and std.
+- BoQ (Ali-bey et al. 2024), the ``torch.hub`` files: keys ``aggregator.boqs.N.*``,
+  ``aggregator.proj_c.*`` on ``backbone.net.N.*`` (ResNet-50 conv4; 384 x 384) or
+  ``backbone.dino.*`` (DINOv2 without its last norm; 322 x 322); bicubic, ImageNet mean and std.
 - SALAD (Izquierdo and Civera 2024): keys ``backbone.model.blocks.N.*`` (DINOv2),
   ``aggregator.dust_bin``, ``aggregator.score.*``; DINOv2 ViT-B/14 (or S/14) and SALAD;
   322 x 322 bilinear, ImageNet mean and std.
@@ -180,12 +183,45 @@ def _salad(state: dict) -> Release | None:
     return Release("SALAD", model, contract, mapped)
 
 
+def _boq(state: dict) -> Release | None:
+    if "aggregator.boqs.0.queries" not in state or "aggregator.proj_c.weight" not in state:
+        return None
+    if "backbone.dino.cls_token" in state:  # DINOv2 from torch.hub, without its last norm
+        width = int(state["backbone.dino.cls_token"].shape[-1])
+        backbone = {384: "dinov2_vits14", 768: "dinov2_vitb14"}.get(width)
+        if backbone is None:
+            raise ConfigError(f"BoQ on a DINOv2 of width {width}: edgevpr builds ViT-S/14 (384) and ViT-B/14 (768)")
+        prefix = "backbone.dino."
+        mapped = {"backbone.net." + k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        mapped.pop("backbone.net.mask_token", None)
+        model = {"backbone": backbone, "backbone_params": {"final_norm": False}}
+        size = (322, 322)
+    else:  # torchvision ResNet children as backbone.net: conv1, bn1, relu, maxpool, layer1-3
+        prefix = "backbone.net."
+        depth = _resnet_depth(state, lambda k: "backbone\\.net\\." + str(3 + k))
+        mapped = {"backbone.body." + k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        model = {"backbone": f"resnet{depth}_conv4"}
+        size = (384, 384)
+    _no_extra([key for key in state if not key.startswith((prefix, "aggregator."))], "BoQ")
+    mapped |= {key: value for key, value in state.items() if key.startswith("aggregator.")}
+    queries = state["aggregator.boqs.0.queries"]
+    params = {
+        "proj_channels": int(queries.shape[-1]),
+        "num_queries": int(queries.shape[1]),
+        "num_layers": len({key.split(".")[2] for key in state if key.startswith("aggregator.boqs.")}),
+        "row_dim": int(state["aggregator.fc.weight"].shape[0]),
+    }
+    model |= {"aggregator": "boq", "aggregator_params": params}
+    contract = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": size, "interpolation": "bicubic"}
+    return Release("BoQ", model, contract, mapped)
+
+
 def _no_extra(keys: list[str], name: str) -> None:
     if keys:
         raise ConfigError(f"{name} layout with an unexpected key {keys[0]!r} ({len(keys)} such keys)")
 
 
-LAYOUTS = (_mixvpr, _salad, _cosplace)
+LAYOUTS = (_mixvpr, _salad, _boq, _cosplace)
 
 
 @lru_cache(maxsize=8)

@@ -44,7 +44,9 @@ def resolve_model(model: ModelConfig) -> tuple[ModelConfig, dict]:
     ``{"source": "flags" | "defaults" | "weights NAME (sha256 PREFIX)", "from_flags": [...]}``."""
     release = release_of(model.weights)
     if release is not None:  # the architecture the file holds (models.releases)
-        model = dataclasses.replace(model, **release.model)
+        model = dataclasses.replace(
+            model, **({"backbone_params": {}, "aggregator_params": {}, "dim": None} | release.model)
+        )
     carried = _carried(model)
     given = [name for name in CONTRACT_FIELDS if getattr(model, name) is not None]
     values = {name: getattr(model, name) for name in given}

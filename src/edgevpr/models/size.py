@@ -30,7 +30,9 @@ _CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _s
 def count_flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
     """torch's FLOP count (2 per multiply-add), fused CPU attention included."""
     counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
-    with torch.inference_mode(), counter:
+    # with autograd on: FlopCounterMode's module tracker hooks the gradients of attention
+    # layers' inputs, and fails on the grad-less tensors of inference_mode or no_grad
+    with torch.enable_grad(), counter:
         model(torch.zeros(input_shape))
     return int(counter.get_total_flops())
 

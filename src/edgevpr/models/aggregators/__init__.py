@@ -1,6 +1,7 @@
 """Aggregators: each file registers its builder in ``AGGREGATORS``."""
 
 from edgevpr.models.aggregators import (  # noqa: F401
+    boq,
     cls,
     crn,
     gem,
