@@ -77,14 +77,38 @@ def export_matcher(matcher_file: str, out: str, int8: bool = False) -> dict:
     return {"bytes": len(model_bytes), "max_difference": difference, "int8": int8}
 
 
+def _shared_weights_folded(model_bytes: bytes) -> bytes:
+    """The exporter gives a weight used twice (query and database patches go through the same
+    layers) an Identity copy per use; quantization then kept the fp32 original beside the int8
+    copy and the file grew. Each use reads the one initializer instead."""
+    proto = onnx.load_from_string(model_bytes)
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    alias = {
+        node.output[0]: node.input[0]
+        for node in proto.graph.node
+        if node.op_type == "Identity" and node.input[0] in initializers
+    }
+    kept = [node for node in proto.graph.node if not (node.op_type == "Identity" and node.output[0] in alias)]
+    for node in kept:
+        for position, name in enumerate(node.input):
+            node.input[position] = alias.get(name, name)
+    outputs = {output.name for output in proto.graph.output}
+    if outputs & set(alias):
+        return model_bytes  # a graph output is such a copy: leave the graph as it is
+    del proto.graph.node[:]
+    proto.graph.node.extend(kept)
+    return proto.SerializeToString()
+
+
 def _quantized(model_bytes: bytes) -> bytes:
+    """int8 weights only (ONNX Runtime dynamic quantization of every MatMul's weight)."""
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as folder:
         source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
-        source.write_bytes(model_bytes)
+        source.write_bytes(_shared_weights_folded(model_bytes))
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
         return target.read_bytes()
 
