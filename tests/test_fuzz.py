@@ -126,7 +126,7 @@ CASES = {  # kind -> (argv with {root} for the fixture folder, text the one line
     ),
     "option the component lacks": (
         _eval("--dataset", "{root}/street", "--aggregator", "gem", "--clusters", "8"),
-        "aggregator 'gem' has no option 'clusters'; its options: p",
+        "aggregator 'gem' has no option 'clusters'; its options: normalize_input, p",
     ),
     "dim zero": (_eval("--dataset", "{root}/street", "--dim", "0"), "model.dim must be >= 1"),
     "threshold negative": (_eval("--dataset", "{root}/street", "--threshold-m", "-1"), "data.threshold_m must be > 0"),
