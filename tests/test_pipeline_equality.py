@@ -25,6 +25,10 @@ CELLS = {  # name -> (eval settings, precision); the slow half runs under the sl
     "fp32 8-bit descriptors": ({"descriptor_bits": 8}, "fp32"),
     "fp32 IVF with re-scoring": ({"index": "IVF2,SQ8,Rerank20", "search_params": "nprobe=2"}, "fp32"),
     "fp32 rapid re-ranking": ({"rerank": "rapid", "rerank_k": 10, "patch_size": [2], "patch_stride": [1]}, "fp32"),
+    "fp32 rapid on compact patches": (
+        {"rerank": "rapid", "rerank_k": 10, "patch_size": [2], "patch_stride": [1], "patch_dim": 24, "patch_bits": 8},
+        "fp32",
+    ),
     "fp32 attention re-ranking": (
         {"rerank": "attention", "rerank_k": 10, "patch_size": [2], "patch_stride": [1]},
         "fp32",
@@ -33,7 +37,14 @@ CELLS = {  # name -> (eval settings, precision); the slow half runs under the sl
     "int8 HNSW": ({"index": "HNSW16"}, "int8"),
     "mixed int8/fp16": ({}, "mixed"),
 }
-SLOW = {"int8 binary codes", "int8 HNSW", "fp32 rapid re-ranking", "fp32 attention re-ranking", "mixed int8/fp16"}
+SLOW = {
+    "int8 binary codes",
+    "int8 HNSW",
+    "fp32 rapid re-ranking",
+    "fp32 rapid on compact patches",
+    "fp32 attention re-ranking",
+    "mixed int8/fp16",
+}
 
 
 def _ranks(answers: list[dict], names: list[str], positives) -> list[int]:

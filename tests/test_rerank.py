@@ -341,6 +341,65 @@ def test_a_map_with_patches_reranks_frames_and_a_map_without_refuses(tmp_path, t
     assert result.exit_code == 0 and json.loads(result.output.splitlines()[0])["ms"]["rerank"] > 0
 
 
+def test_patch_codec_keeps_similarities_in_a_fraction_of_the_bytes(tmp_path):
+    """PCA to d fitted on other patches, then int8: the cosines a re-ranker compares survive
+    (within 0.05 on patches of a 16-dimensional subspace plus noise), a round trip through the
+    file keeps the codec, and a patch costs d bytes."""
+    from edgevpr.extraction.patch_codec import PatchCodec
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(16, 256))
+
+    def patches(count):
+        rows = rng.normal(size=(count, 16)) @ basis + 0.05 * rng.normal(size=(count, 256))
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    codec = PatchCodec.fit(patches(4000), 16, 8)
+    held_out = patches(200)
+    stored = codec.decode(codec.encode(held_out))
+    query = codec.project(held_out[:50])
+    full = held_out[:50] @ held_out.T
+    centred = held_out - codec.mean
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    assert np.abs(query @ stored.T - centred[:50] @ centred.T).max() < 0.05
+    assert np.abs(full).max() <= 1 + 1e-6 and codec.encode(held_out).dtype == np.int8
+    assert codec.bytes_per_patch() == 16 and PatchCodec.fit(held_out, None, 16).bytes_per_patch() == 512
+    codec.save(tmp_path / "c.npz")
+    again = PatchCodec.load(tmp_path / "c.npz", "test")
+    assert np.array_equal(again.encode(held_out), codec.encode(held_out))
+
+
+def test_a_map_keeps_compact_patches_through_build_load_and_add(tmp_path, tiny_street):
+    from edgevpr.config import load_config
+    from edgevpr.maps import Map, ModelSource
+
+    source = ModelSource(
+        config=load_config(overrides={"model": {"backbone": "squeezenet"}, "data": {"size": (72, 96)}})
+    )
+    database = sorted((tiny_street / "database").iterdir())
+    first = tmp_path / "first"
+    first.mkdir()
+    for path in database[:20]:
+        (first / path.name).symlink_to(path)
+    built = Map.build(source, first, tmp_path / "map", patches=PatchSpec((2,), (1,)), patch_dim=24, patch_bits=8)
+    info = built.manifest["patches"]
+    assert info["dtype"] == "int8" and info["dim"] == 24 and (tmp_path / "map" / info["codec"]).is_file()
+    full = Map.build(source, first, tmp_path / "full", patches=PatchSpec((2,), (1,)))
+    assert built.info()["bytes"]["patches"] < full.info()["bytes"]["patches"] / 20
+    loaded = Map.load(tmp_path / "map")
+    assert np.array_equal(np.asarray(loaded.patches.array), np.asarray(built.patches.array))
+    image = sorted((tiny_street / "queries").iterdir())[4]
+    answer = loaded.localize(image, top_k=5, reranker=make_reranker("rapid"), rerank_k=10)
+    assert answer["ms"]["rerank"] > 0 and len(answer["matches"]) == 5
+    rest = tmp_path / "rest"
+    rest.mkdir()
+    for path in database[20:]:
+        (rest / path.name).symlink_to(path)
+    added = loaded.add(rest)
+    assert added.patches.array.shape == (len(database), info["per_image"], 24) and added.patches.array.dtype == np.int8
+    assert np.array_equal(added.patches.codec.components, built.patches.codec.components)
+
+
 @pytest.mark.slow
 @needs(GARDENS_POINT)
 @needs(MOBILENET_TFLITE)

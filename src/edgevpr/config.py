@@ -95,6 +95,8 @@ class EvalConfig:
     matcher: str | None = None  # --rerank attention: the file of `edgevpr train-matcher`
     patch_size: tuple[int, ...] = (3,)  # patch descriptors: window sizes in feature cells
     patch_stride: tuple[int, ...] = (1,)  # one stride per size
+    patch_dim: int | None = None  # compact patches: PCA to this size, fitted on the database's patches
+    patch_bits: int = 16  # patches stored in 16 (fp16) or 8 (int8) bits (extraction.patch_codec)
     seed: int = 0
     repeat: int = 1  # runs with seeds seed, seed+1, ...: the result adds their mean and spread (evaluate.repeats)
     out: str | None = None

@@ -48,6 +48,8 @@ RANGES = {
         "rerank_k": AT_LEAST_ONE,
         "patch_size": AT_LEAST_ONE,
         "patch_stride": AT_LEAST_ONE,
+        "patch_dim": AT_LEAST_ONE,
+        "patch_bits": ("one of 16, 8", lambda v: v in (16, 8)),
     },
     "train": {
         "tolerance_frames": NON_NEGATIVE,

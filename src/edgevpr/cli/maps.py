@@ -56,6 +56,8 @@ def map_group():
 @click.option("--patches", is_flag=True, help="Keep patch descriptors for a second stage (a PyTorch model).")
 @click.option("--patch-size", default=None, help="Patch sizes in feature cells, with --patches (default 3).")
 @click.option("--patch-stride", default=None, help="One stride per size, with --patches (default 1).")
+@click.option("--patch-dim", type=int, default=None, help="Compact patches: PCA to D, fitted on the map's patches.")
+@click.option("--patch-bits", type=click.Choice(["16", "8"]), default=None, help="Patches in fp16 (default) or int8.")
 @click.option("--out", required=True, type=click.Path(), help="Map folder to create.")
 @user_errors
 def map_build_command(checkpoint, onnx, config_file, images, positions, threads, patches, out, **kwargs):
@@ -74,7 +76,7 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
         "descriptor_fit": "descriptor_fit",
         "binary_rotation": "binary_rotation",
     }
-    chosen = {key: kwargs.pop(key) for key in (*map_flags, "patch_size", "patch_stride")}
+    chosen = {key: kwargs.pop(key) for key in (*map_flags, "patch_size", "patch_stride", "patch_dim", "patch_bits")}
     recording = {key for _, _, key, _ in RECORDING_OPTIONS}
     given = [flag for flag, value in kwargs.items() if value is not None and flag not in {"max_pixels", *recording}]
     if (checkpoint or onnx) and (given or config_file):
@@ -88,6 +90,11 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
     options["descriptor_bits"] = int(options["descriptor_bits"])
     if patches or chosen["patch_size"] or chosen["patch_stride"]:
         options["patches"] = _patch_spec(chosen["patch_size"] or "3", chosen["patch_stride"] or "1")
+    if chosen["patch_dim"] is not None or chosen["patch_bits"] is not None:
+        if options.get("patches") is None:
+            raise ConfigError("--patch-dim and --patch-bits shape patch descriptors: give --patches too")
+        options["patch_dim"] = chosen["patch_dim"] or options.get("patch_dim")
+        options["patch_bits"] = int(chosen["patch_bits"] or options.get("patch_bits") or 16)
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     images, positions = _recording_folder(images, positions, config.data, log)
     with contextlib.ExitStack() as stack:

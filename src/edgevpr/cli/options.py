@@ -250,6 +250,8 @@ EVAL_OPTIONS = [
     ),
     ("--patch-size", "eval", "patch_size", dict(help="Patch sizes in feature cells, e.g. 3 or 2,5,8 (default 3).")),
     ("--patch-stride", "eval", "patch_stride", dict(help="One patch stride per size (default 1).")),
+    ("--patch-dim", "eval", "patch_dim", dict(type=int, help="Compact patches: PCA to D, fitted on the database's.")),
+    ("--patch-bits", "eval", "patch_bits", dict(type=int, help="Patches stored in 16 (fp16, default) or 8 bits.")),
 ]
 
 QUANTIZE_OPTIONS = [

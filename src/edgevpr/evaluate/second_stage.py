@@ -1,8 +1,10 @@
 """The second stage of an evaluation (``--rerank NAME --rerank-k K [--matcher FILE]``): patch
-descriptors extracted in the same pass as the global ones (``extraction.patches``), the first
-stage's top-K of each query re-ordered by the re-ranker (``rerank``), and what it costs:
-``rerank_ms`` per query (median at that K, counted in ``total_ms``), ``patch_bytes`` per
-database image (fp16) and, for a trained matcher, its parameters and FLOPs per pair."""
+descriptors extracted in the same pass as the global ones (``extraction.patches``), stored as
+a map stores them (fp16, or compact with ``--patch-dim``/``--patch-bits``: the codec fitted on
+the database's patches, as ``map build`` fits it on the map's), the first stage's top-K of each
+query re-ordered by the re-ranker (``rerank``), and what it costs: ``rerank_ms`` per query
+(median at that K, counted in ``total_ms``), ``patch_bytes`` per database image and, for a
+trained matcher, its parameters and FLOPs per pair."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 
 from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
+from edgevpr.extraction.patch_codec import PatchCodec
 from edgevpr.extraction.patches import PatchModel, PatchSpec
 from edgevpr.rerank import PatchSet, make_reranker, rerank_predictions
 
@@ -28,6 +31,8 @@ class SecondStage:
             )
         self.patch_model: PatchModel | None = None
         self.times: list[float] = []
+        self.compact = (config.eval.patch_dim, config.eval.patch_bits)
+        self.codec: PatchCodec | None = None
 
     @classmethod
     def configured(cls, config: RunConfig) -> SecondStage | None:
@@ -45,18 +50,24 @@ class SecondStage:
         self.patch_model = PatchModel(model, self.spec).eval()
         return self.patch_model
 
-    def _sets(self, extraction) -> list[PatchSet]:
+    def _sets(self, patches) -> list[PatchSet]:
         height, width = self.patch_model.map_size
         centres, stride = self.patch_model.centres(), min(self.spec.strides)
-        return [PatchSet(p, centres, stride, (width, height)) for p in extraction.patches]
+        return [PatchSet(p, centres, stride, (width, height)) for p in patches]
 
     def rerank(self, predictions: np.ndarray, queries, database) -> tuple[np.ndarray, np.ndarray]:
-        self.patches_per_image = int(database.patches.shape[1])
-        self.patch_dim = int(database.patches.shape[2])
+        database_patches, query_patches = database.patches, queries.patches
+        dim, bits = self.compact
+        if dim is not None or bits != 16:  # stored as the map stores them, queries projected
+            self.codec = PatchCodec.fit(database.patches, dim, bits)
+            database_patches = self.codec.decode(self.codec.encode(database.patches))
+            query_patches = self.codec.project(queries.patches)
+        self.patches_per_image = int(database_patches.shape[1])
+        self.patch_dim = int(database_patches.shape[2])
         if hasattr(self.reranker, "check"):
             self.reranker.check(self.patch_dim)
         scores, reordered, self.times = rerank_predictions(
-            self.reranker, predictions, self._sets(queries), self._sets(database), self.k
+            self.reranker, predictions, self._sets(query_patches), self._sets(database_patches), self.k
         )
         return scores, reordered
 
@@ -65,7 +76,8 @@ class SecondStage:
         added = {
             "rerank_ms": rerank_ms,
             "rerank_p90_ms": float(np.percentile(self.times, 90)) if self.times else 0.0,
-            "patch_bytes": self.patches_per_image * self.patch_dim * 2,  # per database image, fp16
+            "patch_bytes": self.patches_per_image
+            * (self.codec.bytes_per_patch() if self.codec else 2 * self.patch_dim),
             "patches_per_image": self.patches_per_image,
             "total_ms": cost["total_ms"] + rerank_ms,
         }
@@ -88,4 +100,7 @@ class SecondStage:
         return int(counter.get_total_flops())
 
     def describe(self) -> dict:
-        return {"name": self.name, "k": self.k, "patches": self.spec.rule(), **self.reranker.describe()}
+        described = {"name": self.name, "k": self.k, "patches": self.spec.rule(), **self.reranker.describe()}
+        if self.codec is not None:
+            described["patch_codec"] = self.codec.describe()
+        return described

@@ -29,7 +29,7 @@ from edgevpr.extraction.patches import PatchSpec
 from edgevpr.maps.known import calibrate_min_score
 from edgevpr.maps.manifest import FORMAT, manifest_path, mapped_part, read_manifest
 from edgevpr.maps.model_file import KINDS, load_model, save_torch_model, sha256_of
-from edgevpr.maps.patches import MapPatches, extract_patches, load_patches, query_patches
+from edgevpr.maps.patches import MapPatches, compact, extract_patches, load_patches, query_patches
 from edgevpr.maps.positions import distance, positions_for
 from edgevpr.models.describer import Describer
 from edgevpr.models.initialise import initialise_aggregator
@@ -116,6 +116,8 @@ class Map:
         binary_rotation: str = "itq",
         int8_scale: str = "dimension",
         patches: PatchSpec | None = None,
+        patch_dim: int | None = None,
+        patch_bits: int = 16,
     ) -> Map:
         """Extract every image of ``images`` with the model of ``source``, index the descriptors
         and write the map folder ``out`` (which must not hold a map already). With
@@ -164,6 +166,8 @@ class Map:
                 max_pixels=limit,
             )
         stored = extract_patches(model, paths, patches, batch_size, limit) if patches else None
+        if stored is not None:  # compact patches: the codec is fitted on the map's own patches
+            stored = compact(stored, patch_dim, patch_bits)
         return cls._commit(
             out,
             model,
@@ -262,8 +266,14 @@ class Map:
                 parts.append(part_path(manifest_file, ".patches.npy"))
                 written.append(parts[-1])
                 with open(parts[-1], "wb") as handle:
-                    np.save(handle, np.asarray(patches.array, dtype=np.float16))
-                patch_info = patches.info(parts[-1].name)
+                    np.save(handle, patches.stored())
+                codec_file = None
+                if patches.codec is not None:
+                    parts.append(part_path(manifest_file, ".patch-codec.npz"))
+                    written.append(parts[-1])
+                    patches.codec.save(parts[-1])
+                    codec_file = parts[-1].name
+                patch_info = patches.info(parts[-2 if codec_file else -1].name, codec_file)
             images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
             known = calibrate_min_score(index, descriptors, positions, kind, sources)
             manifest = {
@@ -328,14 +338,16 @@ class Map:
         patches = None
         if self.patches is not None:  # the same patch spec for the new images
             limit = max_pixels or DEFAULT_MAX_PIXELS
-            added = extract_patches(self.model, paths, self.patches.spec, batch_size, limit)
+            added = extract_patches(self.model, paths, self.patches.spec, batch_size, limit, self.patches.codec)
             if added.array.shape[1:] != self.patches.array.shape[1:]:
                 raise ConfigError(
                     f"{images}: images give {added.array.shape[1]} patches, the map holds "
                     f"{self.patches.array.shape[1]} per image; use images of the map's size"
                 )
             stacked = np.concatenate([np.asarray(self.patches.array), added.array])
-            patches = MapPatches(stacked, self.patches.spec, self.patches.centres, self.patches.extent)
+            patches = MapPatches(
+                stacked, self.patches.spec, self.patches.centres, self.patches.extent, self.patches.codec
+            )
         spec = IndexSpec.parse(self.manifest["index"]["spec"])
         check_fits(spec, len(descriptors), where=str(self.folder))
         model_part = self.folder / self.manifest["model"]["file"]
@@ -452,10 +464,8 @@ class Map:
 
     def info(self) -> dict:
         """What the map holds and its bytes on disk and in memory."""
-        files = {
-            section: self.folder / self.manifest[section]["file"]
-            for section in ("model", "descriptors", "index", "images")
-        }
+        sections = ("model", "descriptors", "index", "images") + (("patches",) if self.manifest.get("patches") else ())
+        files = {section: self.folder / self.manifest[section]["file"] for section in sections}
         return {
             "folder": str(self.folder),
             "images": len(self.names),
@@ -525,6 +535,7 @@ class Map:
         tensor = self.model.contract(self.picture(image))[None]
         decoded = time.perf_counter()
         descriptor, query = query_patches(self.model, self.patches.spec, tensor)
+        query = self.patches.query(query)
         ms = {"decode": 1000 * (decoded - start), "extract": 1000 * (time.perf_counter() - decoded)}
         searched = time.perf_counter()
         scores, ids = self.index.search(descriptor[None], max(top_k, rerank_k))

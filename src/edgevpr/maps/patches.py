@@ -1,6 +1,7 @@
-"""Patch descriptors a map keeps for a second stage (``map build --patches``): fp16, one row of
-n_P patches per map image, memory-mapped on load, with the patch spec, their centres and the
-feature map's extent. Only a PyTorch model (a checkpoint, or one built from a config) exposes
+"""Patch descriptors a map keeps for a second stage (``map build --patches``): fp16, or compact
+(``--patch-dim``, ``--patch-bits``: ``extraction.patch_codec``, fitted on the map's own
+patches), one row of n_P patches per map image, memory-mapped on load, with the patch spec,
+their centres and the feature map's extent. Only a PyTorch model (a checkpoint, or one built from a config) exposes
 the feature map they are pooled from."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from edgevpr.errors import ConfigError
 from edgevpr.extraction.extract import extract
+from edgevpr.extraction.patch_codec import PatchCodec
 from edgevpr.extraction.patches import PatchModel, PatchSpec
 from edgevpr.maps.manifest import mapped_part
 from edgevpr.rerank.registry import PatchSet
@@ -20,26 +22,42 @@ from edgevpr.rerank.registry import PatchSet
 
 @dataclass
 class MapPatches:
-    array: np.ndarray  # (N, n_P, D_p) float16
+    array: np.ndarray  # (N, n_P, D_p) float16, or as the codec stores them
     spec: PatchSpec
     centres: np.ndarray  # (n_P, 2)
     extent: tuple[int, int]  # feature map (width, height)
+    codec: PatchCodec | None = None  # compact patches: PCA and fp16/int8 storage
 
     @property
     def stride(self) -> int:
         return min(self.spec.strides)
 
     def sets(self, ids) -> list[PatchSet]:
-        return [PatchSet(self.array[i], self.centres, self.stride, self.extent) for i in ids]
+        decode = self.codec.decode if self.codec is not None else (lambda rows: rows)
+        return [PatchSet(decode(self.array[i]), self.centres, self.stride, self.extent) for i in ids]
 
-    def info(self, file: str) -> dict:
+    def stored(self) -> np.ndarray:
+        """The array as the map file holds it."""
+        return np.asarray(self.array, dtype=np.float16) if self.codec is None else self.array
+
+    def query(self, query: PatchSet) -> PatchSet:
+        """A query's patches in the map's space (projected when the map's are compact)."""
+        if self.codec is None:
+            return query
+        return PatchSet(self.codec.project(query.patches), query.positions, query.stride, query.extent)
+
+    def bytes_per_image(self) -> int:
+        return int(self.array.shape[1] * self.array.shape[2] * self.stored().dtype.itemsize)
+
+    def info(self, file: str, codec_file: str | None = None) -> dict:
         return {
             "file": file,
             "spec": self.spec.to_dict(),
             "count": int(self.array.shape[0]),
             "per_image": int(self.array.shape[1]),
             "dim": int(self.array.shape[2]),
-            "dtype": "float16",
+            "dtype": str(self.stored().dtype),
+            "codec": codec_file,
             "centres": self.centres.tolist(),
             "extent": list(self.extent),
         }
@@ -53,11 +71,23 @@ def patch_model(model, spec: PatchSpec) -> PatchModel:
     return PatchModel(model.network, spec).eval()
 
 
-def extract_patches(model, paths, spec: PatchSpec, batch_size: int, max_pixels: int) -> MapPatches:
+def extract_patches(
+    model, paths, spec: PatchSpec, batch_size: int, max_pixels: int, codec: PatchCodec | None = None
+) -> MapPatches:
+    """The images' patches, encoded by ``codec`` when there is one."""
     patcher = patch_model(model, spec)
     found = extract(patcher, paths, model.contract, batch_size=batch_size, max_pixels=max_pixels, label="patches")
     height, width = patcher.map_size
-    return MapPatches(found.patches, spec, patcher.centres(), (width, height))
+    array = found.patches if codec is None else codec.encode(found.patches)
+    return MapPatches(array, spec, patcher.centres(), (width, height), codec)
+
+
+def compact(patches: MapPatches, dim: int | None, bits: int) -> MapPatches:
+    """``patches`` (full, float) stored compactly: the codec fitted on them (the map's images)."""
+    if dim is None and bits == 16:
+        return patches
+    codec = PatchCodec.fit(patches.array, dim, bits)
+    return MapPatches(codec.encode(patches.array), patches.spec, patches.centres, patches.extent, codec)
 
 
 def query_patches(model, spec: PatchSpec, tensor: torch.Tensor) -> tuple[np.ndarray, PatchSet]:
@@ -74,6 +104,7 @@ def load_patches(folder: Path, info: dict | None, count: int, where: str) -> Map
     if not info:
         return None
     array = mapped_part(folder / info["file"], (count, info["per_image"], info["dim"]), "patches", where)
+    codec = PatchCodec.load(folder / info["codec"], where) if info.get("codec") else None
     return MapPatches(
-        array, PatchSpec.from_dict(info["spec"]), np.asarray(info["centres"], np.float32), tuple(info["extent"])
+        array, PatchSpec.from_dict(info["spec"]), np.asarray(info["centres"], np.float32), tuple(info["extent"]), codec
     )

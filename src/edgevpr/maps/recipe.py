@@ -48,4 +48,6 @@ def recipe_map_options(config: RunConfig) -> dict:
         "binary_rotation": settings.binary_rotation,
         "int8_scale": settings.int8_scale,
         "patches": PatchSpec(tuple(settings.patch_size), tuple(settings.patch_stride)) if settings.rerank else None,
+        "patch_dim": settings.patch_dim,
+        "patch_bits": settings.patch_bits,
     }
