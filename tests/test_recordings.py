@@ -220,3 +220,59 @@ def _unsupported_encoding(tmp_path, images):
     message.encoding = "16UC1"
     with pytest.raises(EdgeVPRError, match="unsupported image encoding '16UC1'"):
         decode_image(message, "sensor_msgs/msg/Image", "x.bag: /camera/image message 0")
+
+
+def test_training_pairs_and_odometry_positions_from_recordings(tiny_street, bags, tmp_path):
+    """Training reads bags as it reads folders (the same positives); an Odometry topic gives
+    x, y and yaw positions; a ROS 2 bag in MCAP storage reads as one in SQLite does."""
+    from edgevpr.config import DataConfig, TrainConfig
+    from edgevpr.data.train_sets import load_triplet_set
+
+    folders = load_triplet_set(
+        TrainConfig(database=str(tiny_street / "database"), queries=(str(tiny_street / "queries"),))
+    )
+    recording = DataConfig(topic="/camera/image", positions_topic="/gps/fix")
+    from_bags = load_triplet_set(TrainConfig(database=str(bags[0]), queries=(str(bags[1]),)), recording)
+    assert [p.tolist() for p in from_bags.positives] == [p.tolist() for p in folders.positives]
+    assert len(from_bags.database_paths) == len(folders.database_paths)
+
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    types = store.types
+    images = list_images(tiny_street / "queries")[:4]
+    path = tmp_path / "odometry_mcap"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        camera = writer.add_connection("/cam", "sensor_msgs/msg/CompressedImage", typestore=store)
+        odometry = writer.add_connection("/odom", "nav_msgs/msg/Odometry", typestore=store)
+        for i, image in enumerate(images):
+            stamp = types["builtin_interfaces/msg/Time"](sec=10 + i, nanosec=0)
+            header = types["std_msgs/msg/Header"](stamp=stamp, frame_id="base")
+            data = np.frombuffer(image.read_bytes(), dtype=np.uint8)
+            message = types["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg", data=data)
+            writer.write(
+                camera, (10 + i) * 10**9, bytes(store.serialize_cdr(message, "sensor_msgs/msg/CompressedImage"))
+            )
+            yaw = np.radians(30.0 * i)
+            pose = types["geometry_msgs/msg/Pose"](
+                position=types["geometry_msgs/msg/Point"](x=2.0 * i, y=-1.0 * i, z=0.0),
+                orientation=types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=np.sin(yaw / 2), w=np.cos(yaw / 2)),
+            )
+            covariance = np.zeros(36)
+            odom = types["nav_msgs/msg/Odometry"](
+                header=header,
+                child_frame_id="base",
+                pose=types["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=covariance),
+                twist=types["geometry_msgs/msg/TwistWithCovariance"](
+                    twist=types["geometry_msgs/msg/Twist"](
+                        linear=types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                        angular=types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                    ),
+                    covariance=covariance,
+                ),
+            )
+            writer.write(odometry, (10 + i) * 10**9 + 5, bytes(store.serialize_cdr(odom, "nav_msgs/msg/Odometry")))
+    frames = list(open_frames(path, RecordingOptions(topic="/cam", positions_topic="/odom")))
+    assert np.allclose([f.position for f in frames], [[2.0 * i, -1.0 * i, 30.0 * i] for i in range(4)])
+    assert frames[2].zone is None and "@4.00@-2.00@xy@" in frames[2].name

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevpr.config import TrainConfig
+from edgevpr.config import DataConfig, TrainConfig
 from edgevpr.data.dataset import frame_range
 from edgevpr.data.folder_format import has_utm_names, positives_within_radius, utm_array
 from edgevpr.data.images import list_images
+from edgevpr.data.recordings import image_folder
 from edgevpr.data.sequences import positives_within_frames
 from edgevpr.errors import ConfigError, DatasetError
 
@@ -68,8 +69,13 @@ def _flatten(groups: list[list[np.ndarray]]) -> list[np.ndarray]:
     return [indices for group in groups for indices in group]
 
 
-def load_triplet_set(train: TrainConfig) -> TripletSet:
+def load_triplet_set(train: TrainConfig, recording: DataConfig | None = None) -> TripletSet:
+    """The triplet set of ``train``'s folders; a folder that is a recording (a video or a bag)
+    is read with ``recording``'s options (topic, positions, sub-sampling: ``data.recordings``)."""
     database_dir, query_dirs = _query_folders(train)
+    if recording is not None:
+        database_dir = image_folder(database_dir, recording)
+        query_dirs = [image_folder(folder, recording) for folder in query_dirs]
     database = list_images(database_dir)
     queries_by_folder = [list_images(folder) for folder in query_dirs]
     positives, non_negatives = [], []

@@ -124,7 +124,7 @@ class Trainer:
             self.batch_miner = metric_learning_miner(train.miner)
             init_paths = self.places.paths
         else:
-            self.data = load_triplet_set(train)
+            self.data = load_triplet_set(train, config.data)
             self.loss = triplet_loss(train.loss)
             self.code_centre = None  # running mean of the descriptors, for train.binary_weight
             self.miner = Miner(train.miner, self.data, train.negatives, train.cache_database)

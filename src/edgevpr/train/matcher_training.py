@@ -61,7 +61,7 @@ class MatcherData:
 
     def __init__(self, config: RunConfig, spec: PatchSpec, folder: Path, log):
         model = build_model(config.model).eval()
-        triplets = load_triplet_set(config.train)
+        triplets = load_triplet_set(config.train, config.data)
         contract = contract_of(config)
         initialise_aggregator(model, triplets.database_paths, contract, config.train.seed, config.data.max_pixels)
         patch_model = PatchModel(model, spec)
