@@ -190,6 +190,30 @@ def test_keep_float_leaves_the_most_sensitive_layers_in_float(tmp_path, calib_fo
         quantize_model(config, QuantizeConfig("fp16", keep_float=1), str(tmp_path / "fp16.onnx"))
 
 
+def test_the_layer_report_names_a_deliberately_broken_layer(tmp_path, calib_folder):
+    """One convolution of a ResNet-18 gets an outlier weight in every output channel: its
+    per-channel int8 scales then flatten the rest of its weights to zero. --report-layers ranks
+    every layer by the descriptor error its int8 form alone causes; that layer comes first."""
+    from edgevpr.compat import torchvision
+
+    state = torchvision.models.resnet18().state_dict()
+    broken = state["layer2.1.conv1.weight"]
+    broken[:, 0, 0, 0] = 60 * broken.abs().max()
+    torch.save(state, tmp_path / "broken.pth")
+    config = load_config(
+        overrides={
+            "model": {"backbone": "resnet18_conv4", "aggregator": "gem", "weights": str(tmp_path / "broken.pth")},
+            "data": {"size": (64, 96)},
+        }
+    )
+    options = QuantizeConfig("int8", "cpu", "minmax", calib_folder, 6, report_layers=True)
+    report = quantize_model(config, options, str(tmp_path / "r.onnx"))
+    errors = report["layer_errors"]
+    assert errors[0]["layer"] == "backbone.body.5.1.conv1" and errors[0]["error"] > 3 * errors[1]["error"]
+    assert len(errors) == 15 and [e["error"] for e in errors] == sorted((e["error"] for e in errors), reverse=True)
+    assert get_metadata(onnx.load(str(tmp_path / "r.onnx")))["layer_errors"] == errors
+
+
 @needs(MOBILENET_TFLITE)
 @needs(GARDENS_POINT)
 @pytest.mark.parametrize("layout", int8_layout_params())

@@ -179,6 +179,7 @@ class QuantizeConfig:
     # mixed-precision searches, where GPTQ lost at B = 8); mixed files apply what their search did
     int4_rounding: str = "auto"
     int8_layout: str = "auto"  # cpu target: u8s8 | u8s7 | s8s8 | auto (exact on the quantizing CPU)
+    report_layers: bool = False  # int8: rank every layer by the descriptor error its int8 form alone causes
 
 
 @dataclass

@@ -145,6 +145,10 @@ def quantize_command(config_file, out, threads, **kwargs):
         + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else "")
         + (f"; int4 biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else "")
     )
+    if report.get("layer_errors"):  # --report-layers: the costliest layer first
+        click.echo("layer errors (mean squared descriptor difference to fp32 with only that layer in int8):")
+        for rank, entry in enumerate(report["layer_errors"], start=1):
+            click.echo(f"{rank:4d}  {entry['error']:.3e}  {entry['layer']}")
 
 
 @main.command("search-precision")

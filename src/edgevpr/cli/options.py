@@ -300,6 +300,15 @@ QUANTIZE_OPTIONS = [
         dict(type=float, help="Percentile for --calibration percentile (default 99.999)."),
     ),
     (
+        "--report-layers/--no-report-layers",
+        "quantize",
+        "report_layers",
+        dict(
+            default=None,
+            help="int8: list every layer with the descriptor error its int8 form alone causes, costliest first.",
+        ),
+    ),
+    (
         "--keep-float",
         "quantize",
         "keep_float",

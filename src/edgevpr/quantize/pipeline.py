@@ -149,5 +149,6 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
         "bytes": Path(out).stat().st_size,
         **{k: metadata.get(k) for k in ("precision", "target", "calibration", "bn_folded", "int8_layout")},
         "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])],
+        "layer_errors": metadata.get("layer_errors"),
         "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0),
     }

@@ -91,6 +91,7 @@ class Precision:
 PRECISIONS = Registry("precision")
 # name -> chooser(export, uint8 ranges, count) -> [{"layer", "node", "error"}], most sensitive first
 FLOAT_LAYER_CHOOSERS = Registry("float-layer chooser")
+ALL_LAYERS = 1 << 30  # a ranking's count that keeps every layer
 RESEARCH_HINT = "mixed precision and --keep-float come with edgevpr.research (import edgevpr.research)"
 
 
@@ -112,8 +113,9 @@ class Int8(Precision):
     integer = True
 
     def check(self, options: QuantizeConfig) -> None:
-        if options.keep_float and "sensitivity" not in FLOAT_LAYER_CHOOSERS:
-            raise ConfigError(f"--keep-float needs the layer sensitivity ranking; {RESEARCH_HINT}")
+        wanted = "--keep-float" if options.keep_float else "--report-layers" if options.report_layers else None
+        if wanted and "sensitivity" not in FLOAT_LAYER_CHOOSERS:
+            raise ConfigError(f"{wanted} needs the layer sensitivity ranking; {RESEARCH_HINT}")
 
     def quantize(self, export: Export) -> onnx.ModelProto:
         options, stats = export.options, export.calibrate()
@@ -121,14 +123,20 @@ class Int8(Precision):
             stats, options.calibration, symmetric=options.target == "tensorrt", percentile=options.percentile
         )
         kept = []
-        if options.keep_float:
+        if options.keep_float or options.report_layers:
             uint8_ranges = (
                 ranges
                 if options.target == "cpu"
                 else calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
             )
-            kept = FLOAT_LAYER_CHOOSERS.get("sensitivity")(export, uint8_ranges, options.keep_float)
-            export.metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
+            count = ALL_LAYERS if options.report_layers else options.keep_float
+            ranked = FLOAT_LAYER_CHOOSERS.get("sensitivity")(export, uint8_ranges, count)
+            kept = ranked[: options.keep_float]
+            if options.report_layers:  # every layer, the costliest first (edgevpr quantize --report-layers)
+                fields = ("layer", "node", "error")
+                export.metadata["layer_errors"] = [{k: entry[k] for k in fields} for entry in ranked]
+            if kept:
+                export.metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
         proto = to_int8(
             export.proto, ranges, options.target, keep_float=[entry["node"] for entry in kept], layout=export.layout
         )
