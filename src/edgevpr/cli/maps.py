@@ -59,8 +59,16 @@ def map_group():
 @click.option("--patch-dim", type=int, default=None, help="Compact patches: PCA to D, fitted on the map's patches.")
 @click.option("--patch-bits", type=click.Choice(["16", "8"]), default=None, help="Patches in fp16 (default) or int8.")
 @click.option("--out", required=True, type=click.Path(), help="Map folder to create.")
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    help="Describe the images on a Ray cluster: --ray ADDRESS, or --ray alone for this machine's CPUs.",
+)
 @user_errors
-def map_build_command(checkpoint, onnx, config_file, images, positions, threads, patches, out, **kwargs):
+def map_build_command(checkpoint, onnx, config_file, images, positions, threads, patches, out, ray, **kwargs):
     """Extract every image of --images with the model, index them and write the map folder."""
     from edgevpr.errors import ConfigError
     from edgevpr.maps import Map, ModelSource
@@ -103,7 +111,15 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
         else:
             source = stack.enter_context(recipe_source(config, config_file, Path(out), log))
         built = Map.build(
-            source, images, out, positions, threads=threads, max_pixels=config.data.max_pixels, log=log, **options
+            source,
+            images,
+            out,
+            positions,
+            threads=threads,
+            max_pixels=config.data.max_pixels,
+            log=log,
+            ray=ray,
+            **options,
         )
     _echo_info(built.info())
 
@@ -135,15 +151,16 @@ def _patch_spec(sizes: str, strides: str):
 @click.option("--positions", type=click.Path(), default=None, help="CSV name,x,y[,heading] or name,lat,lon.")
 @add_options(RECORDING_OPTIONS)
 @click.option("--threads", type=int, default=None, help="Threads for extraction.")
+@click.option("--ray", is_flag=False, flag_value="local", default=None, help="Describe the images on a Ray cluster.")
 @user_errors
-def map_add_command(map_dir, images, positions, threads, **recording):
+def map_add_command(map_dir, images, positions, threads, ray, **recording):
     """Append images to a map as a new version (the previous one stays usable until it is whole)."""
     from edgevpr.maps import Map
 
     log = lambda m: click.echo(m, err=True)  # noqa: E731
     data = config_from(None, recording, RECORDING_OPTIONS).data
     images, positions = _recording_folder(images, positions, data, log)
-    updated = Map.load(map_dir, threads).add(images, positions, log=log)
+    updated = Map.load(map_dir, threads).add(images, positions, log=log, ray=ray)
     _echo_info(updated.info())
 
 

@@ -118,6 +118,7 @@ class Map:
         patches: PatchSpec | None = None,
         patch_dim: int | None = None,
         patch_bits: int = 16,
+        ray: str | None = None,
     ) -> Map:
         """Extract every image of ``images`` with the model of ``source``, index the descriptors
         and write the map folder ``out`` (which must not hold a map already). With
@@ -149,7 +150,7 @@ class Map:
         else:
             config = resolve_config(source.config or RunConfig())
             model = cls._built_model(config, paths, model_part, threads, max_pixels)
-        descriptors, size = cls._extract(model, paths, batch_size, max_pixels, log)
+        descriptors, size = cls._extract(model, paths, batch_size, max_pixels, log, ray, model_part)
         codec = None
         limit = max_pixels or DEFAULT_MAX_PIXELS
         if spec.binary:  # as eval fits it (extraction.binary_codec)
@@ -202,10 +203,22 @@ class Map:
         return load_model(model_part, "checkpoint", threads)
 
     @staticmethod
-    def _extract(model: Describer, paths, batch_size: int, max_pixels: int | None, log) -> tuple[np.ndarray, list]:
-        """The images' descriptors and the most common image size after resizing."""
+    def _extract(
+        model: Describer, paths, batch_size: int, max_pixels: int | None, log, ray=None, model_part=None
+    ) -> tuple[np.ndarray, list]:
+        """The images' descriptors and the most common image size after resizing; with ``ray``
+        (an address, or "local") described by a Ray cluster's workers from the model file."""
         if model.fixed_size and model.contract.size is None:
             raise ConfigError(f"the model takes {model.fixed_size} images only and its contract names no size")
+        if ray:
+            from edgevpr.maps.ray_extract import extract_on_ray
+
+            kind = "onnx" if model_part.suffix == ".onnx" else "checkpoint"
+            limit = max_pixels or DEFAULT_MAX_PIXELS
+            descriptors, size = extract_on_ray(model_part, kind, paths, batch_size, limit, ray, log)
+            if log:
+                log(f"extracted {len(paths)} images -> {descriptors.shape[1]}-D descriptors on Ray")
+            return descriptors, size
         extraction = extract(
             model,
             paths,
@@ -321,6 +334,7 @@ class Map:
         batch_size: int = 16,
         max_pixels: int | None = None,
         log=None,
+        ray: str | None = None,
     ) -> Map:
         """A new version of this map with the images of ``images`` appended (same model and
         contract); the index is rebuilt over every descriptor. Returns the new map."""
@@ -332,7 +346,8 @@ class Map:
         duplicate = sorted(set(self.names) & {p.name for p in paths})
         if duplicate and kind != "frame":
             raise ConfigError(f"{images}: {duplicate[0]} is in the map already ({len(duplicate)} names repeat)")
-        new, _ = self._extract(self.model, paths, batch_size, max_pixels, log)
+        model_part = self.folder / self.manifest["model"]["file"]
+        new, _ = self._extract(self.model, paths, batch_size, max_pixels, log, ray, model_part)
         descriptors = np.concatenate([np.asarray(self.descriptors), new])
         codec = self.index.codec  # the rotation stays the one fitted when the map was built
         patches = None
