@@ -45,7 +45,7 @@ LAYOUTS = ("u8s8", "u8s7", "s8s8")
 
 
 def _evaluate(config, folder: Path) -> tuple[dict, np.ndarray]:
-    config.eval.save_descriptors, config.eval.out = str(folder), None
+    config.output.save_descriptors, config.output.out = str(folder), None
     result = evaluate(config)
     return result, _descriptors(folder)
 

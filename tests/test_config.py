@@ -37,6 +37,29 @@ def test_component_params_block_and_old_keys(tmp_path, capsys):
     assert flags.model.aggregator_params == {"p": 2.5} and capsys.readouterr().err == ""
 
 
+def test_search_rerank_and_output_sections_and_the_old_eval_keys(tmp_path, capsys):
+    """The eval section split into search, rerank and output: new YAML and old YAML give the
+    same config; an old key is read with a note; flags and stored configs read silently."""
+    new = tmp_path / "new.yaml"
+    new.write_text(
+        "search: {index: HNSW16, params: efSearch=64}\nrerank: {name: rapid, k: 20}\noutput: {out: r.json}\n"
+    )
+    old = tmp_path / "old.yaml"
+    old.write_text("eval: {index: HNSW16, search_params: efSearch=64, rerank: rapid, rerank_k: 20, out: r.json}\n")
+    from_new, from_old = load_config(new), load_config(old)
+    assert from_new.to_dict() == from_old.to_dict()
+    assert (from_new.search.index, from_new.search.params, from_new.rerank.name, from_new.rerank.k) == (
+        "HNSW16",
+        "efSearch=64",
+        "rapid",
+        20,
+    )
+    notes = capsys.readouterr().err.strip().splitlines()
+    assert len(notes) == 5 and f"Note: {old}: eval.rerank_k: an old key; read as rerank.k (write it there)" in notes
+    stored = load_config(overrides={"eval": {"descriptor_bits": 8, "latency_runs": 7}})
+    assert stored.search.descriptor_bits == 8 and stored.eval.latency_runs == 7 and capsys.readouterr().err == ""
+
+
 def test_component_options_reach_the_component():
     from edgevpr.models import build_model
 

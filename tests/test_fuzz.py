@@ -444,7 +444,10 @@ COMMAND_CASES = {
     "map info of no map": (["map", "info", "{root}/nomap"], "nomap: map folder not found"),
     "map info corrupt": (["map", "info", "{root}/map"], "map.json"),
     "eval unknown re-ranker": (_eval("--dataset", "{root}/street", "--rerank", "magic"), "unknown re-ranker 'magic'"),
-    "eval rerank-k zero": (_eval("--dataset", "{root}/street", "--rerank", "rapid", "--rerank-k", "0"), "rerank_k"),
+    "eval rerank-k zero": (
+        _eval("--dataset", "{root}/street", "--rerank", "rapid", "--rerank-k", "0"),
+        "rerank.k must be >= 1",
+    ),
     "eval matcher missing": (
         _eval("--dataset", "{root}/street", "--rerank", "attention", "--matcher", "{root}/no.npz"),
         "no.npz",

@@ -81,24 +81,42 @@ class EvalConfig:
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     ort_optimization: str = "all"  # ONNX Runtime graph optimization: all | extended | basic | none
     latency_runs: int = 30
-    index: str = "Flat"  # faiss factory string, optionally ending in ",RerankK"
     sequence: int = 1  # frame-aligned queries: match sequences of this many frames (SeqSLAM-style); 1 = single frames
     sequence_enhance: int = 0  # SeqSLAM's local contrast window R over map entries (search.sequence); 0 = none
     test_method: str = "single"  # queries from crops: single | central_crop | five_crops | nearest_crop | maj_voting
-    search_params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
+    seed: int = 0
+    repeat: int = 1  # runs with seeds seed, seed+1, ...: the result adds their mean and spread (evaluate.repeats)
+
+
+@dataclass
+class SearchConfig:
+    """How the map's descriptors are stored and searched (eval, map build, sweeps)."""
+
+    index: str = "Flat"  # faiss factory string, optionally ending in ",RerankK"
+    params: str | None = None  # e.g. "nprobe=32"; None = the index type's default
     descriptor_bits: int = 32  # bits per dimension in the map: 32 | 16 | 8 | 1 (search.descriptor_bits)
     int8_scale: str = "dimension"  # descriptor_bits 8: one scale per dimension, or "global"
     descriptor_fit: str | None = None  # descriptor_bits 1: images to fit the binary rotation on
     binary_rotation: str = "itq"  # descriptor_bits 1: itq (Gong and Lazebnik 2011) | random
-    rerank: str | None = None  # second stage: a registered re-ranker (ransac, rapid, attention, ...)
-    rerank_k: int = 100  # candidates of the first stage it re-orders
-    matcher: str | None = None  # --rerank attention: the file of `edgevpr train-matcher`
+
+
+@dataclass
+class RerankConfig:
+    """The second stage: a re-ranker over the first stage's top K, on patch descriptors."""
+
+    name: str | None = None  # a registered re-ranker (ransac, rapid, attention, ...); None = no second stage
+    k: int = 100  # candidates of the first stage it re-orders
+    matcher: str | None = None  # attention: the file of `edgevpr train-matcher`
     patch_size: tuple[int, ...] = (3,)  # patch descriptors: window sizes in feature cells
     patch_stride: tuple[int, ...] = (1,)  # one stride per size
     patch_dim: int | None = None  # compact patches: PCA to this size, fitted on the database's patches
     patch_bits: int = 16  # patches stored in 16 (fp16) or 8 (int8) bits (extraction.patch_codec)
-    seed: int = 0
-    repeat: int = 1  # runs with seeds seed, seed+1, ...: the result adds their mean and spread (evaluate.repeats)
+
+
+@dataclass
+class OutputConfig:
+    """Where a run writes; never part of what the run is."""
+
     out: str | None = None
     save_descriptors: str | None = None
     gallery: str | None = None
@@ -204,6 +222,9 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     val: DataConfig = field(default_factory=DataConfig)  # validation set of `edgevpr train`
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
@@ -220,6 +241,28 @@ LEGACY_MODEL_KEYS = {
     "clusters": ("aggregator", "clusters", 64),
     "dilation": ("backbone", "dilation", (5, 2)),
     "deploy": ("backbone", "deploy", False),
+}
+
+
+# Keys of the eval section before it split into search, rerank and output: old key -> (section, key)
+LEGACY_EVAL_KEYS = {
+    "index": ("search", "index"),
+    "search_params": ("search", "params"),
+    "descriptor_bits": ("search", "descriptor_bits"),
+    "int8_scale": ("search", "int8_scale"),
+    "descriptor_fit": ("search", "descriptor_fit"),
+    "binary_rotation": ("search", "binary_rotation"),
+    "rerank": ("rerank", "name"),
+    "rerank_k": ("rerank", "k"),
+    "matcher": ("rerank", "matcher"),
+    "patch_size": ("rerank", "patch_size"),
+    "patch_stride": ("rerank", "patch_stride"),
+    "patch_dim": ("rerank", "patch_dim"),
+    "patch_bits": ("rerank", "patch_bits"),
+    "out": ("output", "out"),
+    "save_descriptors": ("output", "save_descriptors"),
+    "gallery": ("output", "gallery"),
+    "pr_curve": ("output", "pr_curve"),
 }
 
 
@@ -308,8 +351,25 @@ def apply_overrides(config: RunConfig, overrides: dict, where: str = "config", n
             continue
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: section {name!r} must be a mapping")
+        if name == "eval":
+            values = _moved_eval_keys(config, values, where, note)
         _update_section(getattr(config, name), values, f"{where}: {name}", note)
     return config
+
+
+def _moved_eval_keys(config: RunConfig, values: dict, where: str, note) -> dict:
+    """The eval keys that now live in the search, rerank and output sections, applied there
+    (with a note naming the new place); returns the rest."""
+    kept = {}
+    for key, value in values.items():
+        if key not in LEGACY_EVAL_KEYS:
+            kept[key] = value
+            continue
+        section, new = LEGACY_EVAL_KEYS[key]
+        if note:
+            note(f"{where}: eval.{key}: an old key; read as {section}.{new} (write it there)")
+        _update_section(getattr(config, section), {new: value}, f"{where}: {section}", note)
+    return kept
 
 
 def read_yaml(path: str | Path, what: str = "config file"):

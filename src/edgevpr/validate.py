@@ -44,8 +44,12 @@ RANGES = {
         "sequence": AT_LEAST_ONE,
         "sequence_enhance": NON_NEGATIVE,
         "repeat": AT_LEAST_ONE,
+    },
+    "search": {
         "descriptor_bits": ("one of 32, 16, 8, 1", lambda v: v in (32, 16, 8, 1)),
-        "rerank_k": AT_LEAST_ONE,
+    },
+    "rerank": {
+        "k": AT_LEAST_ONE,
         "patch_size": AT_LEAST_ONE,
         "patch_stride": AT_LEAST_ONE,
         "patch_dim": AT_LEAST_ONE,

@@ -52,8 +52,8 @@ def eval_command(config_file, **kwargs):
     warning = contention_warning(result["cost"]["timing"], "extraction")
     if warning:
         click.echo(warning, err=True)
-    if config.eval.out:
-        click.echo(f"results: {config.eval.out}")
+    if config.output.out:
+        click.echo(f"results: {config.output.out}")
 
 
 @main.command("demo")

@@ -156,14 +156,14 @@ DATA_OPTIONS = [
     *RECORDING_OPTIONS,
 ]
 EVAL_OPTIONS = [
-    ("--out", "eval", "out", dict(type=click.Path(), help="Write the result JSON here.")),
+    ("--out", "output", "out", dict(type=click.Path(), help="Write the result JSON here.")),
     (
         "--save-descriptors",
-        "eval",
+        "output",
         "save_descriptors",
         dict(type=click.Path(), help="Write descriptors and ground truth here."),
     ),
-    ("--gallery", "eval", "gallery", dict(type=click.Path(), help="Write a PNG of queries and their top-k.")),
+    ("--gallery", "output", "gallery", dict(type=click.Path(), help="Write a PNG of queries and their top-k.")),
     (
         "--test-method",
         "eval",
@@ -173,7 +173,12 @@ EVAL_OPTIONS = [
             help="Queries from crops (Berton et al. 2022's test-time methods; default single).",
         ),
     ),
-    ("--pr-curve", "eval", "pr_curve", dict(type=click.Path(), help="Write the top-1 precision-recall curve as PNG.")),
+    (
+        "--pr-curve",
+        "output",
+        "pr_curve",
+        dict(type=click.Path(), help="Write the top-1 precision-recall curve as PNG."),
+    ),
     ("--batch-size", "eval", "batch_size", dict(type=int, help="Images per forward pass (default 16).")),
     ("--workers", "eval", "workers", dict(type=int, help="Image decoding processes (default 0).")),
     ("--threads", "eval", "threads", dict(type=int, help="Torch threads (default: torch's choice).")),
@@ -212,46 +217,46 @@ EVAL_OPTIONS = [
         "repeat",
         dict(type=int, help="Run R times with seeds seed..seed+R-1 and report mean and std (default 1)."),
     ),
-    ("--index", "eval", "index", dict(help="faiss factory string, e.g. IVF1024,PQ64,Rerank100 (default Flat).")),
-    ("--search-params", "eval", "search_params", dict(help="faiss search parameters, e.g. nprobe=32.")),
+    ("--index", "search", "index", dict(help="faiss factory string, e.g. IVF1024,PQ64,Rerank100 (default Flat).")),
+    ("--search-params", "search", "params", dict(help="faiss search parameters, e.g. nprobe=32.")),
     (
         "--descriptor-bits",
-        "eval",
+        "search",
         "descriptor_bits",
         dict(type=click.Choice(["32", "16", "8", "1"]), help="Bits per dimension in the map (default 32)."),
     ),
     (
         "--int8-scale",
-        "eval",
+        "search",
         "int8_scale",
         dict(type=click.Choice(["dimension", "global"]), help="--descriptor-bits 8: scale per dimension or global."),
     ),
     (
         "--descriptor-fit",
-        "eval",
+        "search",
         "descriptor_fit",
         dict(type=click.Path(), help="--descriptor-bits 1: images to fit the binary rotation on (not the database)."),
     ),
     (
         "--binary-rotation",
-        "eval",
+        "search",
         "binary_rotation",
         dict(type=click.Choice(["itq", "random"]), help="--descriptor-bits 1: ITQ (default) or random rotation."),
     ),
-    ("--rerank", "eval", "rerank", dict(help="Second stage: ransac, ransac_fundamental, rapid or attention.")),
-    ("--rerank-k", "eval", "rerank_k", dict(type=int, help="First-stage candidates re-ranked (default 100).")),
+    ("--rerank", "rerank", "name", dict(help="Second stage: ransac, ransac_fundamental, rapid or attention.")),
+    ("--rerank-k", "rerank", "k", dict(type=int, help="First-stage candidates re-ranked (default 100).")),
     (
         "--matcher",
-        "eval",
+        "rerank",
         "matcher",
         dict(
             type=click.Path(), help="--rerank attention: a trained matcher file (default: untrained, similarity prior)."
         ),
     ),
-    ("--patch-size", "eval", "patch_size", dict(help="Patch sizes in feature cells, e.g. 3 or 2,5,8 (default 3).")),
-    ("--patch-stride", "eval", "patch_stride", dict(help="One patch stride per size (default 1).")),
-    ("--patch-dim", "eval", "patch_dim", dict(type=int, help="Compact patches: PCA to D, fitted on the database's.")),
-    ("--patch-bits", "eval", "patch_bits", dict(type=int, help="Patches stored in 16 (fp16, default) or 8 bits.")),
+    ("--patch-size", "rerank", "patch_size", dict(help="Patch sizes in feature cells, e.g. 3 or 2,5,8 (default 3).")),
+    ("--patch-stride", "rerank", "patch_stride", dict(help="One patch stride per size (default 1).")),
+    ("--patch-dim", "rerank", "patch_dim", dict(type=int, help="Compact patches: PCA to D, fitted on the database's.")),
+    ("--patch-bits", "rerank", "patch_bits", dict(type=int, help="Patches stored in 16 (fp16, default) or 8 bits.")),
 ]
 
 QUANTIZE_OPTIONS = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevpr.config import QuantizeConfig, RunConfig
+from edgevpr.config import OutputConfig, QuantizeConfig, RunConfig
 from edgevpr.evaluate.repeats import summarise_runs
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
@@ -36,8 +36,7 @@ DEFAULT_VARIANTS = [
 
 def _evaluate_saving(config: RunConfig, folder: Path, name: str) -> tuple[dict, np.ndarray]:
     config = copy.deepcopy(config)
-    config.eval.save_descriptors = str(folder / name)
-    config.eval.out = config.eval.gallery = config.eval.pr_curve = None
+    config.output = OutputConfig(save_descriptors=str(folder / name))
     result = evaluate(config)
     descriptors = np.concatenate([np.load(folder / name / "database.npy"), np.load(folder / name / "queries.npy")])
     return result, descriptors

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from edgevpr.atomic import check_output, write_json
-from edgevpr.config import DataConfig, EvalConfig, RunConfig
+from edgevpr.config import DataConfig, EvalConfig, OutputConfig, RunConfig
 from edgevpr.contract import InputContract
 from edgevpr.data.dataset import VPRDataset, load_dataset
 from edgevpr.errors import ConfigError, OutputError
@@ -112,26 +112,26 @@ def _evaluate_quietly(config: RunConfig, model: VPRModel | None, label: str | No
     """One more run of ``config`` with another seed, writing nothing (``--repeat``)."""
     config = copy.deepcopy(config)
     config.eval.seed, config.eval.repeat = seed, 1
-    config.eval.out = config.eval.save_descriptors = config.eval.gallery = config.eval.pr_curve = None
+    config.output = OutputConfig()
     return evaluate(config, copy.deepcopy(model), label)
 
 
 def _check_settings(config: RunConfig) -> None:
     """One line, before any work, for output paths that cannot be written and settings that do not combine."""
-    check_output(config.eval.out, "--out")
-    check_output(config.eval.gallery, "--gallery")
-    check_output(config.eval.pr_curve, "--pr-curve")
-    check_output(config.eval.save_descriptors, "--save-descriptors", folder=True)
+    check_output(config.output.out, "--out")
+    check_output(config.output.gallery, "--gallery")
+    check_output(config.output.pr_curve, "--pr-curve")
+    check_output(config.output.save_descriptors, "--save-descriptors", folder=True)
     if config.eval.test_method not in CROPS:
         raise ConfigError(f"unknown --test-method {config.eval.test_method!r}; use one of {', '.join(CROPS)}")
     if config.eval.test_method != "single" and config.eval.sequence > 1:
         raise ConfigError("--test-method and --sequence do not combine; choose one")
     if config.eval.sequence < 1:
         raise ConfigError(f"--sequence must be >= 1, got {config.eval.sequence}")
-    settings = config.eval
-    if settings.sequence > 1 and (settings.index != "Flat" or settings.descriptor_bits != 32 or settings.rerank):
+    search, length = config.search, config.eval.sequence
+    if length > 1 and (search.index != "Flat" or search.descriptor_bits != 32 or config.rerank.name):
         raise ConfigError(
-            f"--sequence {settings.sequence} scores every map entry exactly in float (as localize --sequence does): "
+            f"--sequence {length} scores every map entry exactly in float (as localize --sequence does): "
             "--index, --descriptor-bits and --rerank do not apply; leave them out"
         )
     if not config.eval.recall_at or min(config.eval.recall_at) < 1:
@@ -239,15 +239,15 @@ def _model_block(config: RunConfig, extractor, dim: int) -> dict:
 def _write_outputs(config: RunConfig, result: dict, dataset, db, q, predictions) -> None:
     """The files asked for; the numbers are computed, so a failed write hands them back."""
     try:
-        if config.eval.out:
-            write_json(config.eval.out, result)
-        if config.eval.save_descriptors:
-            save_descriptors(config.eval.save_descriptors, dataset, db.descriptors, q.descriptors, result["protocol"])
-        if config.eval.pr_curve:
-            plot_pr_curve(result["metrics"], config.eval.pr_curve, result["protocol_name"])
-        if config.eval.gallery:
+        if config.output.out:
+            write_json(config.output.out, result)
+        if config.output.save_descriptors:
+            save_descriptors(config.output.save_descriptors, dataset, db.descriptors, q.descriptors, result["protocol"])
+        if config.output.pr_curve:
+            plot_pr_curve(result["metrics"], config.output.pr_curve, result["protocol_name"])
+        if config.output.gallery:
             save_gallery(
-                config.eval.gallery, dataset.query_paths, dataset.database_paths, predictions, dataset.positives
+                config.output.gallery, dataset.query_paths, dataset.database_paths, predictions, dataset.positives
             )
     except OSError as error:
         raise OutputError(f"{error.filename or 'writing the results'}: {error.strerror or error}", result) from None
@@ -279,17 +279,17 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         db.descriptors, q.descriptors = model.pca.apply_numpy(db.descriptors), model.pca.apply_numpy(q.descriptors)
         extractor = Describer.torch(model, preprocess)
 
-    spec = storage_spec(config.eval.index, config.eval.descriptor_bits, config.eval.int8_scale)
-    check_fits(spec, len(db.descriptors), where=f"--index {config.eval.index}")
+    spec = storage_spec(config.search.index, config.search.descriptor_bits, config.search.int8_scale)
+    check_fits(spec, len(db.descriptors), where=f"--index {config.search.index}")
     codec = None
     if spec.binary:  # extraction.binary_codec: the rotation is fitted on other images
         settings = config.eval
         codec = fit_binary_codec(
             extractor,
             preprocess,
-            settings.descriptor_fit,
+            config.search.descriptor_fit,
             db.descriptors.shape[1],
-            settings.binary_rotation,
+            config.search.binary_rotation,
             settings.seed,
             indexed=dataset.database_dir,
             batch_size=settings.batch_size,
@@ -297,7 +297,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
             skip_bad=config.data.skip_bad_images,
             max_pixels=config.data.max_pixels,
         )
-    index = build_index(db.descriptors, spec, params=config.eval.search_params, seed=config.eval.seed, codec=codec)
+    index = build_index(db.descriptors, spec, params=config.search.params, seed=config.eval.seed, codec=codec)
     scores, predictions = _ranked(config, index, db, q, dataset, extractor, preprocess, second)
     ranks = first_positive_ranks(predictions, dataset.positives)
     k = predictions.shape[1]

@@ -20,23 +20,23 @@ from edgevpr.rerank import PatchSet, make_reranker, rerank_predictions
 
 class SecondStage:
     def __init__(self, config: RunConfig):
-        self.name, self.k = config.eval.rerank, config.eval.rerank_k
-        self.reranker = make_reranker(self.name, config.eval.matcher)
-        self.spec = PatchSpec(tuple(config.eval.patch_size), tuple(config.eval.patch_stride))
+        self.name, self.k = config.rerank.name, config.rerank.k
+        self.reranker = make_reranker(self.name, config.rerank.matcher)
+        self.spec = PatchSpec(tuple(config.rerank.patch_size), tuple(config.rerank.patch_stride))
         trained = getattr(self.reranker, "meta", {}).get("patch_spec")
         if trained and PatchSpec.from_dict(trained) != self.spec:
             raise ConfigError(
-                f"{config.eval.matcher}: the matcher was trained on {PatchSpec.from_dict(trained).rule()}, "
+                f"{config.rerank.matcher}: the matcher was trained on {PatchSpec.from_dict(trained).rule()}, "
                 f"this evaluation extracts {self.spec.rule()}; give the same --patch-size/--patch-stride"
             )
         self.patch_model: PatchModel | None = None
         self.times: list[float] = []
-        self.compact = (config.eval.patch_dim, config.eval.patch_bits)
+        self.compact = (config.rerank.patch_dim, config.rerank.patch_bits)
         self.codec: PatchCodec | None = None
 
     @classmethod
     def configured(cls, config: RunConfig) -> SecondStage | None:
-        if not config.eval.rerank:
+        if not config.rerank.name:
             return None
         if config.model.onnx:
             raise ConfigError(

@@ -241,6 +241,7 @@ def format_recommendation(answer: dict) -> str:
 
 
 OUTPUTS = ("out", "save_descriptors", "gallery", "pr_curve", "repeat")  # where a run wrote, not what it was
+RUN_SECTIONS = ("search", "rerank")  # settings of what ran, beside eval's
 
 
 def recipe_of(row: dict) -> dict:
@@ -260,7 +261,7 @@ def recipe_of(row: dict) -> dict:
         "model": {k: v for k, v in config["model"].items() if k not in ("onnx", "checkpoint")},
         "data": config["data"],
         "eval": {k: v for k, v in config["eval"].items() if k not in OUTPUTS},
-    }
+    } | {section: config[section] for section in RUN_SECTIONS if section in config}
     precision = cell.get("precision") or config.get("quantize", {}).get("precision") or "fp32"
     if precision != "fp32":
         recipe["quantize"] = {**config.get("quantize", {}), "precision": precision, **cell.get("quantize", {})}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from edgevpr.config import load_config
+from edgevpr.config import OutputConfig, load_config
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.models.resolve import resolve_config
 from edgevpr.quantize.pipeline import quantize_model
@@ -16,7 +16,7 @@ from edgevpr.quantize.pipeline import quantize_model
 def run_cell(cell: dict) -> dict:
     """``cell`` is ``Cell.as_dict()``; returns what ``edgevpr eval --out`` would write."""
     config = load_config(overrides=cell["overrides"])
-    config.eval.out = config.eval.save_descriptors = config.eval.gallery = config.eval.pr_curve = None
+    config.output = OutputConfig()  # a cell writes nothing but its result
     if cell["precision"] == "fp32":
         return evaluate(config, label=cell["label"])
     options = load_config(overrides={"quantize": {"precision": cell["precision"], **cell["quantize"]}}).quantize
@@ -27,8 +27,9 @@ def run_cell(cell: dict) -> dict:
         data = {
             k: v for k, v in cell["overrides"].get("data", {}).items() if k not in ("resize", "size", "resize_factor")
         }
-        deployed = load_config(overrides={"data": data, "eval": cell["overrides"].get("eval", {})})
-        deployed.eval.out = deployed.eval.save_descriptors = deployed.eval.gallery = deployed.eval.pr_curve = None
+        settings = {name: values for name, values in cell["overrides"].items() if name not in ("model", "data")}
+        deployed = load_config(overrides={"data": data, **settings})
+        deployed.output = OutputConfig()
         deployed.model.onnx = model_file
         result = evaluate(deployed, label=cell["label"])
     # The stored config is the run's recipe (the model that was quantized, its data and eval

@@ -51,6 +51,8 @@ SHORTCUTS = {
     "resize": "data.resize",
     "size": "data.size",
     "resize_factor": "data.resize_factor",
+    # the eval section's old paths (config.LEGACY_EVAL_KEYS moves them), so that cell keys and
+    # the stores that hold them stay as they were
     "index": "eval.index",
     "search_params": "eval.search_params",
     "descriptor_bits": "eval.descriptor_bits",
@@ -61,7 +63,7 @@ SHORTCUTS = {
 }
 QUANTIZE_KEYS = tuple(f.name for f in dataclasses.fields(QuantizeConfig) if f.name != "precision")
 PRECISIONS = ("fp32", "fp16", "int8", "int4", "mixed")
-SECTIONS = ("model", "data", "eval")
+SECTIONS = ("model", "data", "eval", "search", "rerank")
 
 
 @dataclass

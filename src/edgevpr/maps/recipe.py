@@ -39,15 +39,15 @@ def recipe_source(config: RunConfig, recipe_file, near: Path, log=None) -> Itera
 def recipe_map_options(config: RunConfig) -> dict:
     """The map options a recipe's eval section fixes: index, search parameters, descriptor
     bits and their codec, and patches when the run re-ranked."""
-    settings = config.eval
+    search, rerank = config.search, config.rerank
     return {
-        "index": settings.index,
-        "params": settings.search_params,
-        "descriptor_bits": settings.descriptor_bits,
-        "descriptor_fit": settings.descriptor_fit,
-        "binary_rotation": settings.binary_rotation,
-        "int8_scale": settings.int8_scale,
-        "patches": PatchSpec(tuple(settings.patch_size), tuple(settings.patch_stride)) if settings.rerank else None,
-        "patch_dim": settings.patch_dim,
-        "patch_bits": settings.patch_bits,
+        "index": search.index,
+        "params": search.params,
+        "descriptor_bits": search.descriptor_bits,
+        "descriptor_fit": search.descriptor_fit,
+        "binary_rotation": search.binary_rotation,
+        "int8_scale": search.int8_scale,
+        "patches": PatchSpec(tuple(rerank.patch_size), tuple(rerank.patch_stride)) if rerank.name else None,
+        "patch_dim": rerank.patch_dim,
+        "patch_bits": rerank.patch_bits,
     }

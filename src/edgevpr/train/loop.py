@@ -435,7 +435,7 @@ class Trainer:
             config = dataclasses.replace(
                 self.config,
                 model=dataclasses.replace(self.config.model, checkpoint=str(self.folder.best)),
-                eval=dataclasses.replace(self.config.eval, out=str(self.folder.path / "test_results.json")),
+                output=dataclasses.replace(self.config.output, out=str(self.folder.path / "test_results.json")),
             )
             test = evaluate(config)
             self.log.info(f"test ({test['protocol_name']}): recall {test['recall']}")
