@@ -5,6 +5,7 @@ is kept in test-artifacts/report.png."""
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ def _browser_or_skip():
     return sync_api
 
 
+@contextmanager
+def _page(sync_api, page_file: Path, errors: list):
+    """The page of ``page_file`` in headless Chromium; console and page errors go to ``errors``."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(page_file.as_uri())
+        yield page
+        browser.close()
+
+
 def test_report_renders_and_sorts_in_chromium(tmp_path):
     sync_api = _browser_or_skip()
     store = Store(tmp_path / "runs.db")
@@ -49,12 +63,7 @@ def test_report_renders_and_sorts_in_chromium(tmp_path):
     store.close()
 
     errors = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(page_file.as_uri())
+    with _page(sync_api, page_file, errors) as page:
         page.wait_for_selector("#p-bytes svg circle.point")
         assert errors == []
         assert page.locator("#p-bytes circle.point").count() == 5
@@ -73,7 +82,6 @@ def test_report_renders_and_sorts_in_chromium(tmp_path):
         assert "N = 1000000" in page.locator("#p-total h3").inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-        browser.close()
     assert errors == []
 
 
@@ -115,12 +123,7 @@ def test_localization_report_renders_in_chromium(tmp_path, tiny_street):
     lines = [line for line in result.output.splitlines() if line.startswith("{")]
     wrong = sum(json.loads(line)["error_m"] > 15 for line in lines)
     errors = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(page_file.as_uri())
+    with _page(sync_api, page_file, errors) as page:
         assert page.locator("#figures img").count() == 4  # trajectory, error, precision-recall, latency
         sizes = page.eval_on_selector_all("#figures img", "images => images.map(i => i.naturalWidth)")
         assert min(sizes) > 300
@@ -128,5 +131,4 @@ def test_localization_report_renders_in_chromium(tmp_path, tiny_street):
         assert "10 frames" in page.locator("#summary").inner_text()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "localization_report.png"), full_page=True)
-        browser.close()
     assert errors == [] and wrong > 0

@@ -26,15 +26,20 @@ def _number(value: str, path: Path, line: int, column: str) -> float:
     return number
 
 
-def read_positions_table(path: str | Path) -> tuple[str, dict[str, list[float]]]:
-    """(kind, {image file name: numbers}) with kind ``xy`` or ``latlon`` (not yet projected)."""
-    path = Path(path)
+def csv_rows(path: Path) -> list[list[str]]:
+    """The rows of a positions CSV, or one line naming the file (missing, not text)."""
     try:
-        rows = list(csv.reader(path.read_text().splitlines()))
+        return list(csv.reader(path.read_text().splitlines()))
     except FileNotFoundError:
         raise DatasetError(f"{path}: positions file not found") from None
     except UnicodeDecodeError:
         raise DatasetError(f"{path}: not a text CSV") from None
+
+
+def read_positions_table(path: str | Path) -> tuple[str, dict[str, list[float]]]:
+    """(kind, {image file name: numbers}) with kind ``xy`` or ``latlon`` (not yet projected)."""
+    path = Path(path)
+    rows = csv_rows(path)
     if not rows:
         raise DatasetError(f"{path}: empty positions file")
     header = [cell.strip().lower() for cell in rows[0]]

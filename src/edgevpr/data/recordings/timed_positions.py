@@ -5,7 +5,6 @@ counted and skipped, or refused; never dropped without a word."""
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Iterator
 import numpy as np
 import utm
 
+from edgevpr.data.positions_csv import csv_rows
 from edgevpr.data.recordings.frames import Frame, RecordingOptions
 from edgevpr.errors import DatasetError
 
@@ -40,12 +40,7 @@ class TimedPositions:
 
     @classmethod
     def from_csv(cls, path: Path) -> TimedPositions:
-        try:
-            rows = list(csv.reader(path.read_text().splitlines()))
-        except FileNotFoundError:
-            raise DatasetError(f"{path}: positions file not found") from None
-        except UnicodeDecodeError:
-            raise DatasetError(f"{path}: not a text CSV") from None
+        rows = csv_rows(path)
         header = [cell.strip().lower() for cell in rows[0]] if rows else []
         if header not in (["timestamp", "x", "y"], ["timestamp", "x", "y", "heading"]):
             raise DatasetError(
