@@ -193,6 +193,25 @@ def test_bad_recordings_are_one_line_naming_the_file(tiny_street, bags, tmp_path
     _unsupported_encoding(tmp_path, images)
 
 
+def test_frames_without_a_position_are_counted_or_refused(bags, tmp_path):
+    """Positions cover the first half of the queries' times only: skipping counts the rest,
+    refusing names the first frame without one."""
+    covered = tmp_path / "half.csv"
+    covered.write_text("timestamp,x,y\n" + "".join(f"{500.0 + 0.1 * i:.3f},{i},0\n" for i in range(5)))
+    report = {}
+    options = RecordingOptions(topic="/camera/image", positions_csv=str(covered), max_time_gap=0.05)
+    kept = list(open_frames(bags[1], options, report))
+    assert len(kept) == 5 and report["without_position"] == 5 and report["frames"] == 10
+    options.without_position = "refuse"
+    with pytest.raises(EdgeVPRError, match=r"frame at 500.500 s has no position within 0.05 s"):
+        list(open_frames(bags[1], options))
+    argv = ["convert", "bag", str(bags[1]), str(tmp_path / "frames"), "--topic", "/camera/image"]
+    argv += ["--positions-file", str(covered), "--max-time-gap", "0.05", "--without-position", "refuse"]
+    refused = CliRunner().invoke(main, argv)
+    assert refused.exit_code == 1 and "has no position within 0.05 s" in refused.output.strip().splitlines()[-1]
+    assert not (tmp_path / "frames").exists()  # nothing half-written
+
+
 def _csv(tmp_path, start: float):
     path = tmp_path / "far.csv"
     path.write_text("timestamp,x,y\n" + "".join(f"{start + i},{i},0\n" for i in range(5)))

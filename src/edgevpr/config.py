@@ -68,6 +68,7 @@ class DataConfig:
     every: int | None = None  # keep every N-th frame
     fps: float | None = None  # or at most this many frames per second of recording time
     max_time_gap: float = 0.5  # seconds between a frame and the position matched to it
+    without_position: str = "skip"  # frames with no position within the gap: skip (counted) | refuse
 
 
 ORT_OPTIMIZATIONS = ("all", "extended", "basic", "none")  # ONNX Runtime graph optimization levels, most first

@@ -67,6 +67,15 @@ RECORDING_OPTIONS = [  # a video file or a bag wherever an image folder is asked
         "max_time_gap",
         dict(type=float, help="Recordings: seconds between a frame and its position (default 0.5)."),
     ),
+    (
+        "--without-position",
+        "data",
+        "without_position",
+        dict(
+            type=click.Choice(["skip", "refuse"]),
+            help="Recordings: frames with no position within the gap are skipped and counted (default) or refused.",
+        ),
+    ),
 ]
 MODEL_OPTIONS = [
     ("--backbone", "model", "backbone", dict(help="Registered backbone name (see `edgevpr list`).")),

@@ -94,6 +94,7 @@ def options_of(data) -> RecordingOptions:
         positions_topic=data.positions_topic,
         positions_csv=data.positions_file,
         max_time_gap=data.max_time_gap,
+        without_position=data.without_position,
     )
 
 
