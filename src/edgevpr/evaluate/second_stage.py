@@ -57,9 +57,8 @@ class SecondStage:
 
     def rerank(self, predictions: np.ndarray, queries, database) -> tuple[np.ndarray, np.ndarray]:
         database_patches, query_patches = database.patches, queries.patches
-        dim, bits = self.compact
-        if dim is not None or bits != 16:  # stored as the map stores them, queries projected
-            self.codec = PatchCodec.fit(database.patches, dim, bits)
+        self.codec = PatchCodec.fit_if_compact(database.patches, *self.compact)
+        if self.codec is not None:  # stored as the map stores them, queries projected
             database_patches = self.codec.decode(self.codec.encode(database.patches))
             query_patches = self.codec.project(queries.patches)
         self.patches_per_image = int(database_patches.shape[1])

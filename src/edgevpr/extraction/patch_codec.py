@@ -52,13 +52,15 @@ class PatchCodec:
             codec.scale = np.maximum(np.abs(projected).max(axis=0), 1e-8).astype(np.float32) / 127.0
         return codec
 
+    @classmethod
+    def fit_if_compact(cls, patches: np.ndarray, dim: int | None, bits: int) -> PatchCodec | None:
+        """The codec of ``--patch-dim``/``--patch-bits`` fitted on ``patches``, or None for the
+        default (full fp16 patches, stored as they are): eval and maps decide it here alike."""
+        return None if dim is None and bits == 16 else cls.fit(patches, dim, bits)
+
     @property
     def dim(self) -> int:
         return int(self.components.shape[0])
-
-    @property
-    def identity(self) -> bool:
-        return self.bits == 16 and self.dim == len(self.mean) and not self.mean.any()
 
     def bytes_per_patch(self) -> int:
         return self.dim * self.bits // 8

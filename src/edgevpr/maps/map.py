@@ -261,6 +261,12 @@ class Map:
         parts = [model_part, vectors_part, index_part]
         # this version's own parts go if a write fails (a full disk is one line); add's model part is the old one
         written = parts[previous is not None :] + [images_part]
+
+        def new_part(suffix: str) -> Path:
+            parts.append(part_path(manifest_file, suffix))
+            written.append(parts[-1])
+            return parts[-1]
+
         with writing(written, manifest_file):
             with open(vectors_part, "wb") as handle:
                 np.save(handle, descriptors)
@@ -269,24 +275,19 @@ class Map:
             index.vectors = vectors if spec.rerank else None
             if codec is not None:
                 faiss.write_index_binary(index.index, str(index_part))
-                parts.append(part_path(manifest_file, ".codec.npz"))
-                written.append(parts[-1])
-                codec.save(parts[-1])
+                codec.save(new_part(".codec.npz"))
             else:
                 faiss.write_index(index.index, str(index_part))
             patch_info = None
             if patches is not None:
-                parts.append(part_path(manifest_file, ".patches.npy"))
-                written.append(parts[-1])
-                with open(parts[-1], "wb") as handle:
+                patch_part = new_part(".patches.npy")
+                with open(patch_part, "wb") as handle:
                     np.save(handle, patches.stored())
                 codec_file = None
                 if patches.codec is not None:
-                    parts.append(part_path(manifest_file, ".patch-codec.npz"))
-                    written.append(parts[-1])
-                    patches.codec.save(parts[-1])
-                    codec_file = parts[-1].name
-                patch_info = patches.info(parts[-2 if codec_file else -1].name, codec_file)
+                    codec_file = new_part(".patch-codec.npz")
+                    patches.codec.save(codec_file)
+                patch_info = patches.info(patch_part.name, codec_file.name if codec_file else None)
             images_part.write_text(json.dumps({"names": names, "positions": positions, "sources": sources}))
             known = calibrate_min_score(index, descriptors, positions, kind, sources)
             manifest = {

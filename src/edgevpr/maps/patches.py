@@ -84,9 +84,9 @@ def extract_patches(
 
 def compact(patches: MapPatches, dim: int | None, bits: int) -> MapPatches:
     """``patches`` (full, float) stored compactly: the codec fitted on them (the map's images)."""
-    if dim is None and bits == 16:
+    codec = PatchCodec.fit_if_compact(patches.array, dim, bits)
+    if codec is None:
         return patches
-    codec = PatchCodec.fit(patches.array, dim, bits)
     return MapPatches(codec.encode(patches.array), patches.spec, patches.centres, patches.extent, codec)
 
 

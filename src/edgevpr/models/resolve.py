@@ -28,9 +28,8 @@ CONTRACT_FIELDS = ("mean", "std", "tf_same_padding")
 DEFAULTS = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "tf_same_padding": False}
 
 
-def _carried(model: ModelConfig) -> dict | None:
+def _carried(model: ModelConfig, release) -> dict | None:
     if model.weights:
-        release = release_of(model.weights)
         if release is not None:
             return {"name": f"{release.name} release {Path(model.weights).name}", **release.contract}
         return known_file(model.weights)
@@ -47,7 +46,7 @@ def resolve_model(model: ModelConfig) -> tuple[ModelConfig, dict]:
         model = dataclasses.replace(
             model, **({"backbone_params": {}, "aggregator_params": {}, "dim": None} | release.model)
         )
-    carried = _carried(model)
+    carried = _carried(model, release)
     given = [name for name in CONTRACT_FIELDS if getattr(model, name) is not None]
     values = {name: getattr(model, name) for name in given}
     for name in CONTRACT_FIELDS:

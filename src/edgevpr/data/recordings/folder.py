@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from edgevpr.data.recordings.frames import RecordingOptions, open_frames
+from edgevpr.errors import DatasetError
 
 SUMMARY = "recording.json"
 
@@ -48,8 +49,6 @@ def write_frames(path: Path, options: RecordingOptions, target: Path, log=None) 
         if log and count % 500 == 0:
             log(f"{path}: {count} frames written")
     if count == 0:
-        from edgevpr.errors import DatasetError
-
         raise DatasetError(f"{path}: no frames to write")
     if headings:
         lines = ["name,x,y,heading"] + [f"{name},{x:.3f},{y:.3f},{h:.2f}" for name, x, y, h in headings]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -49,7 +49,6 @@ class Frame:
     image: Image.Image  # RGB
     position: list[float] | None = None  # [x, y] or [x, y, heading] in metres (UTM for NavSatFix)
     zone: str | None = None  # UTM zone "33T" for NavSatFix positions
-    extra: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
