@@ -28,7 +28,11 @@ def test_component_params_block_and_old_keys(tmp_path, capsys):
     assert from_old.model.backbone_params == {"dilation": [3, 1]} and from_old.model.aggregator_params == {}
     resolved = resolve_config(from_old).to_dict()["model"]
     assert resolved == resolve_config(from_new).to_dict()["model"]
-    assert resolved["backbone_params"] == {"dilation": (3, 1)} and resolved["aggregator_params"] == {"clusters": 64}
+    assert resolved["backbone_params"] == {"dilation": (3, 1)} and resolved["aggregator_params"] == {
+        "clusters": 64,
+        "assign_bias": True,
+        "final_norm": False,
+    }
     assert notes == [
         f"Note: {old}: model.dilation: an old key; read as model.backbone.params.dilation (write it there)",
         f"Note: {old}: model.clusters: an old key; read as model.aggregator.params.clusters (write it there)",

@@ -11,6 +11,7 @@ from edgevpr.models.aggregators.mac import MAC
 from edgevpr.models.aggregators.netvlad import NetVLAD
 from edgevpr.models.aggregators.rmac import RMAC, rmac_regions
 from edgevpr.models.aggregators.spoc import SPoC
+from edgevpr.models.params import build_component
 from edgevpr.models.registry import BACKBONES
 from edgevpr.models.tf_same import Conv2dSame, apply_tf_same_padding, same_padding
 from tests.conftest import cluster_params
@@ -88,7 +89,7 @@ def test_unknown_component_lists_the_choices():
     ],
 )
 def test_backbones_report_their_channels(name, channels):
-    backbone = BACKBONES.get(name)(ModelConfig(backbone=name)).eval()
+    backbone = build_component(BACKBONES, name, {}, "model.backbone.params", ModelConfig(backbone=name)).eval()
     with torch.no_grad():
         assert backbone(torch.rand(1, 3, 64, 64)).shape[1] == backbone.out_channels == channels
 

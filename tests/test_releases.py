@@ -46,6 +46,29 @@ def _cosplace_state(dim: int = 32) -> dict:
     return state
 
 
+def _vgg16_cut() -> dict:
+    """VGG16's ``features[:-2]``: conv5_3 without its ReLU and max-pool, as both releases cut it."""
+    return torch.nn.Sequential(*list(torchvision.models.vgg16().features.children())[:-2]).state_dict()
+
+
+def _cosplace_vgg16_state(dim: int = 32) -> dict:
+    """CosPlace on VGG16: ``backbone`` = ``features[:-2]``, the same GeM and FC head."""
+    head = {k: v for k, v in _cosplace_state(dim).items() if k.startswith("aggregation.")}
+    return {f"backbone.{k}": v for k, v in _vgg16_cut().items()} | head
+
+
+def _patchnetvlad_state(clusters: int = 8, pcs: int = 64) -> dict:
+    """Patch-NetVLAD's model: ``encoder`` (VGG16 ``features[:-2]``), ``pool`` (NetVLAD vladv1:
+    centroids and a 1 x 1 assignment convolution without bias) and ``WPCA.0`` (a 1 x 1
+    convolution from the K x 512 VLAD to the principal components)."""
+    state = {f"encoder.{k}": v for k, v in _vgg16_cut().items()}
+    state["pool.centroids"] = torch.rand(clusters, 512)
+    state["pool.conv.weight"] = torch.randn(clusters, 512, 1, 1)
+    state["WPCA.0.weight"] = 0.05 * torch.randn(pcs, clusters * 512, 1, 1)
+    state["WPCA.0.bias"] = 0.05 * torch.randn(pcs)
+    return state
+
+
 def _salad_state(clusters: int = 8, cluster_dim: int = 16, token_dim: int = 32) -> dict:
     """SALAD's VPRModel on DINOv2 ViT-S/14 as torch.hub builds it (``backbone.model``, with
     its mask token), then the aggregator's three MLPs and the dustbin score."""
@@ -106,6 +129,8 @@ def _boq_state(dino: bool = False, dim: int = 64, queries: int = 8, layers: int 
 RELEASES = {  # name -> (state, container, descriptor size, input size, architecture)
     "mixvpr": (_mixvpr_state, "lightning", 128, (64, 64), ("resnet50_conv4", "mixvpr")),
     "cosplace": (_cosplace_state, "flat", 32, None, ("resnet18_conv5", "gem")),
+    "cosplace_vgg16": (_cosplace_vgg16_state, "flat", 32, None, ("vgg16", "gem")),
+    "patchnetvlad": (_patchnetvlad_state, "pth.tar", 64, (480, 640), ("vgg16", "netvlad")),
     "salad": (_salad_state, "flat", 8 * 16 + 32, (322, 322), ("dinov2_vits14", "salad")),
     "boq_resnet": (_boq_state, "flat", 64 * 4, (384, 384), ("resnet50_conv4", "boq")),
     "boq_dinov2": (lambda: _boq_state(dino=True), "flat", 64 * 4, (322, 322), ("dinov2_vits14", "boq")),
@@ -117,7 +142,9 @@ def _write(tmp_path, name: str) -> tuple:
     torch.manual_seed(0)
     state = make()
     payload = {"epoch": 3, "global_step": 100, "state_dict": state} if container == "lightning" else state
-    path = tmp_path / f"{name}.ckpt"
+    if container == "pth.tar":  # Patch-NetVLAD's training script saves these beside the weights
+        payload = {"epoch": 3, "state_dict": state, "recalls": {1: 0.5}, "best_score": 0.5, "not_improved": 0}
+    path = tmp_path / f"{name}.{'pth.tar' if container == 'pth.tar' else 'ckpt'}"
     torch.save(payload, path)
     return path, state
 
@@ -153,7 +180,9 @@ def test_a_partial_release_is_refused_naming_the_key(tmp_path, name):
     make = RELEASES[name][0]
     state = make()
     dropped = next(
-        k for k in state if "layer3.1.conv1" in k or "blocks.3.attn.qkv.weight" in k or k.endswith("4.1.conv1.weight")
+        k
+        for k in state
+        if "layer3.1.conv1" in k or "blocks.3.attn.qkv.weight" in k or k.endswith(("4.1.conv1.weight", "28.weight"))
     )
     missing = {k: v for k, v in state.items() if k != dropped}
     torch.save(missing, tmp_path / "missing.pt")

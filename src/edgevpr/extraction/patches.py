@@ -4,9 +4,12 @@ global descriptor (Hausler et al. 2021, Patch-NetVLAD; Huang et al. 2022, single
 A patch is a p x p window of feature cells moved with stride s, so an H x W map holds
     n_P = (floor((H - p) / s) + 1) * (floor((W - p) / s) + 1)          (Huang et al. 2022, Eq. 2)
 patches. Each is aggregated as the model aggregates the whole map: NetVLAD over the window
-(soft-assignment and residual sums pooled per window, then intra- and L2-normalised), or, for
-the pooling aggregators (GeM, MAC, SPoC, ...), generalized-mean pooling over the window with
-the model's GeM p (3 otherwise). Several sizes (Patch-NetVLAD's 2, 5, 8) give one set each.
+(soft-assignment and residual sums pooled per window, then normalised as the aggregator
+normalises), or, for the pooling aggregators (GeM, MAC, SPoC, ...), generalized-mean pooling
+over the window with the model's GeM p (3 otherwise). A model with a fully connected
+projection from the aggregator's size (NetVLAD, GeM) projects its patches through it, as
+Patch-NetVLAD projects its patches through the WPCA of its global descriptor; every patch is
+then L2-normalised. Several sizes (Patch-NetVLAD's 2, 5, 8) give one set each.
 
 Positions are patch centres in feature cells (x, y); ``cell_pixels`` converts them to pixels."""
 
@@ -71,8 +74,7 @@ def _vlad_patches(aggregator, features: torch.Tensor, size: int, stride: int) ->
     sums = _window_sum(weighted, size, stride).view(batch, clusters, channels, -1)
     mass = _window_sum(soft, size, stride).view(batch, clusters, 1, -1)
     vlad = sums - mass * aggregator.centroids.view(1, clusters, channels, 1)
-    vlad = F.normalize(vlad, dim=2).flatten(1, 2)  # intra-normalisation, then (B, K*C, n_P)
-    return F.normalize(vlad, dim=1).transpose(1, 2)
+    return aggregator.normalise(vlad).transpose(1, 2)  # (B, n_P, K*C)
 
 
 def _gem_patches(aggregator, features: torch.Tensor, size: int, stride: int) -> torch.Tensor:
@@ -120,7 +122,10 @@ class PatchModel(torch.nn.Module):
             for p, s in zip(self.spec.sizes, self.spec.strides)
             if patch_count(height, width, p, s)
         ]
-        return F.normalize(descriptors, dim=-1), torch.cat(patches, dim=1)
+        patches = torch.cat(patches, dim=1)
+        if getattr(self.model.projection, "in_features", None) == patches.shape[-1]:
+            patches = self.model.projection(patches)
+        return F.normalize(descriptors, dim=-1), F.normalize(patches, dim=-1)
 
     def centres(self) -> np.ndarray:
         height, width = self.map_size

@@ -14,6 +14,10 @@ modules and brings the input contract the authors evaluated with.
 - SALAD (Izquierdo and Civera 2024): keys ``backbone.model.blocks.N.*`` (DINOv2),
   ``aggregator.dust_bin``, ``aggregator.score.*``; DINOv2 ViT-B/14 (or S/14) and SALAD;
   322 x 322 bilinear, ImageNet mean and std.
+- Patch-NetVLAD (Hausler et al. 2021), its ``.pth.tar`` (``state_dict`` inside): keys
+  ``encoder.N.*`` (VGG16 ``features[:-2]``: conv5_3 without its ReLU), ``pool.centroids`` and
+  ``pool.conv.weight`` (NetVLAD, no assignment bias), ``WPCA.0.*`` (a 1 x 1 convolution from the
+  L2-normalised VLAD, read as the FC projection); 480 x 640 bilinear, ImageNet mean and std.
 
 A file whose keys match a layout but not completely (a key missing, an extra one, a shape
 that differs) is refused in one line naming the first such key. docs/models.md lists where
@@ -91,21 +95,17 @@ def _resnet_depth(state: dict, layer_key) -> int:
 def _cosplace(state: dict) -> Release | None:
     if not {"aggregation.1.p", "aggregation.3.weight"} <= set(state) or "backbone.0.weight" not in state:
         return None
-    if "backbone.1.running_mean" not in state:  # VGG16: its features end before the last ReLU, edgevpr's after it
-        raise ConfigError("CosPlace/EigenPlaces with VGG16: edgevpr's VGG16 keeps the last ReLU; use a ResNet release")
-    depth = _resnet_depth(state, lambda k: "backbone\\." + str(3 + k))  # conv1, bn1, relu, maxpool, layer1-4
-    backbone = f"resnet{depth}_conv5"
+    model = {"aggregator": "gem", "aggregator_params": {"normalize_input": True}}
+    if "backbone.1.running_mean" not in state:  # VGG16 features[:-2]: conv5_3 without its ReLU
+        model |= {"backbone": "vgg16", "backbone_params": {"last_relu": False}}
+    else:
+        depth = _resnet_depth(state, lambda k: "backbone\\." + str(3 + k))  # conv1, bn1, relu, maxpool, layer1-4
+        model["backbone"] = f"resnet{depth}_conv5"
     body = [key for key in state if key.startswith("backbone.")]
     mapped = {"backbone.body." + key[len("backbone.") :]: state[key] for key in body}
     mapped["aggregator.p"] = state["aggregation.1.p"].reshape(())
     mapped["projection.weight"], mapped["projection.bias"] = state["aggregation.3.weight"], state["aggregation.3.bias"]
-    dim = int(state["aggregation.3.weight"].shape[0])
-    model = {
-        "backbone": backbone,
-        "aggregator": "gem",
-        "aggregator_params": {"normalize_input": True},
-        "dim": dim,
-    }
+    model["dim"] = int(state["aggregation.3.weight"].shape[0])
     contract = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": None, "interpolation": "bilinear"}
     extra = [key for key in state if not key.startswith(("backbone.", "aggregation."))]
     _no_extra(extra, "CosPlace/EigenPlaces")
@@ -216,12 +216,49 @@ def _boq(state: dict) -> Release | None:
     return Release("BoQ", model, contract, mapped)
 
 
+def _patchnetvlad(state: dict) -> Release | None:
+    if "pool.centroids" not in state or "encoder.0.weight" not in state:
+        return None
+    if "pool.conv.bias" in state:
+        raise ConfigError("Patch-NetVLAD with vladv2 (an assignment bias): the released models are vladv1")
+    clusters, channels = (int(n) for n in state["pool.centroids"].shape)
+    mapped = {
+        "backbone.body." + key[len("encoder.") :]: value for key, value in state.items() if key.startswith("encoder.")
+    }
+    mapped["aggregator.centroids"] = state["pool.centroids"]
+    mapped["aggregator.assign.weight"] = state["pool.conv.weight"]
+    model = {
+        "backbone": "vgg16",
+        "backbone_params": {"last_relu": False},
+        "aggregator": "netvlad",
+        "aggregator_params": {"clusters": clusters, "assign_bias": False, "final_norm": True},
+    }
+    if "WPCA.0.weight" in state:
+        weight = state["WPCA.0.weight"]
+        mapped["projection.weight"] = weight.reshape(weight.shape[0], -1)
+        if "WPCA.0.bias" not in state:
+            raise ConfigError("Patch-NetVLAD layout lacks 'WPCA.0.bias' beside 'WPCA.0.weight'")
+        mapped["projection.bias"] = state["WPCA.0.bias"]
+        model["dim"] = int(weight.shape[0])
+    if channels != 512:
+        raise ConfigError(f"Patch-NetVLAD clusters of {channels} channels: its VGG16 encoder gives 512")
+    _no_extra([key for key in state if not key.startswith(("encoder.", "pool.", "WPCA."))], "Patch-NetVLAD")
+    _no_extra(
+        [key for key in state if key.startswith(("pool.", "WPCA.")) and key not in PATCHNETVLAD_HEAD], "Patch-NetVLAD"
+    )
+    contract = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": (480, 640), "interpolation": "bilinear"}
+    return Release("Patch-NetVLAD", model, contract, mapped)
+
+
+PATCHNETVLAD_HEAD = {"pool.centroids", "pool.conv.weight", "WPCA.0.weight", "WPCA.0.bias"}
+
+
 def _no_extra(keys: list[str], name: str) -> None:
     if keys:
         raise ConfigError(f"{name} layout with an unexpected key {keys[0]!r} ({len(keys)} such keys)")
 
 
-LAYOUTS = (_mixvpr, _salad, _boq, _cosplace)
+LAYOUTS = (_mixvpr, _salad, _boq, _patchnetvlad, _cosplace)
 
 
 @lru_cache(maxsize=8)

@@ -28,13 +28,31 @@ class ClusterParams:
         positive(self.clusters, "clusters", ">= 1")
 
 
+@dataclass
+class NetVLADParams(ClusterParams):
+    """assign_bias: the soft-assignment's b_k (NetVLAD's Eq. 3; Patch-NetVLAD's released models
+    have none: ``vladv2 = False``). final_norm: L2-normalise V inside the aggregator, so that a
+    projection after it (Patch-NetVLAD's WPCA) sees the unit vector, as the paper's last step."""
+
+    assign_bias: bool = True
+    final_norm: bool = False
+
+
 class NetVLAD(nn.Module):
-    def __init__(self, in_channels: int, clusters: int = 64, alpha: float = 100.0):
+    def __init__(
+        self,
+        in_channels: int,
+        clusters: int = 64,
+        alpha: float = 100.0,
+        assign_bias: bool = True,
+        final_norm: bool = False,
+    ):
         super().__init__()
         self.clusters = clusters
         self.out_dim = clusters * in_channels
         self.alpha = alpha
-        self.assign = nn.Conv2d(in_channels, clusters, kernel_size=1, bias=True)
+        self.final_norm = final_norm
+        self.assign = nn.Conv2d(in_channels, clusters, kernel_size=1, bias=assign_bias)
         self.centroids = nn.Parameter(torch.rand(clusters, in_channels))
         self.register_buffer("initialised", torch.tensor(False))
 
@@ -56,7 +74,8 @@ class NetVLAD(nn.Module):
         c = torch.from_numpy(centroids)
         self.centroids.copy_(c)
         self.assign.weight.copy_((2.0 * self.alpha * c)[:, :, None, None])
-        self.assign.bias.copy_(-self.alpha * c.pow(2).sum(dim=1))
+        if self.assign.bias is not None:
+            self.assign.bias.copy_(-self.alpha * c.pow(2).sum(dim=1))
         self.initialised.fill_(True)
 
     def forward(self, features):
@@ -70,10 +89,14 @@ class NetVLAD(nn.Module):
             soft = soft * weights
         x = x.flatten(2)  # (B, C, N)
         vlad = torch.einsum("bkn,bcn->bkc", soft, x) - soft.sum(dim=2).unsqueeze(-1) * self.centroids
-        vlad = F.normalize(vlad, dim=2)  # intra-normalisation
-        return vlad.flatten(1)
+        return self.normalise(vlad)
+
+    def normalise(self, vlad: torch.Tensor) -> torch.Tensor:
+        """(B, K, C, ...) residual sums -> intra-normalised, flattened (B, K*C, ...), L2 with final_norm."""
+        vlad = F.normalize(vlad, dim=2).flatten(1, 2)
+        return F.normalize(vlad, dim=1) if self.final_norm else vlad
 
 
-@AGGREGATORS.register("netvlad", params=ClusterParams)
-def build(in_channels, params: ClusterParams):
-    return NetVLAD(in_channels, clusters=params.clusters)
+@AGGREGATORS.register("netvlad", params=NetVLADParams)
+def build(in_channels, params: NetVLADParams):
+    return NetVLAD(in_channels, params.clusters, assign_bias=params.assign_bias, final_norm=params.final_norm)
