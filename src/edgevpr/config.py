@@ -199,6 +199,9 @@ class QuantizeConfig:
     int4_rounding: str = "auto"
     int8_layout: str = "auto"  # cpu target: u8s8 | u8s7 | s8s8 | auto (exact on the quantizing CPU)
     report_layers: bool = False  # int8: rank every layer by the descriptor error its int8 form alone causes
+    # a second output, the patch descriptors of rerank.patch_size/patch_stride (one pass for a map with a second
+    # stage); the file then takes its export size only
+    patches: bool = False
 
 
 @dataclass

@@ -126,6 +126,7 @@ def _quantize_table(keep: tuple[str, ...] | None = None):
 @main.command("quantize")
 @exported_model_options
 @add_options(_quantize_table())
+@add_options([o for o in EVAL_OPTIONS if o[0] in ("--patch-size", "--patch-stride")])
 @click.option("--threads", type=int, default=None, help="Threads for calibration.")
 @click.option("--out", required=True, type=click.Path(), help="ONNX file to write (atomically).")
 @user_errors

@@ -314,6 +314,15 @@ QUANTIZE_OPTIONS = [
         dict(type=float, help="Percentile for --calibration percentile (default 99.999)."),
     ),
     (
+        "--patches/--no-patches",
+        "quantize",
+        "patches",
+        dict(
+            default=None,
+            help="Add a patch output (--patch-size, --patch-stride) for a second stage; the file takes one size.",
+        ),
+    ),
+    (
         "--report-layers/--no-report-layers",
         "quantize",
         "report_layers",

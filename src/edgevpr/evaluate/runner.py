@@ -272,7 +272,7 @@ def evaluate(config: RunConfig, model: VPRModel | None = None, label: str | None
         extractor = Describer.torch(model, preprocess)
     extractor = extractor.with_contract(preprocess)
 
-    forward = second.forward(model, config) if second else extractor
+    forward = second.forward(model if model is not None else extractor.network) if second else extractor
     db, q, dataset = extract_dataset(forward, dataset, preprocess, config.eval, config.data)
     if not config.model.onnx and model.pca is not None and not bool(model.pca.fitted):
         model.pca.fit(db.descriptors)  # learned on the database, then part of the model

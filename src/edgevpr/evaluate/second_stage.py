@@ -14,7 +14,7 @@ import torch
 from edgevpr.config import RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.extraction.patch_codec import PatchCodec
-from edgevpr.extraction.patches import PatchModel, PatchSpec
+from edgevpr.extraction.patches import PatchSpec, patch_extractor
 from edgevpr.rerank import PatchSet, make_reranker, rerank_predictions
 
 
@@ -22,32 +22,36 @@ class SecondStage:
     def __init__(self, config: RunConfig):
         self.name, self.k = config.rerank.name, config.rerank.k
         self.reranker = make_reranker(self.name, config.rerank.matcher)
-        self.spec = PatchSpec(tuple(config.rerank.patch_size), tuple(config.rerank.patch_stride))
-        trained = getattr(self.reranker, "meta", {}).get("patch_spec")
-        if trained and PatchSpec.from_dict(trained) != self.spec:
-            raise ConfigError(
-                f"{config.rerank.matcher}: the matcher was trained on {PatchSpec.from_dict(trained).rule()}, "
-                f"this evaluation extracts {self.spec.rule()}; give the same --patch-size/--patch-stride"
-            )
-        self.patch_model: PatchModel | None = None
+        self.matcher_file = config.rerank.matcher
+        self.spec = self._checked(PatchSpec(tuple(config.rerank.patch_size), tuple(config.rerank.patch_stride)))
+        self.patch_model = None  # extraction.patches: PatchModel, or OnnxPatchModel for a file
         self.times: list[float] = []
         self.compact = (config.rerank.patch_dim, config.rerank.patch_bits)
         self.codec: PatchCodec | None = None
+
+    def _checked(self, spec: PatchSpec) -> PatchSpec:
+        """``spec``, when the matcher (if any) was trained on it."""
+        trained = getattr(self.reranker, "meta", {}).get("patch_spec")
+        if trained and PatchSpec.from_dict(trained) != spec:
+            raise ConfigError(
+                f"{self.matcher_file}: the matcher was trained on {PatchSpec.from_dict(trained).rule()}, "
+                f"this evaluation extracts {spec.rule()}; give the same --patch-size/--patch-stride"
+            )
+        return spec
 
     @classmethod
     def configured(cls, config: RunConfig) -> SecondStage | None:
         if not config.rerank.name:
             return None
-        if config.model.onnx:
-            raise ConfigError(
-                "--rerank needs the PyTorch model (--config, --checkpoint or flags): an ONNX file has no patch output"
-            )
         if config.eval.sequence > 1 or config.eval.test_method != "single":
             raise ConfigError("--rerank does not combine with --sequence or --test-method; choose one")
         return cls(config)
 
-    def forward(self, model, config: RunConfig):
-        self.patch_model = PatchModel(model, self.spec).eval()
+    def forward(self, network):
+        """The network (a PyTorch model, or an ONNX file exported with patches) giving
+        descriptors and patches in one pass."""
+        self.patch_model = patch_extractor(network, self.spec)
+        self.spec = self._checked(self.patch_model.spec)  # an ONNX file's patches are its own
         return self.patch_model
 
     def _sets(self, patches) -> list[PatchSet]:

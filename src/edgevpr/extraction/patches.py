@@ -61,6 +61,17 @@ def patch_centres(height: int, width: int, size: int, stride: int) -> np.ndarray
     return np.stack([grid_x.ravel(), grid_y.ravel()], axis=1).astype(np.float32)
 
 
+def all_centres(spec: PatchSpec, height: int, width: int) -> np.ndarray:
+    """The centres of every patch of ``spec`` on an ``height`` x ``width`` map, sizes in order."""
+    return np.concatenate(
+        [
+            patch_centres(height, width, p, s)
+            for p, s in zip(spec.sizes, spec.strides)
+            if patch_count(height, width, p, s)
+        ]
+    )
+
+
 def _window_sum(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
     return F.avg_pool2d(x, size, stride) * (size * size)
 
@@ -128,11 +139,38 @@ class PatchModel(torch.nn.Module):
         return F.normalize(descriptors, dim=-1), F.normalize(patches, dim=-1)
 
     def centres(self) -> np.ndarray:
-        height, width = self.map_size
-        return np.concatenate(
-            [
-                patch_centres(height, width, p, s)
-                for p, s in zip(self.spec.sizes, self.spec.strides)
-                if patch_count(height, width, p, s)
-            ]
+        return all_centres(self.spec, *self.map_size)
+
+
+class OnnxPatchModel:
+    """An ONNX file exported with patches (``quantize --patches``): the same calls as
+    ``PatchModel``, run by ONNX Runtime at whatever precision the file holds. The patch spec
+    and the feature-map size are the file's, as its input contract is."""
+
+    def __init__(self, session):
+        meta = session.metadata
+        self.session, self.spec = session, PatchSpec.from_dict(meta["patch_spec"])
+        self.map_size = tuple(meta["patch_map_size"])
+
+    def __call__(self, images):
+        descriptors, patches = self.session.run_all(images)
+        return torch.from_numpy(descriptors), torch.from_numpy(patches)
+
+    def eval(self):
+        return self
+
+    def centres(self) -> np.ndarray:
+        return all_centres(self.spec, *self.map_size)
+
+
+def patch_extractor(network, spec: PatchSpec):
+    """What gives a model's descriptors and patches in one pass: a ``PatchModel`` of ``spec``
+    around a PyTorch model, or an ONNX file's own patch output (of the spec it was exported with)."""
+    if isinstance(network, torch.nn.Module):
+        return PatchModel(network, spec).eval()
+    if not getattr(network, "has_patches", False):
+        raise ConfigError(
+            f"{getattr(network, 'path', 'the model')}: this ONNX file has no patch output; export it with "
+            "`edgevpr quantize --patches` (or use the PyTorch model: --checkpoint, or a config)"
         )
+    return OnnxPatchModel(network)

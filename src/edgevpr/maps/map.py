@@ -25,6 +25,7 @@ from edgevpr.data.images import list_images, load_rgb
 from edgevpr.errors import ConfigError, DatasetError
 from edgevpr.extraction.binary_codec import fit_binary_codec
 from edgevpr.extraction.extract import extract
+from edgevpr.extraction.patch_codec import PatchCodec
 from edgevpr.extraction.patches import PatchSpec
 from edgevpr.maps.known import calibrate_min_score
 from edgevpr.maps.manifest import FORMAT, manifest_path, mapped_part, read_manifest
@@ -150,7 +151,7 @@ class Map:
         else:
             config = resolve_config(source.config or RunConfig())
             model = cls._built_model(config, paths, model_part, threads, max_pixels)
-        descriptors, size = cls._extract(model, paths, batch_size, max_pixels, log, ray, model_part)
+        descriptors, size, stored = cls._extract(model, paths, batch_size, max_pixels, log, ray, model_part, patches)
         codec = None
         limit = max_pixels or DEFAULT_MAX_PIXELS
         if spec.binary:  # as eval fits it (extraction.binary_codec)
@@ -166,7 +167,6 @@ class Map:
                 batch_size=batch_size,
                 max_pixels=limit,
             )
-        stored = extract_patches(model, paths, patches, batch_size, limit) if patches else None
         if stored is not None:  # compact patches: the codec is fitted on the map's own patches
             stored = compact(stored, patch_dim, patch_bits)
         return cls._commit(
@@ -204,32 +204,47 @@ class Map:
 
     @staticmethod
     def _extract(
-        model: Describer, paths, batch_size: int, max_pixels: int | None, log, ray=None, model_part=None
-    ) -> tuple[np.ndarray, list]:
-        """The images' descriptors and the most common image size after resizing; with ``ray``
-        (an address, or "local") described by a Ray cluster's workers from the model file."""
+        model: Describer,
+        paths,
+        batch_size: int,
+        max_pixels: int | None,
+        log,
+        ray=None,
+        model_part=None,
+        patches: PatchSpec | None = None,
+        codec: PatchCodec | None = None,
+    ) -> tuple[np.ndarray, list, MapPatches | None]:
+        """The images' descriptors, the most common image size after resizing and, with
+        ``patches``, their patch descriptors from the same pass; with ``ray`` (an address, or
+        "local") the descriptors come from a Ray cluster's workers, the patches from here."""
         if model.fixed_size and model.contract.size is None:
             raise ConfigError(f"the model takes {model.fixed_size} images only and its contract names no size")
+        limit = max_pixels or DEFAULT_MAX_PIXELS
+        if patches is not None and not ray:
+            descriptors, size, stored = extract_patches(model, paths, patches, batch_size, limit, codec)
+            if log:
+                log(f"extracted {len(paths)} images -> {descriptors.shape[1]}-D descriptors and their patches")
+            return descriptors, size, stored
+        stored = extract_patches(model, paths, patches, batch_size, limit, codec)[2] if patches is not None else None
         if ray:
             from edgevpr.maps.ray_extract import extract_on_ray
 
             kind = "onnx" if model_part.suffix == ".onnx" else "checkpoint"
-            limit = max_pixels or DEFAULT_MAX_PIXELS
             descriptors, size = extract_on_ray(model_part, kind, paths, batch_size, limit, ray, log)
             if log:
                 log(f"extracted {len(paths)} images -> {descriptors.shape[1]}-D descriptors on Ray")
-            return descriptors, size
+            return descriptors, size, stored
         extraction = extract(
             model,
             paths,
             model.contract,
             batch_size=batch_size,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+            max_pixels=limit,
             label="map images",
         )
         if log:
             log(f"extracted {len(paths)} images -> {extraction.descriptors.shape[1]}-D descriptors")
-        return extraction.descriptors, list(extraction.sizes.most_common(1)[0][0])
+        return extraction.descriptors, list(extraction.sizes.most_common(1)[0][0]), None
 
     @classmethod
     def _commit(
@@ -348,13 +363,12 @@ class Map:
         if duplicate and kind != "frame":
             raise ConfigError(f"{images}: {duplicate[0]} is in the map already ({len(duplicate)} names repeat)")
         model_part = self.folder / self.manifest["model"]["file"]
-        new, _ = self._extract(self.model, paths, batch_size, max_pixels, log, ray, model_part)
+        spec, codec = (self.patches.spec, self.patches.codec) if self.patches is not None else (None, None)
+        new, _, added = self._extract(self.model, paths, batch_size, max_pixels, log, ray, model_part, spec, codec)
         descriptors = np.concatenate([np.asarray(self.descriptors), new])
         codec = self.index.codec  # the rotation stays the one fitted when the map was built
         patches = None
-        if self.patches is not None:  # the same patch spec for the new images
-            limit = max_pixels or DEFAULT_MAX_PIXELS
-            added = extract_patches(self.model, paths, self.patches.spec, batch_size, limit, self.patches.codec)
+        if added is not None:  # the same patch spec for the new images
             if added.array.shape[1:] != self.patches.array.shape[1:]:
                 raise ConfigError(
                     f"{images}: images give {added.array.shape[1]} patches, the map holds "

@@ -1,8 +1,9 @@
 """Patch descriptors a map keeps for a second stage (``map build --patches``): fp16, or compact
 (``--patch-dim``, ``--patch-bits``: ``extraction.patch_codec``, fitted on the map's own
 patches), one row of n_P patches per map image, memory-mapped on load, with the patch spec,
-their centres and the feature map's extent. Only a PyTorch model (a checkpoint, or one built from a config) exposes
-the feature map they are pooled from."""
+their centres and the feature map's extent. A PyTorch model (a checkpoint, or one built from a
+config) pools them from its feature map; an ONNX file exported with ``--patches`` gives them as
+its second output, at the precision it was exported in."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgevpr.errors import ConfigError
 from edgevpr.extraction.extract import extract
 from edgevpr.extraction.patch_codec import PatchCodec
-from edgevpr.extraction.patches import PatchModel, PatchSpec
+from edgevpr.extraction.patches import PatchSpec, patch_extractor
 from edgevpr.maps.manifest import mapped_part
 from edgevpr.rerank.registry import PatchSet
 
@@ -63,23 +63,22 @@ class MapPatches:
         }
 
 
-def patch_model(model, spec: PatchSpec) -> PatchModel:
-    if not model.is_torch:
-        raise ConfigError(
-            "patch descriptors need a PyTorch model (--checkpoint, or a config); an ONNX file has no patch output"
-        )
-    return PatchModel(model.network, spec).eval()
+def patch_model(model, spec: PatchSpec):
+    """The deployed model's patch extractor (``extraction.patches.patch_extractor``)."""
+    return patch_extractor(model.network, spec)
 
 
 def extract_patches(
     model, paths, spec: PatchSpec, batch_size: int, max_pixels: int, codec: PatchCodec | None = None
-) -> MapPatches:
-    """The images' patches, encoded by ``codec`` when there is one."""
+) -> tuple[np.ndarray, list, MapPatches]:
+    """The images' descriptors, their most common size after resizing, and their patches
+    (encoded by ``codec`` when there is one), from one pass of each image."""
     patcher = patch_model(model, spec)
-    found = extract(patcher, paths, model.contract, batch_size=batch_size, max_pixels=max_pixels, label="patches")
+    found = extract(patcher, paths, model.contract, batch_size=batch_size, max_pixels=max_pixels, label="map images")
     height, width = patcher.map_size
     array = found.patches if codec is None else codec.encode(found.patches)
-    return MapPatches(array, spec, patcher.centres(), (width, height), codec)
+    size = list(found.sizes.most_common(1)[0][0])
+    return found.descriptors, size, MapPatches(array, patcher.spec, patcher.centres(), (width, height), codec)
 
 
 def compact(patches: MapPatches, dim: int | None, bits: int) -> MapPatches:

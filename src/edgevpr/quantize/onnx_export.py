@@ -1,6 +1,8 @@
 """Export a model to ONNX: dynamic batch always; dynamic height and width only where the
 exported graph gives the same descriptors at another size (R-MAC regions, for one, are
-computed from the input size at export time, so those models are fixed-size)."""
+computed from the input size at export time, so those models are fixed-size). A patch model
+(``extraction.patches.PatchModel``) exports a second output, ``patches`` (B, n_P, D_p), at its
+export size only: its patch count and positions are those of one feature-map size."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import onnx
 import torch
 
 from edgevpr.errors import EdgeVPRError
-from edgevpr.runtime.onnx_model import INPUT, METADATA_KEY, OUTPUT
+from edgevpr.runtime.onnx_model import INPUT, METADATA_KEY, OUTPUT, PATCHES
 
 
-def _export_bytes(model, example: torch.Tensor, dynamic_size: bool, opset: int) -> bytes:
+def _export_bytes(model, example: torch.Tensor, dynamic_size: bool, opset: int, outputs=(OUTPUT,)) -> bytes:
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -27,8 +29,8 @@ def _export_bytes(model, example: torch.Tensor, dynamic_size: bool, opset: int) 
                 (example,),
                 buffer,
                 input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamic_axes={INPUT: axes, OUTPUT: {0: "batch"}},
+                output_names=list(outputs),
+                dynamic_axes={INPUT: axes} | {name: {0: "batch"} for name in outputs},
                 opset_version=opset,
                 dynamo=False,
             )
@@ -42,7 +44,7 @@ def run_onnx(model_bytes: bytes, images: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # a refused size is an answer here, not an error to print
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     return session.run(None, {INPUT: images})[0]
 
@@ -66,10 +68,13 @@ def _same_at_other_size(model, model_bytes: bytes, example: torch.Tensor) -> boo
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, metadata: dict, opset: int = 17) -> onnx.ModelProto:
     """The model as an ONNX ``ModelProto`` with edgevpr metadata (config, params, flops, sizes)."""
     model = model.eval()
-    data = _export_bytes(model, example, dynamic_size=True, opset=opset)
-    dynamic = _same_at_other_size(model, data, example)
-    if not dynamic:
-        data = _export_bytes(model, example, dynamic_size=False, opset=opset)
+    if hasattr(model, "centres"):  # a patch model: descriptors and patches, at its export size
+        data, dynamic = _export_bytes(model, example, False, opset, (OUTPUT, PATCHES)), False
+    else:
+        data = _export_bytes(model, example, dynamic_size=True, opset=opset)
+        dynamic = _same_at_other_size(model, data, example)
+        if not dynamic:
+            data = _export_bytes(model, example, dynamic_size=False, opset=opset)
     proto = inline_identity_initializers(onnx.load_from_string(data))
     set_metadata(proto, metadata | {"dynamic_size": dynamic, "export_size": list(example.shape[-2:])})
     return proto
@@ -100,6 +105,27 @@ def tensor_consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
         for name in dict.fromkeys(node.input):
             consumers.setdefault(name, []).append(node)
     return consumers
+
+
+def patch_only_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that feed the ``patches`` output and not the descriptors: the patch
+    pooling of a file exported with patches (none for a file without)."""
+    producer = {output: node for node in proto.graph.node for output in node.output}
+
+    def ancestors(tensor: str) -> set[str]:
+        seen, stack = set(), [tensor]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is not None and node.name not in seen:
+                seen.add(node.name)
+                stack.extend(node.input)
+        return seen
+
+    outputs = {output.name for output in proto.graph.output}
+    if PATCHES not in outputs:
+        return []
+    shared = ancestors(OUTPUT)
+    return sorted(ancestors(PATCHES) - shared)
 
 
 def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:

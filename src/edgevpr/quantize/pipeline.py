@@ -14,6 +14,7 @@ from edgevpr.atomic import atomic_path, check_output
 from edgevpr.config import QuantizeConfig, RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.extraction.extract import extract
+from edgevpr.extraction.patches import PatchModel, PatchSpec
 from edgevpr.models import build_model
 from edgevpr.models.initialise import initialise_aggregator, needs_initialisation
 from edgevpr.models.resolve import contract_of
@@ -52,6 +53,15 @@ def prepared_model(config: RunConfig, calib: CalibrationImages | None, contract)
     _check_runs(model.eval(), example)
     folded = fold_batchnorm(model, example)
     return model, example, folded
+
+
+def with_patches(model, config: RunConfig, example: torch.Tensor) -> PatchModel:
+    """The prepared model with its patch descriptors as a second output (``extraction.patches``),
+    of the spec ``rerank.patch_size``/``patch_stride``, at the export size."""
+    patched = PatchModel(model, PatchSpec(tuple(config.rerank.patch_size), tuple(config.rerank.patch_stride)))
+    with torch.inference_mode():
+        patched.eval()(example)  # sets the feature-map size the patch positions are computed on
+    return patched
 
 
 @torch.inference_mode()
@@ -119,6 +129,9 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
     )
     say(f"building {config.model.backbone}+{config.model.aggregator}, folding BatchNorm")
     model, example, folded = prepared_model(config, calib, contract)
+    descriptor_dim = model.descriptor_dim
+    if options.patches:
+        model = with_patches(model, config, example)
     metadata = {
         "config": config.to_dict(),
         "contract": contract.to_dict(),
@@ -130,8 +143,10 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
         "bn_folded": folded,
         "calib_images": None,
         "calib_seed": options.calib_seed,
-        "descriptor_dim": model.descriptor_dim,
+        "descriptor_dim": descriptor_dim,
     }
+    if options.patches:
+        metadata |= {"patch_spec": model.spec.to_dict(), "patch_map_size": list(model.map_size)}
     if precision.integer and not (options.precision == "int8" and options.target == "tensorrt"):
         metadata["int8_layout"] = layout.name
     say(f"exporting to ONNX at {example.shape[-2]}x{example.shape[-1]}")

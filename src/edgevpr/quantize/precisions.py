@@ -23,7 +23,7 @@ from edgevpr.quantize.gptq import dequantized, int4_levels
 from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, quantized_weight, searchable_layers
-from edgevpr.quantize.onnx_export import export_onnx
+from edgevpr.quantize.onnx_export import export_onnx, patch_only_nodes
 from edgevpr.quantize.ptq import to_fp16, to_int8
 from edgevpr.registry import Registry
 from edgevpr.runtime.int8_layout import Int8Layout
@@ -137,8 +137,15 @@ class Int8(Precision):
                 export.metadata["layer_errors"] = [{k: entry[k] for k in fields} for entry in ranked]
             if kept:
                 export.metadata["kept_float"] = [{k: entry[k] for k in ("layer", "error")} for entry in kept]
+        # a patch output's pooling (window sums, powers, normalisations: no weights) stays float; its
+        # wide-ranged intermediate values lose most of their precision in 8 bits
+        pooling = patch_only_nodes(export.proto)
         proto = to_int8(
-            export.proto, ranges, options.target, keep_float=[entry["node"] for entry in kept], layout=export.layout
+            export.proto,
+            ranges,
+            options.target,
+            keep_float=[entry["node"] for entry in kept] + pooling,
+            layout=export.layout,
         )
         if options.target == "cpu":
             export.metadata["stem_channels_widened"] = widen_input_conv(proto)

@@ -15,6 +15,7 @@ from edgevpr.errors import ConfigError
 from edgevpr.runtime.int8_layout import saturation_warning
 
 INPUT, OUTPUT = "images", "descriptors"  # the tensor names of every file edgevpr exports
+PATCHES = "patches"  # the second output of a file exported with patches (quantize --patches)
 METADATA_KEY = "edgevpr"  # the metadata_props entry holding the file's JSON metadata (config, contract, precision)
 
 # ONNX Runtime's graph optimization levels. "none" runs a QDQ graph as written: dequantize, float
@@ -37,7 +38,8 @@ def runtime_name(optimization: str = "all") -> str:
 
 
 class OnnxModel:
-    """Callable on a (B, 3, H, W) tensor, returning (B, D) float32 descriptors."""
+    """Callable on a (B, 3, H, W) tensor, returning (B, D) float32 descriptors; ``run_all``
+    returns every output (a file with patches: descriptors and (B, n_P, D_p) patches)."""
 
     def __init__(self, path: str | Path, threads: int | None = None, optimization: str = "all"):
         import onnxruntime as ort
@@ -75,8 +77,16 @@ class OnnxModel:
             raise ConfigError(f"{self.path}: not an edgevpr model (inputs {names}, expected one named {INPUT!r})")
         shape = self.session.get_inputs()[0].shape
         self.fixed_size = tuple(shape[2:]) if all(isinstance(s, int) for s in shape[2:]) else None
+        self.outputs = [tensor.name for tensor in self.session.get_outputs()]
+
+    @property
+    def has_patches(self) -> bool:
+        return PATCHES in self.outputs
 
     def __call__(self, images) -> np.ndarray:
+        return self.run_all(images, [OUTPUT] if OUTPUT in self.outputs else None)[0]
+
+    def run_all(self, images, names: list[str] | None = None) -> list[np.ndarray]:
         array = images.numpy() if torch.is_tensor(images) else images
         if self.fixed_size and tuple(array.shape[-2:]) != self.fixed_size:
             (h, w), (fh, fw) = array.shape[-2:], self.fixed_size
@@ -84,7 +94,8 @@ class OnnxModel:
                 f"{self.path}: the model takes {fh}x{fw} images only, this one is {h}x{w} after "
                 f"resizing; give --size {fh}x{fw}"
             )
-        return self.session.run(None, {INPUT: np.ascontiguousarray(array, dtype=np.float32)})[0].astype(np.float32)
+        outputs = self.session.run(names, {INPUT: np.ascontiguousarray(array, dtype=np.float32)})
+        return [output.astype(np.float32) for output in outputs]
 
     def eval(self):
         return self
