@@ -53,7 +53,10 @@ def map_group():
 )
 @click.option("--descriptor-fit", type=click.Path(), default=None, help="Bits 1: images to fit the rotation on.")
 @click.option("--binary-rotation", type=click.Choice(["itq", "random"]), default=None, help="Bits 1 (default itq).")
-@click.option("--patches", is_flag=True, help="Keep patch descriptors for a second stage (a PyTorch model).")
+@click.option("--shards", type=int, default=1, show_default=True, help="Index parts, searched in parallel.")
+@click.option(
+    "--patches", is_flag=True, help="Keep patch descriptors for a second stage (a PyTorch model or a --patches file)."
+)
 @click.option("--patch-size", default=None, help="Patch sizes in feature cells, with --patches (default 3).")
 @click.option("--patch-stride", default=None, help="One stride per size, with --patches (default 1).")
 @click.option("--patch-dim", type=int, default=None, help="Compact patches: PCA to D, fitted on the map's patches.")
@@ -68,7 +71,7 @@ def map_group():
     help="Describe the images on a Ray cluster: --ray ADDRESS, or --ray alone for this machine's CPUs.",
 )
 @user_errors
-def map_build_command(checkpoint, onnx, config_file, images, positions, threads, patches, out, ray, **kwargs):
+def map_build_command(checkpoint, onnx, config_file, images, positions, threads, patches, out, ray, shards, **kwargs):
     """Extract every image of --images with the model, index them and write the map folder."""
     from edgevpr.errors import ConfigError
     from edgevpr.maps import Map, ModelSource
@@ -119,6 +122,7 @@ def map_build_command(checkpoint, onnx, config_file, images, positions, threads,
             max_pixels=config.data.max_pixels,
             log=log,
             ray=ray,
+            shards=shards,
             **options,
         )
     _echo_info(built.info())
@@ -209,6 +213,8 @@ def _echo_info(info: dict) -> None:
         f"{info['model']['precision']}, {megabytes:.1f} MB on disk, index {info['index_memory_bytes'] / 1e6:.1f} MB "
         f"in memory; known above score {info['known']['min_score']:.3f}"
     )
+    for number, shard in enumerate(info.get("index_shards") or []):
+        click.echo(f"  index shard {number}: {shard['file']}, {shard['count']} entries, {shard['bytes']} bytes")
     if "latency" in info:
         latency = info["latency"]
         click.echo(

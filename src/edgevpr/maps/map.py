@@ -38,7 +38,7 @@ from edgevpr.models.resolve import contract_of, resolve_config
 from edgevpr.rerank.stage import rerank_one
 from edgevpr.search.binary_codes import BinaryCodec
 from edgevpr.search.descriptor_bits import storage_spec, stored_bits
-from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, set_params
+from edgevpr.search.index import IndexSpec, SearchIndex, build_index, check_fits, set_params, shard_set
 from edgevpr.search.sequence import DEFAULT_VELOCITIES, sequence_scores_for, sequence_similarity
 
 
@@ -120,10 +120,12 @@ class Map:
         patch_dim: int | None = None,
         patch_bits: int = 16,
         ray: str | None = None,
+        shards: int = 1,
     ) -> Map:
         """Extract every image of ``images`` with the model of ``source``, index the descriptors
         and write the map folder ``out`` (which must not hold a map already). With
-        ``descriptor_bits`` 1 the binary rotation is fitted on the images of ``descriptor_fit``."""
+        ``descriptor_bits`` 1 the binary rotation is fitted on the images of ``descriptor_fit``;
+        with ``shards`` N the index is N parts searched together (``search.index``)."""
         out = Path(out)
         if manifest_path(out).exists():
             raise ConfigError(f"{out}: already holds a map; add images with `edgevpr map add`, or choose another --out")
@@ -185,6 +187,7 @@ class Map:
             image_size=size,
             codec=codec,
             patches=stored,
+            shards=shards,
         )
 
     @staticmethod
@@ -265,6 +268,7 @@ class Map:
         previous: dict | None = None,
         codec: BinaryCodec | None = None,
         patches: MapPatches | None = None,
+        shards: int = 1,
     ) -> Map:
         manifest_file = manifest_path(out)
         descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
@@ -286,13 +290,22 @@ class Map:
             with open(vectors_part, "wb") as handle:
                 np.save(handle, descriptors)
             vectors = np.load(vectors_part, mmap_mode="r")
-            index = build_index(descriptors, spec, params=params, codec=codec)
+            index = build_index(vectors, spec, params=params, codec=codec, shards=shards)
             index.vectors = vectors if spec.rerank else None
-            if codec is not None:
-                faiss.write_index_binary(index.index, str(index_part))
-                codec.save(new_part(".codec.npz"))
+            write = faiss.write_index_binary if codec is not None else faiss.write_index
+            shard_info = None
+            if index.shards:  # one file per shard; the first is the index part
+                shard_files = [index_part] + [new_part(".faiss") for _ in index.shards[1:]]
+                for part, shard in zip(shard_files, index.shards):
+                    write(shard, str(part))
+                shard_info = [
+                    {"file": f.name, "count": int(shard.ntotal), "bytes": f.stat().st_size}
+                    for f, shard in zip(shard_files, index.shards)
+                ]
             else:
-                faiss.write_index(index.index, str(index_part))
+                write(index.index, str(index_part))
+            if codec is not None:
+                codec.save(new_part(".codec.npz"))
             patch_info = None
             if patches is not None:
                 patch_part = new_part(".patches.npy")
@@ -331,6 +344,7 @@ class Map:
                     "params": index.params,
                     "codec": next((p.name for p in parts if p.name.endswith(".codec.npz")), None),
                     "descriptor_bits": stored_bits(spec),
+                    "shards": shard_info,  # None: one index file
                 },
                 "images": {"file": images_part.name, "folders": sorted(set(sources))},
                 "positions": {"kind": kind},
@@ -398,6 +412,7 @@ class Map:
             previous=self.manifest,
             codec=codec,
             patches=patches,
+            shards=len(self.manifest["index"].get("shards") or [None]),
         )
 
     # -- loading -----------------------------------------------------------------------------
@@ -451,14 +466,21 @@ class Map:
             if not manifest["index"].get("codec") or not codec_file.is_file():
                 raise ConfigError(f"{where}: its binary codec {manifest['index'].get('codec')} is missing")
             codec = BinaryCodec.load(codec_file)
-        try:
-            raw = (faiss.read_index_binary if spec.binary else faiss.read_index)(str(path))
-        except RuntimeError:
-            raise ConfigError(f"{path}: not a readable faiss index") from None
+        files = [path.with_name(shard["file"]) for shard in manifest["index"].get("shards") or []] or [path]
+        parts = []
+        for file in files:
+            if not file.is_file():
+                raise ConfigError(f"{where}: its index file {file.name} is missing")
+            try:
+                parts.append((faiss.read_index_binary if spec.binary else faiss.read_index)(str(file)))
+            except RuntimeError:
+                raise ConfigError(f"{file}: not a readable faiss index") from None
+        raw = parts[0] if len(parts) == 1 else shard_set(parts, spec.binary)
         dim = codec.dim if codec is not None else raw.d
         if (raw.ntotal, dim) != shape:
             raise ConfigError(f"{path}: index of {raw.ntotal} x {dim}, the manifest says {shape[0]} x {shape[1]}")
-        index = SearchIndex(raw, spec, manifest["descriptors"]["metric"], codec=codec)
+        shards = parts if len(parts) > 1 else None
+        index = SearchIndex(raw, spec, manifest["descriptors"]["metric"], codec=codec, shards=shards)
         set_params(index, manifest["index"]["params"])
         return index
 
@@ -496,6 +518,7 @@ class Map:
         """What the map holds and its bytes on disk and in memory."""
         sections = ("model", "descriptors", "index", "images") + (("patches",) if self.manifest.get("patches") else ())
         files = {section: self.folder / self.manifest[section]["file"] for section in sections}
+        shards = self.manifest["index"].get("shards")
         return {
             "folder": str(self.folder),
             "images": len(self.names),
@@ -506,7 +529,9 @@ class Map:
             "index": self.manifest["index"],
             "known": self.manifest["known"],
             "protocol": self.manifest["protocol"],
-            "bytes": {name: path.stat().st_size for name, path in files.items()},
+            "bytes": {name: path.stat().st_size for name, path in files.items()}
+            | ({"index": sum(shard["bytes"] for shard in shards)} if shards else {}),
+            "index_shards": shards,
             "index_memory_bytes": sum(self.index.footprint()),  # as eval's search.memory_bytes
             "created": self.manifest["created"],
             "updated": self.manifest["updated"],

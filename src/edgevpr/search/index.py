@@ -7,6 +7,12 @@ candidates and the full vectors, memory-mapped from disk once saved, re-score th
 Descriptors are L2-normalised, so inner product ranks like cosine. faiss supports the
 inverted multi-index (IMI) only with L2, which on unit vectors ranks like inner product
 (||q - x||^2 = 2 - 2 q.x); such an index is built with L2 and reports inner products.
+
+An index is trained once (on a sample, with ``max_train``) and filled in batches of
+``ADD_BATCH`` rows, so a memory-mapped database is never converted whole. With ``shards`` N the
+rows are split into N contiguous parts, each added to its own copy of the trained index, and
+searched together (faiss ``IndexShards``: one thread per shard, ids offset by the shards before,
+results merged by score): the answers of an exact index are those of one index.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
 DEFAULT_PARAMS = {"IVF": "nprobe=16", "IMI": "nprobe=256", "HNSW": "efSearch=128"}
 BINARY_PREFIXES = ("BFlat", "BIVF", "BHNSW")
 UNIFORM_SQ8 = "SQ8uniform"  # int8 storage with one scale for all dimensions (faiss QT_8bit_uniform)
+ADD_BATCH = 65536  # rows converted and added at a time
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class SearchIndex:
     params: str = ""
     vectors: np.ndarray | None = field(default=None, repr=False)  # full vectors for re-ranking
     codec: BinaryCodec | None = field(default=None, repr=False)  # binary indexes: float -> codes
+    shards: list | None = field(default=None, repr=False)  # a sharded index's parts (``index`` searches them all)
 
     @property
     def dim(self) -> int:
@@ -111,13 +119,22 @@ class SearchIndex:
         _, shortlist = self.index.search(queries, max(k, self.spec.rerank))
         return rerank(self.vectors, queries, shortlist, k, self.metric)
 
+    @property
+    def parts(self) -> list:
+        """The faiss indexes that hold the rows: the shards, or the one index."""
+        return self.shards or [self.index]
+
+    def _serialized(self, index) -> int:
+        serialize = faiss.serialize_index_binary if self.codec is not None else faiss.serialize_index
+        return int(serialize(index).nbytes)
+
     def fixed_bytes(self) -> int:
         """Bytes that do not grow with the map: trained parameters (coarse centroids, codebooks,
-        scalar ranges, graph entry) and a binary codec's rotation; what an empty trained copy holds."""
-        empty = (faiss.clone_binary_index if self.codec is not None else faiss.clone_index)(self.index)
+        scalar ranges, graph entry; one copy per shard) and a binary codec's rotation; what empty
+        trained copies hold."""
+        empty = (faiss.clone_binary_index if self.codec is not None else faiss.clone_index)(self.parts[0])
         empty.reset()
-        serialize = faiss.serialize_index_binary if self.codec is not None else faiss.serialize_index
-        return int(serialize(empty).nbytes) + (self.codec.nbytes if self.codec is not None else 0)
+        return len(self.parts) * self._serialized(empty) + (self.codec.nbytes if self.codec is not None else 0)
 
     def footprint(self) -> tuple[int, int]:
         """(bytes that grow with the map, fixed bytes) of the searchable database, the one
@@ -132,9 +149,8 @@ class SearchIndex:
     def memory_bytes(self) -> int:
         """Bytes the index holds in memory (its serialized size, plus a binary codec's rotation);
         re-ranking vectors stay on disk."""
-        if self.codec is not None:
-            return int(faiss.serialize_index_binary(self.index).nbytes) + self.codec.nbytes
-        return int(faiss.serialize_index(self.index).nbytes)
+        held = sum(self._serialized(part) for part in self.parts)
+        return held + (self.codec.nbytes if self.codec is not None else 0)
 
 
 FEW_QUERIES = 16
@@ -188,35 +204,79 @@ def build_index(
     max_train: int | None = None,
     seed: int = 0,
     codec: BinaryCodec | None = None,
+    shards: int = 1,
 ) -> SearchIndex:
-    """Train (on at most ``max_train`` random rows, if given) and fill an index; a binary spec
-    takes the ``codec`` that turns descriptors into codes."""
+    """Train (on at most ``max_train`` random rows, if given) and fill an index, in ``shards``
+    parts; a binary spec takes the ``codec`` that turns descriptors into codes."""
     spec = IndexSpec.parse(spec) if isinstance(spec, str) else spec
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; use ip or l2")
+    if not isinstance(shards, int) or not 1 <= shards <= max(len(database), 1):
+        raise ConfigError(f"--shards must be between 1 and the {len(database)} descriptors, got {shards}")
     if spec.binary:
-        return build_binary_index(database, spec, metric, params, codec, max_train, seed)
-    database = np.ascontiguousarray(database, dtype=np.float32)
-    try:
-        index = faiss.index_factory(
-            database.shape[1], spec.factory.replace(UNIFORM_SQ8, "SQ8"), spec.faiss_metric(metric)
+        if codec is None:
+            raise ConfigError(
+                f"index {spec} holds binary codes: give --descriptor-bits 1 with the descriptors to fit "
+                f"its rotation on (--descriptor-fit DIR)"
+            )
+        rows = codec.encode
+        index = _factory(faiss.index_binary_factory, codec.bits, spec.factory)
+    else:
+        rows = _float_rows
+        index = _factory(
+            faiss.index_factory, database.shape[1], spec.factory.replace(UNIFORM_SQ8, "SQ8"), spec.faiss_metric(metric)
         )
-    except RuntimeError as error:
-        raise ConfigError(f"faiss cannot build index {spec.factory!r}: {str(error).strip().splitlines()[-1]}") from None
-    if UNIFORM_SQ8 in spec.factory:
-        _uniform_scale(index)
-    index.verbose = progress
-    _skip_polysemous_training(index)
+        if UNIFORM_SQ8 in spec.factory:
+            _uniform_scale(index)
+        index.verbose = progress
+        _skip_polysemous_training(index)
     if not index.is_trained:
         sample = database
         if max_train is not None and len(database) > max_train:
-            rows = np.sort(np.random.default_rng(seed).choice(len(database), size=max_train, replace=False))
-            sample = database[rows]
-        index.train(sample)
-    index.add(database)
-    built = SearchIndex(index, spec, metric, vectors=database if spec.rerank else None)
+            sample = database[np.sort(np.random.default_rng(seed).choice(len(database), size=max_train, replace=False))]
+        index.train(rows(sample))
+    parts = _filled(index, database, rows, shards, spec.binary)
+    vectors = None
+    if spec.rerank:
+        vectors = database if isinstance(database, np.memmap) else np.ascontiguousarray(database, dtype=np.float32)
+    raw = parts[0] if shards == 1 else shard_set(parts, spec.binary)
+    built = SearchIndex(raw, spec, metric, vectors=vectors, codec=codec, shards=parts if shards > 1 else None)
     set_params(built, spec.default_params() if params is None else params)
     return built
+
+
+def _float_rows(rows: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rows, dtype=np.float32)
+
+
+def _factory(make, dim: int, factory: str, *metric):
+    try:
+        return make(dim, factory, *metric)
+    except RuntimeError as error:
+        raise ConfigError(f"faiss cannot build index {factory!r}: {str(error).strip().splitlines()[-1]}") from None
+
+
+def _filled(trained, database: np.ndarray, rows, shards: int, binary: bool) -> list:
+    """``shards`` copies of the trained index, each holding one contiguous part of the rows,
+    added ``ADD_BATCH`` rows at a time."""
+    clone = faiss.clone_binary_index if binary else faiss.clone_index
+    bounds = np.linspace(0, len(database), shards + 1).astype(int)
+    parts = []
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        part = trained if shards == 1 else clone(trained)
+        for first in range(start, stop, ADD_BATCH):
+            part.add(rows(database[first : min(first + ADD_BATCH, stop)]))
+        parts.append(part)
+    return parts
+
+
+def shard_set(parts: list, binary: bool):
+    """One searchable index over ``parts`` (searched in parallel, ids offset by the parts before)."""
+    kind = faiss.IndexBinaryShards if binary else faiss.IndexShards
+    combined = kind(parts[0].d, True, True)
+    for part in parts:
+        combined.add_shard(part)
+    return combined
 
 
 def _uniform_scale(index: faiss.Index) -> None:
@@ -224,37 +284,6 @@ def _uniform_scale(index: faiss.Index) -> None:
     for candidate in (index, faiss.try_extract_index_ivf(index), getattr(faiss.downcast_index(index), "storage", None)):
         if candidate is not None and hasattr(faiss.downcast_index(candidate), "sq"):
             faiss.downcast_index(candidate).sq.qtype = faiss.ScalarQuantizer.QT_8bit_uniform
-
-
-def build_binary_index(
-    database: np.ndarray,
-    spec: IndexSpec,
-    metric: str,
-    params: str | None,
-    codec: BinaryCodec | None,
-    max_train: int | None = None,
-    seed: int = 0,
-) -> SearchIndex:
-    if codec is None:
-        raise ConfigError(
-            f"index {spec} holds binary codes: give --descriptor-bits 1 with the descriptors to fit "
-            f"its rotation on (--descriptor-fit DIR)"
-        )
-    codes = codec.encode(database)
-    try:
-        index = faiss.index_binary_factory(codec.bits, spec.factory)
-    except RuntimeError as error:
-        raise ConfigError(f"faiss cannot build index {spec.factory!r}: {str(error).strip().splitlines()[-1]}") from None
-    if not index.is_trained:
-        sample = codes
-        if max_train is not None and len(codes) > max_train:
-            sample = codes[np.sort(np.random.default_rng(seed).choice(len(codes), size=max_train, replace=False))]
-        index.train(sample)
-    index.add(codes)
-    vectors = np.ascontiguousarray(database, dtype=np.float32) if spec.rerank else None
-    built = SearchIndex(index, spec, metric, vectors=vectors, codec=codec)
-    set_params(built, spec.default_params() if params is None else params)
-    return built
 
 
 def _skip_polysemous_training(index: faiss.Index) -> None:
@@ -281,13 +310,13 @@ def set_params(index: SearchIndex, params: str) -> None:
 
 def _set_binary_params(index: SearchIndex, params: str) -> None:
     """``nprobe=N`` (BIVF) and ``efSearch=N`` (BHNSW): faiss's ParameterSpace takes float indexes only."""
-    raw = index.index
-    for item in params.split(","):
-        name, _, value = item.partition("=")
-        target = raw if name.strip() == "nprobe" else getattr(raw, "hnsw", None)
-        if not value.strip().isdigit() or target is None or not hasattr(target, name.strip()):
-            raise ConfigError(f"search parameters {params!r} do not fit index {index.spec}")
-        setattr(target, name.strip(), int(value))
+    for raw in index.parts:
+        for item in params.split(","):
+            name, _, value = item.partition("=")
+            target = raw if name.strip() == "nprobe" else getattr(raw, "hnsw", None)
+            if not value.strip().isdigit() or target is None or not hasattr(target, name.strip()):
+                raise ConfigError(f"search parameters {params!r} do not fit index {index.spec}")
+            setattr(target, name.strip(), int(value))
 
 
 def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
