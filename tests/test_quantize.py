@@ -345,3 +345,27 @@ def test_int4_gptq_levels_keep_the_calibration_descriptors_closer_than_nearest(t
     with pytest.raises(ConfigError, match="int4 rounding"):
         quantize_model(config, QuantizeConfig("int4", int4_rounding="best"), str(tmp_path / "bad.onnx"))
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_a_checkpoint_is_quantized_under_the_contract_it_stores(tmp_path, tiny_street):
+    """A checkpoint trained under mean = std = 0.5 and TF-SAME padding: calibration and the
+    file's contract are the checkpoint's, not the defaults (the file's fp32 descriptors of a
+    real image equal the checkpoint's own)."""
+    from PIL import Image
+
+    from edgevpr.contract import InputContract
+    from edgevpr.maps.model_file import save_torch_model
+    from edgevpr.models.describer import Describer
+
+    config = load_config(overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}})
+    contract = InputContract(None, (64, 80), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), None, "symmetric", "bicubic")
+    checkpoint = tmp_path / "trained.pt"
+    save_torch_model(build_model(config.model).eval(), config.to_dict(), contract, checkpoint)
+    deployed = load_config(overrides={"model": {"checkpoint": str(checkpoint)}})
+    out = tmp_path / "m.onnx"
+    quantize_model(deployed, QuantizeConfig("fp32"), str(out))
+    file = Describer.onnx(out)
+    assert file.contract == contract
+    image = Image.open(sorted((tiny_street / "queries").iterdir())[0]).convert("RGB")
+    own = Describer.checkpoint(checkpoint)
+    assert np.allclose(file.describe(file.contract(image)[None]), own.describe(own.contract(image)[None]), atol=1e-4)

@@ -1,10 +1,16 @@
-"""Maps built on a Ray cluster (``map build --ray``): a local cluster of this machine's CPUs
-describes the street's images in shards; the map equals the single-process map (descriptors
-within float noise, every query's answer the same), a worker that dies mid-build costs its
-shard (retried), and ``map add --ray`` appends as ``map add`` does."""
+"""Maps built on a Ray cluster (``map build --ray ADDRESS``): a local cluster (a head with no
+CPU and two worker nodes of 1 CPU each, on this machine) describes the images in shards; the
+map equals the single-process map (descriptors within float noise, every held-out query's
+answer the same) on the street and on Gardens Point, a worker that dies mid-build costs its
+shard (retried), a driver killed mid-add leaves the previous map whole and current, and
+``map add --ray`` appends as ``map add`` does."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +19,7 @@ from click.testing import CliRunner
 
 from edgevpr.cli import main
 from edgevpr.maps import Map
+from tests.conftest import GARDENS_POINT, needs, utm_name, write_image
 
 ray = pytest.importorskip("ray", reason="Ray (the ray extra) runs the cluster")
 
@@ -21,9 +28,24 @@ MODEL = ["--backbone", "squeezenet", "--aggregator", "gem", "--size", "72x96"]
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
+    """The cluster's address: a head node without CPUs and two worker nodes of 1 CPU each."""
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        nodes.add_node(num_cpus=1)
+    ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield nodes.address
     ray.shutdown()
+    nodes.shutdown()
+
+
+def _many_images(folder: Path, count: int = 400) -> Path:
+    """Enough images that the add's shards are still running when the driver is killed."""
+    folder.mkdir()
+    for i in range(count):
+        write_image(folder / utm_name(600000 + 5 * i, 4100000), seed=1000 + i)
+    return folder
 
 
 def _answers(map_dir: Path, queries: Path) -> list:
@@ -37,7 +59,7 @@ def test_a_map_built_on_ray_is_the_single_process_map(cluster, tiny_street, tmp_
     runner = CliRunner()
     argv = ["map", "build", *MODEL, "--images", str(tiny_street / "database")]
     alone = runner.invoke(main, [*argv, "--out", str(tmp_path / "alone")])
-    on_ray = runner.invoke(main, [*argv, "--out", str(tmp_path / "ray"), "--ray"])
+    on_ray = runner.invoke(main, [*argv, "--out", str(tmp_path / "ray"), "--ray", cluster])
     assert alone.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
     assert "shards" in on_ray.output
     a, b = Map.load(tmp_path / "alone"), Map.load(tmp_path / "ray")
@@ -68,3 +90,58 @@ def test_a_worker_lost_mid_build_costs_its_shard_not_the_map(cluster, tiny_stree
     model_part = tmp_path / "m" / loaded.manifest["model"]["file"]
     descriptors, _ = extract_on_ray(model_part, "checkpoint", paths, 16, 10**8, hook=die_once)
     assert marker.exists() and np.allclose(descriptors, np.asarray(loaded.descriptors), atol=1e-5)
+
+
+@pytest.mark.slow
+@needs(GARDENS_POINT)
+def test_a_gardens_point_map_on_ray_answers_night_queries_as_one_process(cluster, tmp_path):
+    """Gardens Point day_right (200 images) on the two workers; night_right's first 40 frames,
+    never in the map, localized against both maps."""
+    queries = tmp_path / "night"
+    queries.mkdir()
+    for path in sorted((GARDENS_POINT / "night_right").iterdir())[:40]:
+        (queries / path.name).symlink_to(path)
+    argv = ["map", "build", "--backbone", "squeezenet", "--aggregator", "gem", "--size", "120x160"]
+    argv += ["--images", str(GARDENS_POINT / "day_right")]
+    alone = CliRunner().invoke(main, [*argv, "--out", str(tmp_path / "alone")])
+    on_ray = CliRunner().invoke(main, [*argv, "--out", str(tmp_path / "ray"), "--ray", cluster])
+    assert alone.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
+    a, b = Map.load(tmp_path / "alone"), Map.load(tmp_path / "ray")
+    assert len(a.names) == 200 and a.names == b.names
+    assert np.allclose(np.asarray(a.descriptors), np.asarray(b.descriptors), atol=1e-5)
+    assert _answers(tmp_path / "alone", queries) == _answers(tmp_path / "ray", queries)
+
+
+@pytest.mark.slow
+def test_a_driver_killed_mid_add_leaves_the_previous_map_usable(cluster, tiny_street, tmp_path):
+    """``map add --ray`` in its own process, killed (SIGKILL) once its shards are running: the
+    map loads as the version before, answers as before, and keeps no stray version."""
+    built = CliRunner().invoke(
+        main, ["map", "build", *MODEL, "--images", str(tiny_street / "database"), "--out", str(tmp_path / "m")]
+    )
+    assert built.exit_code == 0, built.output
+    before = _answers(tmp_path / "m", tiny_street / "queries")
+    manifest = (tmp_path / "m" / "map.json").read_text()
+    argv = [
+        sys.executable,
+        "-m",
+        "edgevpr.cli",
+        "map",
+        "add",
+        str(tmp_path / "m"),
+        "--images",
+        str(tiny_street / "queries"),
+    ]
+    driver = subprocess.Popen(
+        [*argv[:-1], str(_many_images(tmp_path / "more")), "--ray", cluster], stderr=subprocess.PIPE, text=True
+    )
+    seen = ""
+    deadline = time.time() + 120
+    while "shard" not in seen and time.time() < deadline and driver.poll() is None:
+        seen += driver.stderr.readline()
+    assert "shard" in seen, seen
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert (tmp_path / "m" / "map.json").read_text() == manifest
+    assert len(Map.load(tmp_path / "m").names) == 30
+    assert _answers(tmp_path / "m", tiny_street / "queries") == before

@@ -17,7 +17,7 @@ from edgevpr.extraction.extract import extract
 from edgevpr.extraction.patches import PatchModel, PatchSpec
 from edgevpr.models import build_model
 from edgevpr.models.initialise import initialise_aggregator, needs_initialisation
-from edgevpr.models.resolve import contract_of
+from edgevpr.models.resolve import adopt_stored_contract, contract_of
 from edgevpr.models.size import count_flops, count_params
 from edgevpr.quantize import calibration
 from edgevpr.quantize.bn_fold import fold_batchnorm
@@ -121,6 +121,10 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
     torch.manual_seed(config.eval.seed)
     if config.eval.threads:  # float sums (calibration ranges) depend on the thread count: the recipe fixes it
         torch.set_num_threads(config.eval.threads)
+    if config.model.checkpoint:  # calibrated and deployed under the contract it was trained under
+        from edgevpr.models.checkpoint import read_checkpoint
+
+        config = adopt_stored_contract(config, read_checkpoint(config.model.checkpoint), config.model.checkpoint)
     contract = contract_of(config)
     calib = (
         CalibrationImages(options.calib, options.calib_count, contract, config.data.max_pixels, options.calib_seed)
