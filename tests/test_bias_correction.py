@@ -1,5 +1,5 @@
-"""Bias correction of int4 weights (Nagel et al. 2019, section 4.2): the corrected layer's
-mean output matches full precision, in the simulation and in the deployed file."""
+"""Bias correction of int4 and int8 weights (Nagel et al. 2019, section 4.2): the corrected
+layer's mean output matches full precision, in the simulation and in the deployed file."""
 
 import numpy as np
 import onnx
@@ -10,7 +10,13 @@ from torch import nn
 from edgevpr.models.tf_same import apply_tf_same_padding
 from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.layers import quantized_weight, searchable_layers
+from edgevpr.quantize.weight_grid import int8_weight
 from edgevpr.research.simulate import Simulator
+
+QUANTIZERS = {  # the weights a file holds: int4, and int8 on u8s7's 7-bit grid (63 levels per sign)
+    "int4": lambda weight: quantized_weight(weight, "int4"),
+    "int8-7bit": lambda weight: torch.from_numpy(int8_weight(weight.numpy(), 63)),
+}
 
 
 def _net():
@@ -42,11 +48,12 @@ def _mean_outputs(net, images):
     return {name: torch.cat(o).movedim(1, -1).reshape(-1, o[0].shape[1]).mean(0) for name, o in outputs.items()}
 
 
-def test_corrected_int4_layer_keeps_the_mean_output_of_full_precision():
+@pytest.mark.parametrize("precision", list(QUANTIZERS))
+def test_a_corrected_layer_keeps_the_mean_output_of_full_precision(precision):
     net, images = _net(), torch.rand(5, 3, 23, 30) * 2
     layers = searchable_layers(net, images[:1])
     modules = {layer.name: layer.module for layer in layers}
-    quantized = {name: quantized_weight(m.weight.detach(), "int4") for name, m in modules.items()}
+    quantized = {name: QUANTIZERS[precision](m.weight.detach()) for name, m in modules.items()}
     # each layer alone at int4, its input from full precision: the mean output equals fp32's
     # once corrected, and differs without
     for name, module in modules.items():
@@ -61,7 +68,7 @@ def test_corrected_int4_layer_keeps_the_mean_output_of_full_precision():
         with torch.no_grad():
             module.weight.copy_(quantized[name])
         corrected = _mean_outputs(net, images)[name]
-        assert (plain - reference).abs().max() > 1e-3, name
+        assert (plain - reference).abs().max() > (1e-3 if precision == "int4" else 1e-5), name
         assert torch.allclose(corrected, reference, atol=1e-5), name
         with torch.no_grad():
             module.weight.copy_(original[0])
@@ -118,3 +125,29 @@ def test_int4_export_with_calibration_corrects_biases(tmp_path):
         assert ("int4_bias_correction" in get_metadata(model)) == corrected
         outputs[corrected] = OnnxModel(str(out), threads=1)(images)
     assert np.abs(outputs[True] - outputs[False]).max() > 1e-3
+
+
+@pytest.mark.slow
+def test_int8_export_with_bias_correction_corrects_every_layer(tmp_path):
+    from edgevpr.config import QuantizeConfig, load_config
+    from edgevpr.quantize.onnx_export import get_metadata
+    from edgevpr.quantize.pipeline import quantize_model
+    from edgevpr.runtime.onnx_model import OnnxModel
+    from tests.conftest import write_image
+
+    for i in range(4):
+        write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
+    images = np.random.default_rng(0).random((3, 3, 64, 96), dtype=np.float32)
+    outputs = {}
+    for corrected in (False, True):
+        out = tmp_path / f"int8-{corrected}.onnx"
+        options = QuantizeConfig("int8", calib=str(tmp_path / "calib"), calib_count=4, bias_correction=corrected)
+        options.int8_layout = "u8s7"
+        report = quantize_model(config, options, str(out))
+        assert report["bias_corrected"] == (25 if corrected else 0)  # SqueezeNet 1.1: 25 convolutions
+        assert ("int8_bias_correction" in get_metadata(onnx.load(str(out)))) == corrected
+        outputs[corrected] = OnnxModel(str(out), threads=1)(images)
+    assert np.abs(outputs[True] - outputs[False]).max() > 1e-4

@@ -144,7 +144,7 @@ def quantize_command(config_file, out, threads, **kwargs):
         + (f", int8 layout {report['int8_layout']}" if report.get("int8_layout") else "")
         + f", {report['bn_folded']} BatchNorm layers folded"
         + (f"; kept in float: {', '.join(report['kept_float'])}" if report.get("kept_float") else "")
-        + (f"; int4 biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else "")
+        + (f"; biases corrected in {report['bias_corrected']} layers" if report.get("bias_corrected") else "")
     )
     if report.get("layer_errors"):  # --report-layers: the costliest layer first
         click.echo("layer errors (mean squared descriptor difference to fp32 with only that layer in int8):")

@@ -346,8 +346,8 @@ QUANTIZE_OPTIONS = [
         "bias_correction",
         dict(
             default=None,
-            help="int4 layers: correct each bias for the mean output shift of the int4 weights "
-            "(default auto: on for --precision int4 with --calib, off in mixed-precision searches).",
+            help="Correct each bias for the mean output shift of the quantized weights (default auto: on for "
+            "--precision int4 with --calib, off for int8 and in mixed-precision searches).",
         ),
     ),
     (

@@ -56,10 +56,13 @@ def compare_precisions(
         reference, reference_desc = _evaluate_saving(config, folder, "torch")
         rows.append(_row(reference, "fp32", None, None, "pytorch", _fidelity(reference_desc, reference_desc)))
         for precision, target, calibration, *rest in variants:
-            keep_float, bias_correction, rounding = (list(rest) + [0, True, QuantizeConfig.int4_rounding][len(rest) :])[
+            keep_float, bias_correction, rounding = (list(rest) + [0, None, QuantizeConfig.int4_rounding][len(rest) :])[
                 :3
             ]
-            corrected = precision == "int4" and bias_correction
+            # None: on for int4, off for int8 (QuantizeConfig.bias_correction)
+            corrected = precision in ("int4", "int8") and (
+                precision == "int4" if bias_correction is None else bias_correction
+            )
             rounding = rounding if precision == "int4" else None
             name = "_".join(
                 p
@@ -80,8 +83,9 @@ def compare_precisions(
                 calib_count=calib_count,
                 calibration=calibration or QuantizeConfig.calibration,
                 keep_float=keep_float,
-                bias_correction=bias_correction,
+                bias_correction=corrected if precision in ("int4", "int8") else bias_correction,
                 int4_rounding=rounding or QuantizeConfig.int4_rounding,
+                int8_layout=config.quantize.int8_layout,  # the run's layout (auto: exact on this CPU)
             )
             calibrates = precision == "int8" or corrected or rounding in ("gptq", "auto")
             seeds = list(range(repeat)) if calibrates and repeat > 1 else [None]

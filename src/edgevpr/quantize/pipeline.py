@@ -169,5 +169,7 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
         **{k: metadata.get(k) for k in ("precision", "target", "calibration", "bn_folded", "int8_layout")},
         "kept_float": [entry["layer"] for entry in metadata.get("kept_float", [])],
         "layer_errors": metadata.get("layer_errors"),
-        "bias_corrected": metadata.get("int4_bias_correction", {}).get("layers", 0),
+        "bias_corrected": (metadata.get("int4_bias_correction") or metadata.get("int8_bias_correction") or {}).get(
+            "layers", 0
+        ),
     }

@@ -25,6 +25,7 @@ from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, quantized_weight, searchable_layers
 from edgevpr.quantize.onnx_export import export_onnx, patch_only_nodes
 from edgevpr.quantize.ptq import to_fp16, to_int8
+from edgevpr.quantize.weight_grid import int8_weight, is_depthwise
 from edgevpr.registry import Registry
 from edgevpr.runtime.int8_layout import Int8Layout
 
@@ -49,6 +50,23 @@ class Export:
             stats = calibration.collect(self.proto, self.calib, threads=self.config.eval.threads, progress=bar.update)
         self.metadata["calib_images"] = stats.images
         return stats
+
+    def int8_bias_correction(self) -> None:
+        """Every convolution's and linear layer's bias corrected for the mean output shift of its
+        int8 weights (the grid the file will hold: ``weight_grid``, the layout's levels), then the
+        model exported again; calibration then runs on the corrected model."""
+        layers = searchable_layers(self.model, self.example)
+        modules = {layer.name: layer.module for layer in layers}
+        quantized = {}
+        for name, module in modules.items():
+            weight = module.weight.detach().numpy()
+            depthwise = isinstance(module, torch.nn.Conv2d) and is_depthwise(weight.shape, module.groups)
+            qmax = 127 if depthwise or self.options.target == "tensorrt" else self.layout.weight_max
+            quantized[name] = torch.from_numpy(int8_weight(weight, qmax))
+        self.model.eval()
+        correct_biases(self.model, modules, quantized, (torch.from_numpy(batch) for batch in self.calib()))
+        self.metadata["int8_bias_correction"] = {"layers": len(layers), "images": len(self.calib.paths)}
+        self.proto = export_onnx(self.model, self.example, self.metadata)
 
     def int4_weights(self, layers, rounding: str, bias_correction: bool) -> tuple[onnx.ModelProto, dict]:
         """The int4 levels of ``layers`` by ``rounding`` (GPTQ reads the fp32 model, so before any
@@ -118,6 +136,8 @@ class Int8(Precision):
             raise ConfigError(f"{wanted} needs the layer sensitivity ranking; {RESEARCH_HINT}")
 
     def quantize(self, export: Export) -> onnx.ModelProto:
+        if export.options.bias_correction:  # off by default: measured in docs/deployment.md
+            export.int8_bias_correction()
         options, stats = export.options, export.calibrate()
         ranges = calibration.ranges(
             stats, options.calibration, symmetric=options.target == "tensorrt", percentile=options.percentile

@@ -70,3 +70,10 @@ def grid_overrides(model: onnx.ModelProto, qmax: int = 127, depthwise_qmax: int 
         channels[0]["axis"] = 0
         overrides[node.input[1]] = channels
     return overrides
+
+
+def int8_weight(weight: np.ndarray, qmax: int) -> np.ndarray:
+    """The weights an int8 file holds for ``weight`` (float, out-channels first): each channel on
+    its ``channel_scales`` grid of ``qmax`` levels per sign, rounded to nearest."""
+    scales = channel_scales(weight, qmax).reshape(-1, *([1] * (weight.ndim - 1)))
+    return (np.clip(np.round(weight / scales), -qmax, qmax) * scales).astype(np.float32)
