@@ -202,6 +202,8 @@ class QuantizeConfig:
     # a second output, the patch descriptors of rerank.patch_size/patch_stride (one pass for a map with a second
     # stage); the file then takes its export size only
     patches: bool = False
+    # cross-layer equalization of Conv -> [ReLU] -> Conv pairs (Nagel et al. 2019; ReLU6 pairs are left as they are)
+    equalize: bool = False
 
 
 @dataclass

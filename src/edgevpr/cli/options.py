@@ -314,6 +314,15 @@ QUANTIZE_OPTIONS = [
         dict(type=float, help="Percentile for --calibration percentile (default 99.999)."),
     ),
     (
+        "--equalize/--no-equalize",
+        "quantize",
+        "equalize",
+        dict(
+            default=None,
+            help="Cross-layer equalization of Conv-[ReLU]-Conv pairs before quantizing (exact; ReLU6 pairs are kept).",
+        ),
+    ),
+    (
         "--patches/--no-patches",
         "quantize",
         "patches",

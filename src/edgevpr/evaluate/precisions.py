@@ -86,6 +86,7 @@ def compare_precisions(
                 bias_correction=corrected if precision in ("int4", "int8") else bias_correction,
                 int4_rounding=rounding or QuantizeConfig.int4_rounding,
                 int8_layout=config.quantize.int8_layout,  # the run's layout (auto: exact on this CPU)
+                equalize=config.quantize.equalize,
             )
             calibrates = precision == "int8" or corrected or rounding in ("gptq", "auto")
             seeds = list(range(repeat)) if calibrates and repeat > 1 else [None]

@@ -22,6 +22,7 @@ from edgevpr.models.size import count_flops, count_params
 from edgevpr.quantize import calibration
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.calibration_images import CalibrationImages
+from edgevpr.quantize.equalize import equalizable_pairs, equalize
 from edgevpr.quantize.gptq import INT4_ROUNDINGS
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
 from edgevpr.quantize.precisions import PRECISIONS, RESEARCH_HINT, Export
@@ -53,6 +54,13 @@ def prepared_model(config: RunConfig, calib: CalibrationImages | None, contract)
     _check_runs(model.eval(), example)
     folded = fold_batchnorm(model, example)
     return model, example, folded
+
+
+def equalized_model(model, example: torch.Tensor) -> dict:
+    """Cross-layer equalization in place (``quantize.equalize``), with what it did: the pairs
+    equalized and the largest range ratio left in one (1 when settled)."""
+    pairs = equalizable_pairs(export_onnx(model, example, {}), model, example)
+    return {"pairs": len(pairs), "largest_range_ratio": round(equalize(pairs), 4)}
 
 
 def with_patches(model, config: RunConfig, example: torch.Tensor) -> PatchModel:
@@ -134,6 +142,7 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
     say(f"building {config.model.backbone}+{config.model.aggregator}, folding BatchNorm")
     model, example, folded = prepared_model(config, calib, contract)
     descriptor_dim = model.descriptor_dim
+    equalized = equalized_model(model, example) if options.equalize else None
     if options.patches:
         model = with_patches(model, config, example)
     metadata = {
@@ -149,6 +158,8 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
         "calib_seed": options.calib_seed,
         "descriptor_dim": descriptor_dim,
     }
+    if equalized is not None:
+        metadata["equalization"] = equalized
     if options.patches:
         metadata |= {"patch_spec": model.spec.to_dict(), "patch_map_size": list(model.map_size)}
     if precision.integer and not (options.precision == "int8" and options.target == "tensorrt"):
