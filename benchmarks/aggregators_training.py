@@ -12,7 +12,7 @@ stride 32). Descriptor sizes are kept close: GeM 1280, NetVLAD 16 clusters (2048
 reads a ViT's class token, and no DINOv2 weights can be had here; a ViT trained from scratch in
 minutes on two cores would measure nothing.
 
-    python benchmarks/aggregators_training.py [--epochs 3] [--aggregators gem,netvlad,mixvpr,boq]
+    python benchmarks/aggregators_training.py [--epochs 1] [--aggregators gem,netvlad,mixvpr,boq]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def run_config(shared: Path, aggregator: str, epochs: int, run_dir: str, test: d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", default=str(Path(__file__).resolve().parents[2] / "shared"))
-    parser.add_argument("--epochs", type=int, default=3, help="The same budget for each: epochs of 108 queries.")
+    parser.add_argument("--epochs", type=int, default=1, help="The same budget for each: epochs of 108 queries.")
     parser.add_argument("--aggregators", default=",".join(AGGREGATORS))
     parser.add_argument("--work", default="/tmp/edgevpr-aggregators-training")
     parser.add_argument("--out", default="benchmarks/results/aggregators_training.json")

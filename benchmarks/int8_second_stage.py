@@ -7,12 +7,15 @@ Sets: Gardens Point day_right -> night_right on the unseen places of ``rerank_ga
 (frames 100-199, +/-2 frames), and IE Tower's test split. Every change is paired per query
 (gained / lost, McNemar p).
 
-    python benchmarks/int8_second_stage.py [--out benchmarks/results/int8_second_stage.json]
+    python benchmarks/int8_second_stage.py [--sets gardens_point_night_unseen,ie_tower_test] [--out FILE]
+
+A set's rows replace its earlier rows in --out; other sets' rows are kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from quantization_gardens_point import model_overrides
@@ -49,13 +52,16 @@ def main() -> None:
     parser.add_argument("--shared", default=str(HERE.parent.parent / "shared"))
     parser.add_argument("--work", default="/tmp/edgevpr-int8-second-stage")
     parser.add_argument("--out", default=str(HERE / "results" / "int8_second_stage.json"))
+    parser.add_argument("--sets", default="gardens_point_night_unseen,ie_tower_test")
     args = parser.parse_args()
     shared, work = Path(args.shared), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     calib = str(shared / "data" / "gardens_point" / "day_left")
     float_model = model_overrides("mnv2_gem", shared)
-    results = {}
+    results = json.loads(Path(args.out).read_text())["results"] if Path(args.out).is_file() else {}
     for name, (data, size) in sets(shared).items():
+        if name not in args.sets.split(","):
+            continue
         onnx = work / f"int8_patches_{size[0]}x{size[1]}.onnx"
         if not onnx.is_file():
             config = load_config(overrides={"model": float_model, "data": {"size": list(size)}})
