@@ -95,10 +95,10 @@ def test_simulator_corrects_int4_layers_only_and_lowers_the_descriptor_error():
     assert all(torch.equal(layer.module.bias, corrected.original_bias[layer.name]) for layer in layers)
 
 
-@pytest.mark.slow
-def test_int4_export_with_calibration_corrects_biases(tmp_path):
+def _exports(tmp_path, precision: str, layout: str = "auto") -> dict:
+    """SqueezeNet + GeM quantized to ``precision`` without and with bias correction (4
+    generated calibration images): {corrected: (report, ONNX model, outputs on 3 images)}."""
     from edgevpr.config import QuantizeConfig, load_config
-    from edgevpr.quantize.onnx_export import get_metadata
     from edgevpr.quantize.pipeline import quantize_model
     from edgevpr.runtime.onnx_model import OnnxModel
     from tests.conftest import write_image
@@ -109,45 +109,36 @@ def test_int4_export_with_calibration_corrects_biases(tmp_path):
         overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
     )
     images = np.random.default_rng(0).random((3, 3, 64, 96), dtype=np.float32)
-    outputs = {}
+    found = {}
     for corrected in (False, True):
-        out = tmp_path / f"int4-{corrected}.onnx"
-        report = quantize_model(
-            config,
-            QuantizeConfig("int4", calib=str(tmp_path / "calib"), calib_count=4, bias_correction=corrected),
-            str(out),
-        )
-        model = onnx.load(str(out))
+        out = tmp_path / f"{precision}-{corrected}.onnx"
+        options = QuantizeConfig(precision, calib=str(tmp_path / "calib"), calib_count=4, bias_correction=corrected)
+        options.int8_layout = layout
+        report = quantize_model(config, options, str(out))
+        found[corrected] = (report, onnx.load(str(out)), OnnxModel(str(out), threads=1)(images))
+    return found
+
+
+@pytest.mark.slow
+def test_int4_export_with_calibration_corrects_biases(tmp_path):
+    from edgevpr.quantize.onnx_export import get_metadata
+
+    found = _exports(tmp_path, "int4")
+    for corrected, (report, model, _) in found.items():
         int4_weights = sum(
             i.data_type == onnx.TensorProto.INT4 and i.name.endswith("_int4") for i in model.graph.initializer
         )
         assert int4_weights > 20 and report["bias_corrected"] == (int4_weights if corrected else 0)
         assert ("int4_bias_correction" in get_metadata(model)) == corrected
-        outputs[corrected] = OnnxModel(str(out), threads=1)(images)
-    assert np.abs(outputs[True] - outputs[False]).max() > 1e-3
+    assert np.abs(found[True][2] - found[False][2]).max() > 1e-3
 
 
 @pytest.mark.slow
 def test_int8_export_with_bias_correction_corrects_every_layer(tmp_path):
-    from edgevpr.config import QuantizeConfig, load_config
     from edgevpr.quantize.onnx_export import get_metadata
-    from edgevpr.quantize.pipeline import quantize_model
-    from edgevpr.runtime.onnx_model import OnnxModel
-    from tests.conftest import write_image
 
-    for i in range(4):
-        write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
-    config = load_config(
-        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
-    )
-    images = np.random.default_rng(0).random((3, 3, 64, 96), dtype=np.float32)
-    outputs = {}
-    for corrected in (False, True):
-        out = tmp_path / f"int8-{corrected}.onnx"
-        options = QuantizeConfig("int8", calib=str(tmp_path / "calib"), calib_count=4, bias_correction=corrected)
-        options.int8_layout = "u8s7"
-        report = quantize_model(config, options, str(out))
+    found = _exports(tmp_path, "int8", layout="u8s7")
+    for corrected, (report, model, _) in found.items():
         assert report["bias_corrected"] == (25 if corrected else 0)  # SqueezeNet 1.1: 25 convolutions
-        assert ("int8_bias_correction" in get_metadata(onnx.load(str(out)))) == corrected
-        outputs[corrected] = OnnxModel(str(out), threads=1)(images)
-    assert np.abs(outputs[True] - outputs[False]).max() > 1e-4
+        assert ("int8_bias_correction" in get_metadata(model)) == corrected
+    assert np.abs(found[True][2] - found[False][2]).max() > 1e-4
