@@ -190,9 +190,10 @@ class QuantizeConfig:
     percentile: float = 99.999  # of |x|, for calibration percentile
     mixed_config: str | None = None  # mixed: per-layer precisions from `edgevpr search-precision`
     keep_float: int = 0  # int8: leave this many of the most sensitive layers in float (edgevpr.research)
-    # int4 layers: correct each bias for the mean output shift of its int4 weights (Nagel et al. 2019).
-    # None = auto: on for --precision int4 with calibration images (R@1 8.5 -> 26.0 on MobileNetV2), off in
-    # mixed-precision searches (it cost night recall at B = 6 and 8); mixed files apply what their search did
+    # int4 and int8 layers: correct each bias for the mean output shift of its quantized weights (Nagel et al.
+    # 2019). None = auto: on for --precision int4 with calibration images (R@1 8.5 -> 26.0 on MobileNetV2) and
+    # for int8 (descriptor cosine to fp32 0.993 -> 0.998), off in mixed-precision searches (it cost night recall
+    # at B = 6 and 8); mixed files apply what their search did
     bias_correction: bool | None = None
     # int4 levels: gptq | nearest | auto (GPTQ for --precision int4 with calibration images; nearest in
     # mixed-precision searches, where GPTQ lost at B = 8); mixed files apply what their search did

@@ -356,7 +356,7 @@ QUANTIZE_OPTIONS = [
         dict(
             default=None,
             help="Correct each bias for the mean output shift of the quantized weights (default auto: on for "
-            "--precision int4 with --calib, off for int8 and in mixed-precision searches).",
+            "int8, and for int4 with --calib; off in mixed-precision searches).",
         ),
     ),
     (

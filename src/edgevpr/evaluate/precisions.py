@@ -59,10 +59,8 @@ def compare_precisions(
             keep_float, bias_correction, rounding = (list(rest) + [0, None, QuantizeConfig.int4_rounding][len(rest) :])[
                 :3
             ]
-            # None: on for int4, off for int8 (QuantizeConfig.bias_correction)
-            corrected = precision in ("int4", "int8") and (
-                precision == "int4" if bias_correction is None else bias_correction
-            )
+            # None: auto, on for int4 and int8 (QuantizeConfig.bias_correction)
+            corrected = precision in ("int4", "int8") and (True if bias_correction is None else bias_correction)
             rounding = rounding if precision == "int4" else None
             name = "_".join(
                 p

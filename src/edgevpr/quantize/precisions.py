@@ -136,7 +136,8 @@ class Int8(Precision):
             raise ConfigError(f"{wanted} needs the layer sensitivity ranking; {RESEARCH_HINT}")
 
     def quantize(self, export: Export) -> onnx.ModelProto:
-        if export.options.bias_correction:  # off by default: measured in docs/deployment.md
+        # auto (None): on; descriptor cosine to fp32 on Gardens Point night 0.993 -> 0.998 (u8s8), 0.979 -> 0.996 (u8s7)
+        if export.options.bias_correction is not False:
             export.int8_bias_correction()
         options, stats = export.options, export.calibrate()
         ranges = calibration.ranges(
