@@ -128,6 +128,15 @@ def patch_only_nodes(proto: onnx.ModelProto) -> list[str]:
     return sorted(ancestors(PATCHES) - shared)
 
 
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def aggregator_float_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Names of the aggregator's nodes that hold no weights of their own (softmax, powers,
+    reductions, normalisations, divisions): the ops an int8 graph keeps in float."""
+    return [node.name for node in proto.graph.node if "/aggregator/" in node.name and node.op_type not in WEIGHTED_OPS]
+
+
 def set_metadata(proto: onnx.ModelProto, metadata: dict) -> None:
     for entry in list(proto.metadata_props):
         if entry.key == METADATA_KEY:
