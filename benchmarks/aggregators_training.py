@@ -13,11 +13,13 @@ reads a ViT's class token, and no DINOv2 weights can be had here; a ViT trained 
 minutes on two cores would measure nothing.
 
     python benchmarks/aggregators_training.py [--epochs 1] [--aggregators gem,netvlad,mixvpr,boq]
+        [--eval-only] [--sets gardens_point_night,ie_tower_test]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--aggregators", default=",".join(AGGREGATORS))
     parser.add_argument("--work", default="/tmp/edgevpr-aggregators-training")
     parser.add_argument("--out", default="benchmarks/results/aggregators_training.json")
+    parser.add_argument("--eval-only", action="store_true", help="Evaluate the checkpoints --work holds; no training.")
+    parser.add_argument("--sets", default="gardens_point_night,ie_tower_test")
     args = parser.parse_args()
     shared = Path(args.shared)
     gp, tower = shared / "data" / "gardens_point", shared / "data" / "ie_tower"
@@ -92,12 +96,17 @@ def main() -> None:
     results = {}
     for aggregator in args.aggregators.split(","):
         run_dir = str(Path(args.work) / aggregator)
-        shutil.rmtree(run_dir, ignore_errors=True)
         first = next(iter(tests.values()))
-        metrics = train(run_config(shared, aggregator, args.epochs, run_dir, first))
+        if args.eval_only:
+            metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            metrics = train(run_config(shared, aggregator, args.epochs, run_dir, first))
         checkpoint = str(Path(run_dir) / "best.pt")
         entry = {"best_epoch": metrics["best_epoch"], "finished": metrics["finished"], "sets": {}}
         for name, test in tests.items():
+            if name not in args.sets.split(","):
+                continue
             config = run_config(shared, aggregator, args.epochs, run_dir, test)
             config.model = load_config(overrides={"model": {"checkpoint": checkpoint}}).model
             rows = compare_precisions(config, calib, 50, variants, log=lambda message: None)
