@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1, help="The same budget for each: epochs of 108 queries.")
     parser.add_argument("--aggregators", default=",".join(AGGREGATORS))
     parser.add_argument("--work", default="/tmp/edgevpr-aggregators-training")
-    parser.add_argument("--out", default="benchmarks/results/aggregators_training.json")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "aggregators_training.json"))
     parser.add_argument("--eval-only", action="store_true", help="Evaluate the checkpoints --work holds; no training.")
     parser.add_argument("--sets", default="gardens_point_night,ie_tower_test")
     args = parser.parse_args()
