@@ -82,6 +82,7 @@ def test_global_and_patch_descriptors_equal_patchnetvlads(both):
 
 
 @needs(GARDENS_POINT)
+@pytest.mark.filterwarnings("ignore:torch.meshgrid")  # inside patchnetvlad's keypoint code
 def test_ransac_agrees_with_patchnetvlads_matcher(both):
     """On Patch-NetVLAD's patches: the same mutual neighbour pairs; inliers: OpenCV's RANSAC (up to 2000 hypotheses,
     then stops at 99.5 % confidence) against edgevpr's 256 batched hypotheses, both at 1.5
