@@ -23,6 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
+from labelled_sets import night_and_tower
 from quantization_gardens_point import model_overrides
 
 from edgevpr.atomic import write_json
@@ -82,15 +83,8 @@ def main() -> None:
     parser.add_argument("--sets", default="gardens_point_night,ie_tower_test")
     args = parser.parse_args()
     shared = Path(args.shared)
-    gp, tower = shared / "data" / "gardens_point", shared / "data" / "ie_tower"
-    tests = {
-        "gardens_point_night": {
-            "database": str(gp / "day_right"),
-            "queries": str(gp / "night_right"),
-            "tolerance_frames": 2,
-        },
-        "ie_tower_test": {"dataset": str(tower)},
-    }
+    gp = shared / "data" / "gardens_point"
+    tests = night_and_tower(shared)
     calib = str(gp / "day_left")
     variants = [("int8", "cpu", "percentile")]  # the fp32 PyTorch row comes first anyway
     results = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from labelled_sets import night_and_tower
 from quantization_gardens_point import model_overrides
 
 from edgevpr.atomic import write_json
@@ -35,15 +36,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "int8_fidelity.json"))
     args = parser.parse_args()
     shared = Path(args.shared)
-    gp, tower = shared / "data" / "gardens_point", shared / "data" / "ie_tower"
-    sets = {
-        "gardens_point_night": {
-            "database": str(gp / "day_right"),
-            "queries": str(gp / "night_right"),
-            "tolerance_frames": 2,
-        },
-        "ie_tower_test": {"dataset": str(tower)},
-    }
+    gp = shared / "data" / "gardens_point"
+    sets = night_and_tower(shared)
     variants = [("int8", "cpu", "percentile", 0, False), ("int8", "cpu", "percentile", 0, True)]
     results = {}
     for model in args.models.split(","):
