@@ -161,8 +161,9 @@ class Int8(Precision):
         # the aggregator's weightless ops and a patch output's pooling (softmax, powers, window sums,
         # normalisations) stay float: their wide-ranged values lose most of their precision in 8 bits
         # (a trained NetVLAD's descriptor cosine to fp32: 0.77 with them in int8, 0.994 without)
-        pooling = sorted(set(patch_only_nodes(export.proto)) | set(aggregator_float_nodes(export.proto)))
-        export.metadata["float_aggregator_ops"] = len(aggregator_float_nodes(export.proto))
+        aggregator_ops = aggregator_float_nodes(export.proto)
+        pooling = sorted(set(patch_only_nodes(export.proto)) | set(aggregator_ops))
+        export.metadata["float_aggregator_ops"] = len(aggregator_ops)
         proto = to_int8(
             export.proto,
             ranges,
