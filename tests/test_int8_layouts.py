@@ -245,3 +245,43 @@ def test_cpu_flags_are_read_from_what_the_os_publishes(monkeypatch):
         cpu.cpu_kernels.cache_clear()
     if cpu.platform.machine().lower() in ("x86_64", "amd64"):
         assert emulated.family == "x86-avx2" and not emulated.u8s8_exact and emulated.source == "EDGEVPR_CPU_FLAGS"
+
+
+def test_auto_on_a_cpu_without_exact_u8s8_sums_keeps_the_layout_it_measures_closest(tmp_path, monkeypatch):
+    """On an AVX2-only CPU (described by EDGEVPR_CPU_FLAGS), ``auto`` makes u8s8 and u8s7, runs both
+    here and keeps the one whose calibration descriptors are closer to fp32; the file says so. This
+    machine may sum both exactly: the test checks the choice follows the measurement, not which
+    layout an AVX2 CPU would pick."""
+    import onnx
+
+    from edgevpr.config import QuantizeConfig, load_config
+    from edgevpr.quantize.onnx_export import get_metadata
+    from edgevpr.quantize.pipeline import quantize_model
+    from edgevpr.runtime import cpu
+    from tests.conftest import write_image
+
+    for i in range(6):
+        write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
+    config = load_config(
+        overrides={"model": {"backbone": "squeezenet", "aggregator": "gem"}, "data": {"size": (64, 96)}}
+    )
+    monkeypatch.setenv("EDGEVPR_CPU_FLAGS", "sse4_2 avx avx2 fma")
+    cpu.cpu_kernels.cache_clear()
+    try:
+        said = []
+        report = quantize_model(
+            config,
+            QuantizeConfig("int8", calib=str(tmp_path / "calib"), calib_count=6),
+            str(tmp_path / "auto.onnx"),
+            log=said.append,
+        )
+    finally:
+        monkeypatch.delenv("EDGEVPR_CPU_FLAGS")
+        cpu.cpu_kernels.cache_clear()
+    measured = get_metadata(onnx.load(str(tmp_path / "auto.onnx")))["int8_layout_measured"]
+    cosines = measured["mean_cosine"]
+    assert set(cosines) == {"u8s8", "u8s7"} and measured["kernels"] == "x86-avx2" and measured["images"] == 6
+    assert measured["chosen"] == max(cosines, key=cosines.get) == report["int8_layout"]
+    assert get_metadata(onnx.load(str(tmp_path / "auto.onnx")))["int8_layout"] == measured["chosen"]
+    assert report["out"] == str(tmp_path / "auto.onnx") and any("measuring u8s7" in line for line in said)
+    assert 0.9 < min(cosines.values()) <= max(cosines.values()) < 1.0

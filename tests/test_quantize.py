@@ -95,6 +95,31 @@ def test_calibration_methods_differ_and_entropy_clips_outliers():
     assert calibration.ranges(stats, "minmax", symmetric=True)["t"] == (-40.0, 40.0)
 
 
+def _uint8_error(values, low, high):
+    """Mean squared error of ``values`` quantized to 256 levels on [low, high], clipped."""
+    step = (high - low) / 255
+    return float(np.mean((np.clip(np.round((values - low) / step), 0, 255) * step + low - values) ** 2))
+
+
+@pytest.mark.parametrize("tail", ["gaussian", "relu"])
+def test_mse_calibration_finds_the_range_with_the_least_quantization_error(tail):
+    rng = np.random.default_rng(1)
+    values = rng.normal(0, 1, 400_000)
+    if tail == "relu":
+        values = np.maximum(values, 0)
+    values = np.concatenate([values, [30.0] if tail == "relu" else [30.0, -25.0]])
+    hist, _ = np.histogram(np.abs(values), bins=calibration.BINS, range=(0, 30.0))
+    stats = calibration.CalibrationStats(
+        {"t": calibration.TensorStats(float(values.min()), 30.0, hist, values.size)}, 1
+    )
+    errors = {
+        method: _uint8_error(values, *calibration.ranges(stats, method, symmetric=False)["t"])
+        for method in calibration.METHODS
+    }
+    assert errors["mse"] == min(errors.values()), errors
+    assert errors["mse"] < 0.9 * min(errors["minmax"], errors["percentile"]), errors
+
+
 def _quantize(
     tmp_path,
     precision,

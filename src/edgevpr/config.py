@@ -166,6 +166,8 @@ class TrainConfig:
     # Model
     freeze_stages: int = 0  # leading backbone stages kept frozen
     frozen_bn: bool = False  # BatchNorm layers keep their statistics and affine parameters
+    # weights fake-quantized onto the deployed int8 grid (quantize.int8_layout, target) while training
+    qat: bool = False
     # Run
     run_dir: str | None = None
     resume: bool = False
@@ -198,6 +200,8 @@ class QuantizeConfig:
     # int4 levels: gptq | nearest | auto (GPTQ for --precision int4 with calibration images; nearest in
     # mixed-precision searches, where GPTQ lost at B = 8); mixed files apply what their search did
     int4_rounding: str = "auto"
+    # int8 levels: nearest | adaround (learned up-or-down rounding on the calibration images, Nagel et al. 2020)
+    int8_rounding: str = "nearest"
     int8_layout: str = "auto"  # cpu target: u8s8 | u8s7 | s8s8 | auto (exact on the quantizing CPU)
     report_layers: bool = False  # int8: rank every layer by the descriptor error its int8 form alone causes
     # a second output, the patch descriptors of rerank.patch_size/patch_stride (one pass for a map with a second

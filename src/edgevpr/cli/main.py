@@ -80,6 +80,7 @@ def demo_command(root, out, threads):
 @add_options(DATA_OPTIONS)
 @add_options([o for o in EVAL_OPTIONS if o[0] in ("--batch-size", "--workers", "--threads")])
 @add_options(TRAIN_OPTIONS)
+@add_options([o for o in QUANTIZE_OPTIONS if o[0] in ("--int8-layout", "--target")])  # the grid --qat trains on
 @user_errors
 def train_command(config_file, **kwargs):
     """Train a model (triplet or P x K metric learning); test it on --dataset if given."""
@@ -89,7 +90,9 @@ def train_command(config_file, **kwargs):
     from edgevpr.train.distributed import launched_by_torchrun, relaunch_with_torchrun
     from edgevpr.train.loop import train
 
-    config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, TRAIN_OPTIONS)
+    config = config_from(
+        config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS, EVAL_OPTIONS, TRAIN_OPTIONS, QUANTIZE_OPTIONS
+    )
     if config.train.distributed != "none" and not launched_by_torchrun():
         sys.exit(relaunch_with_torchrun(config.train, sys.argv[1:], "edgevpr.cli.torchrun"))
     metrics = train(config)

@@ -17,6 +17,7 @@ from edgevpr.config import OutputConfig, QuantizeConfig, RunConfig
 from edgevpr.evaluate.repeats import summarise_runs
 from edgevpr.evaluate.runner import evaluate
 from edgevpr.evaluate.significance import paired_recall_difference
+from edgevpr.quantize.adaround import INT8_ROUNDINGS
 from edgevpr.quantize.pipeline import quantize_model
 
 # (precision, target, calibration[, layers kept in float[, int4 bias correction[, int4 rounding]]])
@@ -61,7 +62,12 @@ def compare_precisions(
             ]
             # None: auto, on for int4 and int8 (QuantizeConfig.bias_correction)
             corrected = precision in ("int4", "int8") and (True if bias_correction is None else bias_correction)
-            rounding = rounding if precision == "int4" else None
+            # the variant's rounding applies to int4 levels, or to int8 levels (default: the run's int8_rounding)
+            if precision == "int8":
+                int8_rounding = rounding if rounding in INT8_ROUNDINGS else config.quantize.int8_rounding
+                rounding = int8_rounding if int8_rounding != "nearest" else None
+            else:
+                int8_rounding, rounding = "nearest", rounding if precision == "int4" else None
             name = "_".join(
                 p
                 for p in (
@@ -82,11 +88,12 @@ def compare_precisions(
                 calibration=calibration or QuantizeConfig.calibration,
                 keep_float=keep_float,
                 bias_correction=corrected if precision in ("int4", "int8") else bias_correction,
-                int4_rounding=rounding or QuantizeConfig.int4_rounding,
+                int4_rounding=rounding if precision == "int4" and rounding else QuantizeConfig.int4_rounding,
                 int8_layout=config.quantize.int8_layout,  # the run's layout (auto: exact on this CPU)
                 equalize=config.quantize.equalize,
+                int8_rounding=int8_rounding,
             )
-            calibrates = precision == "int8" or corrected or rounding in ("gptq", "auto")
+            calibrates = precision == "int8" or corrected or (precision == "int4" and rounding in ("gptq", "auto"))
             seeds = list(range(repeat)) if calibrates and repeat > 1 else [None]
             runs = []
             for seed in seeds:
@@ -101,7 +108,8 @@ def compare_precisions(
                 | {
                     "keep_float": keep_float,
                     "bias_correction": corrected,
-                    "int4_rounding": rounding,
+                    "int4_rounding": rounding if precision == "int4" else None,
+                    "int8_rounding": int8_rounding if precision == "int8" else None,
                     "r1_vs_fp32": paired_recall_difference(
                         reference["per_query"]["first_positive_rank"], result["per_query"]["first_positive_rank"]
                     ),
@@ -145,6 +153,7 @@ def _row(result: dict, precision, target, calibration, runtime, fidelity: dict) 
         "cosine_p5_to_fp32": fidelity["p5"],
         "cosine_min_to_fp32": fidelity["min"],
         "protocol_name": result["protocol_name"],
+        "first_positive_rank": result["per_query"]["first_positive_rank"],  # per query, for paired comparisons
     }
 
 
@@ -160,6 +169,7 @@ def format_rows(rows: list[dict]) -> str:
             + (f"+{r['keep_float']}fp" if r.get("keep_float") else "")
             + ("+biascorr" if r.get("bias_correction") else "")
             + (f"+{r['int4_rounding']}" if r.get("int4_rounding") else "")
+            + (f"+{r['int8_rounding']}" if r.get("int8_rounding") not in (None, "nearest") else "")
         )
         lines.append(
             f"{r['precision']:<9} {r['target'] or '-':<9} {calibration:<11} {r['runtime']:<12} "

@@ -13,6 +13,11 @@ Pass 1 records each tensor's min and max; pass 2 builds a histogram of |x| with 
   the last bin) and Q is P merged into the available levels and expanded back; the threshold
   minimises KL(P || Q) = sum P log(P / Q). Tensors that are never negative get all 256 levels
   of uint8 when the target has asymmetric activations, otherwise 128 levels per sign.
+- ``mse``: each tensor's own threshold t minimising its expected squared quantization error,
+  read off the histogram: values below t are rounded to a step of range(t) / (levels - 1) and
+  cost step^2 / 12 each, values above are clipped to t and cost (|x| - t)^2 (the MSE criterion
+  of Banner et al. 2019 and of ORT's and TensorRT's percentile-free calibrators). It chooses the
+  clipping tensor by tensor, where ``percentile`` applies one rule to every tensor.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import onnx
 from edgevpr.errors import ConfigError
 
 BINS = 2048
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("minmax", "percentile", "entropy", "mse")
 
 
 @dataclass
@@ -148,6 +153,32 @@ def entropy_threshold(hist: np.ndarray, top: float, levels: int = 128) -> float:
     return float(best_i * top / len(hist))
 
 
+def mse_threshold(hist: np.ndarray, top: float, minimum: float, maximum: float, symmetric: bool) -> float:
+    """The threshold t on |x| minimising sum over values of their quantization error: (|x| - t)^2
+    above t, step^2 / 12 below, with 256 levels on the range the quantizer will use for t."""
+    hist = hist.astype(np.float64)
+    if hist.sum() == 0:
+        return top
+    width = top / len(hist)
+    centres = (np.arange(len(hist)) + 0.5) * width
+    candidates = np.arange(1, len(hist) + 1)
+    thresholds = candidates * width
+    below = np.cumsum(hist)
+    # sum over bins above each candidate of count * (centre - t)^2, expanded so it is one pass
+    count_above = hist.sum() - below
+    first = np.cumsum((hist * centres)[::-1])[::-1]
+    second = np.cumsum((hist * centres**2)[::-1])[::-1]
+    first_above = np.append(first[1:], 0.0)
+    second_above = np.append(second[1:], 0.0)
+    clipped = second_above - 2 * thresholds * first_above + thresholds**2 * count_above
+    if symmetric:
+        spans = 2 * thresholds
+    else:
+        spans = np.minimum(maximum, thresholds) - np.maximum(minimum, -thresholds)
+    rounded = below * (spans / 255) ** 2 / 12
+    return float(thresholds[int(np.argmin(clipped + rounded))])
+
+
 def ranges(
     stats: CalibrationStats, method: str, symmetric: bool, percentile: float = 99.999
 ) -> dict[str, tuple[float, float]]:
@@ -164,6 +195,8 @@ def ranges(
             top = s.absmax if s.absmax > 0 else 1.0
             if method == "percentile":
                 threshold = percentile_threshold(s.hist, top, percentile)
+            elif method == "mse":
+                threshold = mse_threshold(s.hist, top, s.minimum, s.maximum, symmetric)
             else:
                 levels = 256 if (s.minimum >= 0 and not symmetric) else 128
                 threshold = entropy_threshold(s.hist, top, levels)

@@ -57,21 +57,26 @@ def input_patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def input_hessians(model: nn.Module, modules: dict[str, nn.Module], images: torch.Tensor) -> dict[str, torch.Tensor]:
+def input_hessians(
+    model: nn.Module, modules: dict[str, nn.Module], images: torch.Tensor, mean: bool = False
+) -> dict[str, torch.Tensor]:
     """H = sum of X X^T per group, (groups, d, d) in float64, for each of ``modules`` (inside
-    ``model``) over ``images`` run one at a time through a channels-last copy of the model."""
+    ``model``) over ``images`` run one at a time through a channels-last copy of the model;
+    with ``mean``, divided by the number of positions (E[x x^T], as AdaRound weighs it)."""
     names = {id(module): name for name, module in modules.items()}
     runner = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
     copies = {
         names[id(original)]: twin for original, twin in zip(model.modules(), runner.modules()) if id(original) in names
     }
     hessians: dict[str, torch.Tensor] = {}
+    positions = dict.fromkeys(modules, 0)
 
     def hook_for(name: str):
         def hook(module, inputs):
             patches = input_patches(module, inputs[0]).double()
             update = torch.einsum("bgil,bgjl->gij", patches, patches)
             hessians[name] = hessians[name] + update if name in hessians else update
+            positions[name] += patches.shape[0] * patches.shape[-1]
 
         return hook
 
@@ -85,7 +90,7 @@ def input_hessians(model: nn.Module, modules: dict[str, nn.Module], images: torc
     missing = set(modules) - set(hessians)
     if missing:
         raise ValueError(f"layers never run on the calibration images: {sorted(missing)[:3]}")
-    return hessians
+    return {name: h / positions[name] for name, h in hessians.items()} if mean else hessians
 
 
 def gptq_int4(weight: torch.Tensor, hessian: torch.Tensor, damp: float = DAMP) -> tuple[np.ndarray, np.ndarray]:

@@ -20,10 +20,12 @@ from edgevpr.models.initialise import initialise_aggregator, needs_initialisatio
 from edgevpr.models.resolve import adopt_stored_contract, contract_of
 from edgevpr.models.size import count_flops, count_params
 from edgevpr.quantize import calibration
+from edgevpr.quantize.adaround import INT8_ROUNDINGS
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.calibration_images import CalibrationImages
 from edgevpr.quantize.equalize import equalizable_pairs, equalize
 from edgevpr.quantize.gptq import INT4_ROUNDINGS
+from edgevpr.quantize.layout_choice import measured_layout, needs_measurement
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
 from edgevpr.quantize.precisions import PRECISIONS, RESEARCH_HINT, Export
 from edgevpr.runtime.int8_layout import CHOICES as INT8_LAYOUTS
@@ -107,6 +109,10 @@ def check_options(options: QuantizeConfig) -> None:
         raise ConfigError(
             f"unknown int4 rounding {options.int4_rounding!r}; use one of auto, {', '.join(INT4_ROUNDINGS)}"
         )
+    if options.int8_rounding not in INT8_ROUNDINGS:
+        raise ConfigError(f"unknown int8 rounding {options.int8_rounding!r}; use one of {', '.join(INT8_ROUNDINGS)}")
+    if options.int8_rounding != "nearest" and options.precision != "int8":
+        raise ConfigError(f"--int8-rounding applies to --precision int8, not {options.precision}")
     if options.int8_layout not in INT8_LAYOUTS:
         raise ConfigError(f"unknown int8 layout {options.int8_layout!r}; use one of {', '.join(INT8_LAYOUTS)}")
     if options.calibration not in calibration.METHODS:
@@ -123,6 +129,8 @@ def quantize_model(config: RunConfig, options: QuantizeConfig | None, out: str, 
     options = options or config.quantize
     check_output(out, "--out")
     check_options(options)
+    if needs_measurement(options):  # auto on a CPU without exact u8s8 sums: both layouts, measured
+        return measured_layout(quantize_model, config, options, out, log)
     precision = PRECISIONS.get(options.precision)()
     options = precision.prepare(options)
     layout = resolve_layout(options.int8_layout)

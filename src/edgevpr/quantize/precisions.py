@@ -8,8 +8,9 @@ is one file with a ``Precision`` subclass and its ``PRECISIONS.register(...)``."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 import torch
 
@@ -17,15 +18,16 @@ from edgevpr.config import QuantizeConfig, RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.progress import Progress
 from edgevpr.quantize import calibration
+from edgevpr.quantize.adaround import adaround_levels
 from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.calibration_images import CalibrationImages
-from edgevpr.quantize.gptq import dequantized, int4_levels
+from edgevpr.quantize.gptq import dequantized, input_hessians, int4_levels
 from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, quantized_weight, searchable_layers
 from edgevpr.quantize.onnx_export import aggregator_float_nodes, export_onnx, patch_only_nodes
 from edgevpr.quantize.ptq import to_fp16, to_int8
-from edgevpr.quantize.weight_grid import int8_weight, is_depthwise
+from edgevpr.quantize.weight_grid import channel_scales, int8_weight, is_depthwise
 from edgevpr.registry import Registry
 from edgevpr.runtime.int8_layout import Int8Layout
 
@@ -43,6 +45,44 @@ class Export:
     calib: CalibrationImages | None
     proto: onnx.ModelProto
     metadata: dict
+    weight_scales: dict[str, np.ndarray] = field(default_factory=dict)  # layer -> int8 scales fixed by rounding
+
+    def int8_qmax(self, module: torch.nn.Module) -> int:
+        """The int8 levels per sign the file holds ``module``'s weights in: the layout's, but
+        127 for depthwise convolutions and the tensorrt target (``runtime.int8_layout``)."""
+        depthwise = isinstance(module, torch.nn.Conv2d) and is_depthwise(module.weight.shape, module.groups)
+        return 127 if depthwise or self.options.target == "tensorrt" else self.layout.weight_max
+
+    def int8_adaround(self) -> None:
+        """Every convolution's and linear layer's int8 weights rounded by AdaRound (``adaround``)
+        on the calibration images, written into the model on their grid; their scales are kept
+        so the file holds exactly these levels."""
+        layers = searchable_layers(self.model, self.example)
+        modules = {layer.name: layer.module for layer in layers}
+        hessians = input_hessians(self.model, modules, self.calib.batch(), mean=True)
+        with Progress(len(layers), "AdaRound: rounding int8 weights layer by layer", "layer") as bar:
+            for name, module in modules.items():
+                weight = module.weight.detach()
+                qmax = self.int8_qmax(module)
+                scales = channel_scales(weight.numpy(), qmax)
+                levels = adaround_levels(weight, hessians[name], scales, qmax)
+                grid = scales.reshape(-1, *([1] * (weight.dim() - 1)))
+                with torch.no_grad():
+                    module.weight.copy_(torch.from_numpy((levels * grid).astype(np.float32)))
+                self.weight_scales[name] = scales
+                bar.update(1)
+        self.metadata["int8_rounding"] = {"method": "adaround", "layers": len(layers), "images": len(self.calib.paths)}
+        self.proto = export_onnx(self.model, self.example, self.metadata)
+
+    def int8_initializer_scales(self) -> dict[str, np.ndarray]:
+        """The scales ``int8_adaround`` fixed, by the name of the ONNX initializer holding each
+        layer's weights in the current export."""
+        if not self.weight_scales:
+            return {}
+        layers = [layer for layer in searchable_layers(self.model, self.example) if layer.name in self.weight_scales]
+        nodes = {node.name: node for node in self.proto.graph.node}
+        placed = node_of_layer(self.proto, layers)
+        return {nodes[placed[layer.name]].input[1]: self.weight_scales[layer.name] for layer in layers}
 
     def calibrate(self) -> calibration.CalibrationStats:
         passes = f"calibrating: {len(self.calib.paths)} images x 2 passes (ranges, then histograms)"
@@ -57,12 +97,12 @@ class Export:
         model exported again; calibration then runs on the corrected model."""
         layers = searchable_layers(self.model, self.example)
         modules = {layer.name: layer.module for layer in layers}
-        quantized = {}
-        for name, module in modules.items():
-            weight = module.weight.detach().numpy()
-            depthwise = isinstance(module, torch.nn.Conv2d) and is_depthwise(weight.shape, module.groups)
-            qmax = 127 if depthwise or self.options.target == "tensorrt" else self.layout.weight_max
-            quantized[name] = torch.from_numpy(int8_weight(weight, qmax))
+        quantized = {
+            name: module.weight.detach().clone()  # already on its grid
+            if name in self.weight_scales
+            else torch.from_numpy(int8_weight(module.weight.detach().numpy(), self.int8_qmax(module)))
+            for name, module in modules.items()
+        }
         self.model.eval()
         correct_biases(self.model, modules, quantized, (torch.from_numpy(batch) for batch in self.calib()))
         self.metadata["int8_bias_correction"] = {"layers": len(layers), "images": len(self.calib.paths)}
@@ -136,6 +176,8 @@ class Int8(Precision):
             raise ConfigError(f"{wanted} needs the layer sensitivity ranking; {RESEARCH_HINT}")
 
     def quantize(self, export: Export) -> onnx.ModelProto:
+        if export.options.int8_rounding == "adaround":
+            export.int8_adaround()
         # auto (None): on; descriptor cosine to fp32 on Gardens Point night 0.993 -> 0.998 (u8s8), 0.979 -> 0.996 (u8s7)
         if export.options.bias_correction is not False:
             export.int8_bias_correction()
@@ -170,6 +212,7 @@ class Int8(Precision):
             options.target,
             keep_float=[entry["node"] for entry in kept] + pooling,
             layout=export.layout,
+            weight_scales=export.int8_initializer_scales(),
         )
         if options.target == "cpu":
             export.metadata["stem_channels_widened"] = widen_input_conv(proto)

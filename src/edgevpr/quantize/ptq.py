@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from edgevpr.errors import ConfigError
-from edgevpr.quantize.weight_grid import grid_overrides
+from edgevpr.quantize.weight_grid import grid_overrides, scale_overrides
 from edgevpr.runtime.int8_layout import LAYOUTS, Int8Layout
 
 TARGETS = ("cpu", "tensorrt")
@@ -41,10 +41,13 @@ def to_int8(
     only: list[str] | None = None,
     qdq: bool | None = None,
     layout: Int8Layout = LAYOUTS["u8s8"],
+    weight_scales: dict[str, np.ndarray] | None = None,
 ) -> onnx.ModelProto:
     """``keep_float``: node names left in float; ``only``: quantize just these nodes;
     ``qdq``: force QDQ (True) or QOperator (False) instead of the target's format; ``layout``:
-    the ``cpu`` target's activation type and weight range (``tensorrt`` is symmetric int8)."""
+    the ``cpu`` target's activation type and weight range (``tensorrt`` is symmetric int8);
+    ``weight_scales``: per-channel scales of weight initializers, by name, whose values already
+    lie on that grid (learned rounding), so the file keeps their levels."""
     from onnxruntime.quantization import (
         CalibrationMethod,
         QuantFormat,
@@ -91,7 +94,8 @@ def to_int8(
                 extra_options={
                     "ActivationSymmetric": symmetric,
                     "WeightSymmetric": True,
-                    "TensorQuantOverrides": grid_overrides(model, weight_max, 127 if weight_max < 127 else None),
+                    "TensorQuantOverrides": grid_overrides(model, weight_max, 127 if weight_max < 127 else None)
+                    | scale_overrides(weight_scales or {}),
                 },
             )
             return onnx.load(str(output))

@@ -66,9 +66,17 @@ def grid_overrides(model: onnx.ModelProto, qmax: int = 127, depthwise_qmax: int 
         levels = depthwise_qmax if depthwise_qmax and is_depthwise(weight.shape, groups) else None
         if levels is None and grid_step(weight) is None:
             continue
-        channels = [{"scale": np.float32(scale), "zero_point": 0} for scale in channel_scales(weight, levels or qmax)]
+        overrides |= scale_overrides({node.input[1]: channel_scales(weight, levels or qmax)})
+    return overrides
+
+
+def scale_overrides(scales: dict[str, np.ndarray]) -> dict[str, list[dict]]:
+    """ORT ``TensorQuantOverrides`` giving each named weight its per-output-channel symmetric scales."""
+    overrides = {}
+    for name, channel_scale in scales.items():
+        channels = [{"scale": np.float32(scale), "zero_point": 0} for scale in channel_scale]
         channels[0]["axis"] = 0
-        overrides[node.input[1]] = channels
+        overrides[name] = channels
     return overrides
 
 

@@ -46,6 +46,7 @@ from edgevpr.train.losses import (
     triplet_loss,
 )
 from edgevpr.train.mining import Miner
+from edgevpr.train.qat import attach_weight_fake_quant, load_plain_state_dict, plain_state_dict, qat_weight_max
 from edgevpr.train.run_folder import RunFolder, plain
 
 OPTIMIZERS = ("adam", "sgd")
@@ -142,6 +143,9 @@ class Trainer:
         frozen = freeze_stages(self.model.backbone, train.freeze_stages)
         if train.frozen_bn:
             freeze_batch_norm(self.model)
+        self.qat_layers = 0
+        if train.qat:  # weights on the deployed int8 grid while training (train.qat)
+            self.qat_layers = attach_weight_fake_quant(self.model, qat_weight_max(config.quantize))
         self.model.to(context.device)
         self.net = self.model
         if context.world > 1:
@@ -167,7 +171,9 @@ class Trainer:
         self.log.info(
             f"run folder {self.folder.path}; {context.world} process(es) on {context.device}; "
             f"{sum(p.numel() for p in trainable)} trainable parameters, {frozen} frozen in "
-            f"{train.freeze_stages} stage(s)" + (", BatchNorm frozen" if train.frozen_bn else "")
+            f"{train.freeze_stages} stage(s)"
+            + (", BatchNorm frozen" if train.frozen_bn else "")
+            + (f"; int8 weights fake-quantized in {self.qat_layers} layers (--qat)" if train.qat else "")
         )
 
     # -- state ---------------------------------------------------------------------------
@@ -175,7 +181,7 @@ class Trainer:
         payload = {
             "config": plain(self.config),
             "contract": self.preprocess.to_dict(),
-            "model": self.model.state_dict(),
+            "model": plain_state_dict(self.model),
             "state": self.state,
         }
         if with_optimizer:
@@ -187,7 +193,7 @@ class Trainer:
             self.log.info(f"{self.folder.last}: no epoch finished before the interruption; starting from the beginning")
             return
         payload = read_checkpoint(self.folder.last)
-        self.model.load_state_dict(payload["model"])
+        load_plain_state_dict(self.model, payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.state = payload["state"]
         self.log.info(f"resumed from {self.folder.last} after epoch {self.state['epoch']}")
