@@ -57,14 +57,38 @@ def _answers(map_dir: Path, queries: Path) -> list:
 @pytest.mark.slow
 def test_a_map_built_on_ray_is_the_single_process_map(cluster, tiny_street, tmp_path):
     runner = CliRunner()
-    argv = ["map", "build", *MODEL, "--images", str(tiny_street / "database")]
+    argv = ["map", "build", *MODEL, "--images", str(tiny_street / "database"), "--shards", "2"]
     alone = runner.invoke(main, [*argv, "--out", str(tmp_path / "alone")])
     on_ray = runner.invoke(main, [*argv, "--out", str(tmp_path / "ray"), "--ray", cluster])
     assert alone.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
-    assert "shards" in on_ray.output
+    assert "shards" in on_ray.output and "ray: 2/2 index shards filled" in on_ray.output
     a, b = Map.load(tmp_path / "alone"), Map.load(tmp_path / "ray")
+    assert [s["count"] for s in b.info()["index"]["shards"]] == [s["count"] for s in a.info()["index"]["shards"]]
     assert a.names == b.names and np.allclose(np.asarray(a.descriptors), np.asarray(b.descriptors), atol=1e-5)
     assert _answers(tmp_path / "alone", tiny_street / "queries") == _answers(tmp_path / "ray", tiny_street / "queries")
+
+
+def test_index_shards_filled_on_the_workers_equal_the_ones_filled_here(cluster):
+    """IVF (trained once, by the driver) and binary shards filled by Ray tasks answer every
+    query exactly as shards filled in this process (the head has no CPU, so every task ran on a
+    worker node)."""
+    from edgevpr.maps.ray_index import ray_filler
+    from edgevpr.search.binary_codes import fit_codec
+    from edgevpr.search.index import build_index
+
+    rng = np.random.default_rng(3)
+    database = rng.normal(size=(600, 32)).astype(np.float32)
+    database /= np.linalg.norm(database, axis=1, keepdims=True)
+    queries = database[::20] + 0.05 * rng.normal(size=(30, 32)).astype(np.float32)
+    codec = fit_codec(rng.normal(size=(300, 32)).astype(np.float32), 32, "itq")
+    lines = []
+    for spec, c in (("IVF8,Flat", None), ("PQ8", None), ("BFlat", codec)):
+        here = build_index(database, spec, codec=c, shards=3).search(queries, 10)
+        there = build_index(database, spec, codec=c, shards=3, fill=ray_filler(cluster, lines.append))
+        assert [p.ntotal for p in there.parts] == [200, 200, 200]
+        scores, ids = there.search(queries, 10)
+        assert np.array_equal(ids, here[1]) and np.allclose(scores, here[0])
+    assert lines[-1] == "ray: 3/3 index shards filled"
 
 
 @pytest.mark.slow

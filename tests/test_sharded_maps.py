@@ -70,7 +70,7 @@ def test_indexes_fill_in_bounded_batches_and_the_answers_do_not_depend_on_them(m
     cases = [("IVF8,Flat", None), ("PQ8", None), ("BFlat", codec), ("HNSW16", None)]
     whole = {spec: build_index(database, spec, codec=c, seed=0).search(queries, 10) for spec, c in cases}
     added = []
-    real_add = index_module._filled
+    real_add = index_module.fill_shards
 
     def counting(trained, rows_, *args):
         original = trained.add
@@ -78,7 +78,7 @@ def test_indexes_fill_in_bounded_batches_and_the_answers_do_not_depend_on_them(m
         return real_add(trained, rows_, *args)
 
     monkeypatch.setattr(index_module, "ADD_BATCH", 64)
-    monkeypatch.setattr(index_module, "_filled", counting)
+    monkeypatch.setattr(index_module, "fill_shards", counting)
     for spec, c in cases:
         added.clear()
         scores, ids = build_index(database, spec, codec=c, seed=0).search(queries, 10)

@@ -188,7 +188,18 @@ class Map:
             codec=codec,
             patches=stored,
             shards=shards,
+            fill=cls._filler(ray, shards, log),
         )
+
+    @staticmethod
+    def _filler(ray: str | None, shards: int, log):
+        """With ``ray`` and more than one shard, the index shards are filled on the cluster
+        (``maps.ray_index``); otherwise in this process (None)."""
+        if not ray or shards < 2:
+            return None
+        from edgevpr.maps.ray_index import ray_filler
+
+        return ray_filler(ray, log)
 
     @staticmethod
     def _built_model(config: RunConfig, paths, model_part: Path, threads, max_pixels) -> Describer:
@@ -269,6 +280,7 @@ class Map:
         codec: BinaryCodec | None = None,
         patches: MapPatches | None = None,
         shards: int = 1,
+        fill=None,
     ) -> Map:
         manifest_file = manifest_path(out)
         descriptors = np.ascontiguousarray(descriptors, dtype=np.float32)
@@ -290,7 +302,7 @@ class Map:
             with open(vectors_part, "wb") as handle:
                 np.save(handle, descriptors)
             vectors = np.load(vectors_part, mmap_mode="r")
-            index = build_index(vectors, spec, params=params, codec=codec, shards=shards)
+            index = build_index(vectors, spec, params=params, codec=codec, shards=shards, fill=fill)
             index.vectors = vectors if spec.rerank else None
             write = faiss.write_index_binary if codec is not None else faiss.write_index
             shard_info = None
@@ -413,6 +425,7 @@ class Map:
             codec=codec,
             patches=patches,
             shards=len(self.manifest["index"].get("shards") or [None]),
+            fill=self._filler(ray, len(self.manifest["index"].get("shards") or [None]), log),
         )
 
     # -- loading -----------------------------------------------------------------------------

@@ -205,9 +205,11 @@ def build_index(
     seed: int = 0,
     codec: BinaryCodec | None = None,
     shards: int = 1,
+    fill=None,
 ) -> SearchIndex:
     """Train (on at most ``max_train`` random rows, if given) and fill an index, in ``shards``
-    parts; a binary spec takes the ``codec`` that turns descriptors into codes."""
+    parts; a binary spec takes the ``codec`` that turns descriptors into codes. ``fill``
+    (signature of ``fill_shards``) fills the shards elsewhere, such as on a Ray cluster."""
     spec = IndexSpec.parse(spec) if isinstance(spec, str) else spec
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; use ip or l2")
@@ -235,7 +237,7 @@ def build_index(
         if max_train is not None and len(database) > max_train:
             sample = database[np.sort(np.random.default_rng(seed).choice(len(database), size=max_train, replace=False))]
         index.train(rows(sample))
-    parts = _filled(index, database, rows, shards, spec.binary)
+    parts = (fill or fill_shards)(index, database, rows, shards, spec.binary)
     vectors = None
     if spec.rerank:
         vectors = database if isinstance(database, np.memmap) else np.ascontiguousarray(database, dtype=np.float32)
@@ -256,18 +258,29 @@ def _factory(make, dim: int, factory: str, *metric):
         raise ConfigError(f"faiss cannot build index {factory!r}: {str(error).strip().splitlines()[-1]}") from None
 
 
-def _filled(trained, database: np.ndarray, rows, shards: int, binary: bool) -> list:
+def shard_bounds(count: int, shards: int) -> list[tuple[int, int]]:
+    """The contiguous [start, stop) rows of each of ``shards`` parts of ``count`` rows."""
+    bounds = np.linspace(0, count, shards + 1).astype(int)
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def add_rows(index, database: np.ndarray, rows, start: int = 0, stop: int | None = None):
+    """``index`` with rows [start, stop) of ``database`` added ``ADD_BATCH`` at a time (``rows``
+    turns descriptors into what the index stores); returned for chaining."""
+    stop = len(database) if stop is None else stop
+    for first in range(start, stop, ADD_BATCH):
+        index.add(rows(database[first : min(first + ADD_BATCH, stop)]))
+    return index
+
+
+def fill_shards(trained, database: np.ndarray, rows, shards: int, binary: bool) -> list:
     """``shards`` copies of the trained index, each holding one contiguous part of the rows,
-    added ``ADD_BATCH`` rows at a time."""
+    added ``ADD_BATCH`` rows at a time, in this process."""
     clone = faiss.clone_binary_index if binary else faiss.clone_index
-    bounds = np.linspace(0, len(database), shards + 1).astype(int)
-    parts = []
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        part = trained if shards == 1 else clone(trained)
-        for first in range(start, stop, ADD_BATCH):
-            part.add(rows(database[first : min(first + ADD_BATCH, stop)]))
-        parts.append(part)
-    return parts
+    return [
+        add_rows(trained if shards == 1 else clone(trained), database, rows, start, stop)
+        for start, stop in shard_bounds(len(database), shards)
+    ]
 
 
 def shard_set(parts: list, binary: bool):
