@@ -425,3 +425,36 @@ def test_a_map_reranks_held_out_night_queries_better_than_the_first_stage(tmp_pa
 
     first = right(None)
     assert right(make_reranker("rapid")) >= first + 3 and right(make_reranker("ransac")) >= first + 3
+
+
+@pytest.mark.slow
+def test_the_matcher_trains_on_several_sets_of_different_image_sizes(tmp_path, training_street):
+    from edgevpr.data.synthetic import SyntheticSpec, generate_synthetic
+
+    other = generate_synthetic(
+        tmp_path / "other",
+        SyntheticSpec(seed=5, num_places=30, width=128, height=96, step_px=24, train_places=24, val_places=12),
+    )
+    also = tmp_path / "also.yaml"
+    also.write_text(f"train:\n  dataset: {other}\ndata:\n  size: [96, 128]\n")
+    run = tmp_path / "run"
+    args = ["train-matcher", "--backbone", "squeezenet", "--size", "72x96", "--train-dataset", str(training_street)]
+    args += ["--patch-size", "2", "--matcher-dim", "16", "--matcher-layers", "2", "--epochs", "1"]
+    single = CliRunner().invoke(main, [*args, "--run-dir", str(tmp_path / "one")])
+    both = CliRunner().invoke(main, [*args, "--run-dir", str(run), "--also-train", str(also)])
+    assert single.exit_code == 0 and both.exit_code == 0, both.output
+
+    def counts(output):
+        line = next(line for line in output.splitlines() if "training and" in line)
+        return int(line.split()[0]), int(line.split()[3])
+
+    # the second set's queries (at 96 x 128, so more patches per image) join both splits
+    assert "from 2 set(s)" in both.output
+    assert counts(both.output)[0] > counts(single.output)[0] and counts(both.output)[1] > counts(single.output)[1]
+    summary = json.loads((run / "matcher_summary.json").read_text())
+    assert np.isfinite(summary["history"][0]["loss"])
+    assert load_matcher(run / "matcher.npz")[1]["also_trained_on"][0]["dataset"] == str(other)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  backbone: vgg16\n")
+    refused = CliRunner().invoke(main, [*args, "--run-dir", str(tmp_path / "r"), "--also-train", str(bad)])
+    assert refused.exit_code != 0 and f"{bad}: a further training set holds only train and data" in refused.output

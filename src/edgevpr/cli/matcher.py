@@ -64,9 +64,17 @@ def sizes_option(text: str, option: str) -> tuple[int, ...]:
     show_default=True,
     help="Start from Sinkhorn matching of the raw patch similarity (the learned scores are added to it).",
 )
+@click.option(
+    "--also-train",
+    "also_train",
+    multiple=True,
+    type=click.Path(),
+    help="A further training set: a YAML file of train (and data) settings, e.g. another dataset; repeatable.",
+)
 @user_errors
 def train_matcher_command(
     config_file,
+    also_train,
     patch_size,
     patch_stride,
     matcher_dim,
@@ -79,11 +87,13 @@ def train_matcher_command(
     prior,
     **kwargs,
 ):
-    """Train the attention matcher of the second stage on the first stage's triplet set."""
+    """Train the attention matcher of the second stage on the first stage's triplet set (and on
+    each --also-train set)."""
     from edgevpr.extraction.patches import PatchSpec
-    from edgevpr.train.matcher_training import train_matcher
+    from edgevpr.train.matcher_training import also_training_set, train_matcher
 
     config = config_from(config_file, kwargs, MODEL_OPTIONS, DATA_OPTIONS, TRAIN_OPTIONS)
+    also = tuple(also_training_set(config, path) for path in also_train)
     run_dir = config.train.run_dir or "runs/matcher"
     summary = train_matcher(
         config,
@@ -100,6 +110,7 @@ def train_matcher_command(
         epochs=config.train.epochs,
         max_minutes=config.train.max_minutes,
         log=lambda m: click.echo(m, err=True),
+        also=also,
     )
     click.echo(
         f"matcher: {summary['matcher']} ({summary['params']:,} parameters); validation accuracy "

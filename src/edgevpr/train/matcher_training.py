@@ -43,6 +43,18 @@ from edgevpr.rerank.ransac import THRESHOLD_STRIDES, RansacReranker, inlier_mask
 from edgevpr.rerank.registry import PatchSet
 
 HARD_NEGATIVES = 5
+# the train fields that say which images a set holds and which are positives
+SET_FIELDS = (
+    "dataset",
+    "database",
+    "queries",
+    "places",
+    "frames",
+    "tolerance_frames",
+    "negative_frames",
+    "positive_m",
+    "negative_m",
+)
 
 
 def _patch_sets(extraction, centres: np.ndarray, stride: int, extent) -> list[PatchSet]:
@@ -57,40 +69,71 @@ def verified_matches(query: PatchSet, database: PatchSet) -> np.ndarray:
 
 
 class MatcherData:
-    """Patches of the training set, each query's best positive, hard negatives and labels."""
+    """Patches of the training sets, each query's best positive, hard negatives and labels.
+    Several sets (``configs``: one model, each its own ``train`` and ``data`` sections) are
+    indexed one after another; each holds out the last fifth of its own queries, and a batch
+    never mixes sets (their images, and so their patch counts, may differ in size)."""
 
-    def __init__(self, config: RunConfig, spec: PatchSpec, folder: Path, log):
-        model = build_model(config.model).eval()
-        triplets = load_triplet_set(config.train, config.data)
-        contract = contract_of(config)
-        initialise_aggregator(model, triplets.database_paths, contract, config.train.seed, config.data.max_pixels)
+    def __init__(self, configs: list[RunConfig], spec: PatchSpec, folder: Path, log):
+        first = configs[0]
+        model = build_model(first.model).eval()
+        sets = [load_triplet_set(config.train, config.data) for config in configs]
+        initialise_aggregator(
+            model, sets[0].database_paths, contract_of(first), first.train.seed, first.data.max_pixels
+        )
         patch_model = PatchModel(model, spec)
-        extract_options = dict(max_pixels=config.data.max_pixels, batch_size=8)
-        database = extract(patch_model, triplets.database_paths, contract, label="database ", **extract_options)
-        queries = extract(patch_model, triplets.query_paths, contract, label="queries ", **extract_options)
-        width, height = patch_model.map_size[1], patch_model.map_size[0]
+        self.database, self.queries, self.set_of = [], [], {}
+        self.positive, self.negatives, self.labels = {}, {}, {}
+        self.train, self.val = [], []
+        for number, (config, triplets) in enumerate(zip(configs, sets)):
+            self._add(number, config, triplets, patch_model, spec, log)
+        self.train, self.val = np.asarray(self.train), np.asarray(self.val)
+        self.patch_dim = int(self.queries[0].patches.shape[1])
+        log(
+            f"{len(self.train)} training and {len(self.val)} validation queries from {len(configs)} set(s); "
+            f"{self.patch_dim}-D patches; {np.mean([len(v) for v in self.labels.values()]):.1f} "
+            f"verified correspondences per positive pair"
+        )
+
+    def _add(self, number: int, config: RunConfig, triplets, patch_model: PatchModel, spec: PatchSpec, log) -> None:
+        contract = contract_of(config)
+        where = f"set {number + 1} " if number else ""
+        options = dict(max_pixels=config.data.max_pixels, batch_size=8)
+        database = extract(patch_model, triplets.database_paths, contract, label=f"{where}database ", **options)
+        queries = extract(patch_model, triplets.query_paths, contract, label=f"{where}queries ", **options)
+        extent = (patch_model.map_size[1], patch_model.map_size[0])
         stride = min(spec.strides)
-        self.database = _patch_sets(database, patch_model.centres(), stride, (width, height))
-        self.queries = _patch_sets(queries, patch_model.centres(), stride, (width, height))
-        self.patch_dim = int(database.patches.shape[2])
+        db_offset, q_offset = len(self.database), len(self.queries)
+        self.database += _patch_sets(database, patch_model.centres(), stride, extent)
+        self.queries += _patch_sets(queries, patch_model.centres(), stride, extent)
         similarity = queries.descriptors @ database.descriptors.T
         trainable = triplets.trainable(HARD_NEGATIVES)
         if len(trainable) < 5:
-            raise ConfigError(f"only {len(trainable)} training queries have a positive and {HARD_NEGATIVES} negatives")
-        self.positive, self.negatives, self.labels = {}, {}, {}
+            raise ConfigError(
+                f"{where or 'the training set '}: only {len(trainable)} training queries have a positive and "
+                f"{HARD_NEGATIVES} negatives"
+            )
         for q in trainable:
             candidates = triplets.positives[q]
-            self.positive[q] = int(candidates[np.argmax(similarity[q, candidates])])
-            allowed = np.setdiff1d(np.arange(len(self.database)), triplets.non_negatives[q])
-            self.negatives[q] = allowed[np.argsort(-similarity[q, allowed])[:HARD_NEGATIVES]]
-            self.labels[q] = torch.from_numpy(verified_matches(self.queries[q], self.database[self.positive[q]]))
+            allowed = np.setdiff1d(np.arange(len(triplets.database_paths)), triplets.non_negatives[q])
+            key = q_offset + q
+            self.set_of[key] = number
+            self.positive[key] = db_offset + int(candidates[np.argmax(similarity[q, candidates])])
+            self.negatives[key] = db_offset + allowed[np.argsort(-similarity[q, allowed])[:HARD_NEGATIVES]]
+            self.labels[key] = torch.from_numpy(verified_matches(self.queries[key], self.database[self.positive[key]]))
         split = int(len(trainable) * 0.8)
-        self.train, self.val = trainable[:split], trainable[split:]
-        log(
-            f"{len(self.train)} training and {len(self.val)} validation queries; {self.queries[0].patches.shape[0]} "
-            f"patches of {self.patch_dim} dimensions per image; {np.mean([len(v) for v in self.labels.values()]):.1f} "
-            f"verified correspondences per positive pair"
-        )
+        self.train += [q_offset + q for q in trainable[:split]]
+        self.val += [q_offset + q for q in trainable[split:]]
+
+    def chunks(self, rng, size: int) -> list[np.ndarray]:
+        """The training queries in a random order, cut into batches of at most ``size`` queries of
+        one set each, the batches themselves shuffled."""
+        order = rng.permutation(self.train)
+        batches = []
+        for number in sorted(set(self.set_of.values())):
+            mine = np.asarray([q for q in order if self.set_of[q] == number])
+            batches += [mine[begin : begin + size] for begin in range(0, len(mine), size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def batch(self, queries: np.ndarray, rng) -> tuple:
         """Stacked tensors of (query, positive) and (query, a random hard negative) pairs."""
@@ -120,6 +163,23 @@ def _accuracy(reranker, data: MatcherData) -> tuple[float, float]:
     return wins / max(len(data.val), 1), float(np.mean(margins)) if margins else 0.0
 
 
+def also_training_set(config: RunConfig, path: str | Path) -> RunConfig:
+    """Another training set for the matcher: a copy of ``config`` whose training data (which
+    folders, frames and positive rules: ``SET_FIELDS``) starts from the defaults, then the
+    ``train`` and ``data`` sections of the YAML file at ``path`` (nothing else may be in it)."""
+    from edgevpr.config import TrainConfig, apply_overrides, load_config, read_yaml
+
+    sections = read_yaml(path, "training-set file") or {}
+    if not isinstance(sections, dict) or set(sections) - {"train", "data"}:
+        extra = sorted(set(sections) - {"train", "data"}) if isinstance(sections, dict) else ["(not a mapping)"]
+        raise ConfigError(f"{path}: a further training set holds only train and data sections, not {extra}")
+    other = load_config(overrides=config.to_dict())
+    defaults = TrainConfig()
+    for name in SET_FIELDS:
+        setattr(other.train, name, getattr(defaults, name))
+    return apply_overrides(other, sections, where=str(path))
+
+
 def train_matcher(
     config: RunConfig,
     spec: PatchSpec,
@@ -135,12 +195,15 @@ def train_matcher(
     epochs: int = 30,
     max_minutes: float | None = None,
     log=print,
+    also: tuple[RunConfig, ...] = (),
 ) -> dict:
+    """``also``: more training sets, each a config of the same model with its own ``train`` and
+    ``data`` sections (``also_training_set``)."""
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     config = resolve_config(config)
     torch.manual_seed(config.train.seed)
-    data = MatcherData(config, spec, folder, log)
+    data = MatcherData([config, *(resolve_config(other) for other in also)], spec, folder, log)
     matcher = AttentionMatcher(data.patch_dim, dim, heads, layers, iterations, prior)
     optimizer = torch.optim.Adam(matcher.parameters(), lr=lr)
     state_file, best_file = folder / "matcher_state.pt", folder / "matcher.npz"
@@ -163,6 +226,9 @@ def train_matcher(
             "queries": list(config.train.queries),
             "frames": config.train.frames,
         },
+        "also_trained_on": [
+            {"dataset": o.train.dataset, "database": o.train.database, "queries": list(o.train.queries)} for o in also
+        ],
     }
     if start_epoch == 0:  # the matcher before training is the first candidate for best
         best = validation_accuracy(matcher, data)
@@ -171,11 +237,9 @@ def train_matcher(
     for epoch in range(start_epoch, epochs):
         matcher.train()
         rng = np.random.default_rng([config.train.seed, epoch])
-        order = rng.permutation(data.train)
         losses = []
-        with Progress(len(order), f"epoch {epoch}", "query") as bar:
-            for begin in range(0, len(order), batch_pairs):
-                chunk = order[begin : begin + batch_pairs]
+        with Progress(len(data.train), f"epoch {epoch}", "query") as bar:
+            for chunk in data.chunks(rng, batch_pairs):
                 q_p, q_x, p_p, p_x, n_p, n_x, labels = data.batch(chunk, rng)
                 log_pos, score_pos = matcher(q_p, q_x, p_p, p_x)
                 log_neg, score_neg = matcher(q_p, q_x, n_p, n_x)
