@@ -119,9 +119,9 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path, training_st
         "--train-dataset",
         training_street,
         "--epochs",
-        3,
+        2,
         "--queries-per-epoch",
-        48,
+        32,
         "--crop-scale",
         0.6,
         "--flip",
@@ -145,7 +145,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path, training_st
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     interrupted = json.loads((killed_dir / "metrics.json").read_text())
-    assert interrupted["epochs"] < 3 and interrupted["finished"] is None
+    assert interrupted["epochs"] < 2 and interrupted["finished"] is None
 
     resumed = _process("train", *common, "--run-dir", killed_dir, "--resume")
     output = resumed.communicate(timeout=300)[0]
