@@ -9,7 +9,7 @@ day_left images; evaluation on Gardens Point day_right -> night_right (+/-2 fram
 Tower's test split at short side 360, no retuning per set.
 
     python benchmarks/int8_fidelity.py [--models mnv2_gem,lite0_gem] [--layouts u8s8,u8s7]
-        [--sets gardens_point_night,ie_tower_test] [--variants plain,biascorr,adaround,mse]
+        [--sets gardens_point_night,ie_tower_test] [--variants plain,biascorr,adaround,mse,adaround_mse]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> None:
         "biascorr": ("int8", "cpu", "percentile", 0, True, "nearest"),
         "adaround": ("int8", "cpu", "percentile", 0, True, "adaround"),
         "mse": ("int8", "cpu", "mse", 0, True, "nearest"),
+        "adaround_mse": ("int8", "cpu", "mse", 0, True, "adaround"),
     }
     variants = [known[name] for name in args.variants.split(",")]
     results = {}

@@ -296,8 +296,8 @@ QUANTIZE_OPTIONS = [
         "calibration",
         dict(
             type=click.Choice(["entropy", "minmax", "percentile", "mse"]),
-            help="Activation range rule for int8 (default percentile); mse: each tensor's clipping that minimises "
-            "its own quantization error.",
+            help="Activation range rule for int8 (default mse: each tensor's clipping that minimises its own "
+            "quantization error; percentile: one percentile of |x| for every tensor).",
         ),
     ),
     ("--calib", "quantize", "calib", dict(type=click.Path(), help="Folder of calibration images.")),

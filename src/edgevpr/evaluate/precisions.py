@@ -24,6 +24,7 @@ from edgevpr.quantize.pipeline import quantize_model
 DEFAULT_VARIANTS = [
     ("fp32", None, None),
     ("fp16", None, None),
+    ("int8", "cpu", "mse"),
     ("int8", "cpu", "percentile"),
     ("int8", "cpu", "minmax"),
     ("int8", "cpu", "entropy"),

@@ -8,6 +8,7 @@ is one file with a ``Precision`` subclass and its ``PRECISIONS.register(...)``."
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,10 +19,10 @@ from edgevpr.config import QuantizeConfig, RunConfig
 from edgevpr.errors import ConfigError
 from edgevpr.progress import Progress
 from edgevpr.quantize import calibration
-from edgevpr.quantize.adaround import adaround_levels
+from edgevpr.quantize.adaround import adaround_levels, input_moments
 from edgevpr.quantize.bias_correction import correct_biases
 from edgevpr.quantize.calibration_images import CalibrationImages
-from edgevpr.quantize.gptq import dequantized, input_hessians, int4_levels
+from edgevpr.quantize.gptq import dequantized, int4_levels
 from edgevpr.quantize.input_channels import widen_input_conv
 from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, quantized_weight, searchable_layers
@@ -58,18 +59,20 @@ class Export:
         on the calibration images, written into the model on their grid; their scales are kept
         so the file holds exactly these levels."""
         layers = searchable_layers(self.model, self.example)
-        modules = {layer.name: layer.module for layer in layers}
-        hessians = input_hessians(self.model, modules, self.calib.batch(), mean=True)
+        reference = copy.deepcopy(self.model).eval()
+        images = self.calib.batch()
+        self.model.eval()
         with Progress(len(layers), "AdaRound: rounding int8 weights layer by layer", "layer") as bar:
-            for name, module in modules.items():
-                weight = module.weight.detach()
-                qmax = self.int8_qmax(module)
+            for layer in layers:  # in the order they run: each sees the rounded layers before it
+                weight = layer.module.weight.detach()
+                qmax = self.int8_qmax(layer.module)
                 scales = channel_scales(weight.numpy(), qmax)
-                levels = adaround_levels(weight, hessians[name], scales, qmax)
+                moments, cross = input_moments(reference, self.model, layer.name, images)
+                levels = adaround_levels(weight, moments, scales, qmax, cross=cross)
                 grid = scales.reshape(-1, *([1] * (weight.dim() - 1)))
                 with torch.no_grad():
-                    module.weight.copy_(torch.from_numpy((levels * grid).astype(np.float32)))
-                self.weight_scales[name] = scales
+                    layer.module.weight.copy_(torch.from_numpy((levels * grid).astype(np.float32)))
+                self.weight_scales[layer.name] = scales
                 bar.update(1)
         self.metadata["int8_rounding"] = {"method": "adaround", "layers": len(layers), "images": len(self.calib.paths)}
         self.proto = export_onnx(self.model, self.example, self.metadata)
