@@ -36,7 +36,7 @@ def sets(shared: Path) -> dict:
     night = {"database": str(gp / "day_right"), "queries": str(gp / "night_right"), "tolerance_frames": 2}
     return {
         "gardens_point_night_unseen": (night | {"frames": (100, 199)}, (360, 480)),
-        "ie_tower_test": ({"dataset": str(tower)}, (360, 640)),
+        "ie_tower_test": ({"dataset": str(tower)}, (360, 480)),  # its 120 x 160 images, aspect kept
     }
 
 

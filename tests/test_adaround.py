@@ -109,10 +109,9 @@ def _weights_of(path):
 @pytest.mark.slow
 def test_an_adaround_file_holds_the_learned_levels_and_stays_close_to_fp32(tmp_path, monkeypatch):
     from edgevpr.models.resolve import contract_of
+    from edgevpr.quantize import adaround
     from edgevpr.quantize.calibration_images import CalibrationImages
     from edgevpr.runtime.onnx_model import OnnxModel
-
-    from edgevpr.quantize import adaround
 
     monkeypatch.setattr(adaround, "ITERATIONS", 150)  # enough to move levels; the default is for real models
     for i in range(6):
