@@ -113,8 +113,8 @@ def test_an_adaround_file_holds_the_learned_levels_and_stays_close_to_fp32(tmp_p
     from edgevpr.quantize.calibration_images import CalibrationImages
     from edgevpr.runtime.onnx_model import OnnxModel
 
-    monkeypatch.setattr(adaround, "ITERATIONS", 150)  # enough to move levels; the default is for real models
-    for i in range(6):
+    monkeypatch.setattr(adaround, "ITERATIONS", 60)  # enough to move levels; the default is for real models
+    for i in range(4):
         write_image(tmp_path / "calib" / f"{i}.jpg", i, size=(96, 64))
     calib = str(tmp_path / "calib")
     config = load_config(
@@ -126,13 +126,13 @@ def test_an_adaround_file_holds_the_learned_levels_and_stays_close_to_fp32(tmp_p
         options = QuantizeConfig(
             "fp32" if rounding == "fp32" else "int8",
             calib=calib,
-            calib_count=6,
+            calib_count=4,
             int8_layout="u8s7",
             int8_rounding="nearest" if rounding == "fp32" else rounding,
         )
         quantize_model(load_config(overrides=config.to_dict()), options, str(out))
         files[rounding] = out
-    images = np.concatenate(list(CalibrationImages(calib, 6, contract_of(config), config.data.max_pixels)()))
+    images = np.concatenate(list(CalibrationImages(calib, 4, contract_of(config), config.data.max_pixels)()))
     outputs = {name: OnnxModel(str(path))(images) for name, path in files.items()}
     assert get_metadata(onnx.load(str(files["adaround"])))["int8_rounding"]["method"] == "adaround"
     # every level in the file is its fp32 weight's floor or ceiling on the file's own scale, fits
