@@ -407,6 +407,7 @@ class Map:
         spec = IndexSpec.parse(self.manifest["index"]["spec"])
         check_fits(spec, len(descriptors), where=str(self.folder))
         model_part = self.folder / self.manifest["model"]["file"]
+        shards = len(self.manifest["index"].get("shards") or [None])  # an added map keeps its shard count
         return self._commit(
             self.folder,
             self.model,
@@ -424,8 +425,8 @@ class Map:
             previous=self.manifest,
             codec=codec,
             patches=patches,
-            shards=len(self.manifest["index"].get("shards") or [None]),
-            fill=self._filler(ray, len(self.manifest["index"].get("shards") or [None]), log),
+            shards=shards,
+            fill=self._filler(ray, shards, log),
         )
 
     # -- loading -----------------------------------------------------------------------------
