@@ -23,7 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
-from labelled_sets import night_and_tower
+from labelled_sets import evaluation_sets
 from quantization_gardens_point import model_overrides
 
 from edgevpr.atomic import write_json
@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     shared = Path(args.shared)
     gp = shared / "data" / "gardens_point"
-    tests = night_and_tower(shared)
+    tests = evaluation_sets(shared)
     calib = str(gp / "day_left")
     variants = [("int8", "cpu", "percentile")]  # the fp32 PyTorch row comes first anyway
     results = {}

@@ -1,15 +1,17 @@
 """int8 fidelity to fp32, with and without bias correction of the int8 weights (Nagel et al.
-2019, section 4.2), with AdaRound's learned rounding (Nagel et al. 2020) or per-tensor MSE
-activation ranges on top: descriptor cosine to fp32 (mean, 5th percentile, minimum over every
-database and query image) and R@1 / R@5 paired against fp32, for MobileNetV2 + GeM and
-EfficientNet-Lite0 + GeM (shared ImageNet weights), in both int8 layouts: u8s8 (exact on VNNI)
-and u8s7 (7-bit weights, what ``auto`` picks on an AVX2-only CPU; ONNX Runtime runs it exactly
-here too, so this machine measures the AVX2 file's arithmetic). Calibration: 50 Gardens Point
-day_left images; evaluation on Gardens Point day_right -> night_right (+/-2 frames) and IE
-Tower's test split at short side 360, no retuning per set.
+2019, section 4.2), with AdaRound's learned rounding (Nagel et al. 2020), per-tensor MSE
+activation ranges or ranges chosen per tensor by the error at the layers reading it on top:
+descriptor cosine to fp32 (mean, 5th percentile, minimum over every database and query image)
+and R@1 / R@5 paired against fp32, for MobileNetV2 + GeM and EfficientNet-Lite0 + GeM (shared
+ImageNet weights), in both int8 layouts: u8s8 (exact on VNNI) and u8s7 (7-bit weights, what
+``auto`` picks on an AVX2-only CPU; ONNX Runtime runs it exactly here too, so this machine
+measures the AVX2 file's arithmetic). Calibration: 50 Gardens Point day_left images;
+evaluation on Gardens Point day_right -> night_right (+/-2 frames), day_right -> day_left
+(``gardens_point_lateral``) and IE Tower's test split at short side 360, no retuning per set.
 
     python benchmarks/int8_fidelity.py [--models mnv2_gem,lite0_gem] [--layouts u8s8,u8s7]
-        [--sets gardens_point_night,ie_tower_test] [--variants plain,biascorr,adaround,mse,adaround_mse]
+        [--sets gardens_point_night,gardens_point_lateral,ie_tower_test]
+        [--variants plain,biascorr,adaround,mse,adaround_mse,layer_error]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from labelled_sets import night_and_tower
+from labelled_sets import evaluation_sets
 from quantization_gardens_point import model_overrides
 
 from edgevpr.atomic import write_json
@@ -39,13 +41,14 @@ def main() -> None:
     args = parser.parse_args()
     shared = Path(args.shared)
     gp = shared / "data" / "gardens_point"
-    sets = night_and_tower(shared)
+    sets = evaluation_sets(shared)
     known = {
         "plain": ("int8", "cpu", "percentile", 0, False, "nearest"),
         "biascorr": ("int8", "cpu", "percentile", 0, True, "nearest"),
         "adaround": ("int8", "cpu", "percentile", 0, True, "adaround"),
         "mse": ("int8", "cpu", "mse", 0, True, "nearest"),
         "adaround_mse": ("int8", "cpu", "mse", 0, True, "adaround"),
+        "layer_error": ("int8", "cpu", "layer-error", 0, True, "nearest"),
     }
     variants = [known[name] for name in args.variants.split(",")]
     results = {}

@@ -2,7 +2,8 @@
 recall, fidelity and speed.
 
 MobileNetV2 + GeM (shared weights, short side 360) on Gardens Point day_right -> night_right,
-+/-2 frames; calibration on 50 day_left images, percentile ranges. For each layout:
++/-2 frames; calibration on 50 day_left images, ``quantize``'s defaults (bias correction, mse
+ranges). For each layout:
 - R@1/5/10 and the paired change against fp32 PyTorch (queries gained and lost, McNemar p,
   95 % interval), mean and lowest cosine of the descriptors to fp32's;
 - with ``--emulate CPU`` (default ``EPYC-Rome``: AVX2, no AVX-512, no VNNI) and qemu-user
@@ -14,7 +15,7 @@ MobileNetV2 + GeM (shared weights, short side 360) on Gardens Point day_right ->
   and each int8 layout, median of interleaved rounds, at each ``--speed-threads`` count.
 
     python benchmarks/int8_layouts.py [--emulate EPYC-Rome | --emulate none] [--emulate-layouts u8s8,u8s7]
-        [--speed-threads 2,1] [--speed-only]
+        [--speed-threads 2,1] [--speed-only | --no-speed]
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def _row(result: dict, descriptors: np.ndarray, reference: dict, reference_descr
         "r1_vs_fp32": paired_recall_difference(base, ranks, 1),
         "r5_vs_fp32": paired_recall_difference(base, ranks, 5),
         "mean_cosine_to_fp32": float(cosines.mean()),
+        "cosine_p5_to_fp32": float(np.percentile(cosines, 5)),
         "min_cosine_to_fp32": float(cosines.min()),
         "model_bytes": result["cost"]["model_bytes"],
     }
@@ -118,7 +120,7 @@ def _print_row(name: str, row: dict) -> None:
     print(
         f"{name:<22} R@1/5/10 {r['1']:5.1f} {r['5']:5.1f} {r['10']:5.1f}  R@1 {change(row['r1_vs_fp32'])}  "
         f"R@5 {change(row['r5_vs_fp32'])}  cosine mean {row['mean_cosine_to_fp32']:.4f} "
-        f"min {row['min_cosine_to_fp32']:.4f}"
+        f"p5 {row['cosine_p5_to_fp32']:.4f} min {row['min_cosine_to_fp32']:.4f}"
     )
 
 
@@ -131,6 +133,7 @@ def main() -> None:
     parser.add_argument("--emulate-layouts", default="u8s8,u8s7")
     parser.add_argument("--speed-threads", default=f"{torch.get_num_threads()},1")
     parser.add_argument("--speed-only", action="store_true", help="only measure speed; keep the recall rows")
+    parser.add_argument("--no-speed", action="store_true", help="only the recall rows; keep the speed rows")
     parser.add_argument("--out", default="benchmarks/results/int8_layouts.json")
     args = parser.parse_args()
     shared, threads = Path(args.shared), list(dict.fromkeys(int(t) for t in args.speed_threads.split(",")))
@@ -141,6 +144,7 @@ def main() -> None:
         "environment": environment(),
         "rows": previous.get("rows", {}),
         "emulated_rows": previous.get("emulated_rows", {}),
+        "speed": previous.get("speed", []),
     }
     config = load_config(
         overrides={
@@ -197,6 +201,9 @@ def main() -> None:
             elif args.emulate != "none":
                 print("qemu-x86_64 not found (apt install qemu-user): no emulated rows")
             write_json(args.out, report)
+        if args.no_speed:
+            print(f"written: {args.out}")
+            return
         model = build_model(load_config(overrides=config.to_dict()).model)
         report["speed"] = []
         for size in ((480, 640), (360, 640)):

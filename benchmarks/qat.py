@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from aggregators_training import run_config
-from labelled_sets import night_and_tower
+from labelled_sets import evaluation_sets
 
 from edgevpr.atomic import write_json
 from edgevpr.config import load_config
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "qat.json"))
     args = parser.parse_args()
     shared = Path(args.shared)
-    tests = night_and_tower(shared)
+    tests = evaluation_sets(shared)
     calib = str(shared / "data" / "gardens_point" / "day_left")
     first = next(iter(tests.values()))
     results = {}

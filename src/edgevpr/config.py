@@ -185,8 +185,8 @@ class QuantizeConfig:
 
     precision: str = "int8"  # fp32 | fp16 | int8 | int4 | mixed (the registered precisions: `edgevpr list`)
     target: str = "cpu"  # int8: cpu (QLinearConv) | tensorrt (symmetric QDQ, as TensorRT consumes it)
-    # minmax | percentile | entropy | mse; mse (each tensor's own least-error clipping) kept int8 descriptors
-    # closest to fp32 for MobileNetV2 and EfficientNet-Lite0 in both layouts (benchmarks/int8_fidelity.py)
+    # minmax | percentile | entropy | mse | layer-error; mse (each tensor's own least-error clipping) kept int8
+    # descriptors closest to fp32 for MobileNetV2 and EfficientNet-Lite0 in both layouts (benchmarks/int8_fidelity.py)
     calibration: str = "mse"
     calib: str | None = None  # folder of calibration images (int8, mixed; int4 for GPTQ and bias correction)
     calib_count: int = 50  # calibration images used (mixed: the count the search used)

@@ -295,9 +295,10 @@ QUANTIZE_OPTIONS = [
         "quantize",
         "calibration",
         dict(
-            type=click.Choice(["entropy", "minmax", "percentile", "mse"]),
+            type=click.Choice(["entropy", "minmax", "percentile", "mse", "layer-error"]),
             help="Activation range rule for int8 (default mse: each tensor's clipping that minimises its own "
-            "quantization error; percentile: one percentile of |x| for every tensor).",
+            "quantization error; percentile: one percentile of |x| for every tensor; layer-error: per tensor, "
+            "the rule whose range least disturbs the outputs of the layers reading it).",
         ),
     ),
     ("--calib", "quantize", "calib", dict(type=click.Path(), help="Folder of calibration images.")),

@@ -19,7 +19,6 @@ from edgevpr.models import build_model
 from edgevpr.models.initialise import initialise_aggregator, needs_initialisation
 from edgevpr.models.resolve import adopt_stored_contract, contract_of
 from edgevpr.models.size import count_flops, count_params
-from edgevpr.quantize import calibration
 from edgevpr.quantize.adaround import INT8_ROUNDINGS
 from edgevpr.quantize.bn_fold import fold_batchnorm
 from edgevpr.quantize.calibration_images import CalibrationImages
@@ -28,6 +27,7 @@ from edgevpr.quantize.gptq import INT4_ROUNDINGS
 from edgevpr.quantize.layout_choice import measured_layout, needs_measurement
 from edgevpr.quantize.onnx_export import export_onnx, get_metadata, set_metadata
 from edgevpr.quantize.precisions import PRECISIONS, RESEARCH_HINT, Export
+from edgevpr.quantize.range_choice import ALL_METHODS
 from edgevpr.runtime.int8_layout import CHOICES as INT8_LAYOUTS
 from edgevpr.runtime.int8_layout import resolve_layout
 
@@ -115,8 +115,8 @@ def check_options(options: QuantizeConfig) -> None:
         raise ConfigError(f"--int8-rounding applies to --precision int8, not {options.precision}")
     if options.int8_layout not in INT8_LAYOUTS:
         raise ConfigError(f"unknown int8 layout {options.int8_layout!r}; use one of {', '.join(INT8_LAYOUTS)}")
-    if options.calibration not in calibration.METHODS:
-        raise ConfigError(f"unknown calibration {options.calibration!r}; use one of {', '.join(calibration.METHODS)}")
+    if options.calibration not in ALL_METHODS:
+        raise ConfigError(f"unknown calibration {options.calibration!r}; use one of {', '.join(ALL_METHODS)}")
     if options.target not in ("cpu", "tensorrt"):
         raise ConfigError(f"unknown target {options.target!r}; use one of cpu, tensorrt")
     precision.check(options)

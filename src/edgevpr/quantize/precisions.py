@@ -28,6 +28,7 @@ from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, quantized_weight, searchable_layers
 from edgevpr.quantize.onnx_export import aggregator_float_nodes, export_onnx, patch_only_nodes
 from edgevpr.quantize.ptq import to_fp16, to_int8
+from edgevpr.quantize.range_choice import METHOD, activation_ranges, choice_counts
 from edgevpr.quantize.weight_grid import channel_scales, int8_weight, is_depthwise
 from edgevpr.registry import Registry
 from edgevpr.runtime.int8_layout import Int8Layout
@@ -57,7 +58,7 @@ class Export:
     def int8_adaround(self) -> None:
         """Every convolution's and linear layer's int8 weights rounded by AdaRound (``adaround``)
         on the calibration images, written into the model on their grid; their scales are kept
-        so the file holds exactly these levels."""
+        so the file holds exactly these levels. ``reexport`` then puts them in the graph."""
         layers = searchable_layers(self.model, self.example)
         reference = copy.deepcopy(self.model).eval()
         images = self.calib.batch()
@@ -75,7 +76,6 @@ class Export:
                 self.weight_scales[layer.name] = scales
                 bar.update(1)
         self.metadata["int8_rounding"] = {"method": "adaround", "layers": len(layers), "images": len(self.calib.paths)}
-        self.proto = export_onnx(self.model, self.example, self.metadata)
 
     def int8_initializer_scales(self) -> dict[str, np.ndarray]:
         """The scales ``int8_adaround`` fixed, by the name of the ONNX initializer holding each
@@ -94,10 +94,23 @@ class Export:
         self.metadata["calib_images"] = stats.images
         return stats
 
+    def activation_ranges(self, stats: calibration.CalibrationStats, symmetric: bool) -> dict:
+        """The activation ranges of ``options.calibration`` (``range_choice``); for
+        ``layer-error``, with a third pass over the images and how many tensors each rule won."""
+        method, percentile, threads = self.options.calibration, self.options.percentile, self.config.eval.threads
+        description = "choosing each tensor's range by layer error"
+        with Progress(len(self.calib.paths), description, "img", enabled=method == METHOD) as bar:
+            ranges, choices = activation_ranges(
+                self.proto, stats, self.calib, method, symmetric, percentile, threads, bar.update
+            )
+        if choices is not None:
+            self.metadata["calibration_choice"] = choice_counts(choices)
+        return ranges
+
     def int8_bias_correction(self) -> None:
         """Every convolution's and linear layer's bias corrected for the mean output shift of its
-        int8 weights (the grid the file will hold: ``weight_grid``, the layout's levels), then the
-        model exported again; calibration then runs on the corrected model."""
+        int8 weights (the grid the file will hold: ``weight_grid``, the layout's levels);
+        ``reexport`` then puts them in the graph, and calibration runs on the corrected model."""
         layers = searchable_layers(self.model, self.example)
         modules = {layer.name: layer.module for layer in layers}
         quantized = {
@@ -109,6 +122,9 @@ class Export:
         self.model.eval()
         correct_biases(self.model, modules, quantized, (torch.from_numpy(batch) for batch in self.calib()))
         self.metadata["int8_bias_correction"] = {"layers": len(layers), "images": len(self.calib.paths)}
+
+    def reexport(self) -> None:
+        """The ONNX export of the model as it is now (after its weights or biases changed)."""
         self.proto = export_onnx(self.model, self.example, self.metadata)
 
     def int4_weights(self, layers, rounding: str, bias_correction: bool) -> tuple[onnx.ModelProto, dict]:
@@ -179,22 +195,20 @@ class Int8(Precision):
             raise ConfigError(f"{wanted} needs the layer sensitivity ranking; {RESEARCH_HINT}")
 
     def quantize(self, export: Export) -> onnx.ModelProto:
-        if export.options.int8_rounding == "adaround":
+        rounded = export.options.int8_rounding == "adaround"
+        if rounded:
             export.int8_adaround()
         # auto (None): on; descriptor cosine to fp32 on Gardens Point night 0.993 -> 0.998 (u8s8), 0.979 -> 0.996 (u8s7)
-        if export.options.bias_correction is not False:
+        corrected = export.options.bias_correction is not False
+        if corrected:
             export.int8_bias_correction()
+        if rounded or corrected:  # one export for both
+            export.reexport()
         options, stats = export.options, export.calibrate()
-        ranges = calibration.ranges(
-            stats, options.calibration, symmetric=options.target == "tensorrt", percentile=options.percentile
-        )
+        ranges = export.activation_ranges(stats, symmetric=options.target == "tensorrt")
         kept = []
         if options.keep_float or options.report_layers:
-            uint8_ranges = (
-                ranges
-                if options.target == "cpu"
-                else calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
-            )
+            uint8_ranges = ranges if options.target == "cpu" else export.activation_ranges(stats, symmetric=False)
             count = ALL_LAYERS if options.report_layers else options.keep_float
             ranked = FLOAT_LAYER_CHOOSERS.get("sensitivity")(export, uint8_ranges, count)
             kept = ranked[: options.keep_float]

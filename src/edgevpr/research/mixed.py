@@ -33,6 +33,7 @@ from edgevpr.quantize.gptq import int4_levels
 from edgevpr.quantize.layers import node_of_layer, searchable_layers
 from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.pipeline import prepared_model
+from edgevpr.quantize.range_choice import activation_ranges
 from edgevpr.research.genetic import (
     WEIGHTINGS,
     Problem,
@@ -140,7 +141,9 @@ def build_simulator(config: RunConfig, options: MixedOptions) -> tuple[Simulator
         return (images[i : i + 1].numpy() for i in range(len(images)))
 
     stats = calibration.collect(proto, loaded, threads=config.eval.threads)
-    tensor_ranges = calibration.ranges(stats, options.calibration, symmetric=False, percentile=options.percentile)
+    tensor_ranges, _ = activation_ranges(
+        proto, stats, loaded, options.calibration, False, options.percentile, config.eval.threads
+    )
     graph = quantized_graph(
         proto, node_of_layer(proto, layers), tensor_ranges, resolve_layout(options.int8_layout).weight_max
     )

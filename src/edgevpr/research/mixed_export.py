@@ -27,7 +27,6 @@ import onnx
 
 from edgevpr.config import QuantizeConfig
 from edgevpr.errors import ConfigError
-from edgevpr.quantize import calibration
 from edgevpr.quantize.int4 import to_fp16_weights, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, searchable_layers
 from edgevpr.quantize.onnx_export import tensor_consumers
@@ -166,10 +165,8 @@ class MixedPrecision(Precision):
         )
 
     def quantize(self, export: Export) -> onnx.ModelProto:
-        options, mixed = export.options, read_mixed_config(export.options.mixed_config)
-        ranges = calibration.ranges(
-            export.calibrate(), options.calibration, symmetric=False, percentile=options.percentile
-        )
+        mixed = read_mixed_config(export.options.mixed_config)
+        ranges = export.activation_ranges(export.calibrate(), symmetric=False)
         int4_names = {layer["name"] for layer in mixed["layers"] if layer["precision"] == "int4"}
         # after calibration: the search calibrated the uncorrected model
         layers = [layer for layer in searchable_layers(export.model, export.example) if layer.name in int4_names]
