@@ -12,7 +12,7 @@ from onnxruntime.quantization.quant_utils import compute_scale_zp
 
 from edgevpr.quantize import calibration
 from edgevpr.quantize.ptq import to_int8
-from edgevpr.quantize.range_choice import CANDIDATES, activation_ranges, fake_quantized
+from edgevpr.quantize.range_choice import CANDIDATES, activation_ranges, fake_quantized, readers
 
 
 def _run(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
@@ -87,3 +87,32 @@ def test_layer_error_picks_the_range_the_reading_layer_needs():
     assert chosen["chosen"] != "mse" and chosen[chosen["chosen"]] < 0.1 * chosen["mse"], chosen
     assert errors["layer-error"] < 0.1 * errors["mse"], errors
     assert errors["layer-error"] <= 1.05 * min(errors[rule] for rule in CANDIDATES), errors
+
+
+@pytest.mark.parametrize(
+    "op, attributes, shape",
+    [
+        ("Conv", {"strides": [2, 2], "auto_pad": "SAME_UPPER", "group": 1}, (2, 3, 11, 14)),
+        ("Conv", {"strides": [1, 1], "pads": [1, 0, 2, 1], "dilations": [2, 1], "group": 3}, (2, 3, 9, 8)),
+        ("Gemm", {"transB": 1}, (2, 3)),
+    ],
+)
+def test_a_readers_linear_map_is_the_node_without_its_bias(op, attributes, shape):
+    """The error is scored through each reader as ONNX Runtime runs it: TF-'SAME' padding,
+    explicit asymmetric pads, dilation, groups, transposed Gemm."""
+    rng = np.random.default_rng(0)
+    channels = shape[1]
+    weight = rng.normal(size=(6, 1 if attributes.get("group", 1) == 3 else channels, 3, 3) if op == "Conv" else (6, 3))
+    bias = np.zeros(6, np.float32)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))]
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "w", "b"], ["y"], **attributes)],
+        "reader",
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight.astype(np.float32), "w"), numpy_helper.from_array(bias, "b")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.normal(size=shape).astype(np.float32)
+    (linear,) = readers(proto)["x"]
+    assert np.abs(linear(torch.from_numpy(x)).numpy() - _run(proto, x)).max() <= 1e-4

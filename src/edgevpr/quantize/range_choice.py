@@ -49,18 +49,39 @@ def _attribute(node: onnx.NodeProto, name: str, default):
     return default
 
 
+def _same_upper_pads(size, kernel, stride, dilation) -> list[int]:
+    """ONNX's SAME_UPPER padding (top, left, bottom, right): output ceil(in / stride), the odd
+    pixel at the end, as TensorFlow's 'SAME'."""
+    begin, end = [], []
+    for length, k, s, d in zip(size, kernel, stride, dilation):
+        total = max((-(-length // s) - 1) * s + (k - 1) * d + 1 - length, 0)
+        begin.append(total // 2)
+        end.append(total - total // 2)
+    return [*begin, *end]
+
+
 def _linear_reader(node: onnx.NodeProto, weights: dict[str, np.ndarray]):
     """The bias-free linear map ``node`` applies to its first input, or None when it is not a
     convolution / matrix product on a weight initializer."""
     if len(node.input) < 2 or node.input[1] not in weights:
         return None
     weight = torch.from_numpy(weights[node.input[1]].astype(np.float32))
-    explicit_pads = _attribute(node, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
-    if node.op_type == "Conv" and explicit_pads and weight.dim() == 4:
-        top, left, bottom, right = _attribute(node, "pads", [0, 0, 0, 0])
+    auto_pad = _attribute(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if node.op_type == "Conv" and auto_pad in ("NOTSET", "VALID", "SAME_UPPER") and weight.dim() == 4:
         stride, dilation = _attribute(node, "strides", [1, 1]), _attribute(node, "dilations", [1, 1])
-        groups = _attribute(node, "group", 1)
-        return lambda e: F.conv2d(F.pad(e, (left, right, top, bottom)), weight, None, stride, 0, dilation, groups)
+        groups, pads = _attribute(node, "group", 1), _attribute(node, "pads", [0, 0, 0, 0])
+        if auto_pad == "VALID":
+            pads = [0, 0, 0, 0]
+
+        def conv(e: torch.Tensor) -> torch.Tensor:
+            if auto_pad == "SAME_UPPER":
+                top, left, bottom, right = _same_upper_pads(e.shape[-2:], weight.shape[-2:], stride, dilation)
+            else:
+                top, left, bottom, right = pads
+            return F.conv2d(F.pad(e, (left, right, top, bottom)), weight, None, stride, 0, dilation, groups)
+
+        return conv
     if node.op_type == "Gemm" and not _attribute(node, "transA", 0):
         matrix = weight.T if _attribute(node, "transB", 0) else weight
         return lambda e: e.flatten(1) @ matrix
