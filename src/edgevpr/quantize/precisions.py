@@ -28,7 +28,7 @@ from edgevpr.quantize.int4 import MIN_ELEMENTS, to_int4_weights
 from edgevpr.quantize.layers import node_of_layer, quantized_weight, searchable_layers
 from edgevpr.quantize.onnx_export import aggregator_float_nodes, export_onnx, patch_only_nodes
 from edgevpr.quantize.ptq import to_fp16, to_int8
-from edgevpr.quantize.range_choice import METHOD, activation_ranges, choice_counts
+from edgevpr.quantize.range_choice import CHOICE_IMAGES, METHOD, activation_ranges, choice_counts
 from edgevpr.quantize.weight_grid import channel_scales, int8_weight, is_depthwise
 from edgevpr.registry import Registry
 from edgevpr.runtime.int8_layout import Int8Layout
@@ -99,7 +99,8 @@ class Export:
         ``layer-error``, with a third pass over the images and how many tensors each rule won."""
         method, percentile, threads = self.options.calibration, self.options.percentile, self.config.eval.threads
         description = "choosing each tensor's range by layer error"
-        with Progress(len(self.calib.paths), description, "img", enabled=method == METHOD) as bar:
+        images = min(len(self.calib.paths), CHOICE_IMAGES)
+        with Progress(images, description, "img", enabled=method == METHOD) as bar:
             ranges, choices = activation_ranges(
                 self.proto, stats, self.calib, method, symmetric, percentile, threads, bar.update
             )

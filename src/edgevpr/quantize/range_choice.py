@@ -12,8 +12,9 @@ is not a convolution, Gemm or MatMul on a weight initializer, the tensor's own e
 its share. Q is ONNX Runtime's grid (``compute_scale_zp``): the range widened to hold 0, then
 256 uint8 levels with a zero point (asymmetric) or 255 int8 levels about 0 (symmetric).
 
-The rules' ranges come from the two calibration passes; a third pass runs the images once more
-and scores every candidate of every tensor whose candidates differ."""
+The rules' ranges come from the two calibration passes over every calibration image; a third
+pass runs the first ``CHOICE_IMAGES`` of them once more and scores every candidate of every
+tensor whose candidates differ."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from edgevpr.quantize import calibration
 
 CANDIDATES = ("mse", "percentile", "entropy", "minmax")  # ties go to the first
 METHOD = "layer-error"
+CHOICE_IMAGES = 16  # calibration images the third pass scores on (the first ones)
 ALL_METHODS = (*calibration.METHODS, METHOD)
 
 
@@ -139,15 +141,19 @@ def layer_error_ranges(
             calibration.augmented(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"]
         )
         input_name = session.get_inputs()[0].name
+        scored = 0
         for batch in batches():
+            if scored >= CHOICE_IMAGES:
+                break
+            scored += len(batch)
             for name, value in zip(names, session.run(names, {input_name: batch})):
                 x = torch.from_numpy(value)
                 distinct = list(dict.fromkeys(contested[name]))
                 # the distinct candidates' errors stacked on the batch axis: each reader runs once per image
                 error = torch.cat([fake_quantized(x, low, high, symmetric) - x for low, high in distinct])
                 for linear in tensor_readers.get(name) or [None]:
-                    out = (error if linear is None else linear(error)).double()
-                    by_range = dict(zip(distinct, out.pow(2).reshape(len(distinct), -1).sum(1).tolist()))
+                    out = error if linear is None else linear(error)
+                    by_range = dict(zip(distinct, (out * out).reshape(len(distinct), -1).sum(1).tolist()))
                     errors[name] += [by_range[option] for option in contested[name]]
             if progress:
                 progress(1)
