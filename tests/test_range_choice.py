@@ -1,7 +1,5 @@
 """``--calibration layer-error``: each tensor's range chosen by the error at its readers' outputs."""
 
-import io
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization.quant_utils import compute_scale_zp
 
 from edgevpr.quantize import calibration
+from edgevpr.quantize.onnx_export import export_onnx
 from edgevpr.quantize.ptq import to_int8
 from edgevpr.quantize.range_choice import CANDIDATES, activation_ranges, fake_quantized, readers
 
@@ -50,11 +49,7 @@ def _weighted_conv() -> onnx.ModelProto:
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([[100.0, 0.01], [80.0, -0.01], [-90.0, 0.02], [60.0, 0.0]]).view(4, 2, 1, 1))
         conv.bias.zero_()
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        conv, torch.zeros(1, 2, 16, 16), buffer, input_names=["x"], dynamic_axes={"x": {0: "n"}}, dynamo=False
-    )
-    return onnx.load_from_string(buffer.getvalue())
+    return export_onnx(conv, torch.zeros(1, 2, 16, 16), {})
 
 
 def _images(rng, count: int) -> np.ndarray:
@@ -83,7 +78,7 @@ def test_layer_error_picks_the_range_the_reading_layer_needs():
         ranges, choices = activation_ranges(proto, stats, batches, method, symmetric=False)
         errors[method] = float(np.mean((_run(to_int8(proto, ranges), held_out) - reference) ** 2))
         if choices is not None:
-            chosen = choices["x"]
+            chosen = choices[proto.graph.input[0].name]
     assert chosen["chosen"] != "mse" and chosen[chosen["chosen"]] < 0.1 * chosen["mse"], chosen
     assert errors["layer-error"] < 0.1 * errors["mse"], errors
     assert errors["layer-error"] <= 1.05 * min(errors[rule] for rule in CANDIDATES), errors
