@@ -80,19 +80,25 @@ def augmented(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return copy
 
 
-def collect(model: onnx.ModelProto, batches, threads: int | None = None, progress=None) -> CalibrationStats:
-    """Stream ``batches`` (a re-iterable of float32 arrays) through the model twice."""
+def exposing_session(model: onnx.ModelProto, names: list[str], threads: int | None = None):
+    """An ONNX Runtime session of ``model`` that outputs the tensors ``names`` as well, unoptimised
+    so every tensor keeps its name."""
     import onnxruntime as ort
 
-    names = float_tensors(model)
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor as named
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(
+    return ort.InferenceSession(
         augmented(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
+
+
+def collect(model: onnx.ModelProto, batches, threads: int | None = None, progress=None) -> CalibrationStats:
+    """Stream ``batches`` (a re-iterable of float32 arrays) through the model twice."""
+    names = float_tensors(model)
+    session = exposing_session(model, names, threads)
     input_name = session.get_inputs()[0].name
     stats = CalibrationStats({n: TensorStats() for n in names})
     for batch in batches():

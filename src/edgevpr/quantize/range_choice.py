@@ -124,22 +124,13 @@ def layer_error_ranges(
     """(ranges, choices): each tensor's chosen range, and for every tensor whose rules disagree,
     each rule's summed reader output error with the rule chosen. ``batches`` re-iterable as in
     ``calibration.collect``."""
-    import onnxruntime as ort
-
     candidates = candidate_ranges(stats, symmetric, percentile)
     contested = {name: options for name, options in candidates.items() if len(set(options)) > 1}
     tensor_readers = readers(model)
     errors = {name: np.zeros(len(CANDIDATES)) for name in contested}
     if contested:
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
         names = list(contested)
-        session = ort.InferenceSession(
-            calibration.augmented(model, names).SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        session = calibration.exposing_session(model, names, threads)
         input_name = session.get_inputs()[0].name
         scored = 0
         for batch in batches():
