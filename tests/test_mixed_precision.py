@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from edgevpr.cli import main
 from edgevpr.errors import ConfigError
+from edgevpr.quantize.activation_grid import activation_grid, quantize_levels
 from edgevpr.quantize.layers import quantized_weight
 from edgevpr.research.genetic import (
     Problem,
@@ -19,7 +20,6 @@ from edgevpr.research.genetic import (
     random_search,
     warm_start_candidates,
 )
-from edgevpr.research.int8_arithmetic import activation_grid, quantize_levels
 from edgevpr.research.simulate import BITS, PRECISIONS
 from edgevpr.runtime.int8_layout import LAYOUTS
 from tests.conftest import int8_exact, int8_layout_params

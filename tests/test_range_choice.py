@@ -96,8 +96,7 @@ def test_a_readers_linear_map_is_the_node_without_its_bias(op, attributes, shape
     """The error is scored through each reader as ONNX Runtime runs it: TF-'SAME' padding,
     explicit asymmetric pads, dilation, groups, transposed Gemm."""
     rng = np.random.default_rng(0)
-    channels = shape[1]
-    weight = rng.normal(size=(6, 1 if attributes.get("group", 1) == 3 else channels, 3, 3) if op == "Conv" else (6, 3))
+    weight = rng.normal(size=(6, shape[1] // attributes.get("group", 1), 3, 3) if op == "Conv" else (6, 3))
     bias = np.zeros(6, np.float32)
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))]
     graph = helper.make_graph(

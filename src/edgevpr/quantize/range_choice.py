@@ -9,7 +9,7 @@ linearity, so the range is chosen to minimise sum over images of ||conv(e, W)||^
 output reconstruction objective of Nagel et al. 2020, eq. 4, applied to the activation grid
 instead of the weights; Banner et al. 2019 minimise the tensor's own error). For a reader that
 is not a convolution, Gemm or MatMul on a weight initializer, the tensor's own error ||e||^2 is
-its share. Q is ONNX Runtime's grid (``compute_scale_zp``): the range widened to hold 0, then
+its share. Q is ONNX Runtime's grid (``activation_grid``): the range widened to hold 0, then
 256 uint8 levels with a zero point (asymmetric) or 255 int8 levels about 0 (symmetric).
 
 The rules' ranges come from the two calibration passes over every calibration image; a third
@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from onnx import numpy_helper
 
+from edgevpr.models.tf_same import conv2d_same
 from edgevpr.quantize import calibration
+from edgevpr.quantize.activation_grid import activation_grid, quantize_levels
 
 CANDIDATES = ("mse", "percentile", "entropy", "minmax")  # ties go to the first
 METHOD = "layer-error"
@@ -34,14 +36,12 @@ ALL_METHODS = (*calibration.METHODS, METHOD)
 
 def fake_quantized(x: torch.Tensor, low: float, high: float, symmetric: bool) -> torch.Tensor:
     """x on ONNX Runtime's int8 activation grid for the range [low, high], back in float."""
-    low, high = min(low, 0.0), max(high, 0.0)
     if symmetric:
-        bound = max(-low, high)
+        bound = max(-low, high, 0.0)
         scale = bound / 127 if bound > 0 else 1.0
         return torch.clamp(torch.round(x / scale), -127, 127) * scale
-    scale = (high - low) / 255 if high > low else 1.0
-    zero = float(np.clip(round(-low / scale), 0, 255))
-    return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+    grid = activation_grid(low, high)
+    return quantize_levels(x, grid) * np.float32(grid[0])
 
 
 def _attribute(node: onnx.NodeProto, name: str, default):
@@ -49,17 +49,6 @@ def _attribute(node: onnx.NodeProto, name: str, default):
         if attribute.name == name:
             return onnx.helper.get_attribute_value(attribute)
     return default
-
-
-def _same_upper_pads(size, kernel, stride, dilation) -> list[int]:
-    """ONNX's SAME_UPPER padding (top, left, bottom, right): output ceil(in / stride), the odd
-    pixel at the end, as TensorFlow's 'SAME'."""
-    begin, end = [], []
-    for length, k, s, d in zip(size, kernel, stride, dilation):
-        total = max((-(-length // s) - 1) * s + (k - 1) * d + 1 - length, 0)
-        begin.append(total // 2)
-        end.append(total - total // 2)
-    return [*begin, *end]
 
 
 def _linear_reader(node: onnx.NodeProto, weights: dict[str, np.ndarray]):
@@ -72,18 +61,11 @@ def _linear_reader(node: onnx.NodeProto, weights: dict[str, np.ndarray]):
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
     if node.op_type == "Conv" and auto_pad in ("NOTSET", "VALID", "SAME_UPPER") and weight.dim() == 4:
         stride, dilation = _attribute(node, "strides", [1, 1]), _attribute(node, "dilations", [1, 1])
-        groups, pads = _attribute(node, "group", 1), _attribute(node, "pads", [0, 0, 0, 0])
-        if auto_pad == "VALID":
-            pads = [0, 0, 0, 0]
-
-        def conv(e: torch.Tensor) -> torch.Tensor:
-            if auto_pad == "SAME_UPPER":
-                top, left, bottom, right = _same_upper_pads(e.shape[-2:], weight.shape[-2:], stride, dilation)
-            else:
-                top, left, bottom, right = pads
-            return F.conv2d(F.pad(e, (left, right, top, bottom)), weight, None, stride, 0, dilation, groups)
-
-        return conv
+        groups = _attribute(node, "group", 1)
+        if auto_pad == "SAME_UPPER":  # TensorFlow's 'SAME', as the exported stride-2 convolutions pad
+            return lambda e: conv2d_same(e, weight, None, stride, dilation, groups)
+        top, left, bottom, right = [0, 0, 0, 0] if auto_pad == "VALID" else _attribute(node, "pads", [0, 0, 0, 0])
+        return lambda e: F.conv2d(F.pad(e, (left, right, top, bottom)), weight, None, stride, 0, dilation, groups)
     if node.op_type == "Gemm" and not _attribute(node, "transA", 0):
         matrix = weight.T if _attribute(node, "transB", 0) else weight
         return lambda e: e.flatten(1) @ matrix

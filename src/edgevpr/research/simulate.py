@@ -40,18 +40,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from edgevpr.quantize.activation_grid import activation_grid, quantize_levels
 from edgevpr.quantize.bias_correction import corrected_biases
 from edgevpr.quantize.gptq import dequantized
 from edgevpr.quantize.layers import Layer, quantized_weight
 from edgevpr.quantize.weight_grid import is_depthwise
-from edgevpr.research.int8_arithmetic import (
-    TAG,
-    Int8Arithmetic,
-    activation_grid,
-    qlinear_add,
-    quantize_levels,
-    tagged,
-)
+from edgevpr.research.int8_arithmetic import TAG, Int8Arithmetic, qlinear_add, tagged
 
 PRECISIONS = ("int4", "int8", "fp16")
 BITS = {"int4": 4, "int8": 8, "fp16": 16}
